@@ -1,0 +1,8 @@
+//! provision: provision and deploy applications over SSH.
+//!
+//! The modules follow the pipeline: `config` (files → typed, validated config) → `inventory`
+//! (env → hosts with connection settings) → `plan` (pure: steps × host → probes, decisions,
+//! actions) → `transport` (SSH) → `report` (human, plain, JSON). `runner` drives a run,
+//! `cli` is the command line.
+
+pub mod transport;

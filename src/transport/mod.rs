@@ -1,0 +1,153 @@
+//! The one seam between provision and a remote host.
+//!
+//! Everything the steps do on a host is a POSIX `sh` script plus optional bytes on stdin, run
+//! through [`Transport::exec`]. Uploads are `cat > tmp && mv tmp dest` scripts built by
+//! `steps::upload`, so the trait needs no upload method and secrets travel on stdin only.
+//! The single real implementation is [`ssh::SshSession`] (russh).
+
+pub mod script;
+pub mod ssh;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a remote script produced. `exit` is `None` when the process died by a signal or the
+/// channel closed without an exit status; callers treat that as a failure, never as success.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit: Option<u32>,
+    pub signal: Option<String>,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.exit == Some(0)
+    }
+    pub fn stdout_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Errors while running a script on a connected host.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("remote command timed out after {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("connection lost: {0}")]
+    Disconnected(String),
+}
+
+/// A connected host. `script` is run by `/bin/sh` (wrapped by the implementation so the
+/// remote user's login shell and rc files do not matter); `stdin` is fed then closed.
+pub trait Transport: Send + Sync {
+    fn exec(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
+
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// How strictly host keys are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KnownHostsPolicy {
+    /// The key must already be in ~/.ssh/known_hosts or the project known_hosts.
+    #[default]
+    Strict,
+    /// A host seen for the first time is trusted and its key pinned in the project file;
+    /// a changed key is still refused.
+    AcceptNew,
+}
+
+/// Everything needed to reach one host, after merging host string, env settings and
+/// `~/.ssh/config`. Built by `inventory`, consumed by `transport::ssh`.
+#[derive(Debug, Clone)]
+pub struct ConnectSpec {
+    /// Name shown in output (the alias as written in the inventory).
+    pub name: String,
+    /// Address to connect to (after ssh_config HostName).
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// Explicit key files; when empty the defaults (~/.ssh/id_ed25519, id_ecdsa, id_rsa) and the
+    /// agent are tried.
+    pub identity_files: Vec<PathBuf>,
+    pub known_hosts: KnownHostsPolicy,
+    /// Project-local known_hosts (read and, with accept-new, written).
+    pub project_known_hosts: PathBuf,
+    /// The user's known_hosts (read only). None when there is no home directory.
+    pub user_known_hosts: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    /// Extra connection attempts after the first, with exponential backoff.
+    pub retries: u32,
+    pub keepalive: Duration,
+    /// Optional jump host (ProxyJump), itself fully resolved.
+    pub jump: Option<Box<ConnectSpec>>,
+    /// Run scripts through `sudo -n` (non-interactive).
+    pub become_user: Option<String>,
+    /// Ask for key passphrases on the terminal when stdin is a TTY.
+    pub allow_prompt: bool,
+}
+
+/// Why a host could not be reached. Every variant renders as one sentence that tells the
+/// operator what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Network { addr: String, reason: String },
+    #[error("connection to {addr} timed out after {}", humantime::format_duration(*.timeout))]
+    Timeout { addr: String, timeout: Duration },
+    #[error(
+        "host key of {host} is not known ({fingerprint}); add it to {known_hosts} or set ssh.known_hosts = \"accept-new\""
+    )]
+    HostKeyUnknown {
+        host: String,
+        fingerprint: String,
+        known_hosts: String,
+    },
+    #[error(
+        "HOST KEY CHANGED for {host}: expected {expected} ({file}:{line}), server offered {offered}; refusing to connect. If the change is legitimate, remove that line"
+    )]
+    HostKeyChanged {
+        host: String,
+        expected: String,
+        offered: String,
+        file: String,
+        line: usize,
+    },
+    #[error("authentication as {user}@{host} failed (tried: {tried}); check ssh.identity_file or your ssh-agent")]
+    Auth {
+        user: String,
+        host: String,
+        tried: String,
+    },
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+    #[error("via jump host {jump}: {source}")]
+    Jump {
+        jump: String,
+        #[source]
+        source: Box<ConnectError>,
+    },
+    #[error("ssh: {0}")]
+    Protocol(String),
+}
+
+impl ConnectError {
+    /// Host-key and key-file problems do not go away by retrying.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Network { .. } | ConnectError::Timeout { .. } | ConnectError::Protocol(_)
+        )
+    }
+}

@@ -1,0 +1,51 @@
+//! Building the command line sent over SSH.
+//!
+//! sshd runs what we send as `$SHELL -c <line>`, and bash sources ~/.bashrc even then, so the
+//! line only hands the real script to `/bin/sh` with a clean, fixed environment. Values that
+//! end up in a script are always quoted with [`quote`]. Secrets never go here: they travel on
+//! stdin (the command line is visible in every process list).
+
+use std::borrow::Cow;
+
+/// Quote one value for POSIX sh.
+pub fn quote(s: &str) -> Cow<'_, str> {
+    shell_escape::unix::escape(Cow::Borrowed(s))
+}
+
+/// The command line for `script`: `/bin/sh -c` with a fixed PATH and locale so nothing depends
+/// on the remote user's rc files, optionally through `sudo -n` (never prompts).
+pub fn command_line(script: &str, become_user: Option<&str>) -> String {
+    let env = "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C";
+    match become_user {
+        None => format!(
+            "exec {env} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c {}",
+            quote(script)
+        ),
+        Some(user) => format!(
+            "exec sudo -n -H -u {} -- {env} /bin/sh -c {}",
+            quote(user),
+            quote(script)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_values_with_spaces_and_quotes() {
+        assert_eq!(quote("plain"), "plain");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn command_line_wraps_in_sh_and_sudo() {
+        let line = command_line("echo hi", None);
+        assert!(line.starts_with("exec env -i PATH="));
+        assert!(line.ends_with("/bin/sh -c 'echo hi'"));
+        let line = command_line("echo hi", Some("root"));
+        assert!(line.starts_with("exec sudo -n -H -u root -- env -i"));
+    }
+}
