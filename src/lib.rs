@@ -6,3 +6,13 @@
 //! `cli` is the command line.
 
 pub mod transport;
+pub mod config;
+pub mod secrets;
+pub mod steps;
+pub mod template;
+pub mod cli;
+pub mod inventory;
+pub mod plan;
+pub mod report;
+pub mod runner;
+pub mod scaffold;

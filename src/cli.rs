@@ -1,0 +1,153 @@
+//! The command line (clap derive) and what each command does.
+
+use crate::config::{ConfigError, Playbook, Project};
+use crate::plan::Planner;
+use crate::report::{Mode, OutputFormat, Sink};
+use crate::runner::{self, exit, RunOptions};
+use crate::secrets::{Redactor, Secrets};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "provision", version, about = "Provision and deploy applications over SSH", long_about = None)]
+#[command(after_help = "Exit codes: 0 done, 1 config or usage error (no host touched), 2 changes pending (plan --detailed-exitcode), 3 a step failed, 4 a host was unreachable.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: Global,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// provision.toml, or the folder holding it (default: search upward from here)
+    #[arg(short = 'C', long = "config", global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Playbook name (playbooks/<name>.toml) or path
+    #[arg(long, global = true)]
+    pub playbook: Option<String>,
+    /// Only these hosts or roles (comma separated)
+    #[arg(long, global = true)]
+    pub limit: Option<String>,
+    /// Only steps with one of these tags (comma separated)
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Hosts worked on at once
+    #[arg(long, global = true, default_value_t = 32)]
+    pub forks: usize,
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// More output: -v shows every step and command output, -vv what goes over the wire
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Converge the environment's hosts: apply every step that is not already in its desired state
+    #[command(after_help = "Example: provision up prod --limit web")]
+    Up { env: String },
+    /// Check mode: probe the hosts and show what `up` would change (with diffs); changes nothing
+    #[command(after_help = "Example: provision plan prod --detailed-exitcode")]
+    Plan {
+        env: String,
+        /// Exit 2 when changes are pending, 0 when none
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// List the environment's hosts, their roles and how they are reached
+    #[command(after_help = "Example: provision hosts prod")]
+    Hosts { env: String },
+    /// Scaffold provision.toml, playbooks/deploy.toml, templates/ and secrets/.gitignore
+    #[command(after_help = "Example: provision init myapp")]
+    Init {
+        /// Folder to create the files in
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+/// Parse arguments and run; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // clap's own usage errors exit 2, which we keep for "changes pending".
+            return if e.use_stderr() { exit::CONFIG } else { exit::OK };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::CONFIG;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::CONFIG
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Init { dir } => crate::scaffold::init(dir).map(|()| exit::OK),
+        Command::Hosts { env } => hosts(g, env),
+        Command::Up { env } => converge(g, env, Mode::Apply, false).await,
+        Command::Plan { env, detailed_exitcode } => converge(g, env, Mode::Check, *detailed_exitcode).await,
+    }
+}
+
+fn hosts(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
+    let project = Project::load(&Project::locate(g.config.as_deref())?)?;
+    let env = project.env(env_name)?;
+    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), false)?;
+    if g.output == OutputFormat::Json {
+        for h in &hosts {
+            let c = &h.connect;
+            println!(
+                "{}",
+                serde_json::json!({ "host": h.name, "roles": h.roles, "address": c.address, "port": c.port, "user": c.user,
+                    "jump": c.jump.as_ref().map(|j| format!("{}@{}:{}", j.user, j.address, j.port)) })
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(4).max(4);
+    println!("{:width$}  {:<16} CONNECT", "HOST", "ROLES");
+    for h in &hosts {
+        let c = &h.connect;
+        let via = c.jump.as_ref().map(|j| format!(" via {}@{}:{}", j.user, j.address, j.port)).unwrap_or_default();
+        println!("{:width$}  {:<16} {}@{}:{}{via}", h.name, h.roles.join(","), c.user, c.address, c.port);
+    }
+    Ok(exit::OK)
+}
+
+/// Load everything and plan every host before the first connection: any config, template
+/// or secret error stops the run here, with no host touched.
+async fn converge(g: &Global, env_name: &str, mode: Mode, detailed: bool) -> Result<i32, ConfigError> {
+    let file = Project::locate(g.config.as_deref())?;
+    let project = Project::load(&file)?;
+    let env = project.env(env_name)?;
+    let pb_path = project.playbook_path(env, g.playbook.as_deref());
+    let display = pb_path.strip_prefix(&project.root).unwrap_or(&pb_path).display().to_string();
+    let playbook = Playbook::load(&pb_path, &display)?;
+    playbook.check_roles(&env.roles, env_name)?;
+    let redactor = Redactor::default();
+    let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
+    let interactive = console::Term::stdout().is_term() && std::env::var_os("CI").is_none();
+    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive)?;
+    let tags: Vec<String> = g.tags.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+    let planner = Planner::new(&project, env_name, playbook, secrets, tags)?;
+    let plans = hosts.iter().map(|h| planner.plan_host(h)).collect::<Result<Vec<_>, _>>()?;
+    let sink = Sink::new(g.output, g.verbose, redactor, console::colors_enabled());
+    let summary = runner::run(Arc::new(planner), plans, RunOptions { mode, forks: g.forks }, sink, detailed).await;
+    Ok(summary.exit_code)
+}

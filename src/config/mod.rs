@@ -1,0 +1,313 @@
+//! `provision.toml` and playbooks: typed, validated, with every error pointing at file:line:col.
+//!
+//! Parsing is strict (unknown keys are errors) and happens before any host is contacted.
+
+pub mod duration;
+pub mod hosts;
+pub mod playbook;
+pub mod source;
+
+pub use duration::Dur;
+pub use hosts::{HostAddr, HostsDef};
+pub use playbook::{Playbook, Step};
+pub use source::ConfigError;
+
+use crate::transport::KnownHostsPolicy;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const PROJECT_FILE: &str = "provision.toml";
+
+/// A value that may be written as one string or a list of strings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged, expecting = "a string or a list of strings")]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `[ssh]` at the top level or `ssh = {…}` in an environment. Every field is optional so an
+/// environment overrides only what it sets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshDef {
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<OneOrMany>,
+    pub known_hosts: Option<KnownHostsPolicy>,
+    /// Project-local known_hosts file (default `.provision/known_hosts`).
+    pub known_hosts_file: Option<String>,
+    pub connect_timeout: Option<Dur>,
+    pub retries: Option<u32>,
+    pub keepalive: Option<Dur>,
+    /// ProxyJump host, `user@host:port`.
+    pub jump: Option<String>,
+    #[serde(rename = "become")]
+    pub become_: Option<bool>,
+    pub become_user: Option<String>,
+    /// ssh_config file to honour (default `~/.ssh/config`); `"none"` turns it off.
+    pub config: Option<String>,
+}
+
+impl SshDef {
+    /// `over`'s fields win where set.
+    pub fn merged(&self, over: &SshDef) -> SshDef {
+        SshDef {
+            user: over.user.clone().or_else(|| self.user.clone()),
+            port: over.port.or(self.port),
+            identity_file: over.identity_file.clone().or_else(|| self.identity_file.clone()),
+            known_hosts: over.known_hosts.or(self.known_hosts),
+            known_hosts_file: over.known_hosts_file.clone().or_else(|| self.known_hosts_file.clone()),
+            connect_timeout: over.connect_timeout.or(self.connect_timeout),
+            retries: over.retries.or(self.retries),
+            keepalive: over.keepalive.or(self.keepalive),
+            jump: over.jump.clone().or_else(|| self.jump.clone()),
+            become_: over.become_.or(self.become_),
+            become_user: over.become_user.clone().or_else(|| self.become_user.clone()),
+            config: over.config.clone().or_else(|| self.config.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectFile {
+    app: String,
+    repo: Option<String>,
+    playbook: Option<String>,
+    #[serde(default)]
+    vars: toml::Table,
+    #[serde(default)]
+    ssh: SshDef,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<EnvFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvFile {
+    hosts: HostsDef,
+    #[serde(default)]
+    vars: toml::Table,
+    secrets: Option<String>,
+    #[serde(default)]
+    ssh: SshDef,
+    playbook: Option<String>,
+}
+
+/// One host of an environment, parsed, with the roles it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub addr: HostAddr,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub name: String,
+    pub hosts: Vec<HostEntry>,
+    pub roles: Vec<String>,
+    pub vars: toml::Table,
+    pub secrets: Option<PathBuf>,
+    /// Top-level `[ssh]` merged with the environment's.
+    pub ssh: SshDef,
+    pub playbook: Option<String>,
+}
+
+/// The loaded project: `provision.toml` plus where it lives.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub file: PathBuf,
+    pub app: String,
+    pub repo: Option<String>,
+    pub playbook: Option<String>,
+    pub vars: toml::Table,
+    pub envs: BTreeMap<String, Env>,
+}
+
+impl Project {
+    /// Find `provision.toml`: `explicit` may name the file or its folder; otherwise search the
+    /// current directory and its parents, like git does.
+    pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+        if let Some(p) = explicit {
+            let file = if p.is_dir() { p.join(PROJECT_FILE) } else { p.to_path_buf() };
+            if !file.is_file() {
+                return Err(ConfigError::new(&file, "no such config file")
+                    .with_help("pass -C with a provision.toml or the folder holding it, or run `provision init`"));
+            }
+            return Ok(file);
+        }
+        let cwd = std::env::current_dir().map_err(|e| ConfigError::new(".", e.to_string()))?;
+        for dir in cwd.ancestors() {
+            let file = dir.join(PROJECT_FILE);
+            if file.is_file() {
+                return Ok(file);
+            }
+        }
+        Err(ConfigError::new(cwd.join(PROJECT_FILE), "no provision.toml here or in any parent folder")
+            .with_help("run `provision init` to create one, or pass -C <path>"))
+    }
+
+    pub fn load(file: &Path) -> Result<Project, ConfigError> {
+        let text = source::read(file, "the project file")?;
+        Self::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<Project, ConfigError> {
+        let raw: ProjectFile = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+        let root = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        if raw.app.trim().is_empty() || !raw.app.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(ConfigError::at(file, text, text.find("app").unwrap_or(0), format!("app name `{}` is not valid", raw.app))
+                .with_help("use letters, digits, `-`, `_` or `.`: it names folders and containers on the hosts"));
+        }
+        let mut envs = BTreeMap::new();
+        for (name, spanned) in raw.env {
+            let span = spanned.span();
+            let env = build_env(file, text, &name, span.start, spanned.into_inner(), &raw.ssh, &root)?;
+            envs.insert(name, env);
+        }
+        Ok(Project {
+            root,
+            file: file.to_path_buf(),
+            app: raw.app,
+            repo: raw.repo,
+            playbook: raw.playbook,
+            vars: raw.vars,
+            envs,
+        })
+    }
+
+    pub fn env(&self, name: &str) -> Result<&Env, ConfigError> {
+        self.envs.get(name).ok_or_else(|| {
+            let known: Vec<_> = self.envs.keys().map(String::as_str).collect();
+            ConfigError::new(&self.file, format!("no environment `{name}`"))
+                .with_help(if known.is_empty() {
+                    "add an [env.<name>] table with hosts".to_string()
+                } else {
+                    format!("environments defined: {}", known.join(", "))
+                })
+        })
+    }
+
+    /// The playbook file for an environment: `--playbook` wins, then the env's, then the
+    /// project's, then `deploy`. A bare name means `playbooks/<name>.toml`.
+    pub fn playbook_path(&self, env: &Env, cli: Option<&str>) -> PathBuf {
+        let name = cli
+            .or(env.playbook.as_deref())
+            .or(self.playbook.as_deref())
+            .unwrap_or("deploy");
+        if name.contains('/') || name.ends_with(".toml") {
+            self.root.join(name)
+        } else {
+            self.root.join("playbooks").join(format!("{name}.toml"))
+        }
+    }
+}
+
+fn build_env(
+    file: &Path,
+    text: &str,
+    name: &str,
+    offset: usize,
+    raw: EnvFile,
+    top_ssh: &SshDef,
+    root: &Path,
+) -> Result<Env, ConfigError> {
+    let mut hosts: Vec<HostEntry> = Vec::new();
+    let roles: Vec<String> = raw.hosts.0.keys().cloned().collect();
+    for (role, list) in &raw.hosts.0 {
+        for h in list {
+            let addr = HostAddr::parse(h.get_ref()).map_err(|m| {
+                ConfigError::at(file, text, h.span().start, format!("env `{name}`: {m}"))
+                    .with_help("write hosts as \"host\", \"user@host\" or \"user@host:port\"")
+            })?;
+            match hosts.iter_mut().find(|e| e.addr.name() == addr.name()) {
+                Some(e) if e.addr.user != addr.user => {
+                    return Err(ConfigError::at(file, text, h.span().start,
+                        format!("env `{name}`: host {} is listed twice with different users", addr.name())));
+                }
+                Some(e) => e.roles.push(role.clone()),
+                None => hosts.push(HostEntry { addr, roles: vec![role.clone()] }),
+            }
+        }
+    }
+    if hosts.is_empty() {
+        return Err(ConfigError::at(file, text, offset, format!("env `{name}` has no hosts"))
+            .with_help("add hosts = [\"user@host:port\"]"));
+    }
+    Ok(Env {
+        name: name.to_string(),
+        hosts,
+        roles,
+        vars: raw.vars,
+        secrets: raw.secrets.map(|s| root.join(s)),
+        ssh: top_ssh.merged(&raw.ssh),
+        playbook: raw.playbook,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Project, ConfigError> {
+        Project::parse(Path::new("provision.toml"), t)
+    }
+
+    #[test]
+    fn parses_roles_and_lists() {
+        let p = parse(
+            r#"app = "demo"
+[env.prod]
+hosts = { web = ["deploy@10.0.0.1:2222", "10.0.0.2"], db = ["10.0.0.2"] }
+secrets = "secrets/prod.env"
+[env.stage]
+hosts = ["a", "b:23"]
+ssh = { user = "ops", become = true }
+"#,
+        )
+        .unwrap();
+        let prod = p.env("prod").unwrap();
+        assert_eq!(prod.hosts.len(), 2);
+        let h2 = prod.hosts.iter().find(|h| h.addr.host == "10.0.0.2").unwrap();
+        assert_eq!(h2.roles, vec!["db", "web"]);
+        let stage = p.env("stage").unwrap();
+        assert_eq!(stage.ssh.user.as_deref(), Some("ops"));
+        assert_eq!(stage.ssh.become_, Some(true));
+        assert_eq!(stage.roles, vec!["all"]);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let e = parse("app = \"x\"\n[env.prod]\nhots = [\"a\"]\n").unwrap_err();
+        assert_eq!((e.line, e.col), (Some(3), Some(1)));
+        assert!(e.message.contains("unknown field `hots`"), "{e}");
+    }
+
+    #[test]
+    fn bad_host_string_points_at_it() {
+        let e = parse("app = \"x\"\n[env.prod]\nhosts = [\"ok\", \"bad host\"]\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("bad host"), "{e}");
+    }
+
+    #[test]
+    fn missing_env_lists_known_ones() {
+        let p = parse("app = \"x\"\n[env.prod]\nhosts = [\"a\"]\n").unwrap();
+        let e = p.env("prd").unwrap_err();
+        assert!(e.to_string().contains("environments defined: prod"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Config errors that point at a file, line and column, and say what was expected.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// An error in the user's input. Always names the file; line and column when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub col: Option<usize>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl ConfigError {
+    pub fn new(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.into(),
+            line: None,
+            col: None,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// An error at a byte offset of `text` (the content of `file`).
+    pub fn at(file: impl Into<PathBuf>, text: &str, offset: usize, message: impl Into<String>) -> Self {
+        let (line, col) = line_col(text, offset);
+        ConfigError {
+            line: Some(line),
+            col: Some(col),
+            ..ConfigError::new(file, message)
+        }
+    }
+
+    pub fn at_line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Turn a toml/serde error into one that names file:line:col.
+    pub fn from_toml(file: &Path, text: &str, err: &toml::de::Error) -> Self {
+        let message = err.message().trim().to_string();
+        let mut e = match err.span() {
+            Some(span) => ConfigError::at(file, text, span.start, message),
+            None => ConfigError::new(file, message),
+        };
+        e.help = help_for(&e.message);
+        e
+    }
+}
+
+/// A hint for the most common serde messages, so the user knows what to do next.
+fn help_for(message: &str) -> Option<String> {
+    if message.starts_with("unknown field") {
+        Some("remove the key or fix its spelling; the accepted keys are listed above".into())
+    } else if message.starts_with("missing field") {
+        Some("add the key: it is required here".into())
+    } else if message.starts_with("invalid type") {
+        Some("change the value to the expected type".into())
+    } else {
+        None
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.col {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Read a config file, mapping IO errors to a ConfigError naming the file.
+pub fn read(path: &Path, what: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(path, format!("cannot read {what}: {e}"))
+            .with_help(format!("check that {} exists and is readable", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let t = "a = 1\nbb = 2\n";
+        assert_eq!(line_col(t, 0), (1, 1));
+        assert_eq!(line_col(t, 6), (2, 1));
+        assert_eq!(line_col(t, 8), (2, 3));
+        assert_eq!(line_col(t, 999), (3, 1));
+    }
+
+    #[test]
+    fn display_names_file_line_col_and_help() {
+        let e = ConfigError::at("p.toml", "x\ny", 2, "bad").with_help("fix it");
+        assert_eq!(e.to_string(), "p.toml:2:1: bad\n  help: fix it");
+    }
+}

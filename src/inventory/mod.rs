@@ -1,0 +1,184 @@
+//! From an environment to the hosts of a run: each host's roles and fully resolved
+//! connection settings (host string, env `ssh` settings, then `~/.ssh/config`).
+
+pub mod ssh_config;
+
+use crate::config::{ConfigError, Env, HostAddr, Project, SshDef};
+use crate::transport::{ConnectSpec, KnownHostsPolicy};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One host of the run.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub connect: ConnectSpec,
+}
+
+/// Resolve the env's hosts, keeping those that `limit` (comma-separated host names or roles)
+/// selects.
+pub fn resolve(project: &Project, env: &Env, limit: Option<&str>, allow_prompt: bool) -> Result<Vec<Host>, ConfigError> {
+    let settings = Settings::new(project, &env.ssh)?;
+    let mut hosts = Vec::new();
+    for entry in &env.hosts {
+        let connect = settings.connect_spec(&entry.addr, allow_prompt, 0)?;
+        hosts.push(Host { name: entry.addr.name(), roles: entry.roles.clone(), connect });
+    }
+    // Roles are a map, so "as written" has no single order: sort by name for stable output.
+    hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(limit) = limit {
+        hosts = apply_limit(hosts, limit, &project.file)?;
+    }
+    Ok(hosts)
+}
+
+fn apply_limit(hosts: Vec<Host>, limit: &str, file: &Path) -> Result<Vec<Host>, ConfigError> {
+    let wanted: Vec<&str> = limit.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    for w in &wanted {
+        let known = hosts.iter().any(|h| matches_limit(h, w));
+        if !known {
+            let names: Vec<_> = hosts.iter().map(|h| h.name.as_str()).collect();
+            return Err(ConfigError::new(file, format!("--limit `{w}` matches no host or role"))
+                .with_help(format!("hosts: {}", names.join(", "))));
+        }
+    }
+    Ok(hosts.into_iter().filter(|h| wanted.iter().any(|w| matches_limit(h, w))).collect())
+}
+
+fn matches_limit(h: &Host, w: &str) -> bool {
+    h.name == w || h.connect.address == w || h.roles.iter().any(|r| r == w)
+}
+
+/// The env's `ssh` settings with defaults applied.
+struct Settings<'a> {
+    def: &'a SshDef,
+    root: &'a Path,
+    file: &'a Path,
+    ssh_config: Option<PathBuf>,
+    home: Option<PathBuf>,
+}
+
+impl<'a> Settings<'a> {
+    fn new(project: &'a Project, def: &'a SshDef) -> Result<Settings<'a>, ConfigError> {
+        let home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| !h.as_os_str().is_empty());
+        let ssh_config = match def.config.as_deref() {
+            Some("none") => None,
+            Some(p) => Some(expand(p, &project.root, home.as_deref())),
+            None => home.as_ref().map(|h| h.join(".ssh/config")),
+        };
+        Ok(Settings { def, root: &project.root, file: &project.file, ssh_config, home })
+    }
+
+    /// Build the ConnectSpec for `addr`; `depth` guards against ProxyJump loops.
+    fn connect_spec(&self, addr: &HostAddr, allow_prompt: bool, depth: usize) -> Result<ConnectSpec, ConfigError> {
+        if depth > 3 {
+            return Err(ConfigError::new(self.file, format!("jump hosts nest too deep at {}", addr.host))
+                .with_help("check ProxyJump in your ssh config for a loop"));
+        }
+        let cfg = match &self.ssh_config {
+            Some(path) => ssh_config::lookup(path, &addr.host).map_err(|m| ConfigError::new(path, m))?,
+            None => ssh_config::SshConfigHost::default(),
+        };
+        let user = addr
+            .user
+            .clone()
+            .or(cfg.user.clone())
+            .or(self.def.user.clone())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".into());
+        let identity_files = match &self.def.identity_file {
+            Some(f) => f.to_vec().iter().map(|p| expand(p, self.root, self.home.as_deref())).collect(),
+            None => cfg.identity_files.clone(),
+        };
+        let jump_str = self.def.jump.clone().or(cfg.proxy_jump.clone()).filter(|j| j != "none");
+        // A jump host applies to the targets, not to itself.
+        let jump = match jump_str {
+            Some(j) if depth == 0 => {
+                let jaddr = HostAddr::parse(&j).map_err(|m| {
+                    ConfigError::new(self.file, format!("jump host: {m}")).with_help("write ssh.jump as \"user@host:port\"")
+                })?;
+                Some(Box::new(self.connect_spec(&jaddr, allow_prompt, depth + 1)?))
+            }
+            _ => None,
+        };
+        let project_known_hosts = match &self.def.known_hosts_file {
+            Some(p) => expand(p, self.root, self.home.as_deref()),
+            None => self.root.join(".provision/known_hosts"),
+        };
+        Ok(ConnectSpec {
+            name: addr.name(),
+            address: cfg.host_name.clone().unwrap_or_else(|| addr.host.clone()),
+            port: addr.port.or(cfg.port).or(self.def.port).unwrap_or(22),
+            user,
+            identity_files,
+            known_hosts: self.def.known_hosts.unwrap_or(KnownHostsPolicy::Strict),
+            project_known_hosts,
+            user_known_hosts: self.home.as_ref().map(|h| h.join(".ssh/known_hosts")),
+            connect_timeout: self.def.connect_timeout.map_or(Duration::from_secs(10), |d| d.0),
+            retries: self.def.retries.unwrap_or(2),
+            keepalive: self.def.keepalive.map_or(Duration::from_secs(15), |d| d.0),
+            jump,
+            become_user: if self.def.become_.unwrap_or(false) {
+                Some(self.def.become_user.clone().unwrap_or_else(|| "root".into()))
+            } else {
+                None
+            },
+            allow_prompt,
+        })
+    }
+}
+
+/// `~/x` → home/x; relative paths are relative to the project root.
+fn expand(p: &str, root: &Path, home: Option<&Path>) -> PathBuf {
+    match (p.strip_prefix("~/"), home) {
+        (Some(rest), Some(h)) => h.join(rest),
+        _ => root.join(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(extra: &str) -> Project {
+        let text = format!(
+            "app = \"demo\"\n[ssh]\nconfig = \"none\"\nuser = \"deploy\"\n{extra}\n[env.prod]\nhosts = {{ web = [\"10.0.0.1\", \"root@10.0.0.2:2222\"], db = [\"10.0.0.3\"] }}\n"
+        );
+        Project::parse(Path::new("/p/provision.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn host_string_wins_over_env_settings() {
+        let p = project("port = 2200");
+        let hosts = resolve(&p, p.env("prod").unwrap(), None, false).unwrap();
+        let h1 = &hosts[0].connect;
+        assert_eq!((h1.user.as_str(), h1.port), ("deploy", 2200));
+        let h2 = &hosts[1].connect;
+        assert_eq!((h2.user.as_str(), h2.port), ("root", 2222));
+        assert_eq!(h2.project_known_hosts, PathBuf::from("/p/.provision/known_hosts"));
+        assert_eq!(h2.known_hosts, KnownHostsPolicy::Strict);
+    }
+
+    #[test]
+    fn limit_by_role_and_name() {
+        let p = project("");
+        let env = p.env("prod").unwrap();
+        let web = resolve(&p, env, Some("web"), false).unwrap();
+        assert_eq!(web.len(), 2);
+        let one = resolve(&p, env, Some("10.0.0.3"), false).unwrap();
+        assert_eq!(one[0].roles, vec!["db"]);
+        assert!(resolve(&p, env, Some("nope"), false).is_err());
+    }
+
+    #[test]
+    fn jump_and_become() {
+        let p = project("jump = \"ops@bastion:2022\"\nbecome = true\nidentity_file = \"keys/id\"");
+        let hosts = resolve(&p, p.env("prod").unwrap(), None, false).unwrap();
+        let j = hosts[0].connect.jump.as_ref().unwrap();
+        assert_eq!((j.address.as_str(), j.port, j.user.as_str()), ("bastion", 2022, "ops"));
+        assert!(j.jump.is_none());
+        assert_eq!(hosts[0].connect.become_user.as_deref(), Some("root"));
+        assert_eq!(hosts[0].connect.identity_files, vec![PathBuf::from("/p/keys/id")]);
+    }
+}

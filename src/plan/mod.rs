@@ -1,0 +1,320 @@
+//! The planner: pure functions from (project, env, playbook, host) to the steps a host runs,
+//! rendered and prepared before any connection is made. A step that uses a value registered
+//! by an earlier step (e.g. `{{ src.sha }}`) cannot be rendered yet: its references are
+//! checked now and it is rendered on the host's turn ("deferred").
+//!
+//! Nothing here touches the network: the runner feeds probe results in and gets decisions out.
+
+pub mod batch;
+
+use crate::config::{ConfigError, Playbook, Project, Step};
+use crate::inventory::Host;
+use crate::secrets::{Secrets, SecretsObject};
+use crate::steps::{PrepareCx, Spec, StepKind};
+use crate::template::Templates;
+use minijinja::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Names a template may use besides vars and registers (minijinja's own globals).
+const BUILTINS: &[&str] = &["range", "dict", "debug", "namespace", "loop", "self", "super", "varargs", "kwargs", "caller"];
+
+/// Everything needed to render steps, shared by all hosts of a run.
+pub struct Planner {
+    pub root: PathBuf,
+    pub app: String,
+    pub repo: Option<String>,
+    pub env: String,
+    pub playbook: Playbook,
+    pub templates: Templates,
+    pub secrets: Secrets,
+    vars: BTreeMap<String, Value>,
+    tags: Vec<String>,
+}
+
+/// One step as planned for one host.
+#[derive(Debug)]
+pub struct PlannedStep {
+    pub step: Step,
+    /// Rendered and prepared now; None when it depends on registered values.
+    pub prepared: Option<Arc<dyn StepKind>>,
+    /// Registered names it needs before it can be rendered.
+    pub deps: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+pub struct HostPlan {
+    pub host: Host,
+    pub steps: Vec<PlannedStep>,
+}
+
+impl Planner {
+    pub fn new(project: &Project, env_name: &str, playbook: Playbook, secrets: Secrets, tags: Vec<String>) -> Result<Planner, ConfigError> {
+        let env = project.env(env_name)?;
+        let templates = Templates::new(&project.root);
+        let mut raw = project.vars.clone();
+        for (k, v) in &env.vars {
+            raw.insert(k.clone(), v.clone());
+        }
+        let mut planner = Planner {
+            root: project.root.clone(),
+            app: project.app.clone(),
+            repo: project.repo.clone(),
+            env: env_name.to_string(),
+            playbook,
+            templates,
+            secrets,
+            vars: BTreeMap::new(),
+            tags,
+        };
+        // Vars may use other vars: render each string against the raw ones.
+        let raw_ctx: BTreeMap<String, Value> = raw.iter().map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v)))).collect();
+        planner.vars = raw_ctx.clone();
+        let ctx = planner.context(None, &BTreeMap::new());
+        for (k, v) in &raw {
+            if let toml::Value::String(s) = v {
+                let rendered = planner
+                    .templates
+                    .render_str(&format!("var {k}"), s, &ctx)
+                    .map_err(|e| ConfigError::new(&project.file, format!("var `{k}`: {}", e.message)))?;
+                planner.vars.insert(k.clone(), Value::from(rendered));
+            }
+        }
+        Ok(planner)
+    }
+
+    /// The template context for a host (None: before hosts are known) and registered values.
+    pub fn context(&self, host: Option<&Host>, registers: &BTreeMap<String, serde_json::Value>) -> Value {
+        let mut m = self.vars.clone();
+        m.insert("app".into(), Value::from(self.app.clone()));
+        m.insert("env".into(), Value::from(self.env.clone()));
+        if let Some(repo) = &self.repo {
+            m.insert("repo".into(), Value::from(repo.clone()));
+        }
+        if let Some(h) = host {
+            m.insert(
+                "host".into(),
+                Value::from(minijinja::value::Serde(serde_json::json!({
+                    "name": h.name, "address": h.connect.address, "port": h.connect.port,
+                    "user": h.connect.user, "roles": h.roles,
+                }))),
+            );
+        }
+        m.insert("secrets".into(), Value::from_object(SecretsObject(self.secrets.clone())));
+        for (k, v) in registers {
+            m.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
+        }
+        Value::from(m)
+    }
+
+    fn selected(&self, step: &Step, host: &Host) -> bool {
+        let role_ok = step.on.is_empty() || step.on.iter().any(|r| host.roles.contains(r));
+        let tag_ok = self.tags.is_empty() || step.tags.iter().any(|t| self.tags.contains(t));
+        role_ok && tag_ok
+    }
+
+    fn err(&self, step: &Step, msg: impl Into<String>) -> ConfigError {
+        ConfigError::new(&self.playbook.display, format!("step `{}`: {}", step.name, msg.into())).at_line(step.line)
+    }
+
+    /// Plan one host: select its steps, check every reference, render what can be rendered.
+    pub fn plan_host(&self, host: &Host) -> Result<HostPlan, ConfigError> {
+        let all_registers: BTreeSet<String> = self.playbook.steps.iter().filter_map(|s| s.register.clone()).collect();
+        let ctx = self.context(Some(host), &BTreeMap::new());
+        let known: BTreeSet<String> = ctx
+            .try_iter()
+            .map(|it| it.filter_map(|k| k.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let mut registered_before = BTreeSet::new();
+        let mut steps = Vec::new();
+        for step in &self.playbook.steps {
+            let refs = self.references(step)?;
+            let deps: BTreeSet<String> = refs.intersection(&all_registers).cloned().collect();
+            for r in &refs {
+                if known.contains(r) || BUILTINS.contains(&r.as_str()) || registered_before.contains(r) {
+                    continue;
+                }
+                let why = if all_registers.contains(r) {
+                    format!("uses `{r}`, which is registered by a later step")
+                } else {
+                    format!("undefined variable `{r}`; define it under [vars] or the env's vars")
+                };
+                return Err(self.err(step, why));
+            }
+            if let Some(r) = &step.register {
+                registered_before.insert(r.clone());
+            }
+            if !self.selected(step, host) {
+                continue;
+            }
+            let prepared = if deps.is_empty() {
+                Some(self.prepare(step, &ctx).map_err(|m| self.err(step, m))?)
+            } else {
+                None
+            };
+            steps.push(PlannedStep { step: step.clone(), prepared, deps });
+        }
+        Ok(HostPlan { host: host.clone(), steps })
+    }
+
+    /// Root variable names used by a step's fields, `when` and template file.
+    fn references(&self, step: &Step) -> Result<BTreeSet<String>, ConfigError> {
+        let mut refs = BTreeSet::new();
+        let mut strings = Vec::new();
+        collect_strings(&serde_json::to_value(&step.spec).unwrap_or_default(), &mut strings);
+        for s in strings.iter().filter(|s| s.contains("{{") || s.contains("{%")) {
+            refs.extend(self.templates.referenced_in_str(&step.name, s).map_err(|e| self.err(step, e.message))?);
+        }
+        if let Some(w) = &step.when {
+            refs.extend(self.templates.referenced_in_expr(&step.name, w).map_err(|e| self.err(step, format!("when: {}", e.message)))?);
+        }
+        if let Some(src) = step.spec.template_file().filter(|s| !s.contains("{{")) {
+            refs.extend(self.templates.referenced_in_file(src).map_err(|e| self.err(step, e.to_string()))?);
+        }
+        Ok(refs)
+    }
+
+    /// Render a step's fields against `ctx` and prepare its desired state.
+    pub fn prepare(&self, step: &Step, ctx: &Value) -> Result<Arc<dyn StepKind>, String> {
+        let spec = self.render_spec(step, ctx)?;
+        let cx = PrepareCx { root: &self.root, templates: &self.templates, context: ctx, secrets: &self.secrets };
+        Ok(Arc::from(spec.prepare(&cx)?))
+    }
+
+    /// Whether a `when` condition holds.
+    pub fn when(&self, step: &Step, ctx: &Value) -> Result<bool, String> {
+        match &step.when {
+            None => Ok(true),
+            Some(w) => self.templates.eval_bool(&step.name, w, ctx).map_err(|e| format!("when: {}", e.message)),
+        }
+    }
+
+    fn render_spec(&self, step: &Step, ctx: &Value) -> Result<Spec, String> {
+        let mut json = serde_json::to_value(&step.spec).map_err(|e| e.to_string())?;
+        let kind = step.spec.kind();
+        let redactor = self.secrets.redactor();
+        render_strings(&mut json, String::new(), &mut |path, s| {
+            let out = self
+                .templates
+                .render_str(&step.name, s, ctx)
+                .map_err(|e| format!("field `{path}`: {}", e.message))?;
+            // Step fields end up in scripts, which are visible in the host's process list.
+            // Only env_file's extra values travel on stdin.
+            let on_stdin = kind == "env_file" && path.contains(".vars.");
+            if !on_stdin && redactor.redact(&out) != out {
+                return Err(format!(
+                    "field `{path}` would put a secret on a command line; write it to the host with an env_file or template step instead"
+                ));
+            }
+            Ok(out)
+        })?;
+        serde_json::from_value(json).map_err(|e| e.to_string())
+    }
+
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+}
+
+fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
+type RenderFn<'a> = dyn FnMut(&str, &str) -> Result<String, String> + 'a;
+
+fn render_strings(v: &mut serde_json::Value, path: String, f: &mut RenderFn<'_>) -> Result<(), String> {
+    match v {
+        serde_json::Value::String(s) => *s = f(&path, s)?,
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                render_strings(x, format!("{path}[{i}]"), f)?;
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                render_strings(x, p, f)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::Redactor;
+    use std::path::Path;
+
+    fn setup(playbook: &str, secrets: &[(&str, &str)]) -> (Project, Planner, Vec<Host>) {
+        let project = Project::parse(
+            Path::new("/nonexistent/provision.toml"),
+            "app = \"demo\"\n[vars]\nport = 8000\nurl = \"http://x:{{ port }}\"\n[ssh]\nconfig = \"none\"\n[env.prod]\nhosts = { web = [\"a\"], db = [\"b\"] }\nvars = { port = 9000 }\n",
+        )
+        .unwrap();
+        let pb = Playbook::parse(Path::new("p.toml"), "playbooks/p.toml", playbook).unwrap();
+        let redactor = Redactor::default();
+        let mut s = Secrets::load(None, redactor.clone()).unwrap();
+        for (k, v) in secrets {
+            // SAFETY: tests in this module set distinct variable names.
+            unsafe { std::env::set_var(k, v) };
+            s.get(k);
+        }
+        let hosts = crate::inventory::resolve(&project, project.env("prod").unwrap(), None, false).unwrap();
+        let planner = Planner::new(&project, "prod", pb, std::mem::take(&mut s), vec![]).unwrap();
+        (project, planner, hosts)
+    }
+
+    #[test]
+    fn env_vars_override_and_vars_render() {
+        let (_, p, hosts) = setup("[[step]]\ndirectory = { path = \"/srv/{{ app }}-{{ port }}\" }\n", &[]);
+        let plan = p.plan_host(&hosts[0]).unwrap();
+        assert_eq!(p.vars["url"].as_str(), Some("http://x:9000"));
+        let probe = plan.steps[0].prepared.as_ref().unwrap().probe(false).unwrap();
+        assert!(probe.contains("/srv/demo-9000"), "{probe}");
+    }
+
+    #[test]
+    fn roles_select_steps_and_registers_defer() {
+        let (_, p, hosts) = setup(
+            "[[step]]\non = \"web\"\ngit = { repo = \"/r\", dest = \"/srv/x\" }\nregister = \"src\"\n[[step]]\non = \"web\"\ncommand = { run = \"echo {{ src.sha }}\" }\n[[step]]\non = \"db\"\ncommand = { run = \"true\" }\n",
+            &[],
+        );
+        let web = p.plan_host(&hosts[0]).unwrap();
+        assert_eq!(web.steps.len(), 2);
+        assert!(web.steps[1].prepared.is_none());
+        assert_eq!(web.steps[1].deps.iter().collect::<Vec<_>>(), vec!["src"]);
+        assert_eq!(p.plan_host(&hosts[1]).unwrap().steps.len(), 1);
+    }
+
+    #[test]
+    fn undefined_and_later_registers_are_errors_with_line() {
+        let (_, p, hosts) = setup("[[step]]\ncommand = { run = \"echo {{ nope }}\" }\n", &[]);
+        let e = p.plan_host(&hosts[0]).unwrap_err();
+        assert!(e.to_string().starts_with("playbooks/p.toml:1: step"), "{e}");
+        assert!(e.message.contains("`nope`"), "{e}");
+        let (_, p, hosts) = setup(
+            "[[step]]\ncommand = { run = \"echo {{ later.x }}\" }\n[[step]]\ncommand = { run = \"true\" }\nregister = \"later\"\n",
+            &[],
+        );
+        assert!(p.plan_host(&hosts[0]).unwrap_err().message.contains("registered by a later step"));
+    }
+
+    #[test]
+    fn secret_on_command_line_is_refused() {
+        let (_, p, hosts) = setup(
+            "[[step]]\ncommand = { run = \"echo {{ secrets.PLAN_TEST_PW }}\" }\n",
+            &[("PLAN_TEST_PW", "pl4n-secret")],
+        );
+        let e = p.plan_host(&hosts[0]).unwrap_err();
+        assert!(e.message.contains("secret on a command line"), "{e}");
+        assert!(!e.to_string().contains("pl4n-secret"));
+    }
+}

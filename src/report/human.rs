@@ -1,0 +1,88 @@
+//! Terminal output: a live line per host (indicatif) showing the step it is on, finished
+//! changes and failures printed above the bars, and the recap at the end.
+
+use super::plain::{recap, step_lines};
+use super::{Counts, Event, Mode, Reporter, Status};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub(super) struct Human {
+    verbosity: u8,
+    color: bool,
+    mp: MultiProgress,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    mode: Option<Mode>,
+    bars: HashMap<String, ProgressBar>,
+    recap: Vec<(String, Counts, bool, Option<String>)>,
+    width: usize,
+}
+
+impl Human {
+    pub(super) fn new(verbosity: u8, color: bool) -> Human {
+        Human { verbosity, color, mp: MultiProgress::new(), state: Mutex::new(State::default()) }
+    }
+
+    fn print(&self, text: &str) {
+        let _ = self.mp.println(text);
+    }
+}
+
+impl Reporter for Human {
+    fn event(&self, ev: &Event) {
+        let mut st = self.state.lock().expect("reporter lock");
+        match ev {
+            Event::RunStarted { env, mode, playbook, hosts } => {
+                st.mode = Some(*mode);
+                st.width = hosts.iter().map(String::len).max().unwrap_or(0);
+                let verb = if *mode == Mode::Check { "Planning" } else { "Deploying" };
+                self.print(&format!("{verb} {env} ({playbook}) on {} host(s)", hosts.len()));
+                let style = ProgressStyle::with_template(&format!("{{spinner:.green}} {{prefix:{}}} {{wide_msg}}", st.width))
+                    .expect("valid template");
+                for h in hosts {
+                    let bar = self.mp.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(h.clone()));
+                    bar.set_message("connecting");
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    st.bars.insert(h.clone(), bar);
+                }
+            }
+            Event::HostUnreachable { host, error } => {
+                self.print(&format!("[{host}] {}: {error}", super::paint("UNREACHABLE", Status::Failed, self.color)));
+            }
+            Event::StepStarted { host, step, .. } => {
+                if let Some(b) = st.bars.get(host) {
+                    b.set_message(step.clone());
+                }
+            }
+            Event::StepFinished { status, .. } => {
+                if (*status != Status::Ok || self.verbosity >= 1)
+                    && let Some(s) = step_lines(ev, st.mode, self.verbosity, self.color)
+                {
+                    self.print(&s);
+                }
+            }
+            Event::Debug { host, message } => self.print(&format!("[{host}] debug: {message}")),
+            Event::HostFinished { host, counts, unreachable, stopped_at, .. } => {
+                if let Some(b) = st.bars.get(host) {
+                    b.finish_and_clear();
+                }
+                st.recap.push((host.clone(), counts.clone(), *unreachable, stopped_at.clone()));
+            }
+            Event::RunFinished { .. } => {
+                let _ = self.mp.clear();
+                st.recap.sort_by(|a, b| a.0.cmp(&b.0));
+                println!("{}", recap(&st.recap, st.width, self.color, ev));
+            }
+            _ => {}
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        self.print(msg);
+    }
+}

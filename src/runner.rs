@@ -1,0 +1,376 @@
+//! Runs a plan: hosts in parallel (bounded by `--forks`), steps in order on each host, one SSH
+//! connection per host. Round trips are kept to a minimum: all probes of a host go in one
+//! script; a change and the re-probe of the steps after it share another.
+
+use crate::inventory::Host;
+use crate::plan::{batch, HostPlan, Planner};
+use crate::report::{Counts, Event, Mode, Sink, Status};
+use crate::steps::{tail, Decision, Outcome, Probe, StepKind};
+use crate::transport::ssh::SshSession;
+use crate::transport::{ExecError, ExecOutput, Transport};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// A step without its own `timeout` may run this long.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub mode: Mode,
+    pub forks: usize,
+}
+
+/// How one host ended.
+#[derive(Debug, Clone)]
+pub struct HostOutcome {
+    pub name: String,
+    pub counts: Counts,
+    pub unreachable: bool,
+    pub stopped_at: Option<String>,
+    pub round_trips: usize,
+}
+
+impl HostOutcome {
+    fn new(name: &str) -> HostOutcome {
+        HostOutcome { name: name.to_string(), counts: Counts::default(), unreachable: false, stopped_at: None, round_trips: 0 }
+    }
+}
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const CONFIG: i32 = 1;
+    pub const PENDING: i32 = 2;
+    pub const FAILED: i32 = 3;
+    pub const UNREACHABLE: i32 = 4;
+}
+
+pub struct RunSummary {
+    pub hosts: Vec<HostOutcome>,
+    pub exit_code: i32,
+}
+
+pub async fn run(planner: Arc<Planner>, plans: Vec<HostPlan>, opts: RunOptions, sink: Sink, detailed_exitcode: bool) -> RunSummary {
+    let started = Instant::now();
+    sink.emit(Event::RunStarted {
+        env: planner.env.clone(),
+        mode: opts.mode,
+        playbook: planner.playbook.display.clone(),
+        hosts: plans.iter().map(|p| p.host.name.clone()).collect(),
+    });
+    let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for plan in plans {
+        let (planner, sink, forks) = (planner.clone(), sink.clone(), forks.clone());
+        tasks.spawn(async move {
+            let _permit = forks.acquire_owned().await.expect("semaphore open");
+            connect_and_run(&planner, &plan, opts, &sink).await
+        });
+    }
+    let mut hosts = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        hosts.push(r.expect("host task panicked"));
+    }
+    hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut totals = Counts::default();
+    for h in &hosts {
+        totals.ok += h.counts.ok;
+        totals.changed += h.counts.changed;
+        totals.failed += h.counts.failed;
+        totals.skipped += h.counts.skipped;
+    }
+    let unreachable: Vec<String> = hosts.iter().filter(|h| h.unreachable).map(|h| h.name.clone()).collect();
+    let failed: Vec<String> = hosts.iter().filter(|h| !h.unreachable && h.counts.failed > 0).map(|h| h.name.clone()).collect();
+    let exit_code = if !unreachable.is_empty() {
+        exit::UNREACHABLE
+    } else if !failed.is_empty() {
+        exit::FAILED
+    } else if detailed_exitcode && totals.changed > 0 {
+        exit::PENDING
+    } else {
+        exit::OK
+    };
+    sink.emit(Event::RunFinished {
+        mode: opts.mode,
+        totals,
+        failed_hosts: failed,
+        unreachable_hosts: unreachable,
+        exit_code,
+        ms: started.elapsed().as_millis() as u64,
+    });
+    RunSummary { hosts, exit_code }
+}
+
+async fn connect_and_run(planner: &Planner, plan: &HostPlan, opts: RunOptions, sink: &Sink) -> HostOutcome {
+    let started = Instant::now();
+    let host = &plan.host;
+    let mut outcome = match SshSession::connect(&host.connect).await {
+        Ok(session) => {
+            sink.emit(Event::HostConnected { host: host.name.clone(), ms: started.elapsed().as_millis() as u64 });
+            let o = HostRun::new(planner, plan, opts, sink, &session).run().await;
+            session.close().await;
+            o
+        }
+        Err(e) => {
+            sink.emit(Event::HostUnreachable { host: host.name.clone(), error: e.to_string() });
+            let mut o = HostOutcome::new(&host.name);
+            o.unreachable = true;
+            o
+        }
+    };
+    if outcome.unreachable && outcome.stopped_at.is_none() {
+        outcome.stopped_at = Some("connect".into());
+    }
+    sink.emit(Event::HostFinished {
+        host: host.name.clone(),
+        counts: outcome.counts.clone(),
+        unreachable: outcome.unreachable,
+        stopped_at: outcome.stopped_at.clone(),
+        round_trips: outcome.round_trips,
+        ms: started.elapsed().as_millis() as u64,
+    });
+    outcome
+}
+
+/// The state of one host's run.
+struct HostRun<'a, T: Transport> {
+    planner: &'a Planner,
+    plan: &'a HostPlan,
+    host: &'a Host,
+    opts: RunOptions,
+    sink: &'a Sink,
+    t: &'a T,
+    nonce: String,
+    prepared: Vec<Option<Arc<dyn StepKind>>>,
+    /// Probe results still valid (cleared after every change).
+    probes: BTreeMap<usize, Probe>,
+    registers: BTreeMap<String, serde_json::Value>,
+    outcome: HostOutcome,
+}
+
+/// Why a step stopped the host.
+enum Stop {
+    Failed,
+    Lost(String),
+    /// A script ran past its timeout; the step fails, the connection is still usable.
+    TimedOut(String),
+}
+
+impl<'a, T: Transport> HostRun<'a, T> {
+    fn new(planner: &'a Planner, plan: &'a HostPlan, opts: RunOptions, sink: &'a Sink, t: &'a T) -> Self {
+        HostRun {
+            planner,
+            plan,
+            host: &plan.host,
+            opts,
+            sink,
+            t,
+            nonce: batch::nonce(),
+            prepared: plan.steps.iter().map(|s| s.prepared.clone()).collect(),
+            probes: BTreeMap::new(),
+            registers: BTreeMap::new(),
+            outcome: HostOutcome::new(&plan.host.name),
+        }
+    }
+
+    async fn run(mut self) -> HostOutcome {
+        for i in 0..self.plan.steps.len() {
+            let name = self.plan.steps[i].step.name.clone();
+            match self.step(i).await {
+                Ok(()) => {}
+                Err(Stop::Failed | Stop::TimedOut(_)) => {
+                    self.outcome.stopped_at = Some(name);
+                    break;
+                }
+                Err(Stop::Lost(e)) => {
+                    self.sink.emit(Event::HostUnreachable { host: self.host.name.clone(), error: format!("lost during step `{name}`: {e}") });
+                    self.outcome.unreachable = true;
+                    self.outcome.stopped_at = Some(name);
+                    break;
+                }
+            }
+        }
+        self.outcome
+    }
+
+    fn finish(&mut self, i: usize, status: Status, message: String, diff: Option<String>, output: Option<String>, started: Instant) {
+        let ps = &self.plan.steps[i];
+        self.outcome.counts.add(status);
+        self.sink.emit(Event::StepFinished {
+            host: self.host.name.clone(),
+            index: ps.step.index,
+            step: ps.step.name.clone(),
+            kind: ps.step.spec.kind().to_string(),
+            status,
+            message,
+            diff,
+            output,
+            ms: started.elapsed().as_millis() as u64,
+        });
+    }
+
+    fn fail(&mut self, i: usize, message: String, output: Option<String>, started: Instant) -> Result<(), Stop> {
+        self.finish(i, Status::Failed, message, None, output, started);
+        Err(Stop::Failed)
+    }
+
+    async fn step(&mut self, i: usize) -> Result<(), Stop> {
+        let started = Instant::now();
+        let ps = &self.plan.steps[i];
+        self.sink.emit(Event::StepStarted {
+            host: self.host.name.clone(),
+            index: ps.step.index,
+            step: ps.step.name.clone(),
+            kind: ps.step.spec.kind().to_string(),
+        });
+        let ctx = self.planner.context(Some(self.host), &self.registers);
+        match self.planner.when(&ps.step, &ctx) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.register(i, serde_json::json!({ "changed": false, "skipped": true }));
+                self.finish(i, Status::Skipped, "`when` is false".into(), None, None, started);
+                return Ok(());
+            }
+            Err(m) => return self.fail(i, m, None, started),
+        }
+        if self.prepared[i].is_none() {
+            match self.planner.prepare(&ps.step, &ctx) {
+                Ok(k) => self.prepared[i] = Some(k),
+                Err(m) => return self.fail(i, m, None, started),
+            }
+        }
+        let kind = self.prepared[i].clone().expect("prepared above");
+        if kind.probe(self.check()).is_some() && !self.probes.contains_key(&i) {
+            let items = self.probe_items(i);
+            let script = batch::probe_script(&self.nonce, &items);
+            let out = match self.exec(&script, None, self.timeout_for(&items)).await {
+                Err(Stop::TimedOut(e)) => return self.fail(i, format!("inspecting the host: {e}"), None, started),
+                other => other?,
+            };
+            let parsed = batch::parse(&self.nonce, &out.stdout);
+            self.probes.extend(parsed.probes);
+            if !self.probes.contains_key(&i) {
+                let err = tail(&out.stderr_lossy(), 5);
+                return self.fail(i, format!("could not inspect the host: {err}"), None, started);
+            }
+        }
+        let check = self.check();
+        match kind.decide(self.probes.get(&i)) {
+            Decision::Ok(msg) => {
+                let v = kind.register(&Outcome { changed: false, check_mode: check, probe: self.probes.get(&i), applied: None });
+                self.register(i, v);
+                self.finish(i, Status::Ok, msg, None, None, started);
+            }
+            Decision::Fail(msg) => return self.fail(i, msg, None, started),
+            Decision::Change { summary, diff } if check => {
+                let v = kind.register(&Outcome { changed: true, check_mode: true, probe: self.probes.get(&i), applied: None });
+                self.register(i, v);
+                self.finish(i, Status::Changed, summary, diff, None, started);
+            }
+            Decision::Change { summary, diff } => {
+                let probe_before = self.probes.remove(&i);
+                let action = kind.apply();
+                let rest = self.probe_items(i + 1);
+                let script = batch::apply_script(&self.nonce, &action.script, &rest);
+                let timeout = self.plan.steps[i].step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
+                let out = match self.exec(&script, action.stdin.as_deref(), timeout).await {
+                    Ok(o) => o,
+                    Err(Stop::TimedOut(e)) => return self.fail(i, format!("{summary}: {e}"), None, started),
+                    Err(e) => return Err(e),
+                };
+                self.probes.clear();
+                let parsed = batch::parse(&self.nonce, &out.stdout);
+                let rc = parsed.apply_rc.or(out.exit.map(|e| e as i32));
+                let applied = ExecOutput { stdout: parsed.apply_out.clone().into_bytes(), stderr: out.stderr.clone(), exit: rc.map(|r| r as u32), signal: out.signal.clone() };
+                let output = combined_output(&applied);
+                if rc != Some(0) {
+                    let why = match (rc, &out.signal) {
+                        (_, Some(sig)) => format!("killed by signal {sig}"),
+                        (Some(code), _) => format!("exit code {code}"),
+                        (None, _) => "no exit status".into(),
+                    };
+                    return self.fail(i, format!("{summary}: {why}"), Some(output), started);
+                }
+                self.probes.extend(parsed.probes);
+                let v = kind.register(&Outcome { changed: true, check_mode: false, probe: probe_before.as_ref(), applied: Some(&applied) });
+                self.register(i, v);
+                self.finish(i, Status::Changed, summary, diff, Some(output).filter(|o| !o.is_empty()), started);
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> bool {
+        self.opts.mode == Mode::Check
+    }
+
+    fn register(&mut self, i: usize, value: serde_json::Value) {
+        if let Some(name) = &self.plan.steps[i].step.register {
+            self.registers.insert(name.clone(), value);
+        }
+    }
+
+    /// Probes to send in one batch, starting at step `from`: every later step that can be
+    /// rendered now and has no valid probe result yet.
+    fn probe_items(&mut self, from: usize) -> Vec<(usize, String)> {
+        let mut items = Vec::new();
+        for j in from..self.plan.steps.len() {
+            if self.probes.contains_key(&j) {
+                continue;
+            }
+            if self.prepared[j].is_none() {
+                let ps = &self.plan.steps[j];
+                if ps.deps.iter().all(|d| self.registers.contains_key(d)) {
+                    let ctx = self.planner.context(Some(self.host), &self.registers);
+                    // Errors surface when the step's turn comes; here we only try.
+                    self.prepared[j] = self.planner.prepare(&ps.step, &ctx).ok();
+                }
+            }
+            if let Some(script) = self.prepared[j].as_ref().and_then(|k| k.probe(self.check())) {
+                items.push((j, script));
+            }
+        }
+        items
+    }
+
+    fn timeout_for(&self, items: &[(usize, String)]) -> Duration {
+        items
+            .iter()
+            .map(|(j, _)| self.plan.steps[*j].step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT))
+            .max()
+            .unwrap_or(DEFAULT_STEP_TIMEOUT)
+    }
+
+    async fn exec(&mut self, script: &str, stdin: Option<&[u8]>, timeout: Duration) -> Result<ExecOutput, Stop> {
+        self.outcome.round_trips += 1;
+        if self.sink.verbosity() >= 2 {
+            self.sink.emit(Event::Debug { host: self.host.name.clone(), message: format!("exec ({} bytes on stdin):\n{script}", stdin.map_or(0, <[u8]>::len)) });
+        }
+        let out = self.t.exec(script, stdin, timeout).await.map_err(|e| match e {
+            ExecError::Timeout(_) => Stop::TimedOut(e.to_string()),
+            ExecError::Disconnected(m) => Stop::Lost(m),
+        })?;
+        if self.sink.verbosity() >= 2 {
+            self.sink.emit(Event::Debug {
+                host: self.host.name.clone(),
+                message: format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", out.exit, out.stdout_lossy(), out.stderr_lossy()),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// stdout and stderr of a change, trimmed to the last lines.
+fn combined_output(out: &ExecOutput) -> String {
+    let mut s = out.stdout_lossy();
+    let err = out.stderr_lossy();
+    if !err.trim().is_empty() {
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s.push_str(&err);
+    }
+    tail(&s, 40)
+}

@@ -1,0 +1,156 @@
+//! `directory`: a directory exists with the given mode and owner.
+
+use super::{normalize_mode, Action, Decision, Probe, StepKind};
+use crate::transport::script::quote;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub path: String,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Desired {
+    path: String,
+    mode: Option<String>,
+    owner: Option<String>,
+    group: Option<String>,
+}
+
+impl Desired {
+    pub fn prepare(spec: &Spec) -> Result<Desired, String> {
+        if !spec.path.starts_with('/') {
+            return Err(format!("path `{}` must be absolute", spec.path));
+        }
+        Ok(Desired {
+            path: trim_trailing_slash(&spec.path),
+            mode: spec.mode.as_deref().map(normalize_mode).transpose()?,
+            owner: spec.owner.clone(),
+            group: spec.group.clone(),
+        })
+    }
+}
+
+/// "/srv/app/" → "/srv/app", but "/" stays "/".
+fn trim_trailing_slash(path: &str) -> String {
+    match path.trim_end_matches('/') {
+        "" => "/".to_string(),
+        p => p.to_string(),
+    }
+}
+
+/// Probe shared with the file kinds: prints `state=missing|dir|file|other` and, when the path
+/// exists, `mode=`, `owner=`, `group=`.
+pub fn stat_probe(path: &str) -> String {
+    let p = quote(path);
+    format!(
+        "if [ -d {p} ] && [ ! -L {p} ]; then echo state=dir; elif [ -f {p} ]; then echo state=file; \
+         elif [ -e {p} ] || [ -L {p} ]; then echo state=other; else echo state=missing; fi\n\
+         if [ -e {p} ]; then stat -c 'mode=%a%nowner=%U%ngroup=%G' {p}; fi"
+    )
+}
+
+/// What differs in mode/owner/group, as words for the summary.
+pub fn attr_changes(p: &Probe, mode: Option<&str>, owner: Option<&str>, group: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(m) = mode
+        && p.field("mode") != Some(m)
+    {
+        out.push(format!("mode {} → {m}", p.field("mode").unwrap_or("?")));
+    }
+    if let Some(o) = owner
+        && p.field("owner") != Some(o)
+    {
+        out.push(format!("owner {} → {o}", p.field("owner").unwrap_or("?")));
+    }
+    if let Some(g) = group
+        && p.field("group") != Some(g)
+    {
+        out.push(format!("group {} → {g}", p.field("group").unwrap_or("?")));
+    }
+    out
+}
+
+/// `chmod`/`chown` lines for a path.
+pub fn attr_script(target: &str, mode: Option<&str>, owner: Option<&str>, group: Option<&str>) -> String {
+    let mut s = String::new();
+    if let Some(m) = mode {
+        s.push_str(&format!("chmod {m} {target}\n"));
+    }
+    match (owner, group) {
+        (Some(o), Some(g)) => s.push_str(&format!("chown {}:{} {target}\n", quote(o), quote(g))),
+        (Some(o), None) => s.push_str(&format!("chown {} {target}\n", quote(o))),
+        (None, Some(g)) => s.push_str(&format!("chgrp {} {target}\n", quote(g))),
+        (None, None) => {}
+    }
+    s
+}
+
+impl StepKind for Desired {
+    fn probe(&self, _check: bool) -> Option<String> {
+        Some(stat_probe(&self.path))
+    }
+
+    fn decide(&self, observed: Option<&Probe>) -> Decision {
+        let p = observed.cloned().unwrap_or_default();
+        match p.field("state") {
+            Some("missing") => Decision::change(format!("create {}", self.path)),
+            Some("dir") => {
+                let changes = attr_changes(&p, self.mode.as_deref(), self.owner.as_deref(), self.group.as_deref());
+                if changes.is_empty() {
+                    Decision::Ok(format!("{} exists", self.path))
+                } else {
+                    Decision::change(changes.join(", "))
+                }
+            }
+            Some(other) => Decision::Fail(format!("{} exists but is a {other}, not a directory", self.path)),
+            None => Decision::Fail(format!("could not inspect {}", self.path)),
+        }
+    }
+
+    fn apply(&self) -> Action {
+        let p = quote(&self.path).into_owned();
+        let script = format!(
+            "set -e\nmkdir -p {p}\n{}",
+            attr_script(&p, self.mode.as_deref(), self.owner.as_deref(), self.group.as_deref())
+        );
+        Action { script, stdin: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d() -> Desired {
+        Desired::prepare(&Spec { path: "/srv/app/".into(), mode: Some("0750".into()), owner: Some("app".into()), group: None })
+            .unwrap()
+    }
+
+    #[test]
+    fn decides_from_stat() {
+        let missing = Probe { out: "state=missing\n".into(), rc: 0 };
+        assert_eq!(d().decide(Some(&missing)), Decision::change("create /srv/app"));
+        let same = Probe { out: "state=dir\nmode=750\nowner=app\ngroup=app\n".into(), rc: 0 };
+        assert!(matches!(d().decide(Some(&same)), Decision::Ok(_)));
+        let other = Probe { out: "state=dir\nmode=755\nowner=root\ngroup=root\n".into(), rc: 0 };
+        assert_eq!(d().decide(Some(&other)), Decision::change("mode 755 → 750, owner root → app"));
+        let file = Probe { out: "state=file\n".into(), rc: 0 };
+        assert!(matches!(d().decide(Some(&file)), Decision::Fail(_)));
+    }
+
+    #[test]
+    fn apply_script_is_quoted() {
+        let a = d().apply();
+        assert_eq!(a.script, "set -e\nmkdir -p /srv/app\nchmod 750 /srv/app\nchown app /srv/app\n");
+    }
+
+    #[test]
+    fn relative_path_rejected() {
+        assert!(Desired::prepare(&Spec { path: "srv".into(), mode: None, owner: None, group: None }).is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! `env_file`: write the environment's secrets (and plain extra values) as a dotenv file,
+//! mode 0600 by default, atomically. The content travels on stdin like every upload, so no
+//! value is ever on a command line; plan mode names changed keys but never shows values.
+//!
+//! The format is one `KEY=value` per line with the value unquoted, which is what both
+//! `docker run --env-file` and dotenv readers accept.
+
+use super::upload::{DiffStyle, Upload};
+use super::PrepareCx;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub dest: String,
+    /// Secret keys to write. Default: every key of the env's secrets file. Each must be set
+    /// and non-empty (in the secrets file, or in provision's own environment).
+    pub keys: Option<Vec<String>>,
+    /// Extra non-secret values (rendered like any step field).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
+    let keys = match &spec.keys {
+        Some(k) => k.clone(),
+        None => cx.secrets.file_keys(),
+    };
+    let mut lines = BTreeMap::new();
+    for (k, v) in &spec.vars {
+        lines.insert(k.clone(), v.clone());
+    }
+    for key in &keys {
+        let value = cx.secrets.require(key)?;
+        lines.insert(key.clone(), value);
+    }
+    if lines.is_empty() {
+        return Err("nothing to write: the secrets file has no keys and no `keys`/`vars` are given".into());
+    }
+    let mut content = String::new();
+    for (k, v) in &lines {
+        check_key(k)?;
+        if v.contains('\n') || v.contains('\r') {
+            return Err(format!("the value of {k} spans several lines, which env files cannot hold"));
+        }
+        content.push_str(&format!("{k}={v}\n"));
+    }
+    let mut up = Upload::new(&spec.dest, content.into_bytes(), spec.mode.as_deref().unwrap_or("600"), spec.owner.clone(), spec.group.clone())?;
+    up.diff = DiffStyle::KeysOnly;
+    Ok(up)
+}
+
+fn check_key(k: &str) -> Result<(), String> {
+    let ok = !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok { Ok(()) } else { Err(format!("`{k}` is not a valid variable name (letters, digits, `_`)")) }
+}

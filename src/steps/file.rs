@@ -1,0 +1,34 @@
+//! `file`: upload a local file (path relative to the project) to the host.
+
+use super::upload::Upload;
+use super::{Action, Decision, PrepareCx, Probe, StepKind};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Local path, relative to the folder holding provision.toml.
+    pub src: String,
+    pub dest: String,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
+    let path = cx.root.join(&spec.src);
+    let content = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Upload::new(&spec.dest, content, spec.mode.as_deref().unwrap_or("644"), spec.owner.clone(), spec.group.clone())
+}
+
+impl StepKind for Upload {
+    fn probe(&self, check: bool) -> Option<String> {
+        Some(Upload::probe(self, check))
+    }
+    fn decide(&self, observed: Option<&Probe>) -> Decision {
+        Upload::decide(self, observed)
+    }
+    fn apply(&self) -> Action {
+        Upload::apply(self)
+    }
+}

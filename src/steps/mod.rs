@@ -1,0 +1,189 @@
+//! Step kinds. Each kind lives in one file holding its spec (what the playbook says), its
+//! desired state (the spec rendered and prepared for one host), its probe (a read-only `sh`
+//! snippet), its decision (a pure function of desired and observed state) and its apply.
+
+pub mod command;
+pub mod directory;
+pub mod env_file;
+pub mod file;
+pub mod git;
+pub mod packages;
+pub mod template;
+pub mod upload;
+
+use crate::secrets::Secrets;
+use crate::template::Templates;
+use crate::transport::ExecOutput;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The kind-specific part of a playbook step, as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spec {
+    Command(command::Spec),
+    Directory(directory::Spec),
+    File(file::Spec),
+    Template(template::Spec),
+    EnvFile(env_file::Spec),
+    Packages(packages::Spec),
+    Git(git::Spec),
+}
+
+impl Spec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Spec::Command(_) => "command",
+            Spec::Directory(_) => "directory",
+            Spec::File(_) => "file",
+            Spec::Template(_) => "template",
+            Spec::EnvFile(_) => "env_file",
+            Spec::Packages(_) => "packages",
+            Spec::Git(_) => "git",
+        }
+    }
+
+    /// A default step name from the kind's main field.
+    pub fn default_name(&self) -> String {
+        let what = match self {
+            Spec::Command(s) => s.run.lines().next().unwrap_or("").to_string(),
+            Spec::Directory(s) => s.path.clone(),
+            Spec::File(s) => s.dest.clone(),
+            Spec::Template(s) => s.dest.clone(),
+            Spec::EnvFile(s) => s.dest.clone(),
+            Spec::Packages(s) => s.names.join(", "),
+            Spec::Git(s) => s.dest.clone(),
+        };
+        format!("{} {}", self.kind(), what)
+    }
+
+    /// Template files this step reads (their variables count as the step's references).
+    pub fn template_file(&self) -> Option<&str> {
+        match self {
+            Spec::Template(s) => Some(&s.src),
+            _ => None,
+        }
+    }
+
+    /// Render the step for one host and prepare its desired state.
+    pub fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, String> {
+        Ok(match self {
+            Spec::Command(s) => Box::new(command::Desired::prepare(s)?),
+            Spec::Directory(s) => Box::new(directory::Desired::prepare(s)?),
+            Spec::File(s) => Box::new(file::prepare(s, cx)?),
+            Spec::Template(s) => Box::new(template::prepare(s, cx)?),
+            Spec::EnvFile(s) => Box::new(env_file::prepare(s, cx)?),
+            Spec::Packages(s) => Box::new(packages::Desired::prepare(s)?),
+            Spec::Git(s) => Box::new(git::Desired::prepare(s)?),
+        })
+    }
+}
+
+/// What `prepare` may read locally: project files, templates, secrets, the host's context.
+pub struct PrepareCx<'a> {
+    pub root: &'a Path,
+    pub templates: &'a Templates,
+    pub context: &'a minijinja::Value,
+    pub secrets: &'a Secrets,
+}
+
+/// Output of one probe: what the snippet printed and its exit code.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Probe {
+    pub out: String,
+    pub rc: i32,
+}
+
+impl Probe {
+    /// `key=value` lines as printed by most probes.
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.out.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    }
+}
+
+/// The verdict of comparing desired with observed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Already as desired; the text says what was checked.
+    Ok(String),
+    /// Needs a change: one-line summary, and a diff where the kind has one.
+    Change { summary: String, diff: Option<String> },
+    /// The probe found something the step cannot fix (e.g. a path that is a file, not a dir).
+    Fail(String),
+}
+
+impl Decision {
+    pub fn change(summary: impl Into<String>) -> Decision {
+        Decision::Change { summary: summary.into(), diff: None }
+    }
+}
+
+/// A change to make: a script and the bytes it reads on stdin.
+#[derive(Debug, Clone, Default)]
+pub struct Action {
+    pub script: String,
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// What the runner knows after a step, for `register`.
+pub struct Outcome<'a> {
+    pub changed: bool,
+    pub check_mode: bool,
+    pub probe: Option<&'a Probe>,
+    pub applied: Option<&'a ExecOutput>,
+}
+
+/// A step ready to run on one host.
+pub trait StepKind: Send + Sync + std::fmt::Debug {
+    /// Read-only snippet that prints the current state. `None`: nothing to probe (always runs).
+    /// `check` is set in plan mode, where a probe may also fetch content for a diff.
+    fn probe(&self, check: bool) -> Option<String>;
+    /// Pure comparison of desired and observed state. `observed` is None when `probe` is None.
+    fn decide(&self, observed: Option<&Probe>) -> Decision;
+    /// The script that makes the change; safe to run again.
+    fn apply(&self) -> Action;
+    /// The value stored by `register`.
+    fn register(&self, outcome: &Outcome<'_>) -> serde_json::Value {
+        serde_json::json!({ "changed": outcome.changed })
+    }
+}
+
+/// Normalize an octal mode written as "644", "0644" or "0o644" to "644"-style digits.
+pub fn normalize_mode(mode: &str) -> Result<String, String> {
+    let m = mode.trim().trim_start_matches("0o");
+    let m = m.trim_start_matches('0');
+    let m = if m.is_empty() { "0" } else { m };
+    if m.len() > 4 || !m.chars().all(|c| ('0'..='7').contains(&c)) {
+        return Err(format!("mode `{mode}` is not an octal mode like \"0644\""));
+    }
+    Ok(m.to_string())
+}
+
+/// The last lines of a command's output, for failure messages.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.trim_end().lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_normalize() {
+        assert_eq!(normalize_mode("0644").unwrap(), "644");
+        assert_eq!(normalize_mode("0o755").unwrap(), "755");
+        assert_eq!(normalize_mode("600").unwrap(), "600");
+        assert_eq!(normalize_mode("2775").unwrap(), "2775");
+        assert!(normalize_mode("0999").is_err());
+        assert!(normalize_mode("rw").is_err());
+    }
+
+    #[test]
+    fn probe_fields() {
+        let p = Probe { out: "state=dir\nmode=755\n".into(), rc: 0 };
+        assert_eq!(p.field("state"), Some("dir"));
+        assert_eq!(p.field("mode"), Some("755"));
+        assert_eq!(p.field("owner"), None);
+    }
+}

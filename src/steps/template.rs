@@ -1,0 +1,22 @@
+//! `template`: render a minijinja template locally (strict undefined) and upload the result
+//! like `file`. Plan mode shows a diff against what is on the host.
+
+use super::upload::Upload;
+use super::PrepareCx;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Template path, relative to the folder holding provision.toml (e.g. "templates/app.conf.j2").
+    pub src: String,
+    pub dest: String,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
+    let text = cx.templates.render_file(&spec.src, cx.context).map_err(|e| e.to_string())?;
+    Upload::new(&spec.dest, text.into_bytes(), spec.mode.as_deref().unwrap_or("644"), spec.owner.clone(), spec.group.clone())
+}

@@ -1,0 +1,166 @@
+//! Running one command line on a session channel and collecting what it produced.
+
+use std::time::Duration;
+
+use russh::client::{Handle, Msg};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+
+use super::handler::ClientHandler;
+use crate::transport::{ExecError, ExecOutput};
+
+/// Per stream: keep the first 64 MiB so a runaway command cannot exhaust our memory.
+const OUTPUT_CAP: usize = 64 << 20;
+
+/// Open a channel, run `line`, feed `stdin` (or close it at once so a remote `cat` never
+/// waits), and collect until the channel closes; the whole thing bounded by `timeout`.
+pub(super) async fn run(
+    handle: &Handle<ClientHandler>,
+    line: String,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<ExecOutput, ExecError> {
+    let channel = handle
+        .channel_open_session()
+        .await
+        .map_err(|e| ExecError::Disconnected(format!("cannot open a channel: {e}")))?;
+    let (mut rx, tx) = channel.split();
+    let outcome = tokio::time::timeout(timeout, converse(&mut rx, &tx, line, stdin)).await;
+    match outcome {
+        Ok(result) => result,
+        Err(_) => {
+            // Best effort: TERM the remote shell (OpenSSH >= 7.9 honours it), then close so
+            // sshd hangs up on whatever is left.
+            let _ = tx.signal(Sig::TERM).await;
+            let _ = tx.close().await;
+            Err(ExecError::Timeout(timeout))
+        }
+    }
+}
+
+/// Write and read concurrently: a command that echoes its input (`cat`) would otherwise
+/// fill the windows both ways and deadlock. Reading decides when we are done; a writer still
+/// blocked because the remote never read its stdin is simply dropped then.
+async fn converse(
+    rx: &mut ChannelReadHalf,
+    tx: &ChannelWriteHalf<Msg>,
+    line: String,
+    stdin: Option<&[u8]>,
+) -> Result<ExecOutput, ExecError> {
+    tx.exec(true, line).await.map_err(lost)?;
+    let writing = async {
+        if let Some(bytes) = stdin {
+            let _ = tx.data_bytes(bytes.to_vec()).await;
+        }
+        let _ = tx.eof().await;
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        output = collect(rx) => output,
+        _ = writing => unreachable!("the writer never finishes on its own"),
+    }
+}
+
+async fn collect(rx: &mut ChannelReadHalf) -> Result<ExecOutput, ExecError> {
+    let mut out = Collected::default();
+    // ExitStatus may arrive before the last Data, so read until the channel is gone.
+    while let Some(msg) = rx.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => out.stdout.push(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.push(&data),
+            ChannelMsg::ExitStatus { exit_status } => out.exit = Some(exit_status),
+            ChannelMsg::ExitSignal { signal_name, .. } => out.signal = Some(sig_name(signal_name)),
+            // Reply to our exec request: the server would not start the command.
+            ChannelMsg::Failure => {
+                return Err(ExecError::Disconnected(
+                    "the server refused to run the command".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(out.finish())
+}
+
+fn lost(e: russh::Error) -> ExecError {
+    ExecError::Disconnected(e.to_string())
+}
+
+fn sig_name(sig: Sig) -> String {
+    match sig {
+        Sig::Custom(name) => name,
+        other => format!("{other:?}"),
+    }
+}
+
+#[derive(Default)]
+struct Collected {
+    stdout: Capped,
+    stderr: Capped,
+    exit: Option<u32>,
+    signal: Option<String>,
+}
+
+impl Collected {
+    /// Truncation is reported in stderr, where an operator reading a failure will look.
+    fn finish(mut self) -> ExecOutput {
+        for (name, dropped) in [
+            ("stdout", self.stdout.dropped),
+            ("stderr", self.stderr.dropped),
+        ] {
+            if dropped > 0 {
+                let note = format!(
+                    "\n[provision: {name} truncated to its first 64 MiB; {dropped} more bytes dropped]\n"
+                );
+                self.stderr.buf.extend_from_slice(note.as_bytes());
+            }
+        }
+        ExecOutput {
+            stdout: self.stdout.buf,
+            stderr: self.stderr.buf,
+            exit: self.exit,
+            signal: self.signal,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Capped {
+    buf: Vec<u8>,
+    dropped: u64,
+}
+
+impl Capped {
+    fn push(&mut self, data: &[u8]) {
+        let room = OUTPUT_CAP.saturating_sub(self.buf.len());
+        let keep = data.len().min(room);
+        self.buf.extend_from_slice(&data[..keep]);
+        self.dropped += (data.len() - keep) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_keeps_the_first_bytes_and_counts_the_rest() {
+        let mut c = Capped::default();
+        c.push(&vec![1u8; OUTPUT_CAP - 2]);
+        c.push(&[2, 3, 4, 5]);
+        assert_eq!(c.buf.len(), OUTPUT_CAP);
+        assert_eq!(&c.buf[OUTPUT_CAP - 2..], &[2, 3]);
+        assert_eq!(c.dropped, 2);
+        let out = Collected {
+            stdout: c,
+            ..Default::default()
+        }
+        .finish();
+        assert!(out.stderr_lossy().contains("stdout truncated"));
+    }
+
+    #[test]
+    fn signal_names_are_plain() {
+        assert_eq!(sig_name(Sig::KILL), "KILL");
+        assert_eq!(sig_name(Sig::Custom("XCPU".into())), "XCPU");
+    }
+}

@@ -1,0 +1,360 @@
+//! Host-key verification against OpenSSH `known_hosts` files.
+//!
+//! russh's own reader splits on single spaces and knows no wildcards or markers, so this is a
+//! small reader of our own: whitespace-separated fields, `@revoked` / `@cert-authority`
+//! markers, comma-separated patterns with `*`/`?` wildcards and `!` negation, `[host]:port`
+//! forms and hashed `|1|salt|hash` names (HMAC-SHA1, as OpenSSH's `HashKnownHosts` writes them).
+//! The user's file is only read; the project file is read and, under accept-new, appended to.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::ssh_encoding::base64::{Base64, Encoding};
+use russh::keys::{Algorithm, HashAlg, PublicKey};
+use sha1::Sha1;
+
+use crate::transport::{ConnectError, ConnectSpec, KnownHostsPolicy};
+
+/// Everything needed to judge the key a server offers, taken from a [`ConnectSpec`].
+#[derive(Debug, Clone)]
+pub(super) struct HostKeyCheck {
+    /// Names looked up in the files, most specific first: `[addr]:port` (or `addr` on port 22),
+    /// then the same for the inventory name when it differs from the address.
+    lookup: Vec<String>,
+    /// How the host is named in error messages.
+    display: String,
+    policy: KnownHostsPolicy,
+    user_file: Option<PathBuf>,
+    project_file: PathBuf,
+}
+
+/// One known_hosts line that names the host.
+#[derive(Debug, Clone)]
+struct Entry {
+    revoked: bool,
+    key: PublicKey,
+    file: PathBuf,
+    line: usize,
+}
+
+/// Serialises "check again, then append" on the project file so parallel connects to one new
+/// host (a shared jump host, say) pin it once.
+static PIN_LOCK: Mutex<()> = Mutex::new(());
+
+impl HostKeyCheck {
+    pub(super) fn new(spec: &ConnectSpec) -> Self {
+        let mut lookup = vec![host_token(&spec.address, spec.port)];
+        if !spec.name.is_empty() && spec.name != spec.address {
+            lookup.push(host_token(&spec.name, spec.port));
+        }
+        let display = if lookup.len() > 1 {
+            format!("{} ({})", spec.name, lookup[0])
+        } else {
+            lookup[0].clone()
+        };
+        HostKeyCheck {
+            lookup,
+            display,
+            policy: spec.known_hosts,
+            user_file: spec.user_known_hosts.clone(),
+            project_file: spec.project_known_hosts.clone(),
+        }
+    }
+
+    /// Key algorithms already recorded for this host, so the connection can ask the server
+    /// for one of those first (as OpenSSH does) instead of tripping over a key type we
+    /// have never seen.
+    pub(super) fn known_algorithms(&self) -> Vec<Algorithm> {
+        let mut algos: Vec<Algorithm> = Vec::new();
+        for entry in self.entries() {
+            let algo = entry.key.algorithm();
+            if !entry.revoked && !algos.contains(&algo) {
+                algos.push(algo);
+            }
+        }
+        algos
+    }
+
+    /// Accept or refuse `offered`. Under accept-new an unknown host is pinned in the project
+    /// file; a changed or revoked key is refused whatever the policy.
+    pub(super) fn verify(&self, offered: &PublicKey) -> Result<(), ConnectError> {
+        match self.judge(offered, &self.entries())? {
+            true => Ok(()),
+            false if self.policy == KnownHostsPolicy::AcceptNew => self.pin(offered),
+            false => Err(ConnectError::HostKeyUnknown {
+                host: self.display.clone(),
+                fingerprint: fingerprint(offered),
+                known_hosts: self.project_file.display().to_string(),
+            }),
+        }
+    }
+
+    /// `Ok(true)` known and matching, `Ok(false)` unknown, `Err` revoked or changed.
+    /// Entries of another key type do not count as a change: the server may hold several
+    /// keys and offered a type we have not recorded.
+    fn judge(&self, offered: &PublicKey, entries: &[Entry]) -> Result<bool, ConnectError> {
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.revoked && same_key(&e.key, offered))
+        {
+            return Err(self.changed(e, "a key marked @revoked".into(), offered));
+        }
+        let live = || entries.iter().filter(|e| !e.revoked);
+        if live().any(|e| same_key(&e.key, offered)) {
+            return Ok(true);
+        }
+        match live().find(|e| e.key.algorithm() == offered.algorithm()) {
+            Some(e) => Err(self.changed(e, fingerprint(&e.key), offered)),
+            None => Ok(false),
+        }
+    }
+
+    fn changed(&self, e: &Entry, expected: String, offered: &PublicKey) -> ConnectError {
+        ConnectError::HostKeyChanged {
+            host: self.display.clone(),
+            expected,
+            offered: fingerprint(offered),
+            file: e.file.display().to_string(),
+            line: e.line,
+        }
+    }
+
+    /// All entries naming this host, user file first.
+    fn entries(&self) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        for file in self.user_file.iter().chain([&self.project_file]) {
+            entries.extend(read_entries(file, &self.lookup));
+        }
+        entries
+    }
+
+    /// Append the offered key to the project file. Re-checks under a lock first: another task
+    /// may have pinned (or seen a different key for) the host meanwhile.
+    fn pin(&self, offered: &PublicKey) -> Result<(), ConnectError> {
+        let _guard = PIN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let project = read_entries(&self.project_file, &self.lookup);
+        if self.judge(offered, &project)? {
+            return Ok(());
+        }
+        let line = format!("{} {}\n", self.lookup[0], key_text(offered));
+        append_line(&self.project_file, &line).map_err(|e| ConnectError::KeyFile {
+            path: self.project_file.display().to_string(),
+            reason: format!("cannot record the host key of {}: {e}", self.display),
+        })
+    }
+}
+
+/// `host` on port 22, `[host]:port` otherwise: how OpenSSH names a host in known_hosts.
+fn host_token(host: &str, port: u16) -> String {
+    let host = host.to_ascii_lowercase();
+    if port == 22 {
+        host
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// `SHA256:...` as `ssh-keygen -l` prints it.
+pub(super) fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Comments are not part of a key's identity.
+fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
+    a.key_data() == b.key_data()
+}
+
+/// `keytype base64`, without a comment.
+fn key_text(key: &PublicKey) -> String {
+    let text = key.to_openssh().unwrap_or_default();
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One `write` of the whole line on an O_APPEND file, so concurrent appenders (other tasks or
+/// other provision processes) never interleave within a line.
+fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let needs_newline = std::fs::read(path)
+        .map(|b| b.last().is_some_and(|&c| c != b'\n'))
+        .unwrap_or(false);
+    let text = if needs_newline {
+        format!("\n{line}")
+    } else {
+        line.to_string()
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Entries of `file` matching any of `lookup`. A missing or unreadable file has no entries;
+/// malformed lines are skipped, as OpenSSH does.
+fn read_entries(file: &Path, lookup: &[String]) -> Vec<Entry> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        if let Some((revoked, key)) = parse_line(raw, lookup) {
+            entries.push(Entry {
+                revoked,
+                key,
+                file: file.to_path_buf(),
+                line: i + 1,
+            });
+        }
+    }
+    entries
+}
+
+/// `Some((revoked, key))` when the line names one of `lookup`. `@cert-authority` lines are
+/// skipped: host certificates are not negotiated.
+fn parse_line(raw: &str, lookup: &[String]) -> Option<(bool, PublicKey)> {
+    let mut fields = raw.split_whitespace().peekable();
+    if fields.peek()?.starts_with('#') {
+        return None;
+    }
+    let mut revoked = false;
+    if let Some(marker) = fields.next_if(|f| f.starts_with('@')) {
+        match marker {
+            "@revoked" => revoked = true,
+            _ => return None,
+        }
+    }
+    let patterns = fields.next()?;
+    let _keytype = fields.next()?;
+    let key = fields.next()?;
+    if !lookup.iter().any(|name| hosts_match(patterns, name)) {
+        return None;
+    }
+    let key = russh::keys::parse_public_key_base64(key).ok()?;
+    Some((revoked, key))
+}
+
+/// OpenSSH pattern-list semantics: some positive pattern matches and no negated one does.
+fn hosts_match(patterns: &str, name: &str) -> bool {
+    let mut matched = false;
+    for pat in patterns.split(',') {
+        if let Some(neg) = pat.strip_prefix('!') {
+            if glob_match(&neg.to_ascii_lowercase(), name) {
+                return false;
+            }
+        } else if pat.starts_with("|1|") {
+            matched |= hashed_match(pat, name);
+        } else {
+            matched |= glob_match(&pat.to_ascii_lowercase(), name);
+        }
+    }
+    matched
+}
+
+/// `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`.
+fn hashed_match(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.trim_start_matches("|1|").splitn(2, '|');
+    let (Some(salt), Some(hash)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(salt), Ok(hash)) = (Base64::decode_vec(salt), Base64::decode_vec(hash)) else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt) else {
+        return false;
+    };
+    mac.update(name.as_bytes());
+    mac.verify_slice(&hash).is_ok()
+}
+
+/// `*` (any run) and `?` (one char) wildcards over the whole string.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Iterative matcher with one backtrack point for the last `*`.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+
+    #[test]
+    fn glob_and_negation() {
+        assert!(glob_match("[127.0.0.*]:2222", "[127.0.0.1]:2222"));
+        assert!(glob_match("*.example.com", "a.b.example.com"));
+        assert!(glob_match("web-?", "web-1"));
+        assert!(!glob_match("web-?", "web-10"));
+        assert!(!glob_match("*.example.com", "example.com"));
+        assert!(hosts_match(
+            "*.example.com,!bad.example.com",
+            "ok.example.com"
+        ));
+        assert!(!hosts_match(
+            "*.example.com,!bad.example.com",
+            "bad.example.com"
+        ));
+        assert!(hosts_match("Alias,10.0.0.1", "10.0.0.1"));
+    }
+
+    #[test]
+    fn parses_tabs_markers_and_comments() {
+        let names = vec!["[10.0.0.1]:2222".to_string()];
+        let line = format!("[10.0.0.1]:2222\tssh-ed25519\t{KEY_A}\tcomment");
+        assert!(matches!(parse_line(&line, &names), Some((false, _))));
+        let line = format!("@revoked [10.0.0.*]:2222 ssh-ed25519 {KEY_A}");
+        assert!(matches!(parse_line(&line, &names), Some((true, _))));
+        let line = format!("@cert-authority * ssh-ed25519 {KEY_A}");
+        assert!(parse_line(&line, &names).is_none());
+        assert!(parse_line(&format!("# [10.0.0.1]:2222 ssh-ed25519 {KEY_A}"), &names).is_none());
+        assert!(parse_line(&format!("10.0.0.1 ssh-ed25519 {KEY_A}"), &names).is_none());
+    }
+
+    #[test]
+    fn hashed_names_match_their_host_only() {
+        // Built like OpenSSH does: HMAC-SHA1 keyed with the salt over the host token.
+        let salt = [7u8; 20];
+        let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt).unwrap();
+        mac.update(b"[10.0.0.1]:2222");
+        let hash = mac.finalize().into_bytes();
+        let pat = format!(
+            "|1|{}|{}",
+            Base64::encode_string(&salt),
+            Base64::encode_string(&hash)
+        );
+        assert!(hosts_match(&pat, "[10.0.0.1]:2222"));
+        assert!(!hosts_match(&pat, "[10.0.0.2]:2222"));
+    }
+
+    #[test]
+    fn host_token_uses_brackets_off_port_22() {
+        assert_eq!(host_token("Example.COM", 22), "example.com");
+        assert_eq!(host_token("10.0.0.1", 2200), "[10.0.0.1]:2200");
+    }
+}
