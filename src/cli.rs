@@ -60,6 +60,17 @@ pub enum Command {
     /// List the environment's hosts, their roles and how they are reached
     #[command(after_help = "Example: provision hosts prod")]
     Hosts { env: String },
+    /// Run one command on the environment's hosts, output prefixed by host
+    #[command(after_help = "Example: provision exec prod --limit web -- uptime")]
+    Exec {
+        env: String,
+        /// Seconds the command may run
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// The command (run by /bin/sh on the host)
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Scaffold provision.toml, playbooks/deploy.toml, templates/ and secrets/.gitignore
     #[command(after_help = "Example: provision init myapp")]
     Init {
@@ -102,6 +113,7 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
         Command::Hosts { env } => hosts(g, env),
         Command::Up { env } => converge(g, env, Mode::Apply, false).await,
         Command::Plan { env, detailed_exitcode } => converge(g, env, Mode::Check, *detailed_exitcode).await,
+        Command::Exec { env, timeout, command } => exec(g, env, &command.join(" "), *timeout).await,
     }
 }
 
@@ -130,6 +142,22 @@ fn hosts(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
     Ok(exit::OK)
 }
 
+async fn exec(g: &Global, env_name: &str, command: &str, timeout: u64) -> Result<i32, ConfigError> {
+    let project = Project::load(&Project::locate(g.config.as_deref())?)?;
+    let env = project.env(env_name)?;
+    let redactor = Redactor::default();
+    // Loaded only so that secret values in the command's output are masked.
+    Secrets::load(env.secrets.as_deref(), redactor.clone())?;
+    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
+    let timeout = std::time::Duration::from_secs(timeout);
+    Ok(crate::adhoc::run(hosts, command, g.forks, timeout, g.output, redactor).await)
+}
+
+/// Prompts (key passphrases) only when a person is there to answer.
+fn interactive() -> bool {
+    console::Term::stdout().is_term() && std::env::var_os("CI").is_none()
+}
+
 /// Load everything and plan every host before the first connection: any config, template
 /// or secret error stops the run here, with no host touched.
 async fn converge(g: &Global, env_name: &str, mode: Mode, detailed: bool) -> Result<i32, ConfigError> {
@@ -142,8 +170,7 @@ async fn converge(g: &Global, env_name: &str, mode: Mode, detailed: bool) -> Res
     playbook.check_roles(&env.roles, env_name)?;
     let redactor = Redactor::default();
     let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
-    let interactive = console::Term::stdout().is_term() && std::env::var_os("CI").is_none();
-    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive)?;
+    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
     let tags: Vec<String> = g.tags.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
     let planner = Planner::new(&project, env_name, playbook, secrets, tags)?;
     let plans = hosts.iter().map(|h| planner.plan_host(h)).collect::<Result<Vec<_>, _>>()?;

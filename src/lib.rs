@@ -10,6 +10,7 @@ pub mod config;
 pub mod secrets;
 pub mod steps;
 pub mod template;
+pub mod adhoc;
 pub mod cli;
 pub mod inventory;
 pub mod plan;

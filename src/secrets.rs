@@ -85,7 +85,7 @@ impl Secrets {
                 }
                 // dotenvy parses one line at a time here so an error names its line.
                 let item = dotenvy::from_read_iter(line.as_bytes()).next().transpose().map_err(|e| {
-                    ConfigError::new(path, format!("not a KEY=value line ({})", describe_dotenv_error(&e)))
+                    ConfigError::new(path, format!("not a KEY=value line ({})", describe_bad_line(line, &e)))
                         .at_line(i + 1)
                         .with_help("write one KEY=value per line; quote values with spaces")
                 })?;
@@ -129,10 +129,20 @@ impl Secrets {
     }
 }
 
-/// dotenvy errors can echo the line (and so the value); describe them without it.
-fn describe_dotenv_error(e: &dotenvy::Error) -> String {
+/// dotenvy errors can echo the line (and so the value); describe them without it. Only the
+/// key (the part before `=`) may be named.
+fn describe_bad_line(line: &str, e: &dotenvy::Error) -> String {
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_start_matches("export ").trim());
+    let key = key.filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    let of_key = key.map(|k| format!(" of {k}")).unwrap_or_default();
+    let value = line.split_once('=').map_or("", |(_, v)| v.trim_start());
+    let unclosed = |q: char| value.starts_with(q) && (value.len() == 1 || !value[1..].contains(q));
     match e {
-        dotenvy::Error::LineParse(_, idx) => format!("syntax error at character {}", idx + 1),
+        dotenvy::Error::LineParse(..) if unclosed('"') || unclosed('\'') => {
+            format!("the quoted value{of_key} has no closing quote")
+        }
+        dotenvy::Error::LineParse(..) if key.is_none() => "expected KEY=value, with KEY made of letters, digits and `_`".into(),
+        dotenvy::Error::LineParse(_, idx) => format!("syntax error{of_key} at character {}", idx + 1),
         dotenvy::Error::Io(e) => e.to_string(),
         _ => "invalid line".into(),
     }
@@ -180,6 +190,10 @@ mod tests {
         let e = Secrets::load(Some(&f), Redactor::default()).unwrap_err();
         assert_eq!(e.line, Some(2));
         assert!(!e.to_string().contains("unterminated-secret"), "{e}");
+        assert!(e.message.contains("value of B has no closing quote"), "{e}");
+        std::fs::write(&f, "A=1\nnot a line s3cr3t\n").unwrap();
+        let e = Secrets::load(Some(&f), Redactor::default()).unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
     }
 
     #[test]

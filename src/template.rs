@@ -7,7 +7,7 @@
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A template error: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +58,7 @@ impl TemplateError {
 
 pub struct Templates {
     env: Environment<'static>,
+    root: PathBuf,
 }
 
 impl Templates {
@@ -76,7 +77,7 @@ impl Templates {
                 .build()
                 .expect("default syntax is valid"),
         );
-        Templates { env }
+        Templates { env, root: root.to_path_buf() }
     }
 
     pub fn render_file(&self, name: &str, ctx: &Value) -> Result<String, TemplateError> {
@@ -117,6 +118,85 @@ impl Templates {
         let t = self.env.get_template(name).map_err(|e| TemplateError::from_minijinja(name, &e))?;
         Ok(t.undeclared_variables(false).into_iter().collect())
     }
+
+    /// The line of a template file where variable `ident` is first used, for messages.
+    pub fn line_of_variable(&self, name: &str, ident: &str) -> Option<usize> {
+        let source = std::fs::read_to_string(self.root.join(name)).ok()?;
+        line_of_variable(&source, ident)
+    }
+}
+
+/// First line (1-based) where `ident` is used as a variable inside `{{ }}` or `{% %}`:
+/// not inside a string literal, a comment, or as an attribute (`x.ident`).
+pub fn line_of_variable(source: &str, ident: &str) -> Option<usize> {
+    let b = source.as_bytes();
+    let (mut i, mut line) = (0, 1);
+    let mut close: Option<&[u8]> = None;
+    let mut quote: Option<u8> = None;
+    let mut prev = 0u8; // last non-space byte inside the current tag
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\n' {
+            line += 1;
+        }
+        let Some(end) = close else {
+            if b[i..].starts_with(b"{{") || b[i..].starts_with(b"{%") {
+                close = Some(if b[i + 1] == b'{' { b"}}" } else { b"%}" });
+                prev = 0;
+                i += 2;
+            } else if b[i..].starts_with(b"{#") {
+                close = Some(b"#}");
+                i += 2;
+            } else {
+                i += 1;
+            }
+            continue;
+        };
+        if let Some(q) = quote {
+            if c == b'\\' && i + 1 < b.len() {
+                line += usize::from(b[i + 1] == b'\n');
+                i += 2;
+                continue;
+            }
+            if c == q {
+                quote = None;
+                prev = c;
+            }
+            i += 1;
+            continue;
+        }
+        if b[i..].starts_with(end) {
+            close = None;
+            i += end.len();
+            continue;
+        }
+        if end == b"#}" {
+            i += 1;
+        } else if c == b'"' || c == b'\'' {
+            quote = Some(c);
+            i += 1;
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            if &source[start..i] == ident && prev != b'.' {
+                return Some(line);
+            }
+            prev = b'a';
+        } else if c.is_ascii_digit() {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.') {
+                i += 1;
+            }
+            prev = b'0';
+        } else {
+            if !c.is_ascii_whitespace() {
+                prev = c;
+            }
+            i += 1;
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -144,6 +224,16 @@ mod tests {
         let t = Templates::new(Path::new("."));
         let out = t.render_str("x", "<{{ a }}>\n", &context! { a => "&" }).unwrap();
         assert_eq!(out, "<&>\n");
+    }
+
+    #[test]
+    fn finds_the_line_of_a_variable() {
+        let src = "# {{ app }} said \"worker_count\"\n{# worker_count #}\n{{ cfg.worker_count }}\n{% if x %}\nw = {{ 'worker_count' }} {{ worker_count | default(1) }}\n{% endif %}\n";
+        assert_eq!(line_of_variable(src, "worker_count"), Some(5));
+        assert_eq!(line_of_variable(src, "app"), Some(1));
+        assert_eq!(line_of_variable(src, "x"), Some(4));
+        assert_eq!(line_of_variable(src, "nope"), None);
+        assert_eq!(line_of_variable("{{\n  a ~\n  b }}", "b"), Some(3));
     }
 
     #[test]

@@ -490,6 +490,29 @@ async fn user_known_hosts_tabs_wildcards_and_hashed_names() {
     );
 }
 
+/// RSA keys must sign with rsa-sha2-*: OpenSSH >= 8.8 refuses the old ssh-rsa (SHA-1).
+#[tokio::test(flavor = "multi_thread")]
+async fn rsa_key_authenticates() {
+    let sshd = Sshd::start();
+    let key = sshd.path("client_rsa");
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let mut authorized = read(&sshd.path("authorized_keys"));
+    authorized.push_str(&read(&sshd.path("client_rsa.pub")));
+    std::fs::write(sshd.path("authorized_keys"), authorized).unwrap();
+    let mut spec = sshd.spec();
+    spec.identity_files = vec![key];
+    let s = connect(&spec).await;
+    assert_eq!(
+        s.exec("echo rsa", None, LONG).await.unwrap().stdout_lossy(),
+        "rsa\n"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_failure_names_what_was_tried() {
     let sshd = Sshd::start();

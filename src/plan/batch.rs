@@ -31,7 +31,8 @@ pub fn probe_script(nonce: &str, probes: &[(usize, String)]) -> String {
 /// Apply first (it reads stdin); if it succeeds, re-probe; exit with the apply's status.
 pub fn apply_script(nonce: &str, apply: &str, probes: &[(usize, String)]) -> String {
     format!(
-        "( {apply}\n)\nrc=$?\nprintf '\\n@@A{nonce} %d\\n' $rc\nif [ $rc -eq 0 ]; then\n{}fi\nexit $rc\n",
+        // `:` keeps the `then` branch non-empty when there is nothing left to re-probe.
+        "( {apply}\n)\nrc=$?\nprintf '\\n@@A{nonce} %d\\n' $rc\nif [ $rc -eq 0 ]; then\n:\n{}fi\nexit $rc\n",
         probe_script(nonce, probes)
     )
 }
@@ -116,6 +117,14 @@ mod tests {
         assert_eq!(p.apply_out, "IN\napplied\n");
         assert_eq!(p.apply_rc, Some(0));
         assert_eq!(p.probes[&1].out, "again\n");
+    }
+
+    #[test]
+    fn apply_with_nothing_left_to_probe_is_valid_sh() {
+        let n = nonce();
+        let out = Command::new("/bin/sh").arg("-c").arg(apply_script(&n, "echo done", &[])).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(parse(&n, &out.stdout).apply_rc, Some(0));
     }
 
     #[test]

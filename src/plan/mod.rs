@@ -49,6 +49,15 @@ pub struct HostPlan {
     pub steps: Vec<PlannedStep>,
 }
 
+/// Where a step refers to variables.
+enum Origin {
+    /// A step field, by its path (e.g. `command.run`).
+    Field(String),
+    When,
+    /// The step's template file, relative to the project root.
+    Template(String),
+}
+
 impl Planner {
     pub fn new(project: &Project, env_name: &str, playbook: Playbook, secrets: Secrets, tags: Vec<String>) -> Result<Planner, ConfigError> {
         let env = project.env(env_name)?;
@@ -130,17 +139,20 @@ impl Planner {
         let mut steps = Vec::new();
         for step in &self.playbook.steps {
             let refs = self.references(step)?;
-            let deps: BTreeSet<String> = refs.intersection(&all_registers).cloned().collect();
-            for r in &refs {
-                if known.contains(r) || BUILTINS.contains(&r.as_str()) || registered_before.contains(r) {
-                    continue;
+            let all_refs: BTreeSet<String> = refs.iter().flat_map(|(_, names)| names.iter().cloned()).collect();
+            let deps: BTreeSet<String> = all_refs.intersection(&all_registers).cloned().collect();
+            for (origin, names) in &refs {
+                for r in names {
+                    if known.contains(r) || BUILTINS.contains(&r.as_str()) || registered_before.contains(r) {
+                        continue;
+                    }
+                    let why = if all_registers.contains(r) {
+                        format!("uses `{r}`, which is registered by a later step")
+                    } else {
+                        format!("undefined variable `{r}`; define it under [vars] or the env's vars")
+                    };
+                    return Err(self.err(step, format!("{}: {why}", self.origin_text(origin, r))));
                 }
-                let why = if all_registers.contains(r) {
-                    format!("uses `{r}`, which is registered by a later step")
-                } else {
-                    format!("undefined variable `{r}`; define it under [vars] or the env's vars")
-                };
-                return Err(self.err(step, why));
             }
             if let Some(r) = &step.register {
                 registered_before.insert(r.clone());
@@ -158,21 +170,47 @@ impl Planner {
         Ok(HostPlan { host: host.clone(), steps })
     }
 
-    /// Root variable names used by a step's fields, `when` and template file.
-    fn references(&self, step: &Step) -> Result<BTreeSet<String>, ConfigError> {
-        let mut refs = BTreeSet::new();
-        let mut strings = Vec::new();
-        collect_strings(&serde_json::to_value(&step.spec).unwrap_or_default(), &mut strings);
-        for s in strings.iter().filter(|s| s.contains("{{") || s.contains("{%")) {
-            refs.extend(self.templates.referenced_in_str(&step.name, s).map_err(|e| self.err(step, e.message))?);
+    /// Root variable names used by a step, grouped by where they are used: each field, `when`
+    /// and the template file.
+    fn references(&self, step: &Step) -> Result<Vec<(Origin, BTreeSet<String>)>, ConfigError> {
+        let mut refs = Vec::new();
+        let mut fields = Vec::new();
+        let mut json = serde_json::to_value(&step.spec).unwrap_or_default();
+        let _ = render_strings(&mut json, String::new(), &mut |path, s| {
+            fields.push((path.to_string(), s.to_string()));
+            Ok(s.to_string())
+        });
+        for (path, s) in fields.iter().filter(|(_, s)| s.contains("{{") || s.contains("{%")) {
+            let names = self
+                .templates
+                .referenced_in_str(&step.name, s)
+                .map_err(|e| self.err(step, format!("field `{path}`: {}", e.message)))?;
+            refs.push((Origin::Field(path.clone()), names));
         }
         if let Some(w) = &step.when {
-            refs.extend(self.templates.referenced_in_expr(&step.name, w).map_err(|e| self.err(step, format!("when: {}", e.message)))?);
+            let names = self
+                .templates
+                .referenced_in_expr(&step.name, w)
+                .map_err(|e| self.err(step, format!("when: {}", e.message)))?;
+            refs.push((Origin::When, names));
         }
         if let Some(src) = step.spec.template_file().filter(|s| !s.contains("{{")) {
-            refs.extend(self.templates.referenced_in_file(src).map_err(|e| self.err(step, e.to_string()))?);
+            let names = self.templates.referenced_in_file(src).map_err(|e| self.err(step, e.to_string()))?;
+            refs.push((Origin::Template(src.to_string()), names));
         }
         Ok(refs)
+    }
+
+    /// Where a reference is, for messages: the template file's line when it is in one.
+    fn origin_text(&self, origin: &Origin, name: &str) -> String {
+        match origin {
+            Origin::Field(path) => format!("field `{path}`"),
+            Origin::When => "when".to_string(),
+            Origin::Template(src) => match self.templates.line_of_variable(src, name) {
+                Some(line) => format!("{src}:{line}"),
+                None => src.clone(),
+            },
+        }
     }
 
     /// Render a step's fields against `ctx` and prepare its desired state.
@@ -214,15 +252,6 @@ impl Planner {
 
     pub fn tags(&self) -> &[String] {
         &self.tags
-    }
-}
-
-fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
-        serde_json::Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
-        _ => {}
     }
 }
 

@@ -50,7 +50,7 @@ pub fn stat_probe(path: &str) -> String {
     format!(
         "if [ -d {p} ] && [ ! -L {p} ]; then echo state=dir; elif [ -f {p} ]; then echo state=file; \
          elif [ -e {p} ] || [ -L {p} ]; then echo state=other; else echo state=missing; fi\n\
-         if [ -e {p} ]; then stat -c 'mode=%a%nowner=%U%ngroup=%G' {p}; fi"
+         if [ -e {p} ]; then stat -c 'mode=%a\nowner=%U\ngroup=%G' {p}; fi"
     )
 }
 
@@ -147,6 +147,18 @@ mod tests {
     fn apply_script_is_quoted() {
         let a = d().apply();
         assert_eq!(a.script, "set -e\nmkdir -p /srv/app\nchmod 750 /srv/app\nchown app /srv/app\n");
+    }
+
+    #[test]
+    fn stat_probe_prints_one_field_per_line_in_a_real_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d");
+        std::fs::create_dir(&path).unwrap();
+        let out = std::process::Command::new("/bin/sh").arg("-c").arg(stat_probe(path.to_str().unwrap())).output().unwrap();
+        let p = Probe { out: String::from_utf8(out.stdout).unwrap(), rc: 0 };
+        assert_eq!(p.field("state"), Some("dir"));
+        assert!(p.field("mode").is_some_and(|m| m.chars().all(|c| c.is_ascii_digit())), "{}", p.out);
+        assert!(p.field("owner").is_some_and(|o| !o.contains('/')), "{}", p.out);
     }
 
     #[test]

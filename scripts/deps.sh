@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what provision's tests and demo need on a fresh Debian/Ubuntu machine, idempotently:
+# OpenSSH server (test targets), sudo (become tests), git (git step), time (benchmark RSS).
+# Safe to run again: it installs only what is missing and never upgrades.
+set -euo pipefail
+
+need=()
+for pkg in openssh-server openssh-client sudo git time ca-certificates; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "deps: installing ${need[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+# sshd refuses to start without its privilege-separation directory.
+if [ ! -d /run/sshd ]; then
+  if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd; else sudo mkdir -p /run/sshd; fi
+fi

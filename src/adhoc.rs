@@ -1,0 +1,81 @@
+//! `provision exec`: one ad-hoc command on every selected host, over the same connection
+//! settings as `up`. Also the benchmark's floor: connect, authenticate, run `true`.
+
+use crate::inventory::Host;
+use crate::report::OutputFormat;
+use crate::runner::exit;
+use crate::secrets::Redactor;
+use crate::transport::ssh::SshSession;
+use crate::transport::Transport;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// What happened on one host.
+struct HostResult {
+    host: String,
+    result: Result<(Option<u32>, String, String), String>,
+}
+
+pub async fn run(hosts: Vec<Host>, command: &str, forks: usize, timeout: Duration, output: OutputFormat, redactor: Redactor) -> i32 {
+    let sem = Arc::new(Semaphore::new(forks.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for h in hosts {
+        let (sem, command) = (sem.clone(), command.to_string());
+        tasks.spawn(async move {
+            let _p = sem.acquire_owned().await.expect("semaphore open");
+            let result = match SshSession::connect(&h.connect).await {
+                Err(e) => Err(e.to_string()),
+                Ok(s) => {
+                    let r = s.exec(&command, None, timeout).await;
+                    s.close().await;
+                    r.map(|o| (o.exit, o.stdout_lossy(), o.stderr_lossy())).map_err(|e| e.to_string())
+                }
+            };
+            HostResult { host: h.name, result }
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        let r = r.expect("exec task panicked");
+        print_result(&r, output, &redactor);
+        results.push(r);
+    }
+    let unreachable = results.iter().any(|r| r.result.is_err());
+    let failed = results.iter().any(|r| matches!(&r.result, Ok((code, _, _)) if *code != Some(0)));
+    if unreachable {
+        exit::UNREACHABLE
+    } else if failed {
+        exit::FAILED
+    } else {
+        exit::OK
+    }
+}
+
+fn print_result(r: &HostResult, output: OutputFormat, redactor: &Redactor) {
+    let mut out = std::io::stdout().lock();
+    if output == OutputFormat::Json {
+        let mut v = match &r.result {
+            Ok((code, so, se)) => serde_json::json!({ "event": "exec", "host": r.host, "exit": code, "stdout": so, "stderr": se }),
+            Err(e) => serde_json::json!({ "event": "exec", "host": r.host, "unreachable": true, "error": e }),
+        };
+        redactor.redact_json(&mut v);
+        let _ = writeln!(out, "{v}");
+        return;
+    }
+    match &r.result {
+        Err(e) => {
+            let _ = writeln!(out, "[{}] UNREACHABLE: {}", r.host, redactor.redact(e));
+        }
+        Ok((code, so, se)) => {
+            for line in so.lines().chain(se.lines()) {
+                let _ = writeln!(out, "[{}] {}", r.host, redactor.redact(line));
+            }
+            if *code != Some(0) {
+                let code = code.map_or("none (killed)".to_string(), |c| c.to_string());
+                let _ = writeln!(out, "[{}] exit code {code}", r.host);
+            }
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! Test harness for end-to-end runs of the `provision` binary against real OpenSSH servers.
+//!
+//! Every test starts its own `sshd` on 127.0.0.1 (a free port, its own host key and
+//! authorized_keys), writes a project into a temp dir and runs the binary on it. Since the
+//! "remote" host is this machine, each [`Project`] also gets its own remote root
+//! (`/tmp/prov-remote-XXXX`, mode 0777) for the paths its playbook touches.
+//!
+//! Nothing is mocked and nothing is skipped: without `/usr/sbin/sshd` and `ssh-keygen` the
+//! tests fail with a message saying what to install.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub const SSHD: &str = "/usr/sbin/sshd";
+/// How long one run of the binary may take before the test fails.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// Client keys
+// ---------------------------------------------------------------------------------------------
+
+/// An unencrypted ed25519 client key pair.
+pub struct ClientKey {
+    pub private: PathBuf,
+    /// The `.pub` line (`ssh-ed25519 AAAA... comment`), trimmed.
+    pub public: String,
+}
+
+impl ClientKey {
+    /// `ssh-keygen -t ed25519 -N ''` into `dir/id_ed25519`.
+    pub fn generate(dir: &Path) -> ClientKey {
+        std::fs::create_dir_all(dir).expect("create key dir");
+        let private = dir.join("id_ed25519");
+        keygen(&private);
+        let public = read(&pub_path(&private)).trim().to_string();
+        assert!(public.starts_with("ssh-ed25519 "), "unexpected public key: {public}");
+        ClientKey { private, public }
+    }
+}
+
+fn pub_path(private: &Path) -> PathBuf {
+    let mut p = private.as_os_str().to_owned();
+    p.push(".pub");
+    PathBuf::from(p)
+}
+
+/// `ssh-keygen -q -t ed25519 -N '' -f path` (path must not exist).
+fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "provision-test", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("ssh-keygen is required for these tests (apt-get install openssh-client): {e}"));
+    assert!(
+        out.status.success(),
+        "ssh-keygen failed for {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// sshd
+// ---------------------------------------------------------------------------------------------
+
+/// A throwaway OpenSSH server on 127.0.0.1, killed on drop.
+pub struct Sshd {
+    pub port: u16,
+    /// The host public key as `ssh-ed25519 AAAA...` (no comment).
+    pub host_pub_key: String,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Sshd {
+    /// Start on a free port with a fresh host key, accepting `key` for every local user.
+    pub fn start(key: &ClientKey) -> Sshd {
+        assert!(
+            Path::new(SSHD).exists(),
+            "{SSHD} is required for these tests (apt-get install openssh-server)"
+        );
+        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (sshd privilege separation dir)");
+        let dir = tempfile::Builder::new().prefix("prov-sshd-").tempdir().expect("sshd temp dir");
+        // Non-root users read authorized_keys as themselves: the dir must be traversable.
+        chmod(dir.path(), 0o755);
+        keygen(&dir.path().join("hostkey"));
+        let authorized = dir.path().join("authorized_keys");
+        std::fs::write(&authorized, format!("{}\n", key.public)).expect("write authorized_keys");
+        chmod(&authorized, 0o644);
+        let mut sshd = Sshd { port: 0, host_pub_key: String::new(), dir, child: None };
+        sshd.host_pub_key = sshd.read_host_pub_key();
+        for _ in 0..20 {
+            let port = free_port();
+            sshd.port = port;
+            if sshd.spawn() {
+                return sshd;
+            }
+        }
+        panic!("could not start sshd on any free port: {}", sshd.log());
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn read_host_pub_key(&self) -> String {
+        read(&self.path("hostkey.pub")).split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The line OpenSSH would put in known_hosts for this server.
+    pub fn known_hosts_line(&self) -> String {
+        format!("[127.0.0.1]:{} {}", self.port, self.host_pub_key)
+    }
+
+    /// `SHA256:...` of the current host key.
+    pub fn fingerprint(&self) -> String {
+        let out = Command::new("ssh-keygen").arg("-lf").arg(self.path("hostkey.pub")).output().expect("ssh-keygen -lf");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap_or_default().to_string()
+    }
+
+    /// What sshd logged so far (it runs with `-e`, so this is everything).
+    pub fn log(&self) -> String {
+        read(&self.path("sshd.log"))
+    }
+
+    /// `user@127.0.0.1:PORT`, a host string for provision.toml.
+    pub fn addr(&self, user: &str) -> String {
+        format!("{user}@127.0.0.1:{}", self.port)
+    }
+
+    /// The name provision gives this host in its output (`127.0.0.1:PORT`).
+    pub fn name(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Same port, new host key: what a reinstalled (or impersonated) server looks like.
+    pub fn regenerate_host_key(&mut self) {
+        self.stop();
+        for f in ["hostkey", "hostkey.pub"] {
+            std::fs::remove_file(self.path(f)).expect("remove old host key");
+        }
+        keygen(&self.path("hostkey"));
+        self.host_pub_key = self.read_host_pub_key();
+        // The old listener is gone at once (sshd sets SO_REUSEADDR), but give it a few tries.
+        for _ in 0..10 {
+            if self.spawn() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("sshd did not restart on port {}: {}", self.port, self.log());
+    }
+
+    /// Kill the server (also done on drop).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start sshd on `self.port`. False when it exited at once (port taken meanwhile).
+    fn spawn(&mut self) -> bool {
+        let d = self.dir.path().display();
+        let config = format!(
+            "Port {port}\n\
+             ListenAddress 127.0.0.1\n\
+             HostKey {d}/hostkey\n\
+             AuthorizedKeysFile {d}/authorized_keys\n\
+             PidFile {d}/sshd.pid\n\
+             StrictModes no\n\
+             UsePAM no\n\
+             PermitRootLogin yes\n\
+             PubkeyAuthentication yes\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             MaxStartups 200\n\
+             MaxSessions 20\n\
+             AllowTcpForwarding yes\n\
+             LogLevel VERBOSE\n\
+             Subsystem sftp /usr/lib/openssh/sftp-server\n",
+            port = self.port
+        );
+        std::fs::write(self.path("sshd_config"), config).expect("write sshd_config");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("sshd.log"))
+            .expect("open sshd.log");
+        let before = self.log().len();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(self.path("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"));
+        self.child = Some(child);
+        self.wait_listening(before)
+    }
+
+    /// Until sshd says it listens on our port and the port accepts TCP (10 s at most).
+    fn wait_listening(&mut self, log_from: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listening = format!("Server listening on 127.0.0.1 port {}", self.port);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().expect("child").try_wait().expect("try_wait sshd") {
+                eprintln!("sshd on port {} exited ({status}): {}", self.port, self.log());
+                self.child = None;
+                return false;
+            }
+            let logged = self.log().get(log_from..).is_some_and(|l| l.contains(&listening));
+            if logged && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = self.log();
+        self.stop();
+        panic!("sshd did not listen on port {} within 10s: {log}", self.port);
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// A port nothing listens on: an unreachable host.
+pub fn closed_port() -> u16 {
+    free_port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local users
+// ---------------------------------------------------------------------------------------------
+
+/// Create a local user if missing (home under /home, shell /bin/sh) and make sure sshd accepts
+/// it without PAM (a `!` locked password would be refused). `sudo` adds
+/// `/etc/sudoers.d/<name>` with passwordless sudo. Idempotent and safe across threads and
+/// processes (a file lock around the whole thing).
+pub fn ensure_user(name: &str, sudo: bool) {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/provision-test-users.lock")
+        .expect("open user lock file");
+    lock.lock().expect("lock user lock file");
+
+    let exists = Command::new("id").arg("-u").arg(name).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !exists {
+        let out = Command::new("useradd")
+            .args(["-m", "-d", &format!("/home/{name}"), "-s", "/bin/sh", name])
+            .output()
+            .expect("useradd is required (passwd package)");
+        // 9: the user exists (created by a process that does not take our lock).
+        assert!(
+            out.status.success() || out.status.code() == Some(9),
+            "useradd {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let shadow = read(Path::new("/etc/shadow"));
+    let locked = shadow
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .is_some_and(|rest| rest.starts_with('!'));
+    if locked {
+        // `*`: no password login, but not "locked" for sshd with UsePAM no.
+        let out = Command::new("usermod").args(["-p", "*", name]).output().expect("usermod");
+        assert!(out.status.success(), "usermod -p '*' {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let home = PathBuf::from(format!("/home/{name}"));
+    if !home.is_dir() {
+        std::fs::create_dir_all(&home).expect("create home");
+        let _ = Command::new("chown").arg(format!("{name}:")).arg(&home).status();
+    }
+    if sudo {
+        let file = PathBuf::from(format!("/etc/sudoers.d/{name}"));
+        let want = format!("{name} ALL=(ALL:ALL) NOPASSWD: ALL\n");
+        if read(&file) != want {
+            let tmp = PathBuf::from(format!("/etc/sudoers.d/.{name}.tmp"));
+            std::fs::write(&tmp, &want).expect("write sudoers file");
+            chmod(&tmp, 0o440);
+            std::fs::rename(&tmp, &file).expect("install sudoers file");
+        }
+    }
+    let _ = lock.unlock();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projects and runs
+// ---------------------------------------------------------------------------------------------
+
+/// A provision project in a temp dir, an empty HOME, and a per-test remote root.
+pub struct Project {
+    pub dir: TempDir,
+    /// Empty home for the binary (no ~/.ssh, no agent).
+    pub home: PathBuf,
+    /// Per-test root for every path the playbook touches "remotely" (mode 0777).
+    pub remote: PathBuf,
+    _home: TempDir,
+    _remote: TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::Builder::new().prefix("prov-project-").tempdir().expect("project dir");
+        let home_dir = tempfile::Builder::new().prefix("prov-home-").tempdir().expect("home dir");
+        let remote_dir = tempfile::Builder::new().prefix("prov-remote-").tempdir_in("/tmp").expect("remote dir");
+        chmod(remote_dir.path(), 0o777);
+        Project {
+            home: home_dir.path().to_path_buf(),
+            remote: remote_dir.path().to_path_buf(),
+            dir,
+            _home: home_dir,
+            _remote: remote_dir,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `remote` joined with `rel`, as a string for playbooks.
+    pub fn remote_path(&self, rel: &str) -> String {
+        self.remote.join(rel).display().to_string()
+    }
+
+    /// Write a project file, creating its parents.
+    pub fn write(&self, rel: &str, content: &str) {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent dirs");
+        }
+        std::fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
+    /// Run the binary on this project (120 s at most).
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_timeout(args, RUN_TIMEOUT)
+    }
+
+    pub fn run_timeout(&self, args: &[&str], timeout: Duration) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_provision"));
+        cmd.arg("-C")
+            .arg(self.dir.path())
+            .args(args)
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SSH_AGENT_PID")
+            .env("HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .env("CI", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("run the provision binary");
+        let stdout = reader(child.stdout.take().expect("stdout"));
+        let stderr = reader(child.stderr.take().expect("stderr"));
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait for provision") {
+                break Some(s);
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = stdout.join().expect("stdout reader");
+        let stderr = stderr.join().expect("stderr reader");
+        let Some(status) = status else {
+            panic!("provision {args:?} ran longer than {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        };
+        let code = status.code().unwrap_or_else(|| panic!("provision {args:?} killed by a signal ({status})\nstderr:\n{stderr}"));
+        let run = Run { code, stdout, stderr, elapsed: started.elapsed() };
+        eprintln!("$ provision {} → exit {} in {:?}", args.join(" "), run.code, run.elapsed);
+        run
+    }
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Project::new()
+    }
+}
+
+fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// One finished run of the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// stdout parsed as NDJSON (for `--output json` runs); every line must be an event.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}\n{}", self.dump()))
+            })
+            .collect()
+    }
+
+    /// Events of one kind (`step_finished`, `host_finished`, ...).
+    pub fn events_of(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.events().into_iter().filter(|e| e["event"] == kind).collect()
+    }
+
+    /// The `run_finished` event (panics when there is none).
+    pub fn finished(&self) -> serde_json::Value {
+        let mut f = self.events_of("run_finished");
+        assert_eq!(f.len(), 1, "expected one run_finished event\n{}", self.dump());
+        f.remove(0)
+    }
+
+    fn total(&self, what: &str) -> usize {
+        let f = self.finished();
+        f["totals"][what].as_u64().unwrap_or_else(|| panic!("run_finished has no totals.{what}: {f}")) as usize
+    }
+
+    pub fn changed(&self) -> usize {
+        self.total("changed")
+    }
+
+    pub fn failed(&self) -> usize {
+        self.total("failed")
+    }
+
+    pub fn ok(&self) -> usize {
+        self.total("ok")
+    }
+
+    pub fn skipped(&self) -> usize {
+        self.total("skipped")
+    }
+
+    /// Round trips over all hosts (from `host_finished`).
+    pub fn round_trips(&self) -> usize {
+        self.events_of("host_finished").iter().map(|e| e["round_trips"].as_u64().expect("round_trips") as usize).sum()
+    }
+
+    /// `(host, step, status)` of every `step_finished` event, in output order.
+    pub fn step_statuses(&self) -> Vec<(String, String, String)> {
+        self.events_of("step_finished")
+            .iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or_else(|| panic!("step_finished without {k}: {e}")).to_string();
+                (s("host"), s("step"), s("status"))
+            })
+            .collect()
+    }
+
+    /// Names of the steps with `status`, over all hosts.
+    pub fn steps_with(&self, status: &str) -> BTreeSet<String> {
+        self.step_statuses().into_iter().filter(|(_, _, s)| s == status).map(|(_, step, _)| step).collect()
+    }
+
+    /// `(host, step)` pairs with `status`.
+    pub fn host_steps_with(&self, status: &str) -> BTreeSet<(String, String)> {
+        self.step_statuses().into_iter().filter(|(_, _, s)| s == status).map(|(h, step, _)| (h, step)).collect()
+    }
+
+    /// The `step_finished` event of `step` (on the only host that ran it).
+    pub fn step(&self, step: &str) -> serde_json::Value {
+        let mut found: Vec<_> = self.events_of("step_finished").into_iter().filter(|e| e["step"] == step).collect();
+        assert_eq!(found.len(), 1, "expected one step_finished for `{step}`\n{}", self.dump());
+        found.remove(0)
+    }
+
+    /// Panic (with the whole output) unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.dump());
+        self
+    }
+
+    /// Everything the run printed, for assertion messages.
+    pub fn dump(&self) -> String {
+        format!("exit code: {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// A provision.toml for `hosts`: `[ssh]` with the client key, `known_hosts = "accept-new"`,
+/// `config = "none"` and `extra_ssh` lines, then `[env.test]` with the hosts. The text ends
+/// inside `[env.test]`, so more env keys (`secrets = ...`, `ssh = {...}`) can be appended.
+pub fn project_toml(app: &str, hosts: &[String], key: &ClientKey, extra_ssh: &str) -> String {
+    let hosts = hosts.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "app = {app:?}\n\n[ssh]\nidentity_file = {key:?}\nknown_hosts = \"accept-new\"\nconfig = \"none\"\n{extra_ssh}\n\n[env.test]\nhosts = [{hosts}]\n",
+        key = key.private.display().to_string(),
+    )
+}
+
+/// Start `n` servers accepting `key`.
+pub fn start_many(key: &ClientKey, n: usize) -> Vec<Sshd> {
+    (0..n).map(|_| Sshd::start(key)).collect()
+}
+
+/// Run a git command (as root, with a fixed identity), panicking with its output on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=test@example.com", "-c", "user.name=Provision Test", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git is required for these tests");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {} failed: {}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Mode bits (`0o7777`) of a path.
+pub fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).permissions().mode() & 0o7777
+}
+
+/// Owner uid of a path.
+pub fn uid_of(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).uid()
+}
+
+/// The uid of a local user.
+pub fn uid_of_user(name: &str) -> u32 {
+    let out = Command::new("id").arg("-u").arg(name).output().expect("id");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("no user {name}"))
+}
