@@ -1,7 +1,7 @@
 //! The command line (clap derive) and what each command does.
 
 use crate::config::{ConfigError, Playbook, Project};
-use crate::plan::Planner;
+use crate::plan::{PlanOptions, Planner};
 use crate::report::{Mode, OutputFormat, Sink};
 use crate::runner::{self, exit, RunOptions};
 use crate::secrets::{Redactor, Secrets};
@@ -39,6 +39,9 @@ pub struct Global {
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    /// Override a var for this run (repeatable): -e ref=v1.2
+    #[arg(short = 'e', long = "var", global = true, value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
     /// More output: -v shows every step and command output, -vv what goes over the wire
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -48,7 +51,12 @@ pub struct Global {
 pub enum Command {
     /// Converge the environment's hosts: apply every step that is not already in its desired state
     #[command(after_help = "Example: provision up prod --limit web")]
-    Up { env: String },
+    Up {
+        env: String,
+        /// Allow recreating `stateful = true` containers (their volumes are kept)
+        #[arg(long)]
+        allow_recreate: bool,
+    },
     /// Check mode: probe the hosts and show what `up` would change (with diffs); changes nothing
     #[command(after_help = "Example: provision plan prod --detailed-exitcode")]
     Plan {
@@ -111,8 +119,8 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
     match &cli.command {
         Command::Init { dir } => crate::scaffold::init(dir).map(|()| exit::OK),
         Command::Hosts { env } => hosts(g, env),
-        Command::Up { env } => converge(g, env, Mode::Apply, false).await,
-        Command::Plan { env, detailed_exitcode } => converge(g, env, Mode::Check, *detailed_exitcode).await,
+        Command::Up { env, allow_recreate } => converge(g, env, Mode::Apply, false, *allow_recreate).await,
+        Command::Plan { env, detailed_exitcode } => converge(g, env, Mode::Check, *detailed_exitcode, false).await,
         Command::Exec { env, timeout, command } => exec(g, env, &command.join(" "), *timeout).await,
     }
 }
@@ -160,7 +168,7 @@ fn interactive() -> bool {
 
 /// Load everything and plan every host before the first connection: any config, template
 /// or secret error stops the run here, with no host touched.
-async fn converge(g: &Global, env_name: &str, mode: Mode, detailed: bool) -> Result<i32, ConfigError> {
+async fn converge(g: &Global, env_name: &str, mode: Mode, detailed: bool, allow_recreate: bool) -> Result<i32, ConfigError> {
     let file = Project::locate(g.config.as_deref())?;
     let project = Project::load(&file)?;
     let env = project.env(env_name)?;
@@ -172,9 +180,17 @@ async fn converge(g: &Global, env_name: &str, mode: Mode, detailed: bool) -> Res
     let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
     let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
     let tags: Vec<String> = g.tags.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
-    let planner = Planner::new(&project, env_name, playbook, secrets, tags)?;
+    let opts = PlanOptions { tags, vars: g.vars.clone(), allow_recreate };
+    let planner = Planner::new(&project, env_name, playbook, secrets, opts)?;
     let plans = hosts.iter().map(|h| planner.plan_host(h)).collect::<Result<Vec<_>, _>>()?;
     let sink = Sink::new(g.output, g.verbose, redactor, console::colors_enabled());
     let summary = runner::run(Arc::new(planner), plans, RunOptions { mode, forks: g.forks }, sink, detailed).await;
     Ok(summary.exit_code)
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if crate::config::playbook::is_identifier(k) => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE with KEY a variable name")),
+    }
 }

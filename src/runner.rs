@@ -328,7 +328,11 @@ impl<'a, T: Transport> HostRun<'a, T> {
                     self.prepared[j] = self.planner.prepare(&ps.step, &ctx).ok();
                 }
             }
-            if let Some(script) = self.prepared[j].as_ref().and_then(|k| k.probe(self.check())) {
+            let Some(kind) = self.prepared[j].as_ref() else { continue };
+            if j > from && !kind.probe_ahead() {
+                continue;
+            }
+            if let Some(script) = kind.probe(self.check()) {
                 items.push((j, script));
             }
         }
@@ -345,6 +349,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
 
     async fn exec(&mut self, script: &str, stdin: Option<&[u8]>, timeout: Duration) -> Result<ExecOutput, Stop> {
         self.outcome.round_trips += 1;
+        let script = &format!("{}{script}", self.planner.prelude);
         if self.sink.verbosity() >= 2 {
             self.sink.emit(Event::Debug { host: self.host.name.clone(), message: format!("exec ({} bytes on stdin):\n{script}", stdin.map_or(0, <[u8]>::len)) });
         }

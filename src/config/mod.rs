@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub const PROJECT_FILE: &str = "provision.toml";
 
 /// A value that may be written as one string or a list of strings.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(untagged, expecting = "a string or a list of strings")]
 pub enum OneOrMany {
     One(String),
@@ -91,6 +91,8 @@ struct ProjectFile {
     #[serde(default)]
     ssh: SshDef,
     #[serde(default)]
+    remote_env: BTreeMap<String, String>,
+    #[serde(default)]
     env: BTreeMap<String, Spanned<EnvFile>>,
 }
 
@@ -103,6 +105,8 @@ struct EnvFile {
     secrets: Option<String>,
     #[serde(default)]
     ssh: SshDef,
+    #[serde(default)]
+    remote_env: BTreeMap<String, String>,
     playbook: Option<String>,
 }
 
@@ -122,6 +126,8 @@ pub struct Env {
     pub secrets: Option<PathBuf>,
     /// Top-level `[ssh]` merged with the environment's.
     pub ssh: SshDef,
+    /// Environment variables set for every script on the hosts (top level, then the env's).
+    pub remote_env: BTreeMap<String, String>,
     pub playbook: Option<String>,
 }
 
@@ -176,7 +182,13 @@ impl Project {
         let mut envs = BTreeMap::new();
         for (name, spanned) in raw.env {
             let span = spanned.span();
-            let env = build_env(file, text, &name, span.start, spanned.into_inner(), &raw.ssh, &root)?;
+            let mut env = build_env(file, text, &name, span.start, spanned.into_inner(), &raw.ssh, &root)?;
+            for (k, v) in &raw.remote_env {
+                env.remote_env.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            if let Some(bad) = env.remote_env.keys().find(|k| !playbook::is_identifier(k) && !k.starts_with('_')) {
+                return Err(ConfigError::at(file, text, span.start, format!("env `{name}`: remote_env key `{bad}` is not a variable name")));
+            }
             envs.insert(name, env);
         }
         Ok(Project {
@@ -255,6 +267,7 @@ fn build_env(
         vars: raw.vars,
         secrets: raw.secrets.map(|s| root.join(s)),
         ssh: top_ssh.merged(&raw.ssh),
+        remote_env: raw.remote_env,
         playbook: raw.playbook,
     })
 }

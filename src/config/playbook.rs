@@ -34,9 +34,16 @@ struct StepDef {
     env_file: Option<steps::env_file::Spec>,
     packages: Option<steps::packages::Spec>,
     git: Option<steps::git::Spec>,
+    docker_install: Option<steps::docker_install::Spec>,
+    docker_build: Option<steps::docker_build::Spec>,
+    docker_run: Option<steps::docker_run::Spec>,
+    wait: Option<steps::wait::Spec>,
+    migrate: Option<steps::migrate::Spec>,
+    healthcheck: Option<steps::healthcheck::Spec>,
 }
 
-const KINDS: &str = "command, directory, file, template, env_file, packages, git";
+const KINDS: &str =
+    "command, directory, file, template, env_file, packages, git, docker_install, docker_build, docker_run, wait, migrate, healthcheck";
 
 impl StepDef {
     fn into_kind(self) -> (Vec<Spec>, StepCommon) {
@@ -48,6 +55,12 @@ impl StepDef {
             self.env_file.map(Spec::EnvFile),
             self.packages.map(Spec::Packages),
             self.git.map(Spec::Git),
+            self.docker_install.map(Spec::DockerInstall),
+            self.docker_build.map(Spec::DockerBuild),
+            self.docker_run.map(Spec::DockerRun),
+            self.wait.map(Spec::Wait),
+            self.migrate.map(Spec::Migrate),
+            self.healthcheck.map(Spec::Healthcheck),
         ]
         .into_iter()
         .flatten()

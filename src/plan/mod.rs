@@ -30,7 +30,20 @@ pub struct Planner {
     pub templates: Templates,
     pub secrets: Secrets,
     vars: BTreeMap<String, Value>,
-    tags: Vec<String>,
+    opts: PlanOptions,
+    /// `export K=V` lines from the env's `remote_env`, put before every script.
+    pub prelude: String,
+}
+
+/// Command-line choices that shape the plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--tags`: only steps with one of these tags (empty: all).
+    pub tags: Vec<String>,
+    /// `--var key=value`: override vars (strings), after the env's vars.
+    pub vars: Vec<(String, String)>,
+    /// `--allow-recreate`: stateful containers may be recreated.
+    pub allow_recreate: bool,
 }
 
 /// One step as planned for one host.
@@ -59,13 +72,21 @@ enum Origin {
 }
 
 impl Planner {
-    pub fn new(project: &Project, env_name: &str, playbook: Playbook, secrets: Secrets, tags: Vec<String>) -> Result<Planner, ConfigError> {
+    pub fn new(project: &Project, env_name: &str, playbook: Playbook, secrets: Secrets, opts: PlanOptions) -> Result<Planner, ConfigError> {
         let env = project.env(env_name)?;
         let templates = Templates::new(&project.root);
         let mut raw = project.vars.clone();
         for (k, v) in &env.vars {
             raw.insert(k.clone(), v.clone());
         }
+        for (k, v) in &opts.vars {
+            raw.insert(k.clone(), toml::Value::String(v.clone()));
+        }
+        let prelude = env
+            .remote_env
+            .iter()
+            .map(|(k, v)| format!("export {k}={}\n", crate::transport::script::quote(v)))
+            .collect();
         let mut planner = Planner {
             root: project.root.clone(),
             app: project.app.clone(),
@@ -75,7 +96,8 @@ impl Planner {
             templates,
             secrets,
             vars: BTreeMap::new(),
-            tags,
+            opts,
+            prelude,
         };
         // Vars may use other vars: render each string against the raw ones.
         let raw_ctx: BTreeMap<String, Value> = raw.iter().map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v)))).collect();
@@ -119,7 +141,8 @@ impl Planner {
 
     fn selected(&self, step: &Step, host: &Host) -> bool {
         let role_ok = step.on.is_empty() || step.on.iter().any(|r| host.roles.contains(r));
-        let tag_ok = self.tags.is_empty() || step.tags.iter().any(|t| self.tags.contains(t));
+        let tags = &self.opts.tags;
+        let tag_ok = tags.is_empty() || step.tags.iter().any(|t| tags.contains(t));
         role_ok && tag_ok
     }
 
@@ -216,7 +239,15 @@ impl Planner {
     /// Render a step's fields against `ctx` and prepare its desired state.
     pub fn prepare(&self, step: &Step, ctx: &Value) -> Result<Arc<dyn StepKind>, String> {
         let spec = self.render_spec(step, ctx)?;
-        let cx = PrepareCx { root: &self.root, templates: &self.templates, context: ctx, secrets: &self.secrets };
+        let cx = PrepareCx {
+            app: &self.app,
+            env: &self.env,
+            allow_recreate: self.opts.allow_recreate,
+            root: &self.root,
+            templates: &self.templates,
+            context: ctx,
+            secrets: &self.secrets,
+        };
         Ok(Arc::from(spec.prepare(&cx)?))
     }
 
@@ -250,9 +281,6 @@ impl Planner {
         serde_json::from_value(json).map_err(|e| e.to_string())
     }
 
-    pub fn tags(&self) -> &[String] {
-        &self.tags
-    }
 }
 
 type RenderFn<'a> = dyn FnMut(&str, &str) -> Result<String, String> + 'a;
@@ -297,7 +325,7 @@ mod tests {
             s.get(k);
         }
         let hosts = crate::inventory::resolve(&project, project.env("prod").unwrap(), None, false).unwrap();
-        let planner = Planner::new(&project, "prod", pb, std::mem::take(&mut s), vec![]).unwrap();
+        let planner = Planner::new(&project, "prod", pb, std::mem::take(&mut s), PlanOptions::default()).unwrap();
         (project, planner, hosts)
     }
 

@@ -5,7 +5,7 @@
 //! The format is one `KEY=value` per line with the value unquoted, which is what both
 //! `docker run --env-file` and dotenv readers accept.
 
-use super::upload::{DiffStyle, Upload};
+use super::upload::Upload;
 use super::PrepareCx;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -49,9 +49,8 @@ pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
         }
         content.push_str(&format!("{k}={v}\n"));
     }
-    let mut up = Upload::new(&spec.dest, content.into_bytes(), spec.mode.as_deref().unwrap_or("600"), spec.owner.clone(), spec.group.clone())?;
-    up.diff = DiffStyle::KeysOnly;
-    Ok(up)
+    let up = Upload::new(&spec.dest, content.into_bytes(), spec.mode.as_deref().unwrap_or("600"), spec.owner.clone(), spec.group.clone())?;
+    Ok(up.keys_only())
 }
 
 fn check_key(k: &str) -> Result<(), String> {

@@ -4,12 +4,19 @@
 
 pub mod command;
 pub mod directory;
+pub mod docker_build;
+pub mod docker_install;
+pub mod docker_run;
 pub mod env_file;
 pub mod file;
 pub mod git;
+pub mod healthcheck;
+pub mod migrate;
 pub mod packages;
+pub mod shell;
 pub mod template;
 pub mod upload;
+pub mod wait;
 
 use crate::secrets::Secrets;
 use crate::template::Templates;
@@ -28,6 +35,12 @@ pub enum Spec {
     EnvFile(env_file::Spec),
     Packages(packages::Spec),
     Git(git::Spec),
+    DockerInstall(docker_install::Spec),
+    DockerBuild(docker_build::Spec),
+    DockerRun(docker_run::Spec),
+    Wait(wait::Spec),
+    Migrate(migrate::Spec),
+    Healthcheck(healthcheck::Spec),
 }
 
 impl Spec {
@@ -40,6 +53,12 @@ impl Spec {
             Spec::EnvFile(_) => "env_file",
             Spec::Packages(_) => "packages",
             Spec::Git(_) => "git",
+            Spec::DockerInstall(_) => "docker_install",
+            Spec::DockerBuild(_) => "docker_build",
+            Spec::DockerRun(_) => "docker_run",
+            Spec::Wait(_) => "wait",
+            Spec::Migrate(_) => "migrate",
+            Spec::Healthcheck(_) => "healthcheck",
         }
     }
 
@@ -53,8 +72,14 @@ impl Spec {
             Spec::EnvFile(s) => s.dest.clone(),
             Spec::Packages(s) => s.names.join(", "),
             Spec::Git(s) => s.dest.clone(),
+            Spec::DockerInstall(_) => String::new(),
+            Spec::DockerBuild(s) => s.tag.clone(),
+            Spec::DockerRun(s) => s.name.clone(),
+            Spec::Wait(s) => s.tcp.clone().or(s.http.clone()).or(s.command.clone()).unwrap_or_default(),
+            Spec::Migrate(s) => s.command.clone(),
+            Spec::Healthcheck(s) => s.url.clone(),
         };
-        format!("{} {}", self.kind(), what)
+        format!("{} {}", self.kind(), what).trim_end().to_string()
     }
 
     /// Template files this step reads (their variables count as the step's references).
@@ -75,16 +100,34 @@ impl Spec {
             Spec::EnvFile(s) => Box::new(env_file::prepare(s, cx)?),
             Spec::Packages(s) => Box::new(packages::Desired::prepare(s)?),
             Spec::Git(s) => Box::new(git::Desired::prepare(s)?),
+            Spec::DockerInstall(s) => Box::new(docker_install::Desired::prepare(s, cx.login_user().as_deref())?),
+            Spec::DockerBuild(s) => Box::new(docker_build::Desired::prepare(s)?),
+            Spec::DockerRun(s) => Box::new(docker_run::Desired::prepare(s, cx.allow_recreate)?),
+            Spec::Wait(s) => Box::new(wait::Desired::prepare(s)?),
+            Spec::Migrate(s) => Box::new(migrate::Desired::prepare(s, cx.app, cx.env)?),
+            Spec::Healthcheck(s) => Box::new(healthcheck::prepare(s)?),
         })
     }
 }
 
 /// What `prepare` may read locally: project files, templates, secrets, the host's context.
 pub struct PrepareCx<'a> {
+    pub app: &'a str,
+    pub env: &'a str,
+    /// `--allow-recreate`: stateful containers may be recreated.
+    pub allow_recreate: bool,
     pub root: &'a Path,
     pub templates: &'a Templates,
     pub context: &'a minijinja::Value,
     pub secrets: &'a Secrets,
+}
+
+impl PrepareCx<'_> {
+    /// The user provision logs in as on this host (`host.user` in the context).
+    pub fn login_user(&self) -> Option<String> {
+        let user = self.context.get_attr("host").ok()?.get_attr("user").ok()?;
+        user.as_str().map(str::to_string)
+    }
 }
 
 /// Output of one probe: what the snippet printed and its exit code.
@@ -138,6 +181,11 @@ pub trait StepKind: Send + Sync + std::fmt::Debug {
     /// Read-only snippet that prints the current state. `None`: nothing to probe (always runs).
     /// `check` is set in plan mode, where a probe may also fetch content for a diff.
     fn probe(&self, check: bool) -> Option<String>;
+    /// Whether the probe may run ahead of the step's turn, batched with the others. Gates
+    /// (`wait`, `healthcheck`) observe what earlier steps start, so they only run in turn.
+    fn probe_ahead(&self) -> bool {
+        true
+    }
     /// Pure comparison of desired and observed state. `observed` is None when `probe` is None.
     fn decide(&self, observed: Option<&Probe>) -> Decision;
     /// The script that makes the change; safe to run again.

@@ -18,5 +18,7 @@ pub struct Spec {
 
 pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
     let text = cx.templates.render_file(&spec.src, cx.context).map_err(|e| e.to_string())?;
-    Upload::new(&spec.dest, text.into_bytes(), spec.mode.as_deref().unwrap_or("644"), spec.owner.clone(), spec.group.clone())
+    let up = Upload::new(&spec.dest, text.into_bytes(), spec.mode.as_deref().unwrap_or("644"), spec.owner.clone(), spec.group.clone())?;
+    // A file with secret values is never fetched for a diff: it may hold rotated-away ones.
+    Ok(up.hidden_if_secret(cx.secrets.redactor()))
 }

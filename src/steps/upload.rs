@@ -7,18 +7,27 @@ use super::directory::{attr_changes, attr_script, stat_probe};
 use super::{Action, Decision, Probe};
 use crate::transport::script::quote;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// Files up to this size are fetched in plan mode to show a diff.
 const DIFF_LIMIT: usize = 256 * 1024;
 const CONTENT_MARK: &str = "content:\n";
+const KEYS_MARK: &str = "keys:\n";
 
 /// How a change in content is shown in plan mode.
+///
+/// Whatever a probe prints is shown by `-vv`, and the redactor only knows the secret values
+/// of this run: a file on the host may still hold old (rotated) ones. So a file whose content
+/// has secrets is never fetched: `KeysOnly` fetches key names and salted line hashes, `Hidden`
+/// nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiffStyle {
     /// A unified diff of the text.
     Text,
     /// dotenv lines: only key names are shown, values never.
     KeysOnly,
+    /// The content has secret values: a new file is shown (masked), a changed one is not.
+    Hidden,
 }
 
 #[derive(Debug, Clone)]
@@ -30,6 +39,9 @@ pub struct Upload {
     pub owner: Option<String>,
     pub group: Option<String>,
     pub diff: DiffStyle,
+    /// Random per run; `KeysOnly` probes hash each line with it, so the hashes printed match
+    /// no precomputed table.
+    salt: String,
 }
 
 impl Upload {
@@ -45,18 +57,55 @@ impl Upload {
             owner,
             group,
             diff: DiffStyle::Text,
+            salt: String::new(),
         })
+    }
+
+    /// Show only which dotenv keys change (env_file).
+    pub fn keys_only(mut self) -> Upload {
+        use rand::Rng;
+        let salt: u128 = rand::rng().random();
+        self.salt = format!("{salt:032x}");
+        self.diff = DiffStyle::KeysOnly;
+        self
+    }
+
+    /// Never fetch or diff the old content when the new one has secret values.
+    pub fn hidden_if_secret(mut self, redactor: &crate::secrets::Redactor) -> Upload {
+        let text = String::from_utf8_lossy(&self.content);
+        if redactor.redact(&text) != text {
+            self.diff = DiffStyle::Hidden;
+        }
+        self
+    }
+
+    /// `key salted-sha256` of each `key=value` line, as the KeysOnly probe prints them.
+    fn line_hashes(&self, text: &str) -> std::collections::BTreeMap<String, String> {
+        text.lines()
+            .filter_map(|l| {
+                let (k, _) = l.split_once('=')?;
+                let hash = hex::encode(Sha256::digest(format!("{}{l}", self.salt).as_bytes()));
+                Some((k.to_string(), hash))
+            })
+            .collect()
     }
 
     pub fn probe(&self, check: bool) -> String {
         let p = quote(&self.dest);
         let mut s = stat_probe(&self.dest);
         s.push_str(&format!("\nif [ -f {p} ]; then printf 'sha256=%s\\n' \"$(sha256sum < {p} | cut -c1-64)\"; fi"));
-        if check {
-            s.push_str(&format!(
-                "\nif [ -f {p} ] && [ \"$(wc -c < {p})\" -le {DIFF_LIMIT} ]; then printf '{}'; cat {p}; fi",
-                CONTENT_MARK.replace('\n', "\\n")
-            ));
+        let fetch = format!("\nif [ -f {p} ] && [ \"$(wc -c < {p})\" -le {DIFF_LIMIT} ]; then ");
+        match self.diff {
+            _ if !check => {}
+            DiffStyle::Text => s.push_str(&format!("{fetch}printf '{}'; cat {p}; fi", CONTENT_MARK.replace('\n', "\\n"))),
+            DiffStyle::KeysOnly => s.push_str(&format!(
+                "{fetch}printf '{}'\n\
+                 while IFS= read -r l || [ -n \"$l\" ]; do case $l in *=*) \
+                 printf '%s %s\\n' \"${{l%%=*}}\" \"$(printf '%s%s' {salt} \"$l\" | sha256sum | cut -c1-64)\" ;; esac; done < {p}\nfi",
+                KEYS_MARK.replace('\n', "\\n"),
+                salt = self.salt
+            )),
+            DiffStyle::Hidden => {}
         }
         s
     }
@@ -67,7 +116,7 @@ impl Upload {
         match p.field("state") {
             Some("missing") => Decision::Change {
                 summary: format!("create {} ({} bytes)", self.dest, self.content.len()),
-                diff: self.diff_against(Some("")),
+                diff: self.diff_against(Some(CONTENT_MARK)),
             },
             Some("file") if p.field("sha256") == Some(self.sha256.as_str()) => {
                 let changes = attrs();
@@ -83,26 +132,38 @@ impl Upload {
                 if !changes.is_empty() {
                     summary = format!("{summary}; {}", changes.join(", "));
                 }
-                let current = p.out.split_once(CONTENT_MARK).map(|(_, c)| c);
-                Decision::Change { summary, diff: self.diff_against(current) }
+                Decision::Change { summary, diff: self.diff_against(Some(&p.out)) }
             }
             Some(other) => Decision::Fail(format!("{} exists but is a {other}, not a regular file", self.dest)),
             None => Decision::Fail(format!("could not inspect {}", self.dest)),
         }
     }
 
-    /// A diff from `current` (None: not fetched) to the new content.
-    fn diff_against(&self, current: Option<&str>) -> Option<String> {
-        let current = current?;
+    /// A diff from what the probe fetched (`out`; None: nothing was fetched) to the new content.
+    fn diff_against(&self, out: Option<&str>) -> Option<String> {
+        let out = out?;
         let new = std::str::from_utf8(&self.content).ok()?;
-        Some(match self.diff {
-            DiffStyle::Text => similar::TextDiff::from_lines(current, new)
+        let text_diff = |current: &str| {
+            similar::TextDiff::from_lines(current, new)
                 .unified_diff()
                 .context_radius(3)
                 .header(&self.dest, &self.dest)
-                .to_string(),
-            DiffStyle::KeysOnly => keys_diff(current, new),
-        })
+                .to_string()
+        };
+        match self.diff {
+            DiffStyle::Text => out.split_once(CONTENT_MARK).map(|(_, current)| text_diff(current)),
+            // A new file: every value in it is a secret of this run, which the output masks.
+            DiffStyle::Hidden if out == CONTENT_MARK => Some(text_diff("")),
+            DiffStyle::Hidden => Some("(content not shown: it has secret values, and the file on the host may hold old ones)\n".into()),
+            DiffStyle::KeysOnly => {
+                let old = match out.split_once(KEYS_MARK) {
+                    Some((_, lines)) => lines.lines().filter_map(|l| l.split_once(' ')).map(|(k, h)| (k.to_string(), h.trim().to_string())).collect(),
+                    None if out == CONTENT_MARK => Default::default(),
+                    None => return None,
+                };
+                Some(keys_diff(&old, &self.line_hashes(new)))
+            }
+        }
     }
 
     pub fn apply(&self) -> Action {
@@ -126,17 +187,11 @@ impl Upload {
     }
 }
 
-/// Which keys of a dotenv file were added, removed or changed. Values are never shown.
-fn keys_diff(current: &str, new: &str) -> String {
-    let parse = |t: &str| -> std::collections::BTreeMap<String, String> {
-        t.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-            .collect()
-    };
-    let (old, new) = (parse(current), parse(new));
+/// Which keys of a dotenv file were added, removed or changed, from key → line hash maps.
+/// Values are never shown (nor known here).
+fn keys_diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
-    for (k, v) in &new {
+    for (k, v) in new {
         match old.get(k) {
             None => out.push_str(&format!("+ {k}=<hidden>\n")),
             Some(o) if o != v => out.push_str(&format!("~ {k}=<hidden> (value changed)\n")),
@@ -185,11 +240,50 @@ mod tests {
         assert_eq!(u.decide(Some(&p)), Decision::change("mode 600 → 644"));
     }
 
+    /// Run a probe in a real shell, as the batch would.
+    fn probe_in_sh(script: &str) -> Probe {
+        let out = std::process::Command::new("/bin/sh").arg("-c").arg(script).output().unwrap();
+        Probe { out: String::from_utf8(out.stdout).unwrap(), rc: out.status.code().unwrap_or(-1) }
+    }
+
     #[test]
-    fn keys_diff_hides_values() {
-        let d = keys_diff("A=1\nB=2\nC=3\n", "A=1\nB=22\nD=4\n");
-        assert_eq!(d, "~ B=<hidden> (value changed)\n+ D=<hidden>\n- C\n");
-        assert!(!d.contains("22") && !d.contains('4'));
+    fn keys_only_diff_names_keys_and_never_fetches_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join(".env");
+        std::fs::write(&dest, "A=1\nB=old-secret-value\nC=3").unwrap();
+        let u = Upload::new(dest.to_str().unwrap(), b"A=1\nB=22\nD=4\n".to_vec(), "600", None, None).unwrap().keys_only();
+        let p = probe_in_sh(&u.probe(true));
+        assert!(!p.out.contains("old-secret-value") && !p.out.contains("=1"), "{}", p.out);
+        match u.decide(Some(&p)) {
+            Decision::Change { diff: Some(d), .. } => assert_eq!(d, "~ B=<hidden> (value changed)\n+ D=<hidden>\n- C\n"),
+            d => panic!("{d:?}"),
+        }
+        std::fs::remove_file(&dest).unwrap();
+        match u.decide(Some(&probe_in_sh(&u.probe(true)))) {
+            Decision::Change { diff: Some(d), .. } => assert_eq!(d, "+ A=<hidden>\n+ B=<hidden>\n+ D=<hidden>\n"),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn content_with_secrets_is_not_fetched_nor_diffed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("app.conf");
+        std::fs::write(&dest, "token = rotated-away-secret\n").unwrap();
+        let redactor = crate::secrets::Redactor::default();
+        redactor.add("current-secret");
+        let u = Upload::new(dest.to_str().unwrap(), b"token = current-secret\n".to_vec(), "600", None, None)
+            .unwrap()
+            .hidden_if_secret(&redactor);
+        assert_eq!(u.diff, DiffStyle::Hidden);
+        let p = probe_in_sh(&u.probe(true));
+        assert!(!p.out.contains("rotated-away-secret"), "{}", p.out);
+        match u.decide(Some(&p)) {
+            Decision::Change { diff: Some(d), .. } => assert!(d.contains("content not shown") && !d.contains("secret ="), "{d}"),
+            d => panic!("{d:?}"),
+        }
+        let plain = Upload::new("/x", b"no secret here".to_vec(), "600", None, None).unwrap().hidden_if_secret(&redactor);
+        assert_eq!(plain.diff, DiffStyle::Text);
     }
 
     #[test]

@@ -1,0 +1,359 @@
+//! `docker_run`: a container with exactly this configuration, running.
+//!
+//! The container carries labels with a short hash of each configuration field, and the hash of
+//! its env file's content. It is recreated exactly when one differs (the message names the
+//! fields) or its image was rebuilt under the same tag; otherwise it is only started if
+//! stopped. A `stateful` container (a database) is never recreated without
+//! `--allow-recreate`, and named volumes are never removed.
+//!
+//! Recreating keeps the old container, stopped and renamed `<name>--previous`, until the new
+//! one runs (and passes `healthcheck`, when given); if it does not, the old one is renamed back
+//! and started, so the previous release keeps serving.
+
+use super::docker_install::{docker_missing, docker_ok_probe};
+use super::shell::HTTP_STATUS_FN;
+use super::{Action, Decision, Probe, StepKind};
+use crate::config::{Dur, OneOrMany};
+use crate::transport::script::quote;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    pub image: String,
+    /// Env file on the host (e.g. written by an `env_file` step); its content is part of the state.
+    pub env_file: Option<String>,
+    /// Plain environment values (visible in `docker inspect`; secrets belong in env_file).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `-p` values, e.g. "127.0.0.1:8080:8000".
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// `-v` values, e.g. "pgdata:/var/lib/postgresql/data".
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// Network to attach to (created when missing).
+    pub network: Option<String>,
+    /// Restart policy (default "unless-stopped").
+    pub restart: Option<String>,
+    /// Command: a string (run by /bin/sh -c in the container) or a list of arguments.
+    pub command: Option<OneOrMany>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Never recreated without --allow-recreate.
+    #[serde(default)]
+    pub stateful: bool,
+    /// "missing" (default), "never" or "always".
+    pub pull: Option<String>,
+    /// After (re)creating: this URL must answer `status` within `timeout`, else the previous
+    /// container is restored and the step fails.
+    pub healthcheck: Option<Health>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub url: String,
+    pub status: Option<u16>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Desired {
+    spec: Spec,
+    /// field → short hash, in a stable order.
+    fields: BTreeMap<&'static str, String>,
+    allow_recreate: bool,
+}
+
+const FIELDS_LABEL: &str = "provision.fields";
+const ENV_LABEL: &str = "provision.envsum";
+
+fn short_hash(v: &impl Serialize) -> String {
+    let json = serde_json::to_vec(v).unwrap_or_default();
+    hex::encode(&Sha256::digest(&json)[..6])
+}
+
+impl Desired {
+    pub fn prepare(spec: &Spec, allow_recreate: bool) -> Result<Desired, String> {
+        let name_ok = spec.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !name_ok {
+            return Err(format!("container name `{}` may only hold letters, digits, `_`, `.` and `-`", spec.name));
+        }
+        if let Some(p) = spec.pull.as_deref().filter(|p| !["missing", "never", "always"].contains(p)) {
+            return Err(format!("pull `{p}` must be \"missing\", \"never\" or \"always\""));
+        }
+        let restart = spec.restart.clone().unwrap_or_else(|| "unless-stopped".into());
+        let fields = BTreeMap::from([
+            ("image", short_hash(&spec.image)),
+            ("env_file", short_hash(&spec.env_file)),
+            ("env", short_hash(&spec.env)),
+            ("ports", short_hash(&spec.ports)),
+            ("volumes", short_hash(&spec.volumes)),
+            ("network", short_hash(&spec.network)),
+            ("restart", short_hash(&restart)),
+            ("command", short_hash(&spec.command)),
+            ("labels", short_hash(&spec.labels)),
+        ]);
+        Ok(Desired { spec: Spec { restart: Some(restart), ..spec.clone() }, fields, allow_recreate })
+    }
+
+    /// The label value: "command=ab12…,env=…".
+    fn fields_label(&self) -> String {
+        self.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// Names of the fields whose hash differs from the container's label.
+    fn changed_fields(&self, label: &str) -> Vec<&'static str> {
+        let current: BTreeMap<&str, &str> = label.split(',').filter_map(|kv| kv.split_once('=')).collect();
+        self.fields.iter().filter(|(k, v)| current.get(*k) != Some(&v.as_str())).map(|(k, _)| *k).collect()
+    }
+
+    fn env_sum_sh(&self) -> String {
+        match &self.spec.env_file {
+            Some(f) => format!("envsum=$(if [ -f {f} ]; then sha256sum < {f} | cut -c1-64; else echo missing; fi)\n", f = quote(f)),
+            None => "envsum=none\n".into(),
+        }
+    }
+
+    fn run_args(&self) -> String {
+        let s = &self.spec;
+        let mut a = vec![format!("--name \"$n\""), "-d".into()];
+        a.push(format!("--label {}", quote(&format!("{FIELDS_LABEL}={}", self.fields_label()))));
+        a.push(format!("--label \"{ENV_LABEL}=$envsum\""));
+        for (k, v) in &s.labels {
+            a.push(format!("--label {}", quote(&format!("{k}={v}"))));
+        }
+        if let Some(p) = &s.pull {
+            a.push(format!("--pull {p}"));
+        }
+        if let Some(f) = &s.env_file {
+            a.push(format!("--env-file {}", quote(f)));
+        }
+        for (k, v) in &s.env {
+            a.push(format!("-e {}", quote(&format!("{k}={v}"))));
+        }
+        for p in &s.ports {
+            a.push(format!("-p {}", quote(p)));
+        }
+        for v in &s.volumes {
+            a.push(format!("-v {}", quote(v)));
+        }
+        if let Some(n) = &s.network {
+            a.push(format!("--network {}", quote(n)));
+        }
+        a.push(format!("--restart {}", quote(s.restart.as_deref().unwrap_or("unless-stopped"))));
+        a.push(quote(&s.image).into_owned());
+        match &s.command {
+            Some(OneOrMany::One(c)) => a.push(format!("/bin/sh -c {}", quote(c))),
+            Some(OneOrMany::Many(v)) => a.extend(v.iter().map(|x| quote(x).into_owned())),
+            None => {}
+        }
+        a.join(" ")
+    }
+
+    fn health_sh(&self) -> String {
+        let Some(h) = &self.spec.healthcheck else { return String::new() };
+        let timeout = h.timeout.map_or(Duration::from_secs(60), |d| d.0).as_secs().max(1);
+        format!(
+            "{HTTP_STATUS_FN}start=$(date +%s); code=000\n\
+             until [ \"$code\" = {status} ]; do\n\
+               if [ $(( $(date +%s) - start )) -ge {timeout} ]; then\n\
+                 echo \"health check {url} answered $code, not {status}, within {timeout}s; container logs:\" >&2\n\
+                 docker logs --tail 20 \"$n\" >&2 2>&1 || true\n\
+                 restore; echo \"the previous container was restored\" >&2; exit 1\n\
+               fi\n\
+               sleep 1; code=$(http_status {url})\n\
+             done\n",
+            status = h.status.unwrap_or(200),
+            url = quote(&h.url),
+        )
+    }
+}
+
+impl StepKind for Desired {
+    fn probe(&self, _check: bool) -> Option<String> {
+        Some(format!(
+            "{docker}n={n}\n{envsum}printf 'envfile=%s\\n' \"$envsum\"\n\
+             printf 'image_id=%s\\n' \"$(docker image inspect -f '{{{{.Id}}}}' {image} 2>/dev/null)\"\n\
+             docker inspect -f 'exists=1\nstate={{{{.State.Status}}}}\nfields={{{{index .Config.Labels \"{FIELDS_LABEL}\"}}}}\nenvsum={{{{index .Config.Labels \"{ENV_LABEL}\"}}}}\ncimage={{{{.Image}}}}' \"$n\" 2>/dev/null || true\n",
+            docker = docker_ok_probe(),
+            n = quote(&self.spec.name),
+            envsum = self.env_sum_sh(),
+            image = quote(&self.spec.image),
+        ))
+    }
+
+    fn decide(&self, observed: Option<&Probe>) -> Decision {
+        let p = observed.cloned().unwrap_or_default();
+        let name = &self.spec.name;
+        if let Some(d) = docker_missing(&p, format!("create {name}")) {
+            return d;
+        }
+        if p.field("envfile") == Some("missing") {
+            // In a real run the env_file step before this one writes it; in plan it may not exist yet.
+            return Decision::change(format!("create or recreate {name} (env file {} not there yet)", self.spec.env_file.as_deref().unwrap_or("")));
+        }
+        if p.field("exists") != Some("1") {
+            return Decision::change(format!("create {name}"));
+        }
+        let mut why: Vec<String> = self.changed_fields(p.field("fields").unwrap_or("")).into_iter().map(str::to_string).collect();
+        if p.field("envsum") != p.field("envfile") {
+            why.push("env_file content".into());
+        }
+        let image_id = p.field("image_id").unwrap_or("");
+        if !image_id.is_empty() && p.field("cimage") != Some(image_id) && !why.iter().any(|w| w == "image") {
+            why.push("image id".into());
+        }
+        if !why.is_empty() {
+            if self.spec.stateful && !self.allow_recreate {
+                return Decision::Fail(format!(
+                    "stateful container {name} differs ({}); it is not recreated without --allow-recreate (its volumes are kept either way)",
+                    why.join(", ")
+                ));
+            }
+            return Decision::change(format!("recreate {name}: {} changed", why.join(", ")));
+        }
+        match p.field("state") {
+            Some("running") => Decision::Ok(format!("{name} running, up to date")),
+            other => Decision::change(format!("start {name} (was {})", other.unwrap_or("unknown"))),
+        }
+    }
+
+    fn apply(&self) -> Action {
+        let want = self.fields_label();
+        let stateful_guard = if self.spec.stateful && !self.allow_recreate {
+            "echo \"stateful container $n differs; not recreated without --allow-recreate\" >&2; exit 1\n"
+        } else {
+            ""
+        };
+        let network = match &self.spec.network {
+            Some(net) => format!("docker network inspect {q} >/dev/null 2>&1 || docker network create {q} >/dev/null\n", q = quote(net)),
+            None => String::new(),
+        };
+        let script = format!(
+            "set -e\n\
+             n={n}\n{envsum}\
+             img=$(docker image inspect -f '{{{{.Id}}}}' {image} 2>/dev/null || true)\n\
+             cur=$(docker inspect -f '{{{{index .Config.Labels \"{FIELDS_LABEL}\"}}}}|{{{{index .Config.Labels \"{ENV_LABEL}\"}}}}|{{{{.Image}}}}' \"$n\" 2>/dev/null || echo none)\n\
+             if [ \"$cur\" = {want_q}\"|$envsum|$img\" ] || {{ [ -z \"$img\" ] && [ \"${{cur%|*}}\" = {want_q}\"|$envsum\" ]; }}; then\n\
+               docker start \"$n\" >/dev/null; exit 0\n\
+             fi\n\
+             prev=0\n\
+             if [ \"$cur\" != none ]; then\n\
+               {stateful_guard}\
+               docker rm -f \"$n--previous\" >/dev/null 2>&1 || true\n\
+               docker stop \"$n\" >/dev/null\n\
+               docker rename \"$n\" \"$n--previous\"\n\
+               prev=1\n\
+             fi\n\
+             restore() {{\n\
+               docker rm -f \"$n\" >/dev/null 2>&1 || true\n\
+               if [ \"$prev\" = 1 ]; then docker rename \"$n--previous\" \"$n\" && docker start \"$n\" >/dev/null; fi\n\
+             }}\n\
+             {network}\
+             if ! docker run {args} >/dev/null; then restore; echo \"docker run failed; the previous container (if any) was restored\" >&2; exit 1; fi\n\
+             sleep 1\n\
+             if [ \"$(docker inspect -f '{{{{.State.Running}}}}' \"$n\")\" != true ]; then\n\
+               echo \"container $n exited right after start; logs:\" >&2; docker logs --tail 20 \"$n\" >&2 2>&1 || true\n\
+               restore; exit 1\n\
+             fi\n\
+             {health}\
+             docker rm -f \"$n--previous\" >/dev/null 2>&1 || true\n",
+            n = quote(&self.spec.name),
+            envsum = self.env_sum_sh(),
+            image = quote(&self.spec.image),
+            want_q = quote(&want),
+            args = self.run_args(),
+            health = self.health_sh(),
+        );
+        Action { script, stdin: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec {
+            name: "app".into(),
+            image: "app:1".into(),
+            env_file: Some("/srv/app/.env".into()),
+            env: BTreeMap::new(),
+            ports: vec!["127.0.0.1:8080:8000".into()],
+            volumes: vec![],
+            network: Some("appnet".into()),
+            restart: None,
+            command: None,
+            labels: BTreeMap::new(),
+            stateful: false,
+            pull: None,
+            healthcheck: None,
+        }
+    }
+
+    fn probe_for(d: &Desired, extra: &str) -> Probe {
+        Probe {
+            out: format!("docker=ok\nenvfile=E\nimage_id=I\nexists=1\nstate=running\nfields={}\nenvsum=E\ncimage=I\n{extra}", d.fields_label()),
+            rc: 0,
+        }
+    }
+
+    #[test]
+    fn up_to_date_container_is_ok() {
+        let d = Desired::prepare(&spec(), false).unwrap();
+        assert!(matches!(d.decide(Some(&probe_for(&d, ""))), Decision::Ok(_)));
+    }
+
+    #[test]
+    fn names_the_changed_field() {
+        let old = Desired::prepare(&spec(), false).unwrap();
+        let new = Desired::prepare(&Spec { ports: vec!["127.0.0.1:9090:8000".into()], ..spec() }, false).unwrap();
+        assert_eq!(new.decide(Some(&probe_for(&old, ""))), Decision::change("recreate app: ports changed"));
+    }
+
+    #[test]
+    fn env_file_content_and_rebuilt_image_recreate() {
+        let d = Desired::prepare(&spec(), false).unwrap();
+        let mut p = probe_for(&d, "");
+        p.out = p.out.replace("envfile=E", "envfile=F");
+        assert_eq!(d.decide(Some(&p)), Decision::change("recreate app: env_file content changed"));
+        let mut p = probe_for(&d, "");
+        p.out = p.out.replace("image_id=I", "image_id=J");
+        assert_eq!(d.decide(Some(&p)), Decision::change("recreate app: image id changed"));
+    }
+
+    #[test]
+    fn stateful_is_not_recreated_without_flag() {
+        let s = Spec { stateful: true, ..spec() };
+        let old = Desired::prepare(&s, false).unwrap();
+        let new = Desired::prepare(&Spec { image: "app:2".into(), ..s.clone() }, false).unwrap();
+        assert!(matches!(new.decide(Some(&probe_for(&old, ""))), Decision::Fail(_)));
+        let allowed = Desired::prepare(&Spec { image: "app:2".into(), ..s }, true).unwrap();
+        assert!(matches!(allowed.decide(Some(&probe_for(&old, ""))), Decision::Change { .. }));
+    }
+
+    #[test]
+    fn stopped_container_is_started() {
+        let d = Desired::prepare(&spec(), false).unwrap();
+        let mut p = probe_for(&d, "");
+        p.out = p.out.replace("state=running", "state=exited");
+        assert_eq!(d.decide(Some(&p)), Decision::change("start app (was exited)"));
+    }
+
+    #[test]
+    fn run_args_are_quoted() {
+        let d = Desired::prepare(&Spec { command: Some(OneOrMany::One("echo 'hi'".into())), ..spec() }, false).unwrap();
+        let a = d.run_args();
+        assert!(a.contains("-p '127.0.0.1:8080:8000'"), "{a}");
+        assert!(a.contains("--env-file /srv/app/.env"), "{a}");
+        assert!(a.ends_with("'app:1' /bin/sh -c 'echo '\\''hi'\\'''"), "{a}");
+        assert!(Desired::prepare(&Spec { name: "bad name".into(), ..spec() }, false).is_err());
+    }
+}

@@ -1,0 +1,44 @@
+//! Shell snippets several step kinds share: the app's state directory on the host, an HTTP
+//! status probe that works with curl or wget, and a bounded polling loop.
+
+use crate::transport::script::quote;
+use std::time::Duration;
+
+/// Sets `$st` to the app's state dir: /var/lib/provision/<app>/<env> as root, else under the
+/// user's ~/.local/state. Holds the deploy lock, the release log and migration markers.
+pub fn state_dir(app: &str, env: &str) -> String {
+    let (a, e) = (quote(app), quote(env));
+    format!(
+        "if [ \"$(id -u)\" = 0 ]; then st=/var/lib/provision/{a}/{e}; else st=\"${{HOME:-/tmp}}/.local/state/provision/\"{a}/{e}; fi\n"
+    )
+}
+
+/// Defines `http_status URL` printing the HTTP status code (000 when nothing answered).
+pub const HTTP_STATUS_FN: &str = r#"http_status() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -s -o /dev/null -m 5 -w '%{http_code}' "$1" 2>/dev/null || true
+  elif command -v wget >/dev/null 2>&1; then
+    wget -q -S -O /dev/null -T 5 "$1" 2>&1 | awk '/HTTP\//{c=$2} END{print (c=="" ? "000" : c)}'
+  else
+    echo no-http-client
+  fi
+}
+"#;
+
+/// Runs `check` (sh that must set `ok=1` on success and may set `last`) every `interval` until
+/// it succeeds or `timeout` passes. Prints `ready=1`/`ready=0`, `waited=<s>`, then `last:` and
+/// the last output.
+pub fn poll(check: &str, timeout: Duration, interval: Duration) -> String {
+    let t = timeout.as_secs().max(1);
+    let i = format!("{:.1}", interval.as_secs_f64().max(0.1));
+    format!(
+        "start=$(date +%s); ok=0; last=\n\
+         while :; do\n\
+         {check}\n\
+         [ \"$ok\" = 1 ] && break\n\
+         [ $(( $(date +%s) - start )) -ge {t} ] && break\n\
+         sleep {i}\n\
+         done\n\
+         printf 'ready=%s\\nwaited=%s\\nlast:\\n%s\\n' \"$ok\" \"$(( $(date +%s) - start ))\" \"$last\"\n"
+    )
+}
