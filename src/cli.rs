@@ -19,7 +19,7 @@ pub struct Cli {
     pub global: Global,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// provision.toml, or the folder holding it (default: search upward from here)
     #[arg(short = 'C', long = "config", global = true, value_name = "PATH")]
@@ -65,6 +65,17 @@ pub enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
     },
+    /// Deploy an earlier release again: `up` with the var `ref` set to it
+    #[command(after_help = "Example: provision rollback prod --to 3f2a9c1")]
+    Rollback {
+        env: String,
+        /// Release to go back to (a prefix of a recorded release); default: the one before the current
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// The release history recorded on the hosts
+    #[command(after_help = "Example: provision releases prod")]
+    Releases { env: String },
     /// List the environment's hosts, their roles and how they are reached
     #[command(after_help = "Example: provision hosts prod")]
     Hosts { env: String },
@@ -121,6 +132,8 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
         Command::Hosts { env } => hosts(g, env),
         Command::Up { env, allow_recreate } => converge(g, env, Mode::Apply, false, *allow_recreate).await,
         Command::Plan { env, detailed_exitcode } => converge(g, env, Mode::Check, *detailed_exitcode, false).await,
+        Command::Rollback { env, to } => rollback(g, env, to.as_deref()).await,
+        Command::Releases { env } => releases(g, env).await,
         Command::Exec { env, timeout, command } => exec(g, env, &command.join(" "), *timeout).await,
     }
 }
@@ -159,6 +172,52 @@ async fn exec(g: &Global, env_name: &str, command: &str, timeout: u64) -> Result
     let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
     let timeout = std::time::Duration::from_secs(timeout);
     Ok(crate::adhoc::run(hosts, command, g.forks, timeout, g.output, redactor).await)
+}
+
+async fn rollback(g: &Global, env_name: &str, to: Option<&str>) -> Result<i32, ConfigError> {
+    let project = Project::load(&Project::locate(g.config.as_deref())?)?;
+    let env = project.env(env_name)?;
+    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
+    let first = hosts.first().ok_or_else(|| ConfigError::new(&project.file, "no host selected"))?;
+    let records = match crate::releases::read(first, &project.app, env_name).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot read the release log: {e}");
+            return Ok(exit::UNREACHABLE);
+        }
+    };
+    let target = crate::releases::rollback_target(&records, to).map_err(|m| ConfigError::new(&project.file, m))?;
+    eprintln!("rolling back {env_name} to {target}");
+    let mut g2 = g.clone();
+    g2.vars.push(("ref".into(), target));
+    converge(&g2, env_name, Mode::Apply, false, false).await
+}
+
+async fn releases(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
+    let project = Project::load(&Project::locate(g.config.as_deref())?)?;
+    let env = project.env(env_name)?;
+    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
+    let mut code = exit::OK;
+    for h in &hosts {
+        match crate::releases::read(h, &project.app, env_name).await {
+            Err(e) => {
+                println!("[{}] UNREACHABLE: {e}", h.name);
+                code = exit::UNREACHABLE;
+            }
+            Ok(records) if g.output == OutputFormat::Json => {
+                for r in records {
+                    println!("{}", serde_json::json!({ "host": h.name, "time": r.time, "release": r.release, "user": r.user, "result": r.result, "changed": r.changed }));
+                }
+            }
+            Ok(records) => {
+                println!("[{}] {} release(s)", h.name, records.len());
+                for r in records {
+                    println!("  {}  {:<8} {:<42} {} ({} changed)", r.time, r.result, r.release, r.user, r.changed);
+                }
+            }
+        }
+    }
+    Ok(code)
 }
 
 /// Prompts (key passphrases) only when a person is there to answer.

@@ -17,3 +17,5 @@ pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod scaffold;
+pub mod lock;
+pub mod releases;

@@ -3,6 +3,7 @@
 //! script; a change and the re-probe of the steps after it share another.
 
 use crate::inventory::Host;
+use crate::lock::{self, Lock};
 use crate::plan::{batch, HostPlan, Planner};
 use crate::report::{Counts, Event, Mode, Sink, Status};
 use crate::steps::{tail, Decision, Outcome, Probe, StepKind};
@@ -148,6 +149,9 @@ struct HostRun<'a, T: Transport> {
     probes: BTreeMap<usize, Probe>,
     registers: BTreeMap<String, serde_json::Value>,
     outcome: HostOutcome,
+    /// The deploy lock (apply mode only) and whether this run holds it.
+    lock: Option<Lock>,
+    locked: bool,
 }
 
 /// Why a step stopped the host.
@@ -172,6 +176,8 @@ impl<'a, T: Transport> HostRun<'a, T> {
             probes: BTreeMap::new(),
             registers: BTreeMap::new(),
             outcome: HostOutcome::new(&plan.host.name),
+            lock: (opts.mode == Mode::Apply).then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_ttl)),
+            locked: false,
         }
     }
 
@@ -192,7 +198,23 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 }
             }
         }
+        if self.locked && !self.outcome.unreachable {
+            self.release_lock().await;
+        }
         self.outcome
+    }
+
+    /// Record the release and drop the lock, in one round trip.
+    async fn release_lock(&mut self) {
+        let Some(lock) = self.lock.clone() else { return };
+        let ctx = self.planner.context(Some(self.host), &self.registers);
+        let result = if self.outcome.counts.failed > 0 { "failed" } else { "ok" };
+        let script = lock.release_sh(&self.planner.release(&ctx), result, self.outcome.counts.changed);
+        match self.exec(&script, None, Duration::from_secs(60)).await {
+            Ok(out) if out.success() => {}
+            Ok(out) => self.sink.note(&format!("[{}] could not release the deploy lock: {}", self.host.name, tail(&out.stderr_lossy(), 3))),
+            Err(_) => self.sink.note(&format!("[{}] could not release the deploy lock (connection lost)", self.host.name)),
+        }
     }
 
     fn finish(&mut self, i: usize, status: Status, message: String, diff: Option<String>, output: Option<String>, started: Instant) {
@@ -273,7 +295,11 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 let probe_before = self.probes.remove(&i);
                 let action = kind.apply();
                 let rest = self.probe_items(i + 1);
-                let script = batch::apply_script(&self.nonce, &action.script, &rest);
+                let mut script = batch::apply_script(&self.nonce, &action.script, &rest);
+                let take_lock = self.lock.as_ref().filter(|_| !self.locked).cloned();
+                if let Some(lock) = &take_lock {
+                    script = format!("{}{script}", lock.acquire_sh(&self.nonce));
+                }
                 let timeout = self.plan.steps[i].step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
                 let out = match self.exec(&script, action.stdin.as_deref(), timeout).await {
                     Ok(o) => o,
@@ -281,6 +307,12 @@ impl<'a, T: Transport> HostRun<'a, T> {
                     Err(e) => return Err(e),
                 };
                 self.probes.clear();
+                if let Some(lock) = &take_lock {
+                    if let Some(held) = lock::parse_held(&self.nonce, &out.stdout_lossy()) {
+                        return self.fail(i, held.message(lock.ttl), None, started);
+                    }
+                    self.locked = true;
+                }
                 let parsed = batch::parse(&self.nonce, &out.stdout);
                 let rc = parsed.apply_rc.or(out.exit.map(|e| e as i32));
                 let applied = ExecOutput { stdout: parsed.apply_out.clone().into_bytes(), stderr: out.stderr.clone(), exit: rc.map(|r| r as u32), signal: out.signal.clone() };

@@ -13,6 +13,10 @@ use std::time::Duration;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlaybookFile {
+    /// What a deploy is recorded as in the release log, e.g. "{{ src.sha }}".
+    release: Option<String>,
+    /// A deploy lock older than this is taken over (default 30m).
+    lock_ttl: Option<Dur>,
     #[serde(default)]
     step: Vec<Spanned<StepDef>>,
 }
@@ -104,6 +108,8 @@ pub struct Step {
 
 #[derive(Debug, Clone)]
 pub struct Playbook {
+    pub release: Option<String>,
+    pub lock_ttl: Option<Duration>,
     pub file: PathBuf,
     /// Path as shown in messages (relative to the project root).
     pub display: String,
@@ -163,7 +169,13 @@ impl Playbook {
                 line,
             });
         }
-        Ok(Playbook { file: file.to_path_buf(), display: display.to_string(), steps })
+        Ok(Playbook {
+            release: raw.release,
+            lock_ttl: raw.lock_ttl.map(|d| d.0),
+            file: file.to_path_buf(),
+            display: display.to_string(),
+            steps,
+        })
     }
 
     /// Every role named in `on` must exist in the environment.

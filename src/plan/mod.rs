@@ -251,6 +251,12 @@ impl Planner {
         Ok(Arc::from(spec.prepare(&cx)?))
     }
 
+    /// The release id recorded in the release log, rendered with the run's registered values.
+    pub fn release(&self, ctx: &Value) -> String {
+        let Some(t) = &self.playbook.release else { return String::new() };
+        self.templates.render_str("release", t, ctx).unwrap_or_else(|_| "unknown".into())
+    }
+
     /// Whether a `when` condition holds.
     pub fn when(&self, step: &Step, ctx: &Value) -> Result<bool, String> {
         match &step.when {

@@ -72,7 +72,10 @@ impl StepKind for Desired {
         } else if self.ref_ == "HEAD" {
             format!("{GIT} ls-remote {repo} HEAD | sed 's/^/remote=/'\n")
         } else {
-            format!("{GIT} ls-remote {repo} {r} | sed 's/^/remote=/'\n")
+            // `ls-remote` matches patterns against whole ref names, so an annotated tag's
+            // peeled commit (`refs/tags/v1^{}`) is only listed when asked for by name.
+            let peeled = quote(&format!("{}^{{}}", self.ref_)).into_owned();
+            format!("{GIT} ls-remote {repo} {r} {peeled} | sed 's/^/remote=/'\n")
         };
         Some(format!(
             "if ! command -v git >/dev/null 2>&1; then echo git=missing; exit 0; fi\n\
