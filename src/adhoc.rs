@@ -5,8 +5,8 @@ use crate::inventory::Host;
 use crate::report::OutputFormat;
 use crate::runner::exit;
 use crate::secrets::Redactor;
-use crate::transport::ssh::SshSession;
 use crate::transport::Transport;
+use crate::transport::ssh::SshSession;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,14 @@ struct HostResult {
     result: Result<(Option<u32>, String, String), String>,
 }
 
-pub async fn run(hosts: Vec<Host>, command: &str, forks: usize, timeout: Duration, output: OutputFormat, redactor: Redactor) -> i32 {
+pub async fn run(
+    hosts: Vec<Host>,
+    command: &str,
+    forks: usize,
+    timeout: Duration,
+    output: OutputFormat,
+    redactor: Redactor,
+) -> i32 {
     let sem = Arc::new(Semaphore::new(forks.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for h in hosts {
@@ -30,10 +37,14 @@ pub async fn run(hosts: Vec<Host>, command: &str, forks: usize, timeout: Duratio
                 Ok(s) => {
                     let r = s.exec(&command, None, timeout).await;
                     s.close().await;
-                    r.map(|o| (o.exit, o.stdout_lossy(), o.stderr_lossy())).map_err(|e| e.to_string())
+                    r.map(|o| (o.exit, o.stdout_lossy(), o.stderr_lossy()))
+                        .map_err(|e| e.to_string())
                 }
             };
-            HostResult { host: h.name, result }
+            HostResult {
+                host: h.name,
+                result,
+            }
         });
     }
     let mut results = Vec::new();
@@ -43,7 +54,9 @@ pub async fn run(hosts: Vec<Host>, command: &str, forks: usize, timeout: Duratio
         results.push(r);
     }
     let unreachable = results.iter().any(|r| r.result.is_err());
-    let failed = results.iter().any(|r| matches!(&r.result, Ok((code, _, _)) if *code != Some(0)));
+    let failed = results
+        .iter()
+        .any(|r| matches!(&r.result, Ok((code, _, _)) if *code != Some(0)));
     if unreachable {
         exit::UNREACHABLE
     } else if failed {
@@ -57,8 +70,12 @@ fn print_result(r: &HostResult, output: OutputFormat, redactor: &Redactor) {
     let mut out = std::io::stdout().lock();
     if output == OutputFormat::Json {
         let mut v = match &r.result {
-            Ok((code, so, se)) => serde_json::json!({ "event": "exec", "host": r.host, "exit": code, "stdout": so, "stderr": se }),
-            Err(e) => serde_json::json!({ "event": "exec", "host": r.host, "unreachable": true, "error": e }),
+            Ok((code, so, se)) => {
+                serde_json::json!({ "event": "exec", "host": r.host, "exit": code, "stdout": so, "stderr": se })
+            }
+            Err(e) => {
+                serde_json::json!({ "event": "exec", "host": r.host, "unreachable": true, "error": e })
+            }
         };
         redactor.redact_json(&mut v);
         let _ = writeln!(out, "{v}");

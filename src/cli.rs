@@ -3,7 +3,7 @@
 use crate::config::{ConfigError, Playbook, Project};
 use crate::plan::{PlanOptions, Planner};
 use crate::report::{Mode, OutputFormat, Sink};
-use crate::runner::{self, exit, RunOptions};
+use crate::runner::{self, RunOptions, exit};
 use crate::secrets::{Redactor, Secrets};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(name = "provision", version, about = "Provision and deploy applications over SSH", long_about = None)]
-#[command(after_help = "Exit codes: 0 done, 1 config or usage error (no host touched), 2 changes pending (plan --detailed-exitcode), 3 a step failed, 4 a host was unreachable.")]
+#[command(
+    after_help = "Exit codes: 0 done, 1 config or usage error (no host touched), 2 changes pending (plan --detailed-exitcode), 3 a step failed, 4 a host was unreachable."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -106,10 +108,17 @@ pub fn main() -> i32 {
         Err(e) => {
             let _ = e.print();
             // clap's own usage errors exit 2, which we keep for "changes pending".
-            return if e.use_stderr() { exit::CONFIG } else { exit::OK };
+            return if e.use_stderr() {
+                exit::CONFIG
+            } else {
+                exit::OK
+            };
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -130,11 +139,21 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
     match &cli.command {
         Command::Init { dir } => crate::scaffold::init(dir).map(|()| exit::OK),
         Command::Hosts { env } => hosts(g, env),
-        Command::Up { env, allow_recreate } => converge(g, env, Mode::Apply, false, *allow_recreate).await,
-        Command::Plan { env, detailed_exitcode } => converge(g, env, Mode::Check, *detailed_exitcode, false).await,
+        Command::Up {
+            env,
+            allow_recreate,
+        } => converge(g, env, Mode::Apply, false, *allow_recreate).await,
+        Command::Plan {
+            env,
+            detailed_exitcode,
+        } => converge(g, env, Mode::Check, *detailed_exitcode, false).await,
         Command::Rollback { env, to } => rollback(g, env, to.as_deref()).await,
         Command::Releases { env } => releases(g, env).await,
-        Command::Exec { env, timeout, command } => exec(g, env, &command.join(" "), *timeout).await,
+        Command::Exec {
+            env,
+            timeout,
+            command,
+        } => exec(g, env, &command.join(" "), *timeout).await,
     }
 }
 
@@ -157,8 +176,19 @@ fn hosts(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
     println!("{:width$}  {:<16} CONNECT", "HOST", "ROLES");
     for h in &hosts {
         let c = &h.connect;
-        let via = c.jump.as_ref().map(|j| format!(" via {}@{}:{}", j.user, j.address, j.port)).unwrap_or_default();
-        println!("{:width$}  {:<16} {}@{}:{}{via}", h.name, h.roles.join(","), c.user, c.address, c.port);
+        let via = c
+            .jump
+            .as_ref()
+            .map(|j| format!(" via {}@{}:{}", j.user, j.address, j.port))
+            .unwrap_or_default();
+        println!(
+            "{:width$}  {:<16} {}@{}:{}{via}",
+            h.name,
+            h.roles.join(","),
+            c.user,
+            c.address,
+            c.port
+        );
     }
     Ok(exit::OK)
 }
@@ -178,7 +208,9 @@ async fn rollback(g: &Global, env_name: &str, to: Option<&str>) -> Result<i32, C
     let project = Project::load(&Project::locate(g.config.as_deref())?)?;
     let env = project.env(env_name)?;
     let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
-    let first = hosts.first().ok_or_else(|| ConfigError::new(&project.file, "no host selected"))?;
+    let first = hosts
+        .first()
+        .ok_or_else(|| ConfigError::new(&project.file, "no host selected"))?;
     let records = match crate::releases::read(first, &project.app, env_name).await {
         Ok(r) => r,
         Err(e) => {
@@ -186,7 +218,8 @@ async fn rollback(g: &Global, env_name: &str, to: Option<&str>) -> Result<i32, C
             return Ok(exit::UNREACHABLE);
         }
     };
-    let target = crate::releases::rollback_target(&records, to).map_err(|m| ConfigError::new(&project.file, m))?;
+    let target = crate::releases::rollback_target(&records, to)
+        .map_err(|m| ConfigError::new(&project.file, m))?;
     eprintln!("rolling back {env_name} to {target}");
     let mut g2 = g.clone();
     g2.vars.push(("ref".into(), target));
@@ -206,13 +239,19 @@ async fn releases(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
             }
             Ok(records) if g.output == OutputFormat::Json => {
                 for r in records {
-                    println!("{}", serde_json::json!({ "host": h.name, "time": r.time, "release": r.release, "user": r.user, "result": r.result, "changed": r.changed }));
+                    println!(
+                        "{}",
+                        serde_json::json!({ "host": h.name, "time": r.time, "release": r.release, "user": r.user, "result": r.result, "changed": r.changed })
+                    );
                 }
             }
             Ok(records) => {
                 println!("[{}] {} release(s)", h.name, records.len());
                 for r in records {
-                    println!("  {}  {:<8} {:<42} {} ({} changed)", r.time, r.result, r.release, r.user, r.changed);
+                    println!(
+                        "  {}  {:<8} {:<42} {} ({} changed)",
+                        r.time, r.result, r.release, r.user, r.changed
+                    );
                 }
             }
         }
@@ -227,29 +266,63 @@ fn interactive() -> bool {
 
 /// Load everything and plan every host before the first connection: any config, template
 /// or secret error stops the run here, with no host touched.
-async fn converge(g: &Global, env_name: &str, mode: Mode, detailed: bool, allow_recreate: bool) -> Result<i32, ConfigError> {
+async fn converge(
+    g: &Global,
+    env_name: &str,
+    mode: Mode,
+    detailed: bool,
+    allow_recreate: bool,
+) -> Result<i32, ConfigError> {
     let file = Project::locate(g.config.as_deref())?;
     let project = Project::load(&file)?;
     let env = project.env(env_name)?;
     let pb_path = project.playbook_path(env, g.playbook.as_deref());
-    let display = pb_path.strip_prefix(&project.root).unwrap_or(&pb_path).display().to_string();
+    let display = pb_path
+        .strip_prefix(&project.root)
+        .unwrap_or(&pb_path)
+        .display()
+        .to_string();
     let playbook = Playbook::load(&pb_path, &display)?;
     playbook.check_roles(&env.roles, env_name)?;
     let redactor = Redactor::default();
     let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
     let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
-    let tags: Vec<String> = g.tags.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
-    let opts = PlanOptions { tags, vars: g.vars.clone(), allow_recreate };
+    let tags: Vec<String> = g
+        .tags
+        .iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let opts = PlanOptions {
+        tags,
+        vars: g.vars.clone(),
+        allow_recreate,
+    };
     let planner = Planner::new(&project, env_name, playbook, secrets, opts)?;
-    let plans = hosts.iter().map(|h| planner.plan_host(h)).collect::<Result<Vec<_>, _>>()?;
+    let plans = hosts
+        .iter()
+        .map(|h| planner.plan_host(h))
+        .collect::<Result<Vec<_>, _>>()?;
     let sink = Sink::new(g.output, g.verbose, redactor, console::colors_enabled());
-    let summary = runner::run(Arc::new(planner), plans, RunOptions { mode, forks: g.forks }, sink, detailed).await;
+    let summary = runner::run(
+        Arc::new(planner),
+        plans,
+        RunOptions {
+            mode,
+            forks: g.forks,
+        },
+        sink,
+        detailed,
+    )
+    .await;
     Ok(summary.exit_code)
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((k, v)) if crate::config::playbook::is_identifier(k) => Ok((k.to_string(), v.to_string())),
+        Some((k, v)) if crate::config::playbook::is_identifier(k) => {
+            Ok((k.to_string(), v.to_string()))
+        }
         _ => Err(format!("`{s}` is not KEY=VALUE with KEY a variable name")),
     }
 }

@@ -5,17 +5,17 @@
 //! actions) → `transport` (SSH) → `report` (human, plain, JSON). `runner` drives a run,
 //! `cli` is the command line.
 
-pub mod transport;
-pub mod config;
-pub mod secrets;
-pub mod steps;
-pub mod template;
 pub mod adhoc;
 pub mod cli;
+pub mod config;
 pub mod inventory;
+pub mod lock;
 pub mod plan;
+pub mod releases;
 pub mod report;
 pub mod runner;
 pub mod scaffold;
-pub mod lock;
-pub mod releases;
+pub mod secrets;
+pub mod steps;
+pub mod template;
+pub mod transport;

@@ -34,8 +34,15 @@ pub struct Held {
 impl Lock {
     pub fn new(app: &str, env: &str, ttl: Option<Duration>) -> Lock {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into());
-        Lock { app: app.into(), env: env.into(), ttl: ttl.unwrap_or(DEFAULT_TTL), owner: format!("{user}@{machine} (pid {})", std::process::id()) }
+        let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        Lock {
+            app: app.into(),
+            env: env.into(),
+            ttl: ttl.unwrap_or(DEFAULT_TTL),
+            owner: format!("{user}@{machine} (pid {})", std::process::id()),
+        }
     }
 
     /// Script prefix: take the lock or stop with [`LOCKED_EXIT`] after printing who holds it.
@@ -69,16 +76,25 @@ impl Lock {
 
 /// Script printing the release log (empty when there is none).
 pub fn read_log_sh(app: &str, env: &str) -> String {
-    format!("{}cat \"$st/releases.log\" 2>/dev/null || true\n", state_dir(app, env))
+    format!(
+        "{}cat \"$st/releases.log\" 2>/dev/null || true\n",
+        state_dir(app, env)
+    )
 }
 
 /// Find the "lock held" marker in a script's stdout.
 pub fn parse_held(nonce: &str, stdout: &str) -> Option<Held> {
-    let line = stdout.lines().find_map(|l| l.strip_prefix(&format!("@@LOCKED{nonce} ")))?;
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("@@LOCKED{nonce} ")))?;
     let mut parts = line.splitn(3, ' ');
     let since = parts.next()?.parse().ok()?;
     let age_secs = parts.next()?.parse().ok()?;
-    Some(Held { owner: parts.next().unwrap_or("unknown").to_string(), since, age_secs })
+    Some(Held {
+        owner: parts.next().unwrap_or("unknown").to_string(),
+        since,
+        age_secs,
+    })
 }
 
 impl Held {
@@ -100,22 +116,37 @@ mod tests {
     fn sh(script: &str, home: &std::path::Path) -> std::process::Output {
         // Run as a non-root user's state dir by pointing HOME somewhere private; as root the
         // script uses /var/lib/provision, so give the app a unique name.
-        Command::new("/bin/sh").arg("-c").arg(script).env("HOME", home).output().unwrap()
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("HOME", home)
+            .output()
+            .unwrap()
     }
 
     #[test]
     fn second_acquire_is_refused_then_released() {
         let home = tempfile::tempdir().unwrap();
         let app = format!("locktest-{}", std::process::id());
-        let a = Lock { owner: "alice@box (pid 1)".into(), ..Lock::new(&app, "prod", None) };
-        let b = Lock { owner: "bob@box (pid 2)".into(), ..Lock::new(&app, "prod", None) };
+        let a = Lock {
+            owner: "alice@box (pid 1)".into(),
+            ..Lock::new(&app, "prod", None)
+        };
+        let b = Lock {
+            owner: "bob@box (pid 2)".into(),
+            ..Lock::new(&app, "prod", None)
+        };
         assert!(sh(&a.acquire_sh("n"), home.path()).status.success());
         let out = sh(&b.acquire_sh("n"), home.path());
         assert_eq!(out.status.code(), Some(LOCKED_EXIT));
         let held = parse_held("n", &String::from_utf8_lossy(&out.stdout)).unwrap();
         assert_eq!(held.owner, "alice@box (pid 1)");
         assert!(held.message(DEFAULT_TTL).contains("alice@box"));
-        assert!(sh(&a.release_sh("abc123", "ok", 3), home.path()).status.success());
+        assert!(
+            sh(&a.release_sh("abc123", "ok", 3), home.path())
+                .status
+                .success()
+        );
         assert!(sh(&b.acquire_sh("n"), home.path()).status.success());
         let log = sh(&read_log_sh(&app, "prod"), home.path());
         let line: serde_json::Value = serde_json::from_slice(&log.stdout).unwrap();
@@ -129,7 +160,10 @@ mod tests {
     fn stale_lock_is_taken_over() {
         let home = tempfile::tempdir().unwrap();
         let app = format!("locktest-stale-{}", std::process::id());
-        let a = Lock { ttl: Duration::from_secs(0), ..Lock::new(&app, "prod", None) };
+        let a = Lock {
+            ttl: Duration::from_secs(0),
+            ..Lock::new(&app, "prod", None)
+        };
         assert!(sh(&a.acquire_sh("n"), home.path()).status.success());
         let out = sh(&a.acquire_sh("n"), home.path());
         assert!(out.status.success());

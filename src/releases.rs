@@ -6,8 +6,8 @@
 
 use crate::inventory::Host;
 use crate::lock::read_log_sh;
-use crate::transport::ssh::SshSession;
 use crate::transport::Transport;
+use crate::transport::ssh::SshSession;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -23,13 +23,18 @@ pub struct Record {
 }
 
 pub fn parse_log(text: &str) -> Vec<Record> {
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// The release to roll back to: `to` (a prefix of a recorded successful release), or the
 /// newest successful release that differs from the current one.
 pub fn rollback_target(records: &[Record], to: Option<&str>) -> Result<String, String> {
-    let ok: Vec<&Record> = records.iter().filter(|r| r.result == "ok" && !r.release.is_empty()).collect();
+    let ok: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.result == "ok" && !r.release.is_empty())
+        .collect();
     let Some(current) = ok.last() else {
         return Err("no successful release is recorded on the host yet".into());
     };
@@ -37,8 +42,12 @@ pub fn rollback_target(records: &[Record], to: Option<&str>) -> Result<String, S
         let found: Vec<&&Record> = ok.iter().filter(|r| r.release.starts_with(to)).collect();
         return match found.last() {
             Some(r) if found.iter().all(|x| x.release == r.release) => Ok(r.release.clone()),
-            Some(_) => Err(format!("`{to}` matches several releases; give more characters")),
-            None => Err(format!("no successful release `{to}` in the release log (see `provision releases`)")),
+            Some(_) => Err(format!(
+                "`{to}` matches several releases; give more characters"
+            )),
+            None => Err(format!(
+                "no successful release `{to}` in the release log (see `provision releases`)"
+            )),
         };
     }
     ok.iter()
@@ -50,8 +59,12 @@ pub fn rollback_target(records: &[Record], to: Option<&str>) -> Result<String, S
 
 /// Read the release log of one host.
 pub async fn read(host: &Host, app: &str, env: &str) -> Result<Vec<Record>, String> {
-    let session = SshSession::connect(&host.connect).await.map_err(|e| format!("{}: {e}", host.name))?;
-    let out = session.exec(&read_log_sh(app, env), None, Duration::from_secs(60)).await;
+    let session = SshSession::connect(&host.connect)
+        .await
+        .map_err(|e| format!("{}: {e}", host.name))?;
+    let out = session
+        .exec(&read_log_sh(app, env), None, Duration::from_secs(60))
+        .await;
     session.close().await;
     let out = out.map_err(|e| format!("{}: {e}", host.name))?;
     Ok(parse_log(&out.stdout_lossy()))
@@ -62,12 +75,23 @@ mod tests {
     use super::*;
 
     fn rec(release: &str, result: &str) -> Record {
-        Record { time: "t".into(), release: release.into(), user: "u".into(), result: result.into(), changed: 1 }
+        Record {
+            time: "t".into(),
+            release: release.into(),
+            user: "u".into(),
+            result: result.into(),
+            changed: 1,
+        }
     }
 
     #[test]
     fn picks_previous_successful_release() {
-        let log = vec![rec("aaa111", "ok"), rec("bbb222", "ok"), rec("ccc333", "failed"), rec("bbb222", "ok")];
+        let log = vec![
+            rec("aaa111", "ok"),
+            rec("bbb222", "ok"),
+            rec("ccc333", "failed"),
+            rec("bbb222", "ok"),
+        ];
         assert_eq!(rollback_target(&log, None).unwrap(), "aaa111");
         assert_eq!(rollback_target(&log, Some("bbb")).unwrap(), "bbb222");
         assert!(rollback_target(&log, Some("ccc")).is_err());
@@ -78,6 +102,15 @@ mod tests {
     #[test]
     fn parses_log_lines_and_skips_garbage() {
         let text = "{\"time\":\"2026-01-01T00:00:00Z\",\"release\":\"abc\",\"user\":\"me\",\"result\":\"ok\",\"changed\":2}\nnot json\n";
-        assert_eq!(parse_log(text), vec![Record { time: "2026-01-01T00:00:00Z".into(), release: "abc".into(), user: "me".into(), result: "ok".into(), changed: 2 }]);
+        assert_eq!(
+            parse_log(text),
+            vec![Record {
+                time: "2026-01-01T00:00:00Z".into(),
+                release: "abc".into(),
+                user: "me".into(),
+                result: "ok".into(),
+                changed: 2
+            }]
+        );
     }
 }

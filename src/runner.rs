@@ -4,9 +4,9 @@
 
 use crate::inventory::Host;
 use crate::lock::{self, Lock};
-use crate::plan::{batch, HostPlan, Planner};
+use crate::plan::{HostPlan, Planner, batch};
 use crate::report::{Counts, Event, Mode, Sink, Status};
-use crate::steps::{tail, Decision, Outcome, Probe, StepKind};
+use crate::steps::{Decision, Outcome, Probe, StepKind, tail};
 use crate::transport::ssh::SshSession;
 use crate::transport::{ExecError, ExecOutput, Transport};
 use std::collections::BTreeMap;
@@ -35,7 +35,13 @@ pub struct HostOutcome {
 
 impl HostOutcome {
     fn new(name: &str) -> HostOutcome {
-        HostOutcome { name: name.to_string(), counts: Counts::default(), unreachable: false, stopped_at: None, round_trips: 0 }
+        HostOutcome {
+            name: name.to_string(),
+            counts: Counts::default(),
+            unreachable: false,
+            stopped_at: None,
+            round_trips: 0,
+        }
     }
 }
 
@@ -53,7 +59,13 @@ pub struct RunSummary {
     pub exit_code: i32,
 }
 
-pub async fn run(planner: Arc<Planner>, plans: Vec<HostPlan>, opts: RunOptions, sink: Sink, detailed_exitcode: bool) -> RunSummary {
+pub async fn run(
+    planner: Arc<Planner>,
+    plans: Vec<HostPlan>,
+    opts: RunOptions,
+    sink: Sink,
+    detailed_exitcode: bool,
+) -> RunSummary {
     let started = Instant::now();
     sink.emit(Event::RunStarted {
         env: planner.env.clone(),
@@ -82,8 +94,16 @@ pub async fn run(planner: Arc<Planner>, plans: Vec<HostPlan>, opts: RunOptions, 
         totals.failed += h.counts.failed;
         totals.skipped += h.counts.skipped;
     }
-    let unreachable: Vec<String> = hosts.iter().filter(|h| h.unreachable).map(|h| h.name.clone()).collect();
-    let failed: Vec<String> = hosts.iter().filter(|h| !h.unreachable && h.counts.failed > 0).map(|h| h.name.clone()).collect();
+    let unreachable: Vec<String> = hosts
+        .iter()
+        .filter(|h| h.unreachable)
+        .map(|h| h.name.clone())
+        .collect();
+    let failed: Vec<String> = hosts
+        .iter()
+        .filter(|h| !h.unreachable && h.counts.failed > 0)
+        .map(|h| h.name.clone())
+        .collect();
     let exit_code = if !unreachable.is_empty() {
         exit::UNREACHABLE
     } else if !failed.is_empty() {
@@ -104,18 +124,31 @@ pub async fn run(planner: Arc<Planner>, plans: Vec<HostPlan>, opts: RunOptions, 
     RunSummary { hosts, exit_code }
 }
 
-async fn connect_and_run(planner: &Planner, plan: &HostPlan, opts: RunOptions, sink: &Sink) -> HostOutcome {
+async fn connect_and_run(
+    planner: &Planner,
+    plan: &HostPlan,
+    opts: RunOptions,
+    sink: &Sink,
+) -> HostOutcome {
     let started = Instant::now();
     let host = &plan.host;
     let mut outcome = match SshSession::connect(&host.connect).await {
         Ok(session) => {
-            sink.emit(Event::HostConnected { host: host.name.clone(), ms: started.elapsed().as_millis() as u64 });
-            let o = HostRun::new(planner, plan, opts, sink, &session).run().await;
+            sink.emit(Event::HostConnected {
+                host: host.name.clone(),
+                ms: started.elapsed().as_millis() as u64,
+            });
+            let o = HostRun::new(planner, plan, opts, sink, &session)
+                .run()
+                .await;
             session.close().await;
             o
         }
         Err(e) => {
-            sink.emit(Event::HostUnreachable { host: host.name.clone(), error: e.to_string() });
+            sink.emit(Event::HostUnreachable {
+                host: host.name.clone(),
+                error: e.to_string(),
+            });
             let mut o = HostOutcome::new(&host.name);
             o.unreachable = true;
             o
@@ -163,7 +196,13 @@ enum Stop {
 }
 
 impl<'a, T: Transport> HostRun<'a, T> {
-    fn new(planner: &'a Planner, plan: &'a HostPlan, opts: RunOptions, sink: &'a Sink, t: &'a T) -> Self {
+    fn new(
+        planner: &'a Planner,
+        plan: &'a HostPlan,
+        opts: RunOptions,
+        sink: &'a Sink,
+        t: &'a T,
+    ) -> Self {
         HostRun {
             planner,
             plan,
@@ -176,7 +215,8 @@ impl<'a, T: Transport> HostRun<'a, T> {
             probes: BTreeMap::new(),
             registers: BTreeMap::new(),
             outcome: HostOutcome::new(&plan.host.name),
-            lock: (opts.mode == Mode::Apply).then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_ttl)),
+            lock: (opts.mode == Mode::Apply)
+                .then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_ttl)),
             locked: false,
         }
     }
@@ -191,7 +231,10 @@ impl<'a, T: Transport> HostRun<'a, T> {
                     break;
                 }
                 Err(Stop::Lost(e)) => {
-                    self.sink.emit(Event::HostUnreachable { host: self.host.name.clone(), error: format!("lost during step `{name}`: {e}") });
+                    self.sink.emit(Event::HostUnreachable {
+                        host: self.host.name.clone(),
+                        error: format!("lost during step `{name}`: {e}"),
+                    });
                     self.outcome.unreachable = true;
                     self.outcome.stopped_at = Some(name);
                     break;
@@ -206,18 +249,43 @@ impl<'a, T: Transport> HostRun<'a, T> {
 
     /// Record the release and drop the lock, in one round trip.
     async fn release_lock(&mut self) {
-        let Some(lock) = self.lock.clone() else { return };
+        let Some(lock) = self.lock.clone() else {
+            return;
+        };
         let ctx = self.planner.context(Some(self.host), &self.registers);
-        let result = if self.outcome.counts.failed > 0 { "failed" } else { "ok" };
-        let script = lock.release_sh(&self.planner.release(&ctx), result, self.outcome.counts.changed);
+        let result = if self.outcome.counts.failed > 0 {
+            "failed"
+        } else {
+            "ok"
+        };
+        let script = lock.release_sh(
+            &self.planner.release(&ctx),
+            result,
+            self.outcome.counts.changed,
+        );
         match self.exec(&script, None, Duration::from_secs(60)).await {
             Ok(out) if out.success() => {}
-            Ok(out) => self.sink.note(&format!("[{}] could not release the deploy lock: {}", self.host.name, tail(&out.stderr_lossy(), 3))),
-            Err(_) => self.sink.note(&format!("[{}] could not release the deploy lock (connection lost)", self.host.name)),
+            Ok(out) => self.sink.note(&format!(
+                "[{}] could not release the deploy lock: {}",
+                self.host.name,
+                tail(&out.stderr_lossy(), 3)
+            )),
+            Err(_) => self.sink.note(&format!(
+                "[{}] could not release the deploy lock (connection lost)",
+                self.host.name
+            )),
         }
     }
 
-    fn finish(&mut self, i: usize, status: Status, message: String, diff: Option<String>, output: Option<String>, started: Instant) {
+    fn finish(
+        &mut self,
+        i: usize,
+        status: Status,
+        message: String,
+        diff: Option<String>,
+        output: Option<String>,
+        started: Instant,
+    ) {
         let ps = &self.plan.steps[i];
         self.outcome.counts.add(status);
         self.sink.emit(Event::StepFinished {
@@ -233,7 +301,13 @@ impl<'a, T: Transport> HostRun<'a, T> {
         });
     }
 
-    fn fail(&mut self, i: usize, message: String, output: Option<String>, started: Instant) -> Result<(), Stop> {
+    fn fail(
+        &mut self,
+        i: usize,
+        message: String,
+        output: Option<String>,
+        started: Instant,
+    ) -> Result<(), Stop> {
         self.finish(i, Status::Failed, message, None, output, started);
         Err(Stop::Failed)
     }
@@ -252,7 +326,14 @@ impl<'a, T: Transport> HostRun<'a, T> {
             Ok(true) => {}
             Ok(false) => {
                 self.register(i, serde_json::json!({ "changed": false, "skipped": true }));
-                self.finish(i, Status::Skipped, "`when` is false".into(), None, None, started);
+                self.finish(
+                    i,
+                    Status::Skipped,
+                    "`when` is false".into(),
+                    None,
+                    None,
+                    started,
+                );
                 return Ok(());
             }
             Err(m) => return self.fail(i, m, None, started),
@@ -268,26 +349,43 @@ impl<'a, T: Transport> HostRun<'a, T> {
             let items = self.probe_items(i);
             let script = batch::probe_script(&self.nonce, &items);
             let out = match self.exec(&script, None, self.timeout_for(&items)).await {
-                Err(Stop::TimedOut(e)) => return self.fail(i, format!("inspecting the host: {e}"), None, started),
+                Err(Stop::TimedOut(e)) => {
+                    return self.fail(i, format!("inspecting the host: {e}"), None, started);
+                }
                 other => other?,
             };
             let parsed = batch::parse(&self.nonce, &out.stdout);
             self.probes.extend(parsed.probes);
             if !self.probes.contains_key(&i) {
                 let err = tail(&out.stderr_lossy(), 5);
-                return self.fail(i, format!("could not inspect the host: {err}"), None, started);
+                return self.fail(
+                    i,
+                    format!("could not inspect the host: {err}"),
+                    None,
+                    started,
+                );
             }
         }
         let check = self.check();
         match kind.decide(self.probes.get(&i)) {
             Decision::Ok(msg) => {
-                let v = kind.register(&Outcome { changed: false, check_mode: check, probe: self.probes.get(&i), applied: None });
+                let v = kind.register(&Outcome {
+                    changed: false,
+                    check_mode: check,
+                    probe: self.probes.get(&i),
+                    applied: None,
+                });
                 self.register(i, v);
                 self.finish(i, Status::Ok, msg, None, None, started);
             }
             Decision::Fail(msg) => return self.fail(i, msg, None, started),
             Decision::Change { summary, diff } if check => {
-                let v = kind.register(&Outcome { changed: true, check_mode: true, probe: self.probes.get(&i), applied: None });
+                let v = kind.register(&Outcome {
+                    changed: true,
+                    check_mode: true,
+                    probe: self.probes.get(&i),
+                    applied: None,
+                });
                 self.register(i, v);
                 self.finish(i, Status::Changed, summary, diff, None, started);
             }
@@ -300,10 +398,15 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 if let Some(lock) = &take_lock {
                     script = format!("{}{script}", lock.acquire_sh(&self.nonce));
                 }
-                let timeout = self.plan.steps[i].step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
+                let timeout = self.plan.steps[i]
+                    .step
+                    .timeout
+                    .unwrap_or(DEFAULT_STEP_TIMEOUT);
                 let out = match self.exec(&script, action.stdin.as_deref(), timeout).await {
                     Ok(o) => o,
-                    Err(Stop::TimedOut(e)) => return self.fail(i, format!("{summary}: {e}"), None, started),
+                    Err(Stop::TimedOut(e)) => {
+                        return self.fail(i, format!("{summary}: {e}"), None, started);
+                    }
                     Err(e) => return Err(e),
                 };
                 self.probes.clear();
@@ -315,7 +418,12 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 }
                 let parsed = batch::parse(&self.nonce, &out.stdout);
                 let rc = parsed.apply_rc.or(out.exit.map(|e| e as i32));
-                let applied = ExecOutput { stdout: parsed.apply_out.clone().into_bytes(), stderr: out.stderr.clone(), exit: rc.map(|r| r as u32), signal: out.signal.clone() };
+                let applied = ExecOutput {
+                    stdout: parsed.apply_out.clone().into_bytes(),
+                    stderr: out.stderr.clone(),
+                    exit: rc.map(|r| r as u32),
+                    signal: out.signal.clone(),
+                };
                 let output = combined_output(&applied);
                 if rc != Some(0) {
                     let why = match (rc, &out.signal) {
@@ -326,9 +434,21 @@ impl<'a, T: Transport> HostRun<'a, T> {
                     return self.fail(i, format!("{summary}: {why}"), Some(output), started);
                 }
                 self.probes.extend(parsed.probes);
-                let v = kind.register(&Outcome { changed: true, check_mode: false, probe: probe_before.as_ref(), applied: Some(&applied) });
+                let v = kind.register(&Outcome {
+                    changed: true,
+                    check_mode: false,
+                    probe: probe_before.as_ref(),
+                    applied: Some(&applied),
+                });
                 self.register(i, v);
-                self.finish(i, Status::Changed, summary, diff, Some(output).filter(|o| !o.is_empty()), started);
+                self.finish(
+                    i,
+                    Status::Changed,
+                    summary,
+                    diff,
+                    Some(output).filter(|o| !o.is_empty()),
+                    started,
+                );
             }
         }
         Ok(())
@@ -360,7 +480,9 @@ impl<'a, T: Transport> HostRun<'a, T> {
                     self.prepared[j] = self.planner.prepare(&ps.step, &ctx).ok();
                 }
             }
-            let Some(kind) = self.prepared[j].as_ref() else { continue };
+            let Some(kind) = self.prepared[j].as_ref() else {
+                continue;
+            };
             if j > from && !kind.probe_ahead() {
                 continue;
             }
@@ -374,25 +496,50 @@ impl<'a, T: Transport> HostRun<'a, T> {
     fn timeout_for(&self, items: &[(usize, String)]) -> Duration {
         items
             .iter()
-            .map(|(j, _)| self.plan.steps[*j].step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT))
+            .map(|(j, _)| {
+                self.plan.steps[*j]
+                    .step
+                    .timeout
+                    .unwrap_or(DEFAULT_STEP_TIMEOUT)
+            })
             .max()
             .unwrap_or(DEFAULT_STEP_TIMEOUT)
     }
 
-    async fn exec(&mut self, script: &str, stdin: Option<&[u8]>, timeout: Duration) -> Result<ExecOutput, Stop> {
+    async fn exec(
+        &mut self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, Stop> {
         self.outcome.round_trips += 1;
         let script = &format!("{}{script}", self.planner.prelude);
         if self.sink.verbosity() >= 2 {
-            self.sink.emit(Event::Debug { host: self.host.name.clone(), message: format!("exec ({} bytes on stdin):\n{script}", stdin.map_or(0, <[u8]>::len)) });
+            self.sink.emit(Event::Debug {
+                host: self.host.name.clone(),
+                message: format!(
+                    "exec ({} bytes on stdin):\n{script}",
+                    stdin.map_or(0, <[u8]>::len)
+                ),
+            });
         }
-        let out = self.t.exec(script, stdin, timeout).await.map_err(|e| match e {
-            ExecError::Timeout(_) => Stop::TimedOut(e.to_string()),
-            ExecError::Disconnected(m) => Stop::Lost(m),
-        })?;
+        let out = self
+            .t
+            .exec(script, stdin, timeout)
+            .await
+            .map_err(|e| match e {
+                ExecError::Timeout(_) => Stop::TimedOut(e.to_string()),
+                ExecError::Disconnected(m) => Stop::Lost(m),
+            })?;
         if self.sink.verbosity() >= 2 {
             self.sink.emit(Event::Debug {
                 host: self.host.name.clone(),
-                message: format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", out.exit, out.stdout_lossy(), out.stderr_lossy()),
+                message: format!(
+                    "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+                    out.exit,
+                    out.stdout_lossy(),
+                    out.stderr_lossy()
+                ),
             });
         }
         Ok(out)

@@ -57,8 +57,10 @@ pub fn init(dir: &Path) -> Result<(), ConfigError> {
     for (rel, _) in &files {
         let path = dir.join(rel);
         if path.exists() {
-            return Err(ConfigError::new(&path, "already exists; init never overwrites files")
-                .with_help("run init in an empty folder, or remove the file"));
+            return Err(
+                ConfigError::new(&path, "already exists; init never overwrites files")
+                    .with_help("run init in an empty folder, or remove the file"),
+            );
         }
     }
     for (rel, content) in &files {
@@ -84,7 +86,11 @@ mod tests {
         init(dir.path()).unwrap();
         let p = Project::load(&dir.path().join("provision.toml")).unwrap();
         assert_eq!(p.app, "myapp");
-        let pb = Playbook::load(&dir.path().join("playbooks/deploy.toml"), "playbooks/deploy.toml").unwrap();
+        let pb = Playbook::load(
+            &dir.path().join("playbooks/deploy.toml"),
+            "playbooks/deploy.toml",
+        )
+        .unwrap();
         assert_eq!(pb.steps.len(), 4);
         assert!(init(dir.path()).is_err());
     }

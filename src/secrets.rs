@@ -20,7 +20,11 @@ pub struct Redactor {
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Redactor({} values)", self.needles.read().map(|n| n.len()).unwrap_or(0))
+        write!(
+            f,
+            "Redactor({} values)",
+            self.needles.read().map(|n| n.len()).unwrap_or(0)
+        )
     }
 }
 
@@ -69,7 +73,10 @@ pub struct Secrets {
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Secrets").field("file", &self.file).field("keys", &self.values.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Secrets")
+            .field("file", &self.file)
+            .field("keys", &self.values.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -84,18 +91,28 @@ impl Secrets {
                     continue;
                 }
                 // dotenvy parses one line at a time here so an error names its line.
-                let item = dotenvy::from_read_iter(line.as_bytes()).next().transpose().map_err(|e| {
-                    ConfigError::new(path, format!("not a KEY=value line ({})", describe_bad_line(line, &e)))
+                let item = dotenvy::from_read_iter(line.as_bytes())
+                    .next()
+                    .transpose()
+                    .map_err(|e| {
+                        ConfigError::new(
+                            path,
+                            format!("not a KEY=value line ({})", describe_bad_line(line, &e)),
+                        )
                         .at_line(i + 1)
                         .with_help("write one KEY=value per line; quote values with spaces")
-                })?;
+                    })?;
                 if let Some((k, v)) = item {
                     redactor.add(&v);
                     values.insert(k, v);
                 }
             }
         }
-        Ok(Secrets { file: file.map(Path::to_path_buf), values, redactor })
+        Ok(Secrets {
+            file: file.map(Path::to_path_buf),
+            values,
+            redactor,
+        })
     }
 
     pub fn redactor(&self) -> &Redactor {
@@ -109,7 +126,11 @@ impl Secrets {
 
     /// A value from the file, else from the process environment; empty counts as missing.
     pub fn get(&self, key: &str) -> Option<String> {
-        let v = self.values.get(key).cloned().or_else(|| std::env::var(key).ok())?;
+        let v = self
+            .values
+            .get(key)
+            .cloned()
+            .or_else(|| std::env::var(key).ok())?;
         if v.is_empty() {
             return None;
         }
@@ -132,8 +153,11 @@ impl Secrets {
 /// dotenvy errors can echo the line (and so the value); describe them without it. Only the
 /// key (the part before `=`) may be named.
 fn describe_bad_line(line: &str, e: &dotenvy::Error) -> String {
-    let key = line.split_once('=').map(|(k, _)| k.trim().trim_start_matches("export ").trim());
-    let key = key.filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_start_matches("export ").trim());
+    let key =
+        key.filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
     let of_key = key.map(|k| format!(" of {k}")).unwrap_or_default();
     let value = line.split_once('=').map_or("", |(_, v)| v.trim_start());
     let unclosed = |q: char| value.starts_with(q) && (value.len() == 1 || !value[1..].contains(q));
@@ -141,8 +165,12 @@ fn describe_bad_line(line: &str, e: &dotenvy::Error) -> String {
         dotenvy::Error::LineParse(..) if unclosed('"') || unclosed('\'') => {
             format!("the quoted value{of_key} has no closing quote")
         }
-        dotenvy::Error::LineParse(..) if key.is_none() => "expected KEY=value, with KEY made of letters, digits and `_`".into(),
-        dotenvy::Error::LineParse(_, idx) => format!("syntax error{of_key} at character {}", idx + 1),
+        dotenvy::Error::LineParse(..) if key.is_none() => {
+            "expected KEY=value, with KEY made of letters, digits and `_`".into()
+        }
+        dotenvy::Error::LineParse(_, idx) => {
+            format!("syntax error{of_key} at character {}", idx + 1)
+        }
         dotenvy::Error::Io(e) => e.to_string(),
         _ => "invalid line".into(),
     }

@@ -32,7 +32,9 @@ impl TemplateError {
     fn from_minijinja(fallback_name: &str, e: &minijinja::Error) -> TemplateError {
         // The innermost error carries the real cause (e.g. inside an {% include %}).
         let mut inner: &minijinja::Error = e;
-        while let Some(next) = std::error::Error::source(inner).and_then(|s| s.downcast_ref::<minijinja::Error>()) {
+        while let Some(next) =
+            std::error::Error::source(inner).and_then(|s| s.downcast_ref::<minijinja::Error>())
+        {
             inner = next;
         }
         let what = match inner.detail() {
@@ -77,15 +79,27 @@ impl Templates {
                 .build()
                 .expect("default syntax is valid"),
         );
-        Templates { env, root: root.to_path_buf() }
+        Templates {
+            env,
+            root: root.to_path_buf(),
+        }
     }
 
     pub fn render_file(&self, name: &str, ctx: &Value) -> Result<String, TemplateError> {
-        let t = self.env.get_template(name).map_err(|e| TemplateError::from_minijinja(name, &e))?;
-        t.render(ctx).map_err(|e| TemplateError::from_minijinja(name, &e))
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|e| TemplateError::from_minijinja(name, &e))?;
+        t.render(ctx)
+            .map_err(|e| TemplateError::from_minijinja(name, &e))
     }
 
-    pub fn render_str(&self, name: &str, source: &str, ctx: &Value) -> Result<String, TemplateError> {
+    pub fn render_str(
+        &self,
+        name: &str,
+        source: &str,
+        ctx: &Value,
+    ) -> Result<String, TemplateError> {
         if !source.contains("{{") && !source.contains("{%") {
             return Ok(source.to_string());
         }
@@ -96,13 +110,22 @@ impl Templates {
 
     /// Evaluate a `when` expression to a boolean (Jinja truthiness).
     pub fn eval_bool(&self, name: &str, expr: &str, ctx: &Value) -> Result<bool, TemplateError> {
-        let compiled = self.env.compile_expression(expr).map_err(|e| TemplateError::from_minijinja(name, &e))?;
-        let v = compiled.eval(ctx).map_err(|e| TemplateError::from_minijinja(name, &e))?;
+        let compiled = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| TemplateError::from_minijinja(name, &e))?;
+        let v = compiled
+            .eval(ctx)
+            .map_err(|e| TemplateError::from_minijinja(name, &e))?;
         Ok(v.is_true())
     }
 
     /// Top-level variable names a template string refers to.
-    pub fn referenced_in_str(&self, name: &str, source: &str) -> Result<BTreeSet<String>, TemplateError> {
+    pub fn referenced_in_str(
+        &self,
+        name: &str,
+        source: &str,
+    ) -> Result<BTreeSet<String>, TemplateError> {
         let t = self
             .env
             .template_from_named_str(name, source)
@@ -110,12 +133,19 @@ impl Templates {
         Ok(t.undeclared_variables(false).into_iter().collect())
     }
 
-    pub fn referenced_in_expr(&self, name: &str, expr: &str) -> Result<BTreeSet<String>, TemplateError> {
+    pub fn referenced_in_expr(
+        &self,
+        name: &str,
+        expr: &str,
+    ) -> Result<BTreeSet<String>, TemplateError> {
         self.referenced_in_str(name, &format!("{{{{ {expr} }}}}"))
     }
 
     pub fn referenced_in_file(&self, name: &str) -> Result<BTreeSet<String>, TemplateError> {
-        let t = self.env.get_template(name).map_err(|e| TemplateError::from_minijinja(name, &e))?;
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|e| TemplateError::from_minijinja(name, &e))?;
         Ok(t.undeclared_variables(false).into_iter().collect())
     }
 
@@ -207,7 +237,13 @@ mod tests {
     #[test]
     fn undefined_is_an_error_naming_variable_and_line() {
         let t = Templates::new(Path::new("."));
-        let e = t.render_str("x.j2", "a\n{{ app.prot }}", &context! { app => context!{ port => 1 } }).unwrap_err();
+        let e = t
+            .render_str(
+                "x.j2",
+                "a\n{{ app.prot }}",
+                &context! { app => context!{ port => 1 } },
+            )
+            .unwrap_err();
         assert_eq!(e.line, Some(2));
         assert!(e.message.contains("app.prot"), "{}", e.message);
     }
@@ -215,14 +251,22 @@ mod tests {
     #[test]
     fn error_does_not_print_values() {
         let t = Templates::new(Path::new("."));
-        let e = t.render_str("x.j2", "{{ pw }} {{ nope }}", &context! { pw => "hunter2-secret" }).unwrap_err();
+        let e = t
+            .render_str(
+                "x.j2",
+                "{{ pw }} {{ nope }}",
+                &context! { pw => "hunter2-secret" },
+            )
+            .unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]
     fn keeps_trailing_newline_and_does_not_escape() {
         let t = Templates::new(Path::new("."));
-        let out = t.render_str("x", "<{{ a }}>\n", &context! { a => "&" }).unwrap();
+        let out = t
+            .render_str("x", "<{{ a }}>\n", &context! { a => "&" })
+            .unwrap();
         assert_eq!(out, "<&>\n");
     }
 
@@ -240,8 +284,13 @@ mod tests {
     fn when_and_references() {
         let t = Templates::new(Path::new("."));
         assert!(t.eval_bool("w", "x > 1", &context! { x => 2 }).unwrap());
-        assert!(!t.eval_bool("w", "x is defined and x", &context! {}).unwrap());
-        let r = t.referenced_in_str("s", "{{ a.b }} {% for i in items %}{{ i }}{% endfor %}").unwrap();
+        assert!(
+            !t.eval_bool("w", "x is defined and x", &context! {})
+                .unwrap()
+        );
+        let r = t
+            .referenced_in_str("s", "{{ a.b }} {% for i in items %}{{ i }}{% endfor %}")
+            .unwrap();
         assert_eq!(r.into_iter().collect::<Vec<_>>(), vec!["a", "items"]);
     }
 }

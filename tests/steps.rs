@@ -20,6 +20,9 @@ struct Target {
     sshd: Sshd,
     key: ClientKey,
     user: String,
+    /// Unique per test: provision keeps per-app state (the deploy lock) in the login user's
+    /// home, which tests logging in as the same non-root user share.
+    app: String,
 }
 
 impl Target {
@@ -32,20 +35,33 @@ impl Target {
         let p = Project::new();
         let key = ClientKey::generate(&p.path("keys"));
         let sshd = Sshd::start(&key);
-        let t = Target { p, sshd, key, user: user.to_string() };
+        let app = format!("app-{}", sshd.port);
+        let t = Target {
+            p,
+            sshd,
+            key,
+            user: user.to_string(),
+            app,
+        };
         t.set_env(env_extra);
         t
     }
 
     fn set_env(&self, env_extra: &str) {
-        let mut toml = project_toml("demo", &[self.sshd.addr(&self.user)], &self.key, "connect_timeout = \"10s\"");
+        let mut toml = project_toml(
+            &self.app,
+            &[self.sshd.addr(&self.user)],
+            &self.key,
+            "connect_timeout = \"10s\"",
+        );
         toml.push_str(env_extra);
         toml.push('\n');
         self.p.write("provision.toml", &toml);
     }
 
     fn fill(&self, text: &str) -> String {
-        text.replace("@R", &self.p.remote.display().to_string()).replace("@P", &self.p.dir.path().display().to_string())
+        text.replace("@R", &self.p.remote.display().to_string())
+            .replace("@P", &self.p.dir.path().display().to_string())
     }
 
     fn playbook(&self, text: &str) {
@@ -73,10 +89,17 @@ impl Target {
     fn plan_changes(&self, expect: &[&str]) -> BTreeSet<String> {
         let plan = self.plan();
         let would = plan.steps_with("changed");
-        assert_eq!(would, names(expect), "plan listed other changes\n{}", plan.dump());
+        assert_eq!(
+            would,
+            names(expect),
+            "plan listed other changes\n{}",
+            plan.dump()
+        );
         assert_eq!(plan.changed(), expect.len(), "{}", plan.dump());
         assert_eq!(plan.finished()["mode"], "check");
-        self.p.run(&["plan", "test", "--detailed-exitcode"]).expect_code(2);
+        self.p
+            .run(&["plan", "test", "--detailed-exitcode"])
+            .expect_code(2);
         would
     }
 
@@ -84,13 +107,23 @@ impl Target {
     /// `plan --detailed-exitcode` exits 0.
     fn converge(&self, would: &BTreeSet<String>) -> Run {
         let up = self.up();
-        assert_eq!(&up.steps_with("changed"), would, "up changed other steps than plan listed\n{}", up.dump());
+        assert_eq!(
+            &up.steps_with("changed"),
+            would,
+            "up changed other steps than plan listed\n{}",
+            up.dump()
+        );
         assert_eq!(up.changed(), would.len(), "{}", up.dump());
         assert_eq!(up.failed(), 0, "{}", up.dump());
         assert_eq!(up.finished()["exit_code"], 0);
 
         let again = self.up();
-        assert_eq!(again.changed(), 0, "second up changed something\n{}", again.dump());
+        assert_eq!(
+            again.changed(),
+            0,
+            "second up changed something\n{}",
+            again.dump()
+        );
         assert!(again.steps_with("changed").is_empty());
 
         let check = self.p.run(&["plan", "test", "--detailed-exitcode"]);
@@ -108,8 +141,19 @@ fn read(path: &Path) -> String {
 }
 
 fn sh(script: &str) -> (bool, String) {
-    let out = Command::new("/bin/sh").arg("-c").arg(script).output().expect("run sh");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run sh");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 /// Removes a path outside the remote root (e.g. under /etc) when the test ends, even on panic.
@@ -141,17 +185,31 @@ command = { run = "echo SHOULD-NOT-RUN > @R/already", creates = "@R/already" }
 "#,
     );
     let would = t.plan_changes(&["make marker"]);
-    assert!(!t.remote("marker").exists(), "plan must not run the command");
+    assert!(
+        !t.remote("marker").exists(),
+        "plan must not run the command"
+    );
     let plan = t.plan();
     assert_eq!(plan.step("guard already satisfied")["status"], "ok");
 
     let up = t.converge(&would);
     assert_eq!(read(&t.remote("marker")), "created\n");
-    assert_eq!(read(&t.remote("already")), "untouched\n", "a satisfied `creates` must not run");
-    assert_eq!(t.up().round_trips(), 1, "a no-op run probes every step in one round trip");
+    assert_eq!(
+        read(&t.remote("already")),
+        "untouched\n",
+        "a satisfied `creates` must not run"
+    );
+    assert_eq!(
+        t.up().round_trips(),
+        1,
+        "a no-op run probes every step in one round trip"
+    );
     assert_eq!(up.step("guard already satisfied")["status"], "ok");
     assert!(
-        up.step("make marker")["output"].as_str().unwrap_or_default().contains("run-output"),
+        up.step("make marker")["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("run-output"),
         "command output is reported\n{}",
         up.dump()
     );
@@ -195,18 +253,37 @@ command = { run = "touch @R/after", creates = "@R/after" }
     let r = t.p.run(&["up", "test", "--output", "json"]);
     r.expect_code(3);
     assert!(t.remote("before").exists(), "steps before the failure ran");
-    assert!(!t.remote("after").exists(), "steps after the failure must not run");
+    assert!(
+        !t.remote("after").exists(),
+        "steps after the failure must not run"
+    );
 
     let boom = r.step("boom");
     assert_eq!(boom["status"], "failed", "{}", r.dump());
     let message = boom["message"].as_str().unwrap();
-    assert!(message.contains("exit code 7"), "message names the exit code: {message}");
+    assert!(
+        message.contains("exit code 7"),
+        "message names the exit code: {message}"
+    );
     let output = boom["output"].as_str().unwrap_or_default();
-    assert!(output.contains("boom-stdout") && output.contains("boom-stderr"), "output is reported: {boom}");
+    assert!(
+        output.contains("boom-stdout") && output.contains("boom-stderr"),
+        "output is reported: {boom}"
+    );
 
     let statuses = r.step_statuses();
-    assert!(!statuses.iter().any(|(_, s, _)| s == "after"), "`after` must not be reported as run\n{}", r.dump());
-    assert!(!r.events_of("step_started").iter().any(|e| e["step"] == "after"), "`after` must not start\n{}", r.dump());
+    assert!(
+        !statuses.iter().any(|(_, s, _)| s == "after"),
+        "`after` must not be reported as run\n{}",
+        r.dump()
+    );
+    assert!(
+        !r.events_of("step_started")
+            .iter()
+            .any(|e| e["step"] == "after"),
+        "`after` must not start\n{}",
+        r.dump()
+    );
     assert_eq!(r.failed(), 1);
     let fin = r.finished();
     assert_eq!(fin["exit_code"], 3);
@@ -220,7 +297,11 @@ command = { run = "touch @R/after", creates = "@R/after" }
     text.expect_code(3);
     assert!(text.stdout.contains("boom"), "{}", text.dump());
     assert!(text.stdout.contains("exit code 7"), "{}", text.dump());
-    assert!(text.stdout.contains("boom-stdout") && text.stdout.contains("boom-stderr"), "{}", text.dump());
+    assert!(
+        text.stdout.contains("boom-stdout") && text.stdout.contains("boom-stderr"),
+        "{}",
+        text.dump()
+    );
     assert!(!t.remote("after").exists());
 }
 
@@ -303,18 +384,45 @@ file = { src = "files/app.conf", dest = "@R/etc/app.conf", mode = "0640" }
     let dest = t.remote("etc/app.conf");
     assert_eq!(read(&dest), "hello\nworld\n");
     assert_eq!(mode_of(&dest), 0o640);
-    assert_eq!(t.up().round_trips(), 1, "a no-op run probes every step in one round trip");
-    let leftovers: Vec<_> = std::fs::read_dir(t.remote("etc")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 1, "no temp files left behind: {leftovers:?}");
+    assert_eq!(
+        t.up().round_trips(),
+        1,
+        "a no-op run probes every step in one round trip"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(t.remote("etc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "no temp files left behind: {leftovers:?}"
+    );
 
     // The local file changes: only that step changes, with a diff in plan.
     t.p.write("files/app.conf", "hello\nthere\n");
     let plan = t.plan();
-    assert_eq!(plan.steps_with("changed"), names(&["app.conf"]), "{}", plan.dump());
-    let diff = plan.step("app.conf")["diff"].as_str().unwrap_or_default().to_string();
-    assert!(diff.contains("-world") && diff.contains("+there"), "diff: {diff}");
+    assert_eq!(
+        plan.steps_with("changed"),
+        names(&["app.conf"]),
+        "{}",
+        plan.dump()
+    );
+    let diff = plan.step("app.conf")["diff"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        diff.contains("-world") && diff.contains("+there"),
+        "diff: {diff}"
+    );
     let up = t.up();
-    assert_eq!(up.steps_with("changed"), names(&["app.conf"]), "{}", up.dump());
+    assert_eq!(
+        up.steps_with("changed"),
+        names(&["app.conf"]),
+        "{}",
+        up.dump()
+    );
     assert_eq!(read(&dest), "hello\nthere\n");
 }
 
@@ -339,21 +447,45 @@ template = { src = "templates/app.conf.j2", dest = "@R/conf/app.conf", mode = "0
     let would = t.plan_changes(&["conf dir", "app config"]);
     t.converge(&would);
     let dest = t.remote("conf/app.conf");
-    let first = format!("# demo (test)\nport = 8000\nhost = {}\n", t.sshd.name());
+    let first = format!(
+        "# {} (test)\nport = 8000\nhost = {}\n",
+        t.app,
+        t.sshd.name()
+    );
     assert_eq!(read(&dest), first);
     assert_eq!(mode_of(&dest), 0o644);
 
     t.set_env("vars = { port = 9000 }");
     let plan = t.plan();
-    assert_eq!(plan.steps_with("changed"), names(&["app config"]), "{}", plan.dump());
-    let diff = plan.step("app config")["diff"].as_str().unwrap_or_default().to_string();
-    assert!(diff.contains("-port = 8000") && diff.contains("+port = 9000"), "diff: {diff}");
-    assert!(!diff.contains("-host") && !diff.contains("+host"), "unchanged lines are context only: {diff}");
+    assert_eq!(
+        plan.steps_with("changed"),
+        names(&["app config"]),
+        "{}",
+        plan.dump()
+    );
+    let diff = plan.step("app config")["diff"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        diff.contains("-port = 8000") && diff.contains("+port = 9000"),
+        "diff: {diff}"
+    );
+    assert!(
+        !diff.contains("-host") && !diff.contains("+host"),
+        "unchanged lines are context only: {diff}"
+    );
     assert_eq!(read(&dest), first, "plan must not write");
-    t.p.run(&["plan", "test", "--detailed-exitcode"]).expect_code(2);
+    t.p.run(&["plan", "test", "--detailed-exitcode"])
+        .expect_code(2);
 
     let up = t.up();
-    assert_eq!(up.steps_with("changed"), names(&["app config"]), "{}", up.dump());
+    assert_eq!(
+        up.steps_with("changed"),
+        names(&["app config"]),
+        "{}",
+        up.dump()
+    );
     assert_eq!(read(&dest), first.replace("8000", "9000"));
     let check = t.p.run(&["plan", "test", "--detailed-exitcode"]);
     check.expect_code(0);
@@ -362,7 +494,10 @@ template = { src = "templates/app.conf.j2", dest = "@R/conf/app.conf", mode = "0
 #[test]
 fn env_file_writes_secrets_0600_and_never_shows_values() {
     let t = Target::with_env("root", "secrets = \"secrets/test.env\"");
-    t.p.write("secrets/test.env", "DB_PASSWORD=s3cret-Value-123\nAPI_KEY=abc-Key-789\n");
+    t.p.write(
+        "secrets/test.env",
+        "DB_PASSWORD=s3cret-Value-123\nAPI_KEY=abc-Key-789\n",
+    );
     t.playbook(
         r#"
 [[step]]
@@ -372,28 +507,122 @@ env_file = { dest = "@R/app/.env", vars = { PORT = "8000" } }
     );
     let plan = t.plan();
     for secret in ["s3cret-Value-123", "abc-Key-789"] {
-        assert!(!plan.stdout.contains(secret) && !plan.stderr.contains(secret), "plan shows a secret value\n{}", plan.dump());
+        assert!(
+            !plan.stdout.contains(secret) && !plan.stderr.contains(secret),
+            "plan shows a secret value\n{}",
+            plan.dump()
+        );
     }
     let would = t.plan_changes(&["app env"]);
     let up = t.converge(&would);
     assert!(!up.stdout.contains("s3cret-Value-123"), "{}", up.dump());
     let dest = t.remote("app/.env");
-    assert_eq!(read(&dest), "API_KEY=abc-Key-789\nDB_PASSWORD=s3cret-Value-123\nPORT=8000\n");
+    assert_eq!(
+        read(&dest),
+        "API_KEY=abc-Key-789\nDB_PASSWORD=s3cret-Value-123\nPORT=8000\n"
+    );
     assert_eq!(mode_of(&dest), 0o600);
 
     // A changed secret: plan names the key, never the old or new value.
-    t.p.write("secrets/test.env", "DB_PASSWORD=n3w-Value-456\nAPI_KEY=abc-Key-789\n");
+    t.p.write(
+        "secrets/test.env",
+        "DB_PASSWORD=n3w-Value-456\nAPI_KEY=abc-Key-789\n",
+    );
     let plan = t.plan();
     assert_eq!(plan.steps_with("changed"), names(&["app env"]));
-    let diff = plan.step("app env")["diff"].as_str().unwrap_or_default().to_string();
-    assert!(diff.contains("DB_PASSWORD") && !diff.contains("API_KEY"), "diff: {diff}");
+    let diff = plan.step("app env")["diff"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        diff.contains("DB_PASSWORD") && !diff.contains("API_KEY"),
+        "diff: {diff}"
+    );
     for secret in ["s3cret-Value-123", "n3w-Value-456", "abc-Key-789"] {
-        assert!(!plan.stdout.contains(secret), "plan shows a secret value\n{}", plan.dump());
+        assert!(
+            !plan.stdout.contains(secret),
+            "plan shows a secret value\n{}",
+            plan.dump()
+        );
+    }
+    // Not even -vv (which shows what goes over the wire) may print the value on the host.
+    let vv = t.p.run(&["plan", "test", "-vv"]);
+    vv.expect_code(0);
+    for secret in ["s3cret-Value-123", "n3w-Value-456", "abc-Key-789"] {
+        assert!(
+            !vv.stdout.contains(secret) && !vv.stderr.contains(secret),
+            "plan -vv shows a secret value\n{}",
+            vv.dump()
+        );
     }
     let up = t.up();
     assert_eq!(up.steps_with("changed"), names(&["app env"]));
-    assert_eq!(read(&dest), "API_KEY=abc-Key-789\nDB_PASSWORD=n3w-Value-456\nPORT=8000\n");
+    assert_eq!(
+        read(&dest),
+        "API_KEY=abc-Key-789\nDB_PASSWORD=n3w-Value-456\nPORT=8000\n"
+    );
     assert_eq!(mode_of(&dest), 0o600);
+}
+
+#[test]
+fn template_with_a_secret_never_shows_it_not_even_after_rotation() {
+    let t = Target::with_env("root", "secrets = \"secrets/test.env\"");
+    t.p.write("secrets/test.env", "DB_PASSWORD=first-Pass-111\n");
+    t.p.write(
+        "templates/db.conf.j2",
+        "user = app\npassword = {{ secrets.DB_PASSWORD }}\n",
+    );
+    t.playbook(
+        r#"
+[[step]]
+name = "db config"
+template = { src = "templates/db.conf.j2", dest = "@R/db.conf", mode = "0600" }
+"#,
+    );
+    let plan = t.plan();
+    assert!(
+        !plan.stdout.contains("first-Pass-111"),
+        "plan shows the secret\n{}",
+        plan.dump()
+    );
+    let would = t.plan_changes(&["db config"]);
+    let up = t.converge(&would);
+    assert!(!up.stdout.contains("first-Pass-111"), "{}", up.dump());
+    let dest = t.remote("db.conf");
+    assert_eq!(read(&dest), "user = app\npassword = first-Pass-111\n");
+    assert_eq!(mode_of(&dest), 0o600);
+
+    // The secret is rotated: plan must show neither the new value nor the old one on the host.
+    t.p.write("secrets/test.env", "DB_PASSWORD=second-Pass-222\n");
+    for args in [
+        &["plan", "test", "--output", "json"][..],
+        &["plan", "test"],
+        &["plan", "test", "-vv"],
+    ] {
+        let plan = t.p.run(args);
+        plan.expect_code(0);
+        for secret in ["first-Pass-111", "second-Pass-222"] {
+            assert!(
+                !plan.stdout.contains(secret) && !plan.stderr.contains(secret),
+                "`provision {}` shows a secret value ({secret})\n{}",
+                args.join(" "),
+                plan.dump()
+            );
+        }
+    }
+    let up = t.up();
+    assert_eq!(
+        up.steps_with("changed"),
+        names(&["db config"]),
+        "{}",
+        up.dump()
+    );
+    assert!(
+        !up.stdout.contains("first-Pass-111") && !up.stdout.contains("second-Pass-222"),
+        "{}",
+        up.dump()
+    );
+    assert_eq!(read(&dest), "user = app\npassword = second-Pass-222\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,7 +630,10 @@ env_file = { dest = "@R/app/.env", vars = { PORT = "8000" } }
 // ---------------------------------------------------------------------------------------------
 
 fn dpkg_status(pkg: &str) -> String {
-    let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]).output().expect("dpkg-query");
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .expect("dpkg-query");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -409,8 +641,16 @@ fn dpkg_status(pkg: &str) -> String {
 fn packages_installs_what_is_missing_and_leaves_installed_ones() {
     // Start fresh: `sl` is tiny and not installed by default.
     let (_, out) = sh("dpkg -r sl 2>&1 || true");
-    assert_ne!(dpkg_status("sl"), "install ok installed", "could not remove sl: {out}");
-    assert_eq!(dpkg_status("openssh-server"), "install ok installed", "the tests need openssh-server");
+    assert_ne!(
+        dpkg_status("sl"),
+        "install ok installed",
+        "could not remove sl: {out}"
+    );
+    assert_eq!(
+        dpkg_status("openssh-server"),
+        "install ok installed",
+        "the tests need openssh-server"
+    );
 
     let t = Target::new("root");
     t.playbook(
@@ -425,14 +665,26 @@ packages = { names = ["openssh-server"] }
 "#,
     );
     let plan = t.plan();
-    assert_eq!(plan.step("already installed")["status"], "ok", "{}", plan.dump());
+    assert_eq!(
+        plan.step("already installed")["status"],
+        "ok",
+        "{}",
+        plan.dump()
+    );
     let sl = plan.step("sl");
     assert!(sl["message"].as_str().unwrap().contains("sl"), "{sl}");
     let would = t.plan_changes(&["sl"]);
-    assert_ne!(dpkg_status("sl"), "install ok installed", "plan must not install");
+    assert_ne!(
+        dpkg_status("sl"),
+        "install ok installed",
+        "plan must not install"
+    );
 
     // apt-get update + install may take a while on a slow mirror.
-    let up = t.p.run_timeout(&["up", "test", "--output", "json"], std::time::Duration::from_secs(600));
+    let up = t.p.run_timeout(
+        &["up", "test", "--output", "json"],
+        std::time::Duration::from_secs(600),
+    );
     up.expect_code(0);
     assert_eq!(up.steps_with("changed"), would, "{}", up.dump());
     assert_eq!(up.step("already installed")["status"], "ok");
@@ -440,7 +692,8 @@ packages = { names = ["openssh-server"] }
 
     let again = t.up();
     assert_eq!(again.changed(), 0, "{}", again.dump());
-    t.p.run(&["plan", "test", "--detailed-exitcode"]).expect_code(0);
+    t.p.run(&["plan", "test", "--detailed-exitcode"])
+        .expect_code(0);
 
     let _ = sh("dpkg -r sl >/dev/null 2>&1");
 }
@@ -459,9 +712,15 @@ impl Repo {
     fn new(root: &Path) -> Repo {
         let base = root.join("git");
         std::fs::create_dir_all(&base).unwrap();
-        git(&base, &["init", "--quiet", "--bare", "-b", "main", "repo.git"]);
+        git(
+            &base,
+            &["init", "--quiet", "--bare", "-b", "main", "repo.git"],
+        );
         git(&base, &["clone", "--quiet", "repo.git", "work"]);
-        let repo = Repo { bare: base.join("repo.git"), work: base.join("work") };
+        let repo = Repo {
+            bare: base.join("repo.git"),
+            work: base.join("work"),
+        };
         repo.commit("v1\n");
         repo
     }
@@ -503,25 +762,55 @@ command = {{ run = "echo {{{{ src.sha }}}} > @R/deployed-sha", creates = "@R/dep
     t.converge(&would);
     assert_eq!(head_of(&t.remote("src")), sha1);
     assert_eq!(read(&t.remote("src/README")), "v1\n");
-    assert_eq!(read(&t.remote("deployed-sha")).trim(), sha1, "the registered sha reaches later steps");
+    assert_eq!(
+        read(&t.remote("deployed-sha")).trim(),
+        sha1,
+        "the registered sha reaches later steps"
+    );
 
     // A new commit: only the checkout changes.
     let sha2 = repo.commit("v2\n");
     assert_ne!(sha1, sha2);
     let plan = t.plan();
-    assert_eq!(plan.steps_with("changed"), names(&["checkout"]), "{}", plan.dump());
-    let msg = plan.step("checkout")["message"].as_str().unwrap().to_string();
-    assert!(msg.contains(&sha2[..12]), "plan names the new commit: {msg}");
-    t.p.run(&["plan", "test", "--detailed-exitcode"]).expect_code(2);
-    assert_eq!(head_of(&t.remote("src")), sha1, "plan must not update the checkout");
+    assert_eq!(
+        plan.steps_with("changed"),
+        names(&["checkout"]),
+        "{}",
+        plan.dump()
+    );
+    let msg = plan.step("checkout")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains(&sha2[..12]),
+        "plan names the new commit: {msg}"
+    );
+    t.p.run(&["plan", "test", "--detailed-exitcode"])
+        .expect_code(2);
+    assert_eq!(
+        head_of(&t.remote("src")),
+        sha1,
+        "plan must not update the checkout"
+    );
 
     let up = t.up();
-    assert_eq!(up.steps_with("changed"), names(&["checkout"]), "{}", up.dump());
+    assert_eq!(
+        up.steps_with("changed"),
+        names(&["checkout"]),
+        "{}",
+        up.dump()
+    );
     assert_eq!(head_of(&t.remote("src")), sha2);
     assert_eq!(read(&t.remote("src/README")), "v2\n");
-    assert_eq!(read(&t.remote("deployed-sha")).trim(), sha1, "`creates` kept the command from running again");
+    assert_eq!(
+        read(&t.remote("deployed-sha")).trim(),
+        sha1,
+        "`creates` kept the command from running again"
+    );
     assert_eq!(t.up().changed(), 0);
-    t.p.run(&["plan", "test", "--detailed-exitcode"]).expect_code(0);
+    t.p.run(&["plan", "test", "--detailed-exitcode"])
+        .expect_code(0);
 }
 
 #[test]
@@ -529,7 +818,10 @@ fn git_sha_flows_into_a_template_in_plan_and_up() {
     let t = Target::new("root");
     let repo = Repo::new(t.p.dir.path());
     let sha1 = git(&repo.work, &["rev-parse", "HEAD"]);
-    t.p.write("templates/version.j2", "revision = {{ src.sha }}\nshort = {{ src.short_sha }}\n");
+    t.p.write(
+        "templates/version.j2",
+        "revision = {{ src.sha }}\nshort = {{ src.short_sha }}\n",
+    );
     t.playbook(&format!(
         r#"
 [[step]]
@@ -545,22 +837,107 @@ template = {{ src = "templates/version.j2", dest = "@R/VERSION" }}
     ));
     let version = |sha: &str| format!("revision = {sha}\nshort = {}\n", &sha[..12]);
     let plan = t.plan();
-    let diff = plan.step("version file")["diff"].as_str().unwrap_or_default().to_string();
-    assert!(diff.contains(&format!("+revision = {sha1}")), "plan renders with the sha the checkout will get: {diff}");
+    let diff = plan.step("version file")["diff"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        diff.contains(&format!("+revision = {sha1}")),
+        "plan renders with the sha the checkout will get: {diff}"
+    );
     let would = t.plan_changes(&["checkout", "version file"]);
     t.converge(&would);
     assert_eq!(head_of(&t.remote("src")), sha1);
     assert_eq!(read(&t.remote("VERSION")), version(&sha1));
+    assert_eq!(
+        t.up().round_trips(),
+        2,
+        "a no-op run with a registered value takes two round trips"
+    );
 
     let sha2 = repo.commit("v2\n");
     let plan = t.plan();
-    assert_eq!(plan.steps_with("changed"), names(&["checkout", "version file"]), "{}", plan.dump());
-    let diff = plan.step("version file")["diff"].as_str().unwrap_or_default().to_string();
-    assert!(diff.contains(&format!("-revision = {sha1}")) && diff.contains(&format!("+revision = {sha2}")), "diff: {diff}");
+    assert_eq!(
+        plan.steps_with("changed"),
+        names(&["checkout", "version file"]),
+        "{}",
+        plan.dump()
+    );
+    let diff = plan.step("version file")["diff"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        diff.contains(&format!("-revision = {sha1}"))
+            && diff.contains(&format!("+revision = {sha2}")),
+        "diff: {diff}"
+    );
     let up = t.up();
-    assert_eq!(up.steps_with("changed"), names(&["checkout", "version file"]), "{}", up.dump());
+    assert_eq!(
+        up.steps_with("changed"),
+        names(&["checkout", "version file"]),
+        "{}",
+        up.dump()
+    );
     assert_eq!(head_of(&t.remote("src")), sha2);
     assert_eq!(read(&t.remote("VERSION")), version(&sha2));
+    assert_eq!(t.up().changed(), 0);
+}
+
+#[test]
+fn git_pins_tags_and_shas_and_discards_local_edits() {
+    let t = Target::new("root");
+    let repo = Repo::new(t.p.dir.path());
+    let v1 = git(&repo.work, &["rev-parse", "HEAD"]);
+    git(&repo.work, &["tag", "-a", "v1", "-m", "release 1"]);
+    git(&repo.work, &["push", "--quiet", "origin", "v1"]);
+    let v2 = repo.commit("v2\n");
+    let v3 = repo.commit("v3\n");
+    t.playbook(&format!(
+        r#"
+[[step]]
+name = "at tag"
+git = {{ repo = "{repo}", dest = "@R/tagged", ref = "v1" }}
+
+[[step]]
+name = "at sha"
+git = {{ repo = "{repo}", dest = "@R/pinned", ref = "{v2}" }}
+
+[[step]]
+name = "at branch"
+git = {{ repo = "{repo}", dest = "@R/branch", ref = "main" }}
+"#,
+        repo = repo.bare.display()
+    ));
+    let would = t.plan_changes(&["at tag", "at sha", "at branch"]);
+    t.converge(&would);
+    assert_eq!(
+        head_of(&t.remote("tagged")),
+        v1,
+        "an annotated tag checks out its commit"
+    );
+    assert_eq!(head_of(&t.remote("pinned")), v2);
+    assert_eq!(head_of(&t.remote("branch")), v3);
+    assert_eq!(read(&t.remote("tagged/README")), "v1\n");
+
+    // Someone edits a tracked file on the host: plan notices, up puts the commit back.
+    std::fs::write(t.remote("pinned/README"), "local edit\n").unwrap();
+    let plan = t.plan();
+    assert_eq!(
+        plan.steps_with("changed"),
+        names(&["at sha"]),
+        "{}",
+        plan.dump()
+    );
+    let up = t.up();
+    assert_eq!(
+        up.steps_with("changed"),
+        names(&["at sha"]),
+        "{}",
+        up.dump()
+    );
+    assert_eq!(read(&t.remote("pinned/README")), "v2\n");
+    assert_eq!(head_of(&t.remote("pinned")), v2);
     assert_eq!(t.up().changed(), 0);
 }
 
@@ -605,7 +982,12 @@ command = { run = "id -un > @R/plain/whoami", creates = "@R/plain/whoami" }
 fn sudo_user_with_become_writes_root_owned_files() {
     ensure_user("provtest-sudo", true);
     let t = Target::with_env("provtest-sudo", "ssh = { become = true }");
-    let suffix = t.p.remote.file_name().unwrap().to_string_lossy().replace("prov-remote-", "");
+    let suffix =
+        t.p.remote
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace("prov-remote-", "");
     let etc = PathBuf::from(format!("/etc/provision-test-{suffix}"));
     let _cleanup = Cleanup(etc.clone());
     t.p.write("files/root.conf", "owned by root\n");
@@ -632,8 +1014,15 @@ command = { run = "id -un > @E/whoami", creates = "@E/whoami" }
     assert_eq!(read(&file), "owned by root\n");
     assert_eq!(uid_of(&file), 0, "owner = \"root\"");
     assert_eq!(mode_of(&file), 0o640);
-    assert_eq!(read(&etc.join("whoami")), "root\n", "scripts run as root through sudo");
+    assert_eq!(
+        read(&etc.join("whoami")),
+        "root\n",
+        "scripts run as root through sudo"
+    );
     // The login itself was the sudo user, not root.
     let log = t.sshd.log();
-    assert!(log.contains("Accepted publickey for provtest-sudo"), "sshd log:\n{log}");
+    assert!(
+        log.contains("Accepted publickey for provtest-sudo"),
+        "sshd log:\n{log}"
+    );
 }

@@ -1,8 +1,8 @@
 //! The `hosts` of an environment: a list of `user@host:port` strings, or a table of
 //! role = [hosts]. Each entry keeps its byte span so a bad host string is reported at its line.
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_spanned::Spanned;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -62,7 +62,9 @@ impl HostAddr {
             return Err("empty host".into());
         }
         if s.chars().any(|c| c.is_whitespace() || c == '/' || c == ',') {
-            return Err(format!("`{s}` is not a host: it contains a space, `/` or `,`"));
+            return Err(format!(
+                "`{s}` is not a host: it contains a space, `/` or `,`"
+            ));
         }
         let (user, rest) = match s.rsplit_once('@') {
             Some((u, r)) if !u.is_empty() => (Some(u.to_string()), r),
@@ -75,9 +77,11 @@ impl HostAddr {
                 .ok_or_else(|| format!("`{s}`: missing `]` after an IPv6 address"))?;
             let port = match after {
                 "" => None,
-                p => Some(parse_port(s, p.strip_prefix(':').ok_or_else(|| {
-                    format!("`{s}`: expected `:port` after `]`")
-                })?)?),
+                p => Some(parse_port(
+                    s,
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("`{s}`: expected `:port` after `]`"))?,
+                )?),
             };
             (h.to_string(), port)
         } else if rest.matches(':').count() > 1 {
@@ -107,7 +111,9 @@ impl HostAddr {
 
 fn parse_port(whole: &str, p: &str) -> Result<u16, String> {
     match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("`{whole}`: port `{p}` is not a number from 1 to 65535")),
+        Ok(0) | Err(_) => Err(format!(
+            "`{whole}`: port `{p}` is not a number from 1 to 65535"
+        )),
         Ok(n) => Ok(n),
     }
 }
@@ -119,7 +125,10 @@ mod tests {
     #[test]
     fn parses_host_forms() {
         let h = HostAddr::parse("deploy@10.0.0.1:2222").unwrap();
-        assert_eq!((h.user.as_deref(), h.host.as_str(), h.port), (Some("deploy"), "10.0.0.1", Some(2222)));
+        assert_eq!(
+            (h.user.as_deref(), h.host.as_str(), h.port),
+            (Some("deploy"), "10.0.0.1", Some(2222))
+        );
         assert_eq!(h.name(), "10.0.0.1:2222");
         let h = HostAddr::parse("web1").unwrap();
         assert_eq!((h.user, h.host.as_str(), h.port), (None, "web1", None));
@@ -131,7 +140,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_hosts() {
-        for bad in ["", "a b", "@host", "host:0", "host:99999", "host:x", "[::1", "[::1]x", "u@:22"] {
+        for bad in [
+            "",
+            "a b",
+            "@host",
+            "host:0",
+            "host:99999",
+            "host:x",
+            "[::1",
+            "[::1]x",
+            "u@:22",
+        ] {
             assert!(HostAddr::parse(bad).is_err(), "{bad} should fail");
         }
     }

@@ -66,15 +66,24 @@ impl SshDef {
         SshDef {
             user: over.user.clone().or_else(|| self.user.clone()),
             port: over.port.or(self.port),
-            identity_file: over.identity_file.clone().or_else(|| self.identity_file.clone()),
+            identity_file: over
+                .identity_file
+                .clone()
+                .or_else(|| self.identity_file.clone()),
             known_hosts: over.known_hosts.or(self.known_hosts),
-            known_hosts_file: over.known_hosts_file.clone().or_else(|| self.known_hosts_file.clone()),
+            known_hosts_file: over
+                .known_hosts_file
+                .clone()
+                .or_else(|| self.known_hosts_file.clone()),
             connect_timeout: over.connect_timeout.or(self.connect_timeout),
             retries: over.retries.or(self.retries),
             keepalive: over.keepalive.or(self.keepalive),
             jump: over.jump.clone().or_else(|| self.jump.clone()),
             become_: over.become_.or(self.become_),
-            become_user: over.become_user.clone().or_else(|| self.become_user.clone()),
+            become_user: over
+                .become_user
+                .clone()
+                .or_else(|| self.become_user.clone()),
             config: over.config.clone().or_else(|| self.config.clone()),
         }
     }
@@ -148,7 +157,11 @@ impl Project {
     /// current directory and its parents, like git does.
     pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
         if let Some(p) = explicit {
-            let file = if p.is_dir() { p.join(PROJECT_FILE) } else { p.to_path_buf() };
+            let file = if p.is_dir() {
+                p.join(PROJECT_FILE)
+            } else {
+                p.to_path_buf()
+            };
             if !file.is_file() {
                 return Err(ConfigError::new(&file, "no such config file")
                     .with_help("pass -C with a provision.toml or the folder holding it, or run `provision init`"));
@@ -162,8 +175,11 @@ impl Project {
                 return Ok(file);
             }
         }
-        Err(ConfigError::new(cwd.join(PROJECT_FILE), "no provision.toml here or in any parent folder")
-            .with_help("run `provision init` to create one, or pass -C <path>"))
+        Err(ConfigError::new(
+            cwd.join(PROJECT_FILE),
+            "no provision.toml here or in any parent folder",
+        )
+        .with_help("run `provision init` to create one, or pass -C <path>"))
     }
 
     pub fn load(file: &Path) -> Result<Project, ConfigError> {
@@ -172,22 +188,49 @@ impl Project {
     }
 
     pub fn parse(file: &Path, text: &str) -> Result<Project, ConfigError> {
-        let raw: ProjectFile = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+        let raw: ProjectFile =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
         let root = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
-        if raw.app.trim().is_empty() || !raw.app.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        let root = if root.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            root
+        };
+        if raw.app.trim().is_empty()
+            || !raw
+                .app
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(ConfigError::at(file, text, text.find("app").unwrap_or(0), format!("app name `{}` is not valid", raw.app))
                 .with_help("use letters, digits, `-`, `_` or `.`: it names folders and containers on the hosts"));
         }
         let mut envs = BTreeMap::new();
         for (name, spanned) in raw.env {
             let span = spanned.span();
-            let mut env = build_env(file, text, &name, span.start, spanned.into_inner(), &raw.ssh, &root)?;
+            let mut env = build_env(
+                file,
+                text,
+                &name,
+                span.start,
+                spanned.into_inner(),
+                &raw.ssh,
+                &root,
+            )?;
             for (k, v) in &raw.remote_env {
                 env.remote_env.entry(k.clone()).or_insert_with(|| v.clone());
             }
-            if let Some(bad) = env.remote_env.keys().find(|k| !playbook::is_identifier(k) && !k.starts_with('_')) {
-                return Err(ConfigError::at(file, text, span.start, format!("env `{name}`: remote_env key `{bad}` is not a variable name")));
+            if let Some(bad) = env
+                .remote_env
+                .keys()
+                .find(|k| !playbook::is_identifier(k) && !k.starts_with('_'))
+            {
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    span.start,
+                    format!("env `{name}`: remote_env key `{bad}` is not a variable name"),
+                ));
             }
             envs.insert(name, env);
         }
@@ -205,12 +248,13 @@ impl Project {
     pub fn env(&self, name: &str) -> Result<&Env, ConfigError> {
         self.envs.get(name).ok_or_else(|| {
             let known: Vec<_> = self.envs.keys().map(String::as_str).collect();
-            ConfigError::new(&self.file, format!("no environment `{name}`"))
-                .with_help(if known.is_empty() {
+            ConfigError::new(&self.file, format!("no environment `{name}`")).with_help(
+                if known.is_empty() {
                     "add an [env.<name>] table with hosts".to_string()
                 } else {
                     format!("environments defined: {}", known.join(", "))
-                })
+                },
+            )
         })
     }
 
@@ -248,17 +292,29 @@ fn build_env(
             })?;
             match hosts.iter_mut().find(|e| e.addr.name() == addr.name()) {
                 Some(e) if e.addr.user != addr.user => {
-                    return Err(ConfigError::at(file, text, h.span().start,
-                        format!("env `{name}`: host {} is listed twice with different users", addr.name())));
+                    return Err(ConfigError::at(
+                        file,
+                        text,
+                        h.span().start,
+                        format!(
+                            "env `{name}`: host {} is listed twice with different users",
+                            addr.name()
+                        ),
+                    ));
                 }
                 Some(e) => e.roles.push(role.clone()),
-                None => hosts.push(HostEntry { addr, roles: vec![role.clone()] }),
+                None => hosts.push(HostEntry {
+                    addr,
+                    roles: vec![role.clone()],
+                }),
             }
         }
     }
     if hosts.is_empty() {
-        return Err(ConfigError::at(file, text, offset, format!("env `{name}` has no hosts"))
-            .with_help("add hosts = [\"user@host:port\"]"));
+        return Err(
+            ConfigError::at(file, text, offset, format!("env `{name}` has no hosts"))
+                .with_help("add hosts = [\"user@host:port\"]"),
+        );
     }
     Ok(Env {
         name: name.to_string(),
@@ -295,7 +351,11 @@ ssh = { user = "ops", become = true }
         .unwrap();
         let prod = p.env("prod").unwrap();
         assert_eq!(prod.hosts.len(), 2);
-        let h2 = prod.hosts.iter().find(|h| h.addr.host == "10.0.0.2").unwrap();
+        let h2 = prod
+            .hosts
+            .iter()
+            .find(|h| h.addr.host == "10.0.0.2")
+            .unwrap();
         assert_eq!(h2.roles, vec!["db", "web"]);
         let stage = p.env("stage").unwrap();
         assert_eq!(stage.ssh.user.as_deref(), Some("ops"));

@@ -46,8 +46,7 @@ struct StepDef {
     healthcheck: Option<steps::healthcheck::Spec>,
 }
 
-const KINDS: &str =
-    "command, directory, file, template, env_file, packages, git, docker_install, docker_build, docker_run, wait, migrate, healthcheck";
+const KINDS: &str = "command, directory, file, template, env_file, packages, git, docker_install, docker_build, docker_run, wait, migrate, healthcheck";
 
 impl StepDef {
     fn into_kind(self) -> (Vec<Spec>, StepCommon) {
@@ -126,7 +125,8 @@ impl Playbook {
 
     pub fn parse(file: &Path, display: &str, text: &str) -> Result<Playbook, ConfigError> {
         let shown = PathBuf::from(display);
-        let raw: PlaybookFile = toml::from_str(text).map_err(|e| ConfigError::from_toml(&shown, text, &e))?;
+        let raw: PlaybookFile =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(&shown, text, &e))?;
         let mut steps = Vec::new();
         let mut names = BTreeSet::new();
         let mut registers = BTreeSet::new();
@@ -135,8 +135,14 @@ impl Playbook {
             let err = |msg: String| ConfigError::at(&shown, text, offset, msg);
             let (mut kinds, c) = spanned.into_inner().into_kind();
             if kinds.len() != 1 {
-                let what = if kinds.is_empty() { "has no kind".to_string() } else {
-                    format!("has {} kinds ({})", kinds.len(), kinds.iter().map(Spec::kind).collect::<Vec<_>>().join(", "))
+                let what = if kinds.is_empty() {
+                    "has no kind".to_string()
+                } else {
+                    format!(
+                        "has {} kinds ({})",
+                        kinds.len(),
+                        kinds.iter().map(Spec::kind).collect::<Vec<_>>().join(", ")
+                    )
                 };
                 return Err(err(format!("step {} {what}", index + 1))
                     .with_help(format!("give each [[step]] exactly one of: {KINDS}")));
@@ -144,8 +150,9 @@ impl Playbook {
             let spec = kinds.remove(0);
             let name = c.name.unwrap_or_else(|| spec.default_name());
             if !names.insert(name.clone()) {
-                return Err(err(format!("two steps are named `{name}`"))
-                    .with_help("give each step a distinct `name` (names key the output and --limit of steps)"));
+                return Err(err(format!("two steps are named `{name}`")).with_help(
+                    "give each step a distinct `name` (names key the output and --limit of steps)",
+                ));
             }
             if let Some(r) = &c.register {
                 if !is_identifier(r) {
@@ -183,9 +190,15 @@ impl Playbook {
         for s in &self.steps {
             for r in &s.on {
                 if !env_roles.iter().any(|e| e == r) {
-                    return Err(ConfigError::new(&self.display, format!("step `{}` runs on role `{r}`, which env `{env_name}` does not have", s.name))
-                        .at_line(s.line)
-                        .with_help(format!("roles in `{env_name}`: {}", env_roles.join(", "))));
+                    return Err(ConfigError::new(
+                        &self.display,
+                        format!(
+                            "step `{}` runs on role `{r}`, which env `{env_name}` does not have",
+                            s.name
+                        ),
+                    )
+                    .at_line(s.line)
+                    .with_help(format!("roles in `{env_name}`: {}", env_roles.join(", "))));
                 }
             }
         }
@@ -194,7 +207,8 @@ impl Playbook {
 }
 
 pub fn is_identifier(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -230,7 +244,8 @@ command = { run = "echo hi", creates = "/tmp/hi" }
 
     #[test]
     fn two_kinds_is_an_error_at_the_step() {
-        let e = parse("[[step]]\ncommand = { run = \"x\" }\ndirectory = { path = \"/x\" }\n").unwrap_err();
+        let e = parse("[[step]]\ncommand = { run = \"x\" }\ndirectory = { path = \"/x\" }\n")
+            .unwrap_err();
         assert_eq!(e.line, Some(1));
         assert!(e.message.contains("2 kinds"), "{e}");
     }
@@ -245,9 +260,11 @@ command = { run = "echo hi", creates = "/tmp/hi" }
 
     #[test]
     fn bad_duration_and_duplicate_names() {
-        let e = parse("[[step]]\ntimeout = \"5 parsecs\"\ncommand = { run = \"x\" }\n").unwrap_err();
+        let e =
+            parse("[[step]]\ntimeout = \"5 parsecs\"\ncommand = { run = \"x\" }\n").unwrap_err();
         assert!(e.message.contains("invalid duration"), "{e}");
-        let e = parse("[[step]]\ncommand = { run = \"x\" }\n[[step]]\ncommand = { run = \"x\" }\n").unwrap_err();
+        let e = parse("[[step]]\ncommand = { run = \"x\" }\n[[step]]\ncommand = { run = \"x\" }\n")
+            .unwrap_err();
         assert!(e.message.contains("two steps are named"), "{e}");
         assert_eq!(e.line, Some(3));
     }

@@ -25,7 +25,12 @@ impl ConfigError {
     }
 
     /// An error at a byte offset of `text` (the content of `file`).
-    pub fn at(file: impl Into<PathBuf>, text: &str, offset: usize, message: impl Into<String>) -> Self {
+    pub fn at(
+        file: impl Into<PathBuf>,
+        text: &str,
+        offset: usize,
+        message: impl Into<String>,
+    ) -> Self {
         let (line, col) = line_col(text, offset);
         ConfigError {
             line: Some(line),
@@ -107,8 +112,10 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
 /// Read a config file, mapping IO errors to a ConfigError naming the file.
 pub fn read(path: &Path, what: &str) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(path, format!("cannot read {what}: {e}"))
-            .with_help(format!("check that {} exists and is readable", path.display()))
+        ConfigError::new(path, format!("cannot read {what}: {e}")).with_help(format!(
+            "check that {} exists and is readable",
+            path.display()
+        ))
     })
 }
 

@@ -18,12 +18,21 @@ pub struct Host {
 
 /// Resolve the env's hosts, keeping those that `limit` (comma-separated host names or roles)
 /// selects.
-pub fn resolve(project: &Project, env: &Env, limit: Option<&str>, allow_prompt: bool) -> Result<Vec<Host>, ConfigError> {
+pub fn resolve(
+    project: &Project,
+    env: &Env,
+    limit: Option<&str>,
+    allow_prompt: bool,
+) -> Result<Vec<Host>, ConfigError> {
     let settings = Settings::new(project, &env.ssh)?;
     let mut hosts = Vec::new();
     for entry in &env.hosts {
         let connect = settings.connect_spec(&entry.addr, allow_prompt, 0)?;
-        hosts.push(Host { name: entry.addr.name(), roles: entry.roles.clone(), connect });
+        hosts.push(Host {
+            name: entry.addr.name(),
+            roles: entry.roles.clone(),
+            connect,
+        });
     }
     // Roles are a map, so "as written" has no single order: sort by name for stable output.
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
@@ -34,16 +43,25 @@ pub fn resolve(project: &Project, env: &Env, limit: Option<&str>, allow_prompt: 
 }
 
 fn apply_limit(hosts: Vec<Host>, limit: &str, file: &Path) -> Result<Vec<Host>, ConfigError> {
-    let wanted: Vec<&str> = limit.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let wanted: Vec<&str> = limit
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     for w in &wanted {
         let known = hosts.iter().any(|h| matches_limit(h, w));
         if !known {
             let names: Vec<_> = hosts.iter().map(|h| h.name.as_str()).collect();
-            return Err(ConfigError::new(file, format!("--limit `{w}` matches no host or role"))
-                .with_help(format!("hosts: {}", names.join(", "))));
+            return Err(
+                ConfigError::new(file, format!("--limit `{w}` matches no host or role"))
+                    .with_help(format!("hosts: {}", names.join(", "))),
+            );
         }
     }
-    Ok(hosts.into_iter().filter(|h| wanted.iter().any(|w| matches_limit(h, w))).collect())
+    Ok(hosts
+        .into_iter()
+        .filter(|h| wanted.iter().any(|w| matches_limit(h, w)))
+        .collect())
 }
 
 fn matches_limit(h: &Host, w: &str) -> bool {
@@ -61,23 +79,41 @@ struct Settings<'a> {
 
 impl<'a> Settings<'a> {
     fn new(project: &'a Project, def: &'a SshDef) -> Result<Settings<'a>, ConfigError> {
-        let home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| !h.as_os_str().is_empty());
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|h| !h.as_os_str().is_empty());
         let ssh_config = match def.config.as_deref() {
             Some("none") => None,
             Some(p) => Some(expand(p, &project.root, home.as_deref())),
             None => home.as_ref().map(|h| h.join(".ssh/config")),
         };
-        Ok(Settings { def, root: &project.root, file: &project.file, ssh_config, home })
+        Ok(Settings {
+            def,
+            root: &project.root,
+            file: &project.file,
+            ssh_config,
+            home,
+        })
     }
 
     /// Build the ConnectSpec for `addr`; `depth` guards against ProxyJump loops.
-    fn connect_spec(&self, addr: &HostAddr, allow_prompt: bool, depth: usize) -> Result<ConnectSpec, ConfigError> {
+    fn connect_spec(
+        &self,
+        addr: &HostAddr,
+        allow_prompt: bool,
+        depth: usize,
+    ) -> Result<ConnectSpec, ConfigError> {
         if depth > 3 {
-            return Err(ConfigError::new(self.file, format!("jump hosts nest too deep at {}", addr.host))
-                .with_help("check ProxyJump in your ssh config for a loop"));
+            return Err(ConfigError::new(
+                self.file,
+                format!("jump hosts nest too deep at {}", addr.host),
+            )
+            .with_help("check ProxyJump in your ssh config for a loop"));
         }
         let cfg = match &self.ssh_config {
-            Some(path) => ssh_config::lookup(path, &addr.host).map_err(|m| ConfigError::new(path, m))?,
+            Some(path) => {
+                ssh_config::lookup(path, &addr.host).map_err(|m| ConfigError::new(path, m))?
+            }
             None => ssh_config::SshConfigHost::default(),
         };
         let user = addr
@@ -88,17 +124,31 @@ impl<'a> Settings<'a> {
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "root".into());
         let identity_files = match &self.def.identity_file {
-            Some(f) => f.to_vec().iter().map(|p| expand(p, self.root, self.home.as_deref())).collect(),
+            Some(f) => f
+                .to_vec()
+                .iter()
+                .map(|p| expand(p, self.root, self.home.as_deref()))
+                .collect(),
             None => cfg.identity_files.clone(),
         };
-        let jump_str = self.def.jump.clone().or(cfg.proxy_jump.clone()).filter(|j| j != "none");
+        let jump_str = self
+            .def
+            .jump
+            .clone()
+            .or(cfg.proxy_jump.clone())
+            .filter(|j| j != "none");
         // A jump host applies to the targets, not to itself.
         let jump = match jump_str {
             Some(j) if depth == 0 => {
                 let jaddr = HostAddr::parse(&j).map_err(|m| {
-                    ConfigError::new(self.file, format!("jump host: {m}")).with_help("write ssh.jump as \"user@host:port\"")
+                    ConfigError::new(self.file, format!("jump host: {m}"))
+                        .with_help("write ssh.jump as \"user@host:port\"")
                 })?;
-                Some(Box::new(self.connect_spec(&jaddr, allow_prompt, depth + 1)?))
+                Some(Box::new(self.connect_spec(
+                    &jaddr,
+                    allow_prompt,
+                    depth + 1,
+                )?))
             }
             _ => None,
         };
@@ -115,12 +165,20 @@ impl<'a> Settings<'a> {
             known_hosts: self.def.known_hosts.unwrap_or(KnownHostsPolicy::Strict),
             project_known_hosts,
             user_known_hosts: self.home.as_ref().map(|h| h.join(".ssh/known_hosts")),
-            connect_timeout: self.def.connect_timeout.map_or(Duration::from_secs(10), |d| d.0),
+            connect_timeout: self
+                .def
+                .connect_timeout
+                .map_or(Duration::from_secs(10), |d| d.0),
             retries: self.def.retries.unwrap_or(2),
             keepalive: self.def.keepalive.map_or(Duration::from_secs(15), |d| d.0),
             jump,
             become_user: if self.def.become_.unwrap_or(false) {
-                Some(self.def.become_user.clone().unwrap_or_else(|| "root".into()))
+                Some(
+                    self.def
+                        .become_user
+                        .clone()
+                        .unwrap_or_else(|| "root".into()),
+                )
             } else {
                 None
             },
@@ -156,7 +214,10 @@ mod tests {
         assert_eq!((h1.user.as_str(), h1.port), ("deploy", 2200));
         let h2 = &hosts[1].connect;
         assert_eq!((h2.user.as_str(), h2.port), ("root", 2222));
-        assert_eq!(h2.project_known_hosts, PathBuf::from("/p/.provision/known_hosts"));
+        assert_eq!(
+            h2.project_known_hosts,
+            PathBuf::from("/p/.provision/known_hosts")
+        );
         assert_eq!(h2.known_hosts, KnownHostsPolicy::Strict);
     }
 
@@ -176,9 +237,15 @@ mod tests {
         let p = project("jump = \"ops@bastion:2022\"\nbecome = true\nidentity_file = \"keys/id\"");
         let hosts = resolve(&p, p.env("prod").unwrap(), None, false).unwrap();
         let j = hosts[0].connect.jump.as_ref().unwrap();
-        assert_eq!((j.address.as_str(), j.port, j.user.as_str()), ("bastion", 2022, "ops"));
+        assert_eq!(
+            (j.address.as_str(), j.port, j.user.as_str()),
+            ("bastion", 2022, "ops")
+        );
         assert!(j.jump.is_none());
         assert_eq!(hosts[0].connect.become_user.as_deref(), Some("root"));
-        assert_eq!(hosts[0].connect.identity_files, vec![PathBuf::from("/p/keys/id")]);
+        assert_eq!(
+            hosts[0].connect.identity_files,
+            vec![PathBuf::from("/p/keys/id")]
+        );
     }
 }

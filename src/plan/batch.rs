@@ -64,13 +64,23 @@ pub fn parse(nonce: &str, stdout: &[u8]) -> Parsed {
     let mut cursor = rest;
     while let Some(pos) = cursor.find(&p_mark) {
         let after = &cursor[pos + p_mark.len()..];
-        let Some((id, body)) = after.split_once('\n') else { break };
-        let Ok(id) = id.trim().parse::<usize>() else { break };
+        let Some((id, body)) = after.split_once('\n') else {
+            break;
+        };
+        let Ok(id) = id.trim().parse::<usize>() else {
+            break;
+        };
         let e_mark = format!("\n@@E{nonce} {id} ");
         let Some(end) = body.find(&e_mark) else { break };
         let after_end = &body[end + e_mark.len()..];
         let (rc, tail) = after_end.split_once('\n').unwrap_or((after_end, ""));
-        parsed.probes.insert(id, Probe { out: body[..end].to_string(), rc: rc.trim().parse().unwrap_or(-1) });
+        parsed.probes.insert(
+            id,
+            Probe {
+                out: body[..end].to_string(),
+                rc: rc.trim().parse().unwrap_or(-1),
+            },
+        );
         cursor = tail;
     }
     parsed
@@ -90,7 +100,12 @@ mod tests {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap().stdout
     }
 
@@ -102,9 +117,24 @@ mod tests {
             (3, "printf 'no newline'; exit 4".to_string()),
             (7, "cat; echo read-nothing".to_string()),
         ];
-        let p = parse(&n, &sh(&probe_script(&n, &probes), "stdin must not reach probes"));
-        assert_eq!(p.probes[&0], Probe { out: "state=dir\n".into(), rc: 0 });
-        assert_eq!(p.probes[&3], Probe { out: "no newline".into(), rc: 4 });
+        let p = parse(
+            &n,
+            &sh(&probe_script(&n, &probes), "stdin must not reach probes"),
+        );
+        assert_eq!(
+            p.probes[&0],
+            Probe {
+                out: "state=dir\n".into(),
+                rc: 0
+            }
+        );
+        assert_eq!(
+            p.probes[&3],
+            Probe {
+                out: "no newline".into(),
+                rc: 4
+            }
+        );
         assert_eq!(p.probes[&7].out, "read-nothing\n");
         assert_eq!(p.apply_rc, None);
     }
@@ -122,8 +152,16 @@ mod tests {
     #[test]
     fn apply_with_nothing_left_to_probe_is_valid_sh() {
         let n = nonce();
-        let out = Command::new("/bin/sh").arg("-c").arg(apply_script(&n, "echo done", &[])).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(apply_script(&n, "echo done", &[]))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(parse(&n, &out.stdout).apply_rc, Some(0));
     }
 

@@ -18,7 +18,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Names a template may use besides vars and registers (minijinja's own globals).
-const BUILTINS: &[&str] = &["range", "dict", "debug", "namespace", "loop", "self", "super", "varargs", "kwargs", "caller"];
+const BUILTINS: &[&str] = &[
+    "range",
+    "dict",
+    "debug",
+    "namespace",
+    "loop",
+    "self",
+    "super",
+    "varargs",
+    "kwargs",
+    "caller",
+];
 
 /// Everything needed to render steps, shared by all hosts of a run.
 pub struct Planner {
@@ -72,7 +83,13 @@ enum Origin {
 }
 
 impl Planner {
-    pub fn new(project: &Project, env_name: &str, playbook: Playbook, secrets: Secrets, opts: PlanOptions) -> Result<Planner, ConfigError> {
+    pub fn new(
+        project: &Project,
+        env_name: &str,
+        playbook: Playbook,
+        secrets: Secrets,
+        opts: PlanOptions,
+    ) -> Result<Planner, ConfigError> {
         let env = project.env(env_name)?;
         let templates = Templates::new(&project.root);
         let mut raw = project.vars.clone();
@@ -100,7 +117,10 @@ impl Planner {
             prelude,
         };
         // Vars may use other vars: render each string against the raw ones.
-        let raw_ctx: BTreeMap<String, Value> = raw.iter().map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v)))).collect();
+        let raw_ctx: BTreeMap<String, Value> = raw
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v))))
+            .collect();
         planner.vars = raw_ctx.clone();
         let ctx = planner.context(None, &BTreeMap::new());
         for (k, v) in &raw {
@@ -108,7 +128,9 @@ impl Planner {
                 let rendered = planner
                     .templates
                     .render_str(&format!("var {k}"), s, &ctx)
-                    .map_err(|e| ConfigError::new(&project.file, format!("var `{k}`: {}", e.message)))?;
+                    .map_err(|e| {
+                        ConfigError::new(&project.file, format!("var `{k}`: {}", e.message))
+                    })?;
                 planner.vars.insert(k.clone(), Value::from(rendered));
             }
         }
@@ -116,7 +138,11 @@ impl Planner {
     }
 
     /// The template context for a host (None: before hosts are known) and registered values.
-    pub fn context(&self, host: Option<&Host>, registers: &BTreeMap<String, serde_json::Value>) -> Value {
+    pub fn context(
+        &self,
+        host: Option<&Host>,
+        registers: &BTreeMap<String, serde_json::Value>,
+    ) -> Value {
         let mut m = self.vars.clone();
         m.insert("app".into(), Value::from(self.app.clone()));
         m.insert("env".into(), Value::from(self.env.clone()));
@@ -132,7 +158,10 @@ impl Planner {
                 }))),
             );
         }
-        m.insert("secrets".into(), Value::from_object(SecretsObject(self.secrets.clone())));
+        m.insert(
+            "secrets".into(),
+            Value::from_object(SecretsObject(self.secrets.clone())),
+        );
         for (k, v) in registers {
             m.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
         }
@@ -147,12 +176,21 @@ impl Planner {
     }
 
     fn err(&self, step: &Step, msg: impl Into<String>) -> ConfigError {
-        ConfigError::new(&self.playbook.display, format!("step `{}`: {}", step.name, msg.into())).at_line(step.line)
+        ConfigError::new(
+            &self.playbook.display,
+            format!("step `{}`: {}", step.name, msg.into()),
+        )
+        .at_line(step.line)
     }
 
     /// Plan one host: select its steps, check every reference, render what can be rendered.
     pub fn plan_host(&self, host: &Host) -> Result<HostPlan, ConfigError> {
-        let all_registers: BTreeSet<String> = self.playbook.steps.iter().filter_map(|s| s.register.clone()).collect();
+        let all_registers: BTreeSet<String> = self
+            .playbook
+            .steps
+            .iter()
+            .filter_map(|s| s.register.clone())
+            .collect();
         let ctx = self.context(Some(host), &BTreeMap::new());
         let known: BTreeSet<String> = ctx
             .try_iter()
@@ -162,17 +200,25 @@ impl Planner {
         let mut steps = Vec::new();
         for step in &self.playbook.steps {
             let refs = self.references(step)?;
-            let all_refs: BTreeSet<String> = refs.iter().flat_map(|(_, names)| names.iter().cloned()).collect();
+            let all_refs: BTreeSet<String> = refs
+                .iter()
+                .flat_map(|(_, names)| names.iter().cloned())
+                .collect();
             let deps: BTreeSet<String> = all_refs.intersection(&all_registers).cloned().collect();
             for (origin, names) in &refs {
                 for r in names {
-                    if known.contains(r) || BUILTINS.contains(&r.as_str()) || registered_before.contains(r) {
+                    if known.contains(r)
+                        || BUILTINS.contains(&r.as_str())
+                        || registered_before.contains(r)
+                    {
                         continue;
                     }
                     let why = if all_registers.contains(r) {
                         format!("uses `{r}`, which is registered by a later step")
                     } else {
-                        format!("undefined variable `{r}`; define it under [vars] or the env's vars")
+                        format!(
+                            "undefined variable `{r}`; define it under [vars] or the env's vars"
+                        )
                     };
                     return Err(self.err(step, format!("{}: {why}", self.origin_text(origin, r))));
                 }
@@ -188,9 +234,16 @@ impl Planner {
             } else {
                 None
             };
-            steps.push(PlannedStep { step: step.clone(), prepared, deps });
+            steps.push(PlannedStep {
+                step: step.clone(),
+                prepared,
+                deps,
+            });
         }
-        Ok(HostPlan { host: host.clone(), steps })
+        Ok(HostPlan {
+            host: host.clone(),
+            steps,
+        })
     }
 
     /// Root variable names used by a step, grouped by where they are used: each field, `when`
@@ -203,7 +256,10 @@ impl Planner {
             fields.push((path.to_string(), s.to_string()));
             Ok(s.to_string())
         });
-        for (path, s) in fields.iter().filter(|(_, s)| s.contains("{{") || s.contains("{%")) {
+        for (path, s) in fields
+            .iter()
+            .filter(|(_, s)| s.contains("{{") || s.contains("{%"))
+        {
             let names = self
                 .templates
                 .referenced_in_str(&step.name, s)
@@ -218,7 +274,10 @@ impl Planner {
             refs.push((Origin::When, names));
         }
         if let Some(src) = step.spec.template_file().filter(|s| !s.contains("{{")) {
-            let names = self.templates.referenced_in_file(src).map_err(|e| self.err(step, e.to_string()))?;
+            let names = self
+                .templates
+                .referenced_in_file(src)
+                .map_err(|e| self.err(step, e.to_string()))?;
             refs.push((Origin::Template(src.to_string()), names));
         }
         Ok(refs)
@@ -253,15 +312,22 @@ impl Planner {
 
     /// The release id recorded in the release log, rendered with the run's registered values.
     pub fn release(&self, ctx: &Value) -> String {
-        let Some(t) = &self.playbook.release else { return String::new() };
-        self.templates.render_str("release", t, ctx).unwrap_or_else(|_| "unknown".into())
+        let Some(t) = &self.playbook.release else {
+            return String::new();
+        };
+        self.templates
+            .render_str("release", t, ctx)
+            .unwrap_or_else(|_| "unknown".into())
     }
 
     /// Whether a `when` condition holds.
     pub fn when(&self, step: &Step, ctx: &Value) -> Result<bool, String> {
         match &step.when {
             None => Ok(true),
-            Some(w) => self.templates.eval_bool(&step.name, w, ctx).map_err(|e| format!("when: {}", e.message)),
+            Some(w) => self
+                .templates
+                .eval_bool(&step.name, w, ctx)
+                .map_err(|e| format!("when: {}", e.message)),
         }
     }
 
@@ -286,12 +352,15 @@ impl Planner {
         })?;
         serde_json::from_value(json).map_err(|e| e.to_string())
     }
-
 }
 
 type RenderFn<'a> = dyn FnMut(&str, &str) -> Result<String, String> + 'a;
 
-fn render_strings(v: &mut serde_json::Value, path: String, f: &mut RenderFn<'_>) -> Result<(), String> {
+fn render_strings(
+    v: &mut serde_json::Value,
+    path: String,
+    f: &mut RenderFn<'_>,
+) -> Result<(), String> {
     match v {
         serde_json::Value::String(s) => *s = f(&path, s)?,
         serde_json::Value::Array(a) => {
@@ -301,7 +370,11 @@ fn render_strings(v: &mut serde_json::Value, path: String, f: &mut RenderFn<'_>)
         }
         serde_json::Value::Object(o) => {
             for (k, x) in o.iter_mut() {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 render_strings(x, p, f)?;
             }
         }
@@ -330,17 +403,33 @@ mod tests {
             unsafe { std::env::set_var(k, v) };
             s.get(k);
         }
-        let hosts = crate::inventory::resolve(&project, project.env("prod").unwrap(), None, false).unwrap();
-        let planner = Planner::new(&project, "prod", pb, std::mem::take(&mut s), PlanOptions::default()).unwrap();
+        let hosts =
+            crate::inventory::resolve(&project, project.env("prod").unwrap(), None, false).unwrap();
+        let planner = Planner::new(
+            &project,
+            "prod",
+            pb,
+            std::mem::take(&mut s),
+            PlanOptions::default(),
+        )
+        .unwrap();
         (project, planner, hosts)
     }
 
     #[test]
     fn env_vars_override_and_vars_render() {
-        let (_, p, hosts) = setup("[[step]]\ndirectory = { path = \"/srv/{{ app }}-{{ port }}\" }\n", &[]);
+        let (_, p, hosts) = setup(
+            "[[step]]\ndirectory = { path = \"/srv/{{ app }}-{{ port }}\" }\n",
+            &[],
+        );
         let plan = p.plan_host(&hosts[0]).unwrap();
         assert_eq!(p.vars["url"].as_str(), Some("http://x:9000"));
-        let probe = plan.steps[0].prepared.as_ref().unwrap().probe(false).unwrap();
+        let probe = plan.steps[0]
+            .prepared
+            .as_ref()
+            .unwrap()
+            .probe(false)
+            .unwrap();
         assert!(probe.contains("/srv/demo-9000"), "{probe}");
     }
 
@@ -367,7 +456,12 @@ mod tests {
             "[[step]]\ncommand = { run = \"echo {{ later.x }}\" }\n[[step]]\ncommand = { run = \"true\" }\nregister = \"later\"\n",
             &[],
         );
-        assert!(p.plan_host(&hosts[0]).unwrap_err().message.contains("registered by a later step"));
+        assert!(
+            p.plan_host(&hosts[0])
+                .unwrap_err()
+                .message
+                .contains("registered by a later step")
+        );
     }
 
     #[test]

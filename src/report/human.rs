@@ -25,7 +25,12 @@ struct State {
 
 impl Human {
     pub(super) fn new(verbosity: u8, color: bool) -> Human {
-        Human { verbosity, color, mp: MultiProgress::new(), state: Mutex::new(State::default()) }
+        Human {
+            verbosity,
+            color,
+            mp: MultiProgress::new(),
+            state: Mutex::new(State::default()),
+        }
     }
 
     fn print(&self, text: &str) {
@@ -37,22 +42,44 @@ impl Reporter for Human {
     fn event(&self, ev: &Event) {
         let mut st = self.state.lock().expect("reporter lock");
         match ev {
-            Event::RunStarted { env, mode, playbook, hosts } => {
+            Event::RunStarted {
+                env,
+                mode,
+                playbook,
+                hosts,
+            } => {
                 st.mode = Some(*mode);
                 st.width = hosts.iter().map(String::len).max().unwrap_or(0);
-                let verb = if *mode == Mode::Check { "Planning" } else { "Deploying" };
-                self.print(&format!("{verb} {env} ({playbook}) on {} host(s)", hosts.len()));
-                let style = ProgressStyle::with_template(&format!("{{spinner:.green}} {{prefix:{}}} {{wide_msg}}", st.width))
-                    .expect("valid template");
+                let verb = if *mode == Mode::Check {
+                    "Planning"
+                } else {
+                    "Deploying"
+                };
+                self.print(&format!(
+                    "{verb} {env} ({playbook}) on {} host(s)",
+                    hosts.len()
+                ));
+                let style = ProgressStyle::with_template(&format!(
+                    "{{spinner:.green}} {{prefix:{}}} {{wide_msg}}",
+                    st.width
+                ))
+                .expect("valid template");
                 for h in hosts {
-                    let bar = self.mp.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(h.clone()));
+                    let bar = self.mp.add(
+                        ProgressBar::new_spinner()
+                            .with_style(style.clone())
+                            .with_prefix(h.clone()),
+                    );
                     bar.set_message("connecting");
                     bar.enable_steady_tick(Duration::from_millis(120));
                     st.bars.insert(h.clone(), bar);
                 }
             }
             Event::HostUnreachable { host, error } => {
-                self.print(&format!("[{host}] {}: {error}", super::paint("UNREACHABLE", Status::Failed, self.color)));
+                self.print(&format!(
+                    "[{host}] {}: {error}",
+                    super::paint("UNREACHABLE", Status::Failed, self.color)
+                ));
             }
             Event::StepStarted { host, step, .. } => {
                 if let Some(b) = st.bars.get(host) {
@@ -67,11 +94,22 @@ impl Reporter for Human {
                 }
             }
             Event::Debug { host, message } => self.print(&format!("[{host}] debug: {message}")),
-            Event::HostFinished { host, counts, unreachable, stopped_at, .. } => {
+            Event::HostFinished {
+                host,
+                counts,
+                unreachable,
+                stopped_at,
+                ..
+            } => {
                 if let Some(b) = st.bars.get(host) {
                     b.finish_and_clear();
                 }
-                st.recap.push((host.clone(), counts.clone(), *unreachable, stopped_at.clone()));
+                st.recap.push((
+                    host.clone(),
+                    counts.clone(),
+                    *unreachable,
+                    stopped_at.clone(),
+                ));
             }
             Event::RunFinished { .. } => {
                 let _ = self.mp.clear();

@@ -44,7 +44,11 @@ impl Sink {
             OutputFormat::Human if !plain_only => Arc::new(human::Human::new(verbosity, color)),
             _ => Arc::new(plain::Plain::new(verbosity, color)),
         };
-        Sink { redactor, reporter, verbosity }
+        Sink {
+            redactor,
+            reporter,
+            verbosity,
+        }
     }
 
     pub fn verbosity(&self) -> u8 {
@@ -69,14 +73,30 @@ impl Sink {
 
 /// Shared formatting: "3.2s" / "140ms".
 pub(crate) fn fmt_ms(ms: u64) -> String {
-    if ms >= 1000 { format!("{:.1}s", ms as f64 / 1000.0) } else { format!("{ms}ms") }
+    if ms >= 1000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 /// The recap table both text reporters print at the end.
-pub(crate) fn recap_line(host: &str, width: usize, c: &Counts, unreachable: bool, stopped_at: Option<&str>, style: &dyn Fn(&str, Status) -> String) -> String {
+pub(crate) fn recap_line(
+    host: &str,
+    width: usize,
+    c: &Counts,
+    unreachable: bool,
+    stopped_at: Option<&str>,
+    style: &dyn Fn(&str, Status) -> String,
+) -> String {
     if unreachable {
-        let at = stopped_at.map(|s| format!(" (at step `{s}`)")).unwrap_or_default();
-        return format!("{host:width$}  {}{at}", style("UNREACHABLE", Status::Failed));
+        let at = stopped_at
+            .map(|s| format!(" (at step `{s}`)"))
+            .unwrap_or_default();
+        return format!(
+            "{host:width$}  {}{at}",
+            style("UNREACHABLE", Status::Failed)
+        );
     }
     let part = |label: &str, n: usize, s: Status| {
         let text = format!("{label}={n}");

@@ -33,21 +33,27 @@ impl StepKind for Desired {
     fn probe(&self, _check: bool) -> Option<String> {
         let mut parts = Vec::new();
         if let Some(path) = &self.0.creates {
-            parts.push(format!("if [ -e {} ]; then echo creates=present; fi", quote(path)));
+            parts.push(format!(
+                "if [ -e {} ]; then echo creates=present; fi",
+                quote(path)
+            ));
         }
         if let Some(cmd) = &self.0.unless {
             // The guard runs in its own subshell; only its exit code matters.
             let cd = cd_prefix(self.0.chdir.as_deref());
-            parts.push(format!("if ( {cd}{cmd}\n ) >/dev/null 2>&1; then echo unless=ok; fi"));
+            parts.push(format!(
+                "if ( {cd}{cmd}\n ) >/dev/null 2>&1; then echo unless=ok; fi"
+            ));
         }
         (!parts.is_empty()).then(|| parts.join("\n"))
     }
 
     fn decide(&self, observed: Option<&Probe>) -> Decision {
         match observed {
-            Some(p) if p.field("creates") == Some("present") => {
-                Decision::Ok(format!("{} exists", self.0.creates.as_deref().unwrap_or("")))
-            }
+            Some(p) if p.field("creates") == Some("present") => Decision::Ok(format!(
+                "{} exists",
+                self.0.creates.as_deref().unwrap_or("")
+            )),
             Some(p) if p.field("unless") == Some("ok") => Decision::Ok("`unless` succeeded".into()),
             _ => Decision::change("run"),
         }
@@ -55,12 +61,19 @@ impl StepKind for Desired {
 
     fn apply(&self) -> Action {
         let cd = cd_prefix(self.0.chdir.as_deref());
-        Action { script: format!("set -e\n{cd}{}", self.0.run), stdin: None }
+        Action {
+            script: format!("set -e\n{cd}{}", self.0.run),
+            stdin: None,
+        }
     }
 
     fn register(&self, o: &Outcome<'_>) -> serde_json::Value {
         let (stdout, stderr, rc) = match o.applied {
-            Some(out) => (out.stdout_lossy(), out.stderr_lossy(), out.exit.map(i64::from)),
+            Some(out) => (
+                out.stdout_lossy(),
+                out.stderr_lossy(),
+                out.exit.map(i64::from),
+            ),
             None => (String::new(), String::new(), None),
         };
         serde_json::json!({
@@ -73,7 +86,9 @@ impl StepKind for Desired {
 }
 
 fn cd_prefix(chdir: Option<&str>) -> String {
-    chdir.map(|d| format!("cd {}\n", quote(d))).unwrap_or_default()
+    chdir
+        .map(|d| format!("cd {}\n", quote(d)))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -101,7 +116,10 @@ mod tests {
     fn creates_guard() {
         let d = spec(Some("/tmp/my file"), None);
         assert!(d.probe(false).unwrap().contains("[ -e '/tmp/my file' ]"));
-        let present = Probe { out: "creates=present\n".into(), rc: 0 };
+        let present = Probe {
+            out: "creates=present\n".into(),
+            rc: 0,
+        };
         assert!(matches!(d.decide(Some(&present)), Decision::Ok(_)));
         assert_eq!(d.decide(Some(&Probe::default())), Decision::change("run"));
     }
@@ -110,13 +128,21 @@ mod tests {
     fn unless_guard() {
         let d = spec(None, Some("grep -q x /etc/hosts"));
         assert!(d.probe(false).unwrap().contains("grep -q x /etc/hosts"));
-        let ok = Probe { out: "unless=ok\n".into(), rc: 0 };
+        let ok = Probe {
+            out: "unless=ok\n".into(),
+            rc: 0,
+        };
         assert!(matches!(d.decide(Some(&ok)), Decision::Ok(_)));
     }
 
     #[test]
     fn empty_run_is_rejected() {
-        let s = Spec { run: "  ".into(), creates: None, unless: None, chdir: None };
+        let s = Spec {
+            run: "  ".into(),
+            creates: None,
+            unless: None,
+            chdir: None,
+        };
         assert!(Desired::prepare(&s).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! `directory`: a directory exists with the given mode and owner.
 
-use super::{normalize_mode, Action, Decision, Probe, StepKind};
+use super::{Action, Decision, Probe, StepKind, normalize_mode};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +55,12 @@ pub fn stat_probe(path: &str) -> String {
 }
 
 /// What differs in mode/owner/group, as words for the summary.
-pub fn attr_changes(p: &Probe, mode: Option<&str>, owner: Option<&str>, group: Option<&str>) -> Vec<String> {
+pub fn attr_changes(
+    p: &Probe,
+    mode: Option<&str>,
+    owner: Option<&str>,
+    group: Option<&str>,
+) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(m) = mode
         && p.field("mode") != Some(m)
@@ -76,7 +81,12 @@ pub fn attr_changes(p: &Probe, mode: Option<&str>, owner: Option<&str>, group: O
 }
 
 /// `chmod`/`chown` lines for a path.
-pub fn attr_script(target: &str, mode: Option<&str>, owner: Option<&str>, group: Option<&str>) -> String {
+pub fn attr_script(
+    target: &str,
+    mode: Option<&str>,
+    owner: Option<&str>,
+    group: Option<&str>,
+) -> String {
     let mut s = String::new();
     if let Some(m) = mode {
         s.push_str(&format!("chmod {m} {target}\n"));
@@ -100,14 +110,22 @@ impl StepKind for Desired {
         match p.field("state") {
             Some("missing") => Decision::change(format!("create {}", self.path)),
             Some("dir") => {
-                let changes = attr_changes(&p, self.mode.as_deref(), self.owner.as_deref(), self.group.as_deref());
+                let changes = attr_changes(
+                    &p,
+                    self.mode.as_deref(),
+                    self.owner.as_deref(),
+                    self.group.as_deref(),
+                );
                 if changes.is_empty() {
                     Decision::Ok(format!("{} exists", self.path))
                 } else {
                     Decision::change(changes.join(", "))
                 }
             }
-            Some(other) => Decision::Fail(format!("{} exists but is a {other}, not a directory", self.path)),
+            Some(other) => Decision::Fail(format!(
+                "{} exists but is a {other}, not a directory",
+                self.path
+            )),
             None => Decision::Fail(format!("could not inspect {}", self.path)),
         }
     }
@@ -116,9 +134,17 @@ impl StepKind for Desired {
         let p = quote(&self.path).into_owned();
         let script = format!(
             "set -e\nmkdir -p {p}\n{}",
-            attr_script(&p, self.mode.as_deref(), self.owner.as_deref(), self.group.as_deref())
+            attr_script(
+                &p,
+                self.mode.as_deref(),
+                self.owner.as_deref(),
+                self.group.as_deref()
+            )
         );
-        Action { script, stdin: None }
+        Action {
+            script,
+            stdin: None,
+        }
     }
 }
 
@@ -127,26 +153,52 @@ mod tests {
     use super::*;
 
     fn d() -> Desired {
-        Desired::prepare(&Spec { path: "/srv/app/".into(), mode: Some("0750".into()), owner: Some("app".into()), group: None })
-            .unwrap()
+        Desired::prepare(&Spec {
+            path: "/srv/app/".into(),
+            mode: Some("0750".into()),
+            owner: Some("app".into()),
+            group: None,
+        })
+        .unwrap()
     }
 
     #[test]
     fn decides_from_stat() {
-        let missing = Probe { out: "state=missing\n".into(), rc: 0 };
-        assert_eq!(d().decide(Some(&missing)), Decision::change("create /srv/app"));
-        let same = Probe { out: "state=dir\nmode=750\nowner=app\ngroup=app\n".into(), rc: 0 };
+        let missing = Probe {
+            out: "state=missing\n".into(),
+            rc: 0,
+        };
+        assert_eq!(
+            d().decide(Some(&missing)),
+            Decision::change("create /srv/app")
+        );
+        let same = Probe {
+            out: "state=dir\nmode=750\nowner=app\ngroup=app\n".into(),
+            rc: 0,
+        };
         assert!(matches!(d().decide(Some(&same)), Decision::Ok(_)));
-        let other = Probe { out: "state=dir\nmode=755\nowner=root\ngroup=root\n".into(), rc: 0 };
-        assert_eq!(d().decide(Some(&other)), Decision::change("mode 755 → 750, owner root → app"));
-        let file = Probe { out: "state=file\n".into(), rc: 0 };
+        let other = Probe {
+            out: "state=dir\nmode=755\nowner=root\ngroup=root\n".into(),
+            rc: 0,
+        };
+        assert_eq!(
+            d().decide(Some(&other)),
+            Decision::change("mode 755 → 750, owner root → app")
+        );
+        let file = Probe {
+            out: "state=file\n".into(),
+            rc: 0,
+        };
         assert!(matches!(d().decide(Some(&file)), Decision::Fail(_)));
     }
 
     #[test]
     fn apply_script_is_quoted() {
         let a = d().apply();
-        assert_eq!(a.script, "set -e\nmkdir -p /srv/app\nchmod 750 /srv/app\nchown app /srv/app\n");
+        assert_eq!(
+            a.script,
+            "set -e\nmkdir -p /srv/app\nchmod 750 /srv/app\nchown app /srv/app\n"
+        );
     }
 
     #[test]
@@ -154,15 +206,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d");
         std::fs::create_dir(&path).unwrap();
-        let out = std::process::Command::new("/bin/sh").arg("-c").arg(stat_probe(path.to_str().unwrap())).output().unwrap();
-        let p = Probe { out: String::from_utf8(out.stdout).unwrap(), rc: 0 };
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(stat_probe(path.to_str().unwrap()))
+            .output()
+            .unwrap();
+        let p = Probe {
+            out: String::from_utf8(out.stdout).unwrap(),
+            rc: 0,
+        };
         assert_eq!(p.field("state"), Some("dir"));
-        assert!(p.field("mode").is_some_and(|m| m.chars().all(|c| c.is_ascii_digit())), "{}", p.out);
-        assert!(p.field("owner").is_some_and(|o| !o.contains('/')), "{}", p.out);
+        assert!(
+            p.field("mode")
+                .is_some_and(|m| m.chars().all(|c| c.is_ascii_digit())),
+            "{}",
+            p.out
+        );
+        assert!(
+            p.field("owner").is_some_and(|o| !o.contains('/')),
+            "{}",
+            p.out
+        );
     }
 
     #[test]
     fn relative_path_rejected() {
-        assert!(Desired::prepare(&Spec { path: "srv".into(), mode: None, owner: None, group: None }).is_err());
+        assert!(
+            Desired::prepare(&Spec {
+                path: "srv".into(),
+                mode: None,
+                owner: None,
+                group: None
+            })
+            .is_err()
+        );
     }
 }

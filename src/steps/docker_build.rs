@@ -26,9 +26,16 @@ pub struct Desired(Spec);
 
 impl Desired {
     pub fn prepare(spec: &Spec) -> Result<Desired, String> {
-        let (repo, tag) = spec.tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')).unwrap_or((&spec.tag, ""));
+        let (repo, tag) = spec
+            .tag
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .unwrap_or((&spec.tag, ""));
         if repo.is_empty() || tag.is_empty() {
-            return Err(format!("tag `{}` must be repository:tag, e.g. \"myapp:{{{{ src.sha }}}}\"", spec.tag));
+            return Err(format!(
+                "tag `{}` must be repository:tag, e.g. \"myapp:{{{{ src.sha }}}}\"",
+                spec.tag
+            ));
         }
         if spec.keep == Some(0) {
             return Err("keep must be at least 1 (the image just built)".into());
@@ -84,13 +91,20 @@ impl StepKind for Desired {
             tag = quote(&s.tag),
             skip = keep + 1,
         );
-        Action { script, stdin: None }
+        Action {
+            script,
+            stdin: None,
+        }
     }
 
     fn register(&self, o: &Outcome<'_>) -> serde_json::Value {
         let id = o
             .applied
-            .and_then(|a| a.stdout_lossy().lines().find_map(|l| l.strip_prefix("id=").map(str::to_string)))
+            .and_then(|a| {
+                a.stdout_lossy()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("id=").map(str::to_string))
+            })
             .or_else(|| o.probe.and_then(|p| p.field("id").map(str::to_string)))
             .unwrap_or_default();
         serde_json::json!({ "changed": o.changed, "tag": self.0.tag, "id": id })
@@ -102,24 +116,45 @@ mod tests {
     use super::*;
 
     fn d(tag: &str) -> Result<Desired, String> {
-        Desired::prepare(&Spec { context: "/srv/app/src".into(), tag: tag.into(), dockerfile: None, build_args: BTreeMap::new(), keep: None })
+        Desired::prepare(&Spec {
+            context: "/srv/app/src".into(),
+            tag: tag.into(),
+            dockerfile: None,
+            build_args: BTreeMap::new(),
+            keep: None,
+        })
     }
 
     #[test]
     fn tag_needs_repo_and_tag() {
         assert!(d("app").is_err());
         assert!(d("registry:5000/app").is_err());
-        assert_eq!(d("registry:5000/app:abc").unwrap().repo(), "registry:5000/app");
+        assert_eq!(
+            d("registry:5000/app:abc").unwrap().repo(),
+            "registry:5000/app"
+        );
     }
 
     #[test]
     fn ok_when_image_exists() {
         let b = d("app:abc").unwrap();
-        let have = Probe { out: "docker=ok\nid=sha256:1\n".into(), rc: 0 };
+        let have = Probe {
+            out: "docker=ok\nid=sha256:1\n".into(),
+            rc: 0,
+        };
         assert!(matches!(b.decide(Some(&have)), Decision::Ok(_)));
-        let missing = Probe { out: "docker=ok\nid=\n".into(), rc: 0 };
+        let missing = Probe {
+            out: "docker=ok\nid=\n".into(),
+            rc: 0,
+        };
         assert_eq!(b.decide(Some(&missing)), Decision::change("build app:abc"));
-        let no_docker = Probe { out: "id=\n".into(), rc: 0 };
-        assert!(matches!(b.decide(Some(&no_docker)), Decision::Change { .. }));
+        let no_docker = Probe {
+            out: "id=\n".into(),
+            rc: 0,
+        };
+        assert!(matches!(
+            b.decide(Some(&no_docker)),
+            Decision::Change { .. }
+        ));
     }
 }

@@ -3,7 +3,7 @@
 //! (systemctl where systemd runs, else dockerd in the background), and the login user in the
 //! `docker` group when it is not root. An existing working install is reported `ok`.
 
-use super::{tail, Action, Decision, Probe, StepKind};
+use super::{Action, Decision, Probe, StepKind, tail};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +27,15 @@ impl Desired {
         if let Some(p) = &spec.packages {
             super::packages::Desired::prepare(&super::packages::Spec { names: p.clone() })?;
         }
-        let user = spec.user.clone().or_else(|| login_user.map(str::to_string)).filter(|u| u != "root");
-        Ok(Desired { packages: spec.packages.clone(), user })
+        let user = spec
+            .user
+            .clone()
+            .or_else(|| login_user.map(str::to_string))
+            .filter(|u| u != "root");
+        Ok(Desired {
+            packages: spec.packages.clone(),
+            user,
+        })
     }
 
     fn user_check(&self) -> String {
@@ -59,12 +66,26 @@ impl StepKind for Desired {
             todo.push("install docker".to_string());
         }
         if p.field("running").is_none() {
-            todo.push(if p.field("systemd").is_some() { "enable and start docker (systemd)" } else { "start dockerd" }.to_string());
+            todo.push(
+                if p.field("systemd").is_some() {
+                    "enable and start docker (systemd)"
+                } else {
+                    "start dockerd"
+                }
+                .to_string(),
+            );
         }
         if p.field("ingroup").is_none() {
-            todo.push(format!("add {} to the docker group", self.user.as_deref().unwrap_or("?")));
+            todo.push(format!(
+                "add {} to the docker group",
+                self.user.as_deref().unwrap_or("?")
+            ));
         }
-        if todo.is_empty() { Decision::Ok("docker installed and running".into()) } else { Decision::change(todo.join(", ")) }
+        if todo.is_empty() {
+            Decision::Ok("docker installed and running".into())
+        } else {
+            Decision::change(todo.join(", "))
+        }
     }
 
     fn apply(&self) -> Action {
@@ -83,7 +104,10 @@ esac
             .to_string(),
         };
         let group = match &self.user {
-            Some(u) => format!("if ! id -nG {u} | tr ' ' '\\n' | grep -qx docker; then usermod -aG docker {u}; fi\n", u = quote(u)),
+            Some(u) => format!(
+                "if ! id -nG {u} | tr ' ' '\\n' | grep -qx docker; then usermod -aG docker {u}; fi\n",
+                u = quote(u)
+            ),
             None => String::new(),
         };
         let script = format!(
@@ -96,7 +120,10 @@ esac
                i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -le 60 ] || {{ echo 'docker did not start within 30s:' >&2; tail -n 20 /var/log/dockerd.log >&2 2>/dev/null; exit 1; }}; sleep 0.5; done\n\
              fi\n{group}"
         );
-        Action { script, stdin: None }
+        Action {
+            script,
+            stdin: None,
+        }
     }
 }
 
@@ -107,7 +134,16 @@ pub fn docker_ok_probe() -> &'static str {
 
 /// When docker does not answer, the message the docker kinds decide with.
 pub fn docker_missing(p: &Probe, what: String) -> Option<Decision> {
-    (p.field("docker") != Some("ok")).then(|| Decision::change(format!("{what} (docker is not available yet{})", if p.out.trim().is_empty() { String::new() } else { format!(": {}", tail(&p.out, 1)) })))
+    (p.field("docker") != Some("ok")).then(|| {
+        Decision::change(format!(
+            "{what} (docker is not available yet{})",
+            if p.out.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", tail(&p.out, 1))
+            }
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -116,16 +152,41 @@ mod tests {
 
     #[test]
     fn reports_what_is_missing() {
-        let d = Desired::prepare(&Spec { packages: None, user: None }, Some("admin")).unwrap();
-        let fresh = Probe { out: "systemd=1\n".into(), rc: 0 };
-        assert_eq!(d.decide(Some(&fresh)), Decision::change("install docker, enable and start docker (systemd), add admin to the docker group"));
-        let done = Probe { out: "installed=1\nrunning=1\ningroup=1\n".into(), rc: 0 };
+        let d = Desired::prepare(
+            &Spec {
+                packages: None,
+                user: None,
+            },
+            Some("admin"),
+        )
+        .unwrap();
+        let fresh = Probe {
+            out: "systemd=1\n".into(),
+            rc: 0,
+        };
+        assert_eq!(
+            d.decide(Some(&fresh)),
+            Decision::change(
+                "install docker, enable and start docker (systemd), add admin to the docker group"
+            )
+        );
+        let done = Probe {
+            out: "installed=1\nrunning=1\ningroup=1\n".into(),
+            rc: 0,
+        };
         assert!(matches!(d.decide(Some(&done)), Decision::Ok(_)));
     }
 
     #[test]
     fn root_needs_no_group() {
-        let d = Desired::prepare(&Spec { packages: None, user: None }, Some("root")).unwrap();
+        let d = Desired::prepare(
+            &Spec {
+                packages: None,
+                user: None,
+            },
+            Some("root"),
+        )
+        .unwrap();
         assert!(d.probe(false).unwrap().contains("echo ingroup=1"));
         assert!(!d.apply().script.contains("usermod"));
     }

@@ -80,15 +80,34 @@ fn short_hash(v: &impl Serialize) -> String {
 
 impl Desired {
     pub fn prepare(spec: &Spec, allow_recreate: bool) -> Result<Desired, String> {
-        let name_ok = spec.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        let name_ok = spec
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !name_ok {
-            return Err(format!("container name `{}` may only hold letters, digits, `_`, `.` and `-`", spec.name));
+            return Err(format!(
+                "container name `{}` may only hold letters, digits, `_`, `.` and `-`",
+                spec.name
+            ));
         }
-        if let Some(p) = spec.pull.as_deref().filter(|p| !["missing", "never", "always"].contains(p)) {
-            return Err(format!("pull `{p}` must be \"missing\", \"never\" or \"always\""));
+        if let Some(p) = spec
+            .pull
+            .as_deref()
+            .filter(|p| !["missing", "never", "always"].contains(p))
+        {
+            return Err(format!(
+                "pull `{p}` must be \"missing\", \"never\" or \"always\""
+            ));
         }
-        let restart = spec.restart.clone().unwrap_or_else(|| "unless-stopped".into());
+        let restart = spec
+            .restart
+            .clone()
+            .unwrap_or_else(|| "unless-stopped".into());
         let fields = BTreeMap::from([
             ("image", short_hash(&spec.image)),
             ("env_file", short_hash(&spec.env_file)),
@@ -100,23 +119,44 @@ impl Desired {
             ("command", short_hash(&spec.command)),
             ("labels", short_hash(&spec.labels)),
         ]);
-        Ok(Desired { spec: Spec { restart: Some(restart), ..spec.clone() }, fields, allow_recreate })
+        Ok(Desired {
+            spec: Spec {
+                restart: Some(restart),
+                ..spec.clone()
+            },
+            fields,
+            allow_recreate,
+        })
     }
 
     /// The label value: "command=ab12…,env=…".
     fn fields_label(&self) -> String {
-        self.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        self.fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Names of the fields whose hash differs from the container's label.
     fn changed_fields(&self, label: &str) -> Vec<&'static str> {
-        let current: BTreeMap<&str, &str> = label.split(',').filter_map(|kv| kv.split_once('=')).collect();
-        self.fields.iter().filter(|(k, v)| current.get(*k) != Some(&v.as_str())).map(|(k, _)| *k).collect()
+        let current: BTreeMap<&str, &str> = label
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        self.fields
+            .iter()
+            .filter(|(k, v)| current.get(*k) != Some(&v.as_str()))
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     fn env_sum_sh(&self) -> String {
         match &self.spec.env_file {
-            Some(f) => format!("envsum=$(if [ -f {f} ]; then sha256sum < {f} | cut -c1-64; else echo missing; fi)\n", f = quote(f)),
+            Some(f) => format!(
+                "envsum=$(if [ -f {f} ]; then sha256sum < {f} | cut -c1-64; else echo missing; fi)\n",
+                f = quote(f)
+            ),
             None => "envsum=none\n".into(),
         }
     }
@@ -124,7 +164,10 @@ impl Desired {
     fn run_args(&self) -> String {
         let s = &self.spec;
         let mut a = vec![format!("--name \"$n\""), "-d".into()];
-        a.push(format!("--label {}", quote(&format!("{FIELDS_LABEL}={}", self.fields_label()))));
+        a.push(format!(
+            "--label {}",
+            quote(&format!("{FIELDS_LABEL}={}", self.fields_label()))
+        ));
         a.push(format!("--label \"{ENV_LABEL}=$envsum\""));
         for (k, v) in &s.labels {
             a.push(format!("--label {}", quote(&format!("{k}={v}"))));
@@ -147,7 +190,10 @@ impl Desired {
         if let Some(n) = &s.network {
             a.push(format!("--network {}", quote(n)));
         }
-        a.push(format!("--restart {}", quote(s.restart.as_deref().unwrap_or("unless-stopped"))));
+        a.push(format!(
+            "--restart {}",
+            quote(s.restart.as_deref().unwrap_or("unless-stopped"))
+        ));
         a.push(quote(&s.image).into_owned());
         match &s.command {
             Some(OneOrMany::One(c)) => a.push(format!("/bin/sh -c {}", quote(c))),
@@ -158,8 +204,14 @@ impl Desired {
     }
 
     fn health_sh(&self) -> String {
-        let Some(h) = &self.spec.healthcheck else { return String::new() };
-        let timeout = h.timeout.map_or(Duration::from_secs(60), |d| d.0).as_secs().max(1);
+        let Some(h) = &self.spec.healthcheck else {
+            return String::new();
+        };
+        let timeout = h
+            .timeout
+            .map_or(Duration::from_secs(60), |d| d.0)
+            .as_secs()
+            .max(1);
         format!(
             "{HTTP_STATUS_FN}start=$(date +%s); code=000\n\
              until [ \"$code\" = {status} ]; do\n\
@@ -197,17 +249,27 @@ impl StepKind for Desired {
         }
         if p.field("envfile") == Some("missing") {
             // In a real run the env_file step before this one writes it; in plan it may not exist yet.
-            return Decision::change(format!("create or recreate {name} (env file {} not there yet)", self.spec.env_file.as_deref().unwrap_or("")));
+            return Decision::change(format!(
+                "create or recreate {name} (env file {} not there yet)",
+                self.spec.env_file.as_deref().unwrap_or("")
+            ));
         }
         if p.field("exists") != Some("1") {
             return Decision::change(format!("create {name}"));
         }
-        let mut why: Vec<String> = self.changed_fields(p.field("fields").unwrap_or("")).into_iter().map(str::to_string).collect();
+        let mut why: Vec<String> = self
+            .changed_fields(p.field("fields").unwrap_or(""))
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         if p.field("envsum") != p.field("envfile") {
             why.push("env_file content".into());
         }
         let image_id = p.field("image_id").unwrap_or("");
-        if !image_id.is_empty() && p.field("cimage") != Some(image_id) && !why.iter().any(|w| w == "image") {
+        if !image_id.is_empty()
+            && p.field("cimage") != Some(image_id)
+            && !why.iter().any(|w| w == "image")
+        {
             why.push("image id".into());
         }
         if !why.is_empty() {
@@ -233,14 +295,18 @@ impl StepKind for Desired {
             ""
         };
         let network = match &self.spec.network {
-            Some(net) => format!("docker network inspect {q} >/dev/null 2>&1 || docker network create {q} >/dev/null\n", q = quote(net)),
+            Some(net) => format!(
+                "docker network inspect {q} >/dev/null 2>&1 || docker network create {q} >/dev/null\n",
+                q = quote(net)
+            ),
             None => String::new(),
         };
         let script = format!(
             "set -e\n\
              n={n}\n{envsum}\
              img=$(docker image inspect -f '{{{{.Id}}}}' {image} 2>/dev/null || true)\n\
-             cur=$(docker inspect -f '{{{{index .Config.Labels \"{FIELDS_LABEL}\"}}}}|{{{{index .Config.Labels \"{ENV_LABEL}\"}}}}|{{{{.Image}}}}' \"$n\" 2>/dev/null || echo none)\n\
+             cur=none\n\
+             if docker container inspect \"$n\" >/dev/null 2>&1; then cur=$(docker inspect -f '{{{{index .Config.Labels \"{FIELDS_LABEL}\"}}}}|{{{{index .Config.Labels \"{ENV_LABEL}\"}}}}|{{{{.Image}}}}' \"$n\"); fi\n\
              if [ \"$cur\" = {want_q}\"|$envsum|$img\" ] || {{ [ -z \"$img\" ] && [ \"${{cur%|*}}\" = {want_q}\"|$envsum\" ]; }}; then\n\
                docker start \"$n\" >/dev/null; exit 0\n\
              fi\n\
@@ -272,7 +338,10 @@ impl StepKind for Desired {
             args = self.run_args(),
             health = self.health_sh(),
         );
-        Action { script, stdin: None }
+        Action {
+            script,
+            stdin: None,
+        }
     }
 }
 
@@ -300,7 +369,10 @@ mod tests {
 
     fn probe_for(d: &Desired, extra: &str) -> Probe {
         Probe {
-            out: format!("docker=ok\nenvfile=E\nimage_id=I\nexists=1\nstate=running\nfields={}\nenvsum=E\ncimage=I\n{extra}", d.fields_label()),
+            out: format!(
+                "docker=ok\nenvfile=E\nimage_id=I\nexists=1\nstate=running\nfields={}\nenvsum=E\ncimage=I\n{extra}",
+                d.fields_label()
+            ),
             rc: 0,
         }
     }
@@ -308,14 +380,27 @@ mod tests {
     #[test]
     fn up_to_date_container_is_ok() {
         let d = Desired::prepare(&spec(), false).unwrap();
-        assert!(matches!(d.decide(Some(&probe_for(&d, ""))), Decision::Ok(_)));
+        assert!(matches!(
+            d.decide(Some(&probe_for(&d, ""))),
+            Decision::Ok(_)
+        ));
     }
 
     #[test]
     fn names_the_changed_field() {
         let old = Desired::prepare(&spec(), false).unwrap();
-        let new = Desired::prepare(&Spec { ports: vec!["127.0.0.1:9090:8000".into()], ..spec() }, false).unwrap();
-        assert_eq!(new.decide(Some(&probe_for(&old, ""))), Decision::change("recreate app: ports changed"));
+        let new = Desired::prepare(
+            &Spec {
+                ports: vec!["127.0.0.1:9090:8000".into()],
+                ..spec()
+            },
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            new.decide(Some(&probe_for(&old, ""))),
+            Decision::change("recreate app: ports changed")
+        );
     }
 
     #[test]
@@ -323,20 +408,49 @@ mod tests {
         let d = Desired::prepare(&spec(), false).unwrap();
         let mut p = probe_for(&d, "");
         p.out = p.out.replace("envfile=E", "envfile=F");
-        assert_eq!(d.decide(Some(&p)), Decision::change("recreate app: env_file content changed"));
+        assert_eq!(
+            d.decide(Some(&p)),
+            Decision::change("recreate app: env_file content changed")
+        );
         let mut p = probe_for(&d, "");
         p.out = p.out.replace("image_id=I", "image_id=J");
-        assert_eq!(d.decide(Some(&p)), Decision::change("recreate app: image id changed"));
+        assert_eq!(
+            d.decide(Some(&p)),
+            Decision::change("recreate app: image id changed")
+        );
     }
 
     #[test]
     fn stateful_is_not_recreated_without_flag() {
-        let s = Spec { stateful: true, ..spec() };
+        let s = Spec {
+            stateful: true,
+            ..spec()
+        };
         let old = Desired::prepare(&s, false).unwrap();
-        let new = Desired::prepare(&Spec { image: "app:2".into(), ..s.clone() }, false).unwrap();
-        assert!(matches!(new.decide(Some(&probe_for(&old, ""))), Decision::Fail(_)));
-        let allowed = Desired::prepare(&Spec { image: "app:2".into(), ..s }, true).unwrap();
-        assert!(matches!(allowed.decide(Some(&probe_for(&old, ""))), Decision::Change { .. }));
+        let new = Desired::prepare(
+            &Spec {
+                image: "app:2".into(),
+                ..s.clone()
+            },
+            false,
+        )
+        .unwrap();
+        assert!(matches!(
+            new.decide(Some(&probe_for(&old, ""))),
+            Decision::Fail(_)
+        ));
+        let allowed = Desired::prepare(
+            &Spec {
+                image: "app:2".into(),
+                ..s
+            },
+            true,
+        )
+        .unwrap();
+        assert!(matches!(
+            allowed.decide(Some(&probe_for(&old, ""))),
+            Decision::Change { .. }
+        ));
     }
 
     #[test]
@@ -344,16 +458,35 @@ mod tests {
         let d = Desired::prepare(&spec(), false).unwrap();
         let mut p = probe_for(&d, "");
         p.out = p.out.replace("state=running", "state=exited");
-        assert_eq!(d.decide(Some(&p)), Decision::change("start app (was exited)"));
+        assert_eq!(
+            d.decide(Some(&p)),
+            Decision::change("start app (was exited)")
+        );
     }
 
     #[test]
     fn run_args_are_quoted() {
-        let d = Desired::prepare(&Spec { command: Some(OneOrMany::One("echo 'hi'".into())), ..spec() }, false).unwrap();
+        let d = Desired::prepare(
+            &Spec {
+                command: Some(OneOrMany::One("echo 'hi'".into())),
+                ..spec()
+            },
+            false,
+        )
+        .unwrap();
         let a = d.run_args();
         assert!(a.contains("-p '127.0.0.1:8080:8000'"), "{a}");
         assert!(a.contains("--env-file /srv/app/.env"), "{a}");
         assert!(a.ends_with("'app:1' /bin/sh -c 'echo '\\''hi'\\'''"), "{a}");
-        assert!(Desired::prepare(&Spec { name: "bad name".into(), ..spec() }, false).is_err());
+        assert!(
+            Desired::prepare(
+                &Spec {
+                    name: "bad name".into(),
+                    ..spec()
+                },
+                false
+            )
+            .is_err()
+        );
     }
 }

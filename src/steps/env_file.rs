@@ -5,8 +5,8 @@
 //! The format is one `KEY=value` per line with the value unquoted, which is what both
 //! `docker run --env-file` and dotenv readers accept.
 
-use super::upload::Upload;
 use super::PrepareCx;
+use super::upload::Upload;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -39,17 +39,27 @@ pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
         lines.insert(key.clone(), value);
     }
     if lines.is_empty() {
-        return Err("nothing to write: the secrets file has no keys and no `keys`/`vars` are given".into());
+        return Err(
+            "nothing to write: the secrets file has no keys and no `keys`/`vars` are given".into(),
+        );
     }
     let mut content = String::new();
     for (k, v) in &lines {
         check_key(k)?;
         if v.contains('\n') || v.contains('\r') {
-            return Err(format!("the value of {k} spans several lines, which env files cannot hold"));
+            return Err(format!(
+                "the value of {k} spans several lines, which env files cannot hold"
+            ));
         }
         content.push_str(&format!("{k}={v}\n"));
     }
-    let up = Upload::new(&spec.dest, content.into_bytes(), spec.mode.as_deref().unwrap_or("600"), spec.owner.clone(), spec.group.clone())?;
+    let up = Upload::new(
+        &spec.dest,
+        content.into_bytes(),
+        spec.mode.as_deref().unwrap_or("600"),
+        spec.owner.clone(),
+        spec.group.clone(),
+    )?;
     Ok(up.keys_only())
 }
 
@@ -57,5 +67,11 @@ fn check_key(k: &str) -> Result<(), String> {
     let ok = !k.is_empty()
         && !k.starts_with(|c: char| c.is_ascii_digit())
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok { Ok(()) } else { Err(format!("`{k}` is not a valid variable name (letters, digits, `_`)")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{k}` is not a valid variable name (letters, digits, `_`)"
+        ))
+    }
 }

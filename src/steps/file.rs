@@ -17,8 +17,15 @@ pub struct Spec {
 
 pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
     let path = cx.root.join(&spec.src);
-    let content = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let up = Upload::new(&spec.dest, content, spec.mode.as_deref().unwrap_or("644"), spec.owner.clone(), spec.group.clone())?;
+    let content =
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let up = Upload::new(
+        &spec.dest,
+        content,
+        spec.mode.as_deref().unwrap_or("644"),
+        spec.owner.clone(),
+        spec.group.clone(),
+    )?;
     // A file with secret values is never fetched for a diff: it may hold rotated-away ones.
     Ok(up.hidden_if_secret(cx.secrets.redactor()))
 }

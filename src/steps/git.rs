@@ -2,7 +2,7 @@
 //! remote's HEAD). The probe asks the remote what the ref points to (`git ls-remote`) and
 //! compares with the checkout's HEAD; `register` exposes `sha` for later steps.
 
-use super::{tail, Action, Decision, Outcome, Probe, StepKind};
+use super::{Action, Decision, Outcome, Probe, StepKind, tail};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,11 @@ impl Desired {
         if ref_.is_empty() || ref_.starts_with('-') || ref_.contains(char::is_whitespace) {
             return Err(format!("ref `{ref_}` is not a branch, tag or commit"));
         }
-        Ok(Desired { repo: spec.repo.clone(), dest: spec.dest.clone(), ref_ })
+        Ok(Desired {
+            repo: spec.repo.clone(),
+            dest: spec.dest.clone(),
+            ref_,
+        })
     }
 
     /// The commit the remote says `ref` is, from `ls-remote` lines (`<sha>\t<refname>`).
@@ -51,7 +55,12 @@ impl Desired {
             .filter_map(|l| l.strip_prefix("remote="))
             .filter_map(|l| l.split_once(char::is_whitespace))
             .collect();
-        let want = |name: String| lines.iter().find(|(_, r)| *r == name).map(|(s, _)| s.to_string());
+        let want = |name: String| {
+            lines
+                .iter()
+                .find(|(_, r)| *r == name)
+                .map(|(s, _)| s.to_string())
+        };
         let r = &self.ref_;
         if r == "HEAD" {
             return want("HEAD".into());
@@ -97,16 +106,27 @@ impl StepKind for Desired {
             return Decision::Fail(format!("{} exists but is not a git checkout", self.dest));
         }
         let Some(target) = self.resolve(&p) else {
-            return Decision::Fail(format!("ref `{}` not found in {} ({})", self.ref_, self.repo, tail(&p.out, 2)));
+            return Decision::Fail(format!(
+                "ref `{}` not found in {} ({})",
+                self.ref_,
+                self.repo,
+                tail(&p.out, 2)
+            ));
         };
         let short = &target[..target.len().min(12)];
         match p.field("head") {
             None => Decision::change(format!("clone {} at {short}", self.repo)),
-            Some(h) if p.field("origin") != Some(self.repo.as_str()) => {
-                Decision::change(format!("switch origin to {} and check out {short} (was {})", self.repo, &h[..h.len().min(12)]))
+            Some(h) if p.field("origin") != Some(self.repo.as_str()) => Decision::change(format!(
+                "switch origin to {} and check out {short} (was {})",
+                self.repo,
+                &h[..h.len().min(12)]
+            )),
+            Some(h) if h != target => {
+                Decision::change(format!("update {} → {short}", &h[..h.len().min(12)]))
             }
-            Some(h) if h != target => Decision::change(format!("update {} → {short}", &h[..h.len().min(12)])),
-            Some(_) if p.field("dirty").is_some() => Decision::change(format!("discard local changes at {short}")),
+            Some(_) if p.field("dirty").is_some() => {
+                Decision::change(format!("discard local changes at {short}"))
+            }
             Some(_) => Decision::Ok(format!("at {short}")),
         }
     }
@@ -134,15 +154,24 @@ fi
 printf 'sha=%s\n' "$({GIT} -C "$dest" rev-parse HEAD)"
 "#
         );
-        Action { script, stdin: None }
+        Action {
+            script,
+            stdin: None,
+        }
     }
 
     fn register(&self, o: &Outcome<'_>) -> serde_json::Value {
-        let from_apply = o
-            .applied
-            .and_then(|out| out.stdout_lossy().lines().find_map(|l| l.strip_prefix("sha=").map(str::to_string)));
+        let from_apply = o.applied.and_then(|out| {
+            out.stdout_lossy()
+                .lines()
+                .find_map(|l| l.strip_prefix("sha=").map(str::to_string))
+        });
         let from_probe = o.probe.and_then(|p| {
-            if o.changed { self.resolve(p) } else { p.field("head").map(str::to_string) }
+            if o.changed {
+                self.resolve(p)
+            } else {
+                p.field("head").map(str::to_string)
+            }
         });
         let sha = from_apply.or(from_probe).unwrap_or_default();
         serde_json::json!({ "changed": o.changed, "sha": sha, "short_sha": &sha[..sha.len().min(12)] })
@@ -157,7 +186,12 @@ mod tests {
     const B: &str = "2222222222222222222222222222222222222222";
 
     fn d(r: Option<&str>) -> Desired {
-        Desired::prepare(&Spec { repo: "/srv/repo.git".into(), dest: "/srv/app".into(), ref_: r.map(Into::into) }).unwrap()
+        Desired::prepare(&Spec {
+            repo: "/srv/repo.git".into(),
+            dest: "/srv/app".into(),
+            ref_: r.map(Into::into),
+        })
+        .unwrap()
     }
 
     fn probe(head: Option<&str>, remote: &str) -> Probe {
@@ -172,26 +206,44 @@ mod tests {
     #[test]
     fn clone_when_absent_ok_when_at_target() {
         let remote = format!("remote={A}\trefs/heads/main\n");
-        assert!(matches!(d(Some("main")).decide(Some(&probe(None, &remote))), Decision::Change { .. }));
-        assert!(matches!(d(Some("main")).decide(Some(&probe(Some(A), &remote))), Decision::Ok(_)));
-        assert!(matches!(d(Some("main")).decide(Some(&probe(Some(B), &remote))), Decision::Change { .. }));
+        assert!(matches!(
+            d(Some("main")).decide(Some(&probe(None, &remote))),
+            Decision::Change { .. }
+        ));
+        assert!(matches!(
+            d(Some("main")).decide(Some(&probe(Some(A), &remote))),
+            Decision::Ok(_)
+        ));
+        assert!(matches!(
+            d(Some("main")).decide(Some(&probe(Some(B), &remote))),
+            Decision::Change { .. }
+        ));
     }
 
     #[test]
     fn annotated_tag_uses_peeled_commit() {
         let remote = format!("remote={B}\trefs/tags/v1\nremote={A}\trefs/tags/v1^{{}}\n");
-        assert_eq!(d(Some("v1")).resolve(&probe(None, &remote)).as_deref(), Some(A));
+        assert_eq!(
+            d(Some("v1")).resolve(&probe(None, &remote)).as_deref(),
+            Some(A)
+        );
     }
 
     #[test]
     fn sha_ref_needs_no_remote() {
-        assert!(matches!(d(Some(A)).decide(Some(&probe(Some(A), ""))), Decision::Ok(_)));
+        assert!(matches!(
+            d(Some(A)).decide(Some(&probe(Some(A), ""))),
+            Decision::Ok(_)
+        ));
         assert!(!d(Some(A)).probe(false).unwrap().contains("ls-remote"));
     }
 
     #[test]
     fn unknown_ref_fails_and_dirty_tree_changes() {
-        assert!(matches!(d(Some("nope")).decide(Some(&probe(Some(A), ""))), Decision::Fail(_)));
+        assert!(matches!(
+            d(Some("nope")).decide(Some(&probe(Some(A), ""))),
+            Decision::Fail(_)
+        ));
         let mut p = probe(Some(A), &format!("remote={A}\tHEAD\n"));
         p.out.push_str("dirty=1\n");
         assert!(matches!(d(None).decide(Some(&p)), Decision::Change { .. }));
@@ -199,8 +251,17 @@ mod tests {
 
     #[test]
     fn register_prefers_apply_output() {
-        let out = crate::transport::ExecOutput { stdout: format!("sha={B}\n").into_bytes(), exit: Some(0), ..Default::default() };
-        let o = Outcome { changed: true, check_mode: false, probe: None, applied: Some(&out) };
+        let out = crate::transport::ExecOutput {
+            stdout: format!("sha={B}\n").into_bytes(),
+            exit: Some(0),
+            ..Default::default()
+        };
+        let o = Outcome {
+            changed: true,
+            check_mode: false,
+            probe: None,
+            applied: Some(&out),
+        };
         assert_eq!(d(None).register(&o)["sha"], B);
     }
 }

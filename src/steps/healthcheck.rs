@@ -18,7 +18,10 @@ pub struct Spec {
 
 pub fn prepare(spec: &Spec) -> Result<wait::Desired, String> {
     if !spec.url.starts_with("http://") && !spec.url.starts_with("https://") {
-        return Err(format!("url `{}` must start with http:// or https://", spec.url));
+        return Err(format!(
+            "url `{}` must start with http:// or https://",
+            spec.url
+        ));
     }
     Ok(wait::Desired::http(
         &spec.url,

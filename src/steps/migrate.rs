@@ -36,21 +36,45 @@ impl Desired {
             return Err("`command` is empty".into());
         }
         let release = spec.release.clone().unwrap_or_else(|| spec.image.clone());
-        let key = hex::encode(&Sha256::digest(format!("{release}\n{}", spec.command).as_bytes())[..8]);
-        let safe: String = release.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
-        Ok(Desired { spec: spec.clone(), state: state_dir(app, env), marker: format!("{safe}-{key}") })
+        let key =
+            hex::encode(&Sha256::digest(format!("{release}\n{}", spec.command).as_bytes())[..8]);
+        let safe: String = release
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Ok(Desired {
+            spec: spec.clone(),
+            state: state_dir(app, env),
+            marker: format!("{safe}-{key}"),
+        })
     }
 }
 
 impl StepKind for Desired {
     fn probe(&self, _check: bool) -> Option<String> {
-        Some(format!("{}if [ -f \"$st/migrations/\"{m} ]; then echo done=1; fi\n", self.state, m = quote(&self.marker)))
+        Some(format!(
+            "{}if [ -f \"$st/migrations/\"{m} ]; then echo done=1; fi\n",
+            self.state,
+            m = quote(&self.marker)
+        ))
     }
 
     fn decide(&self, observed: Option<&Probe>) -> Decision {
         match observed.and_then(|p| p.field("done")) {
-            Some("1") => Decision::Ok(format!("already ran for {}", self.spec.release.as_deref().unwrap_or(&self.spec.image))),
-            _ => Decision::change(format!("run `{}` in {}", self.spec.command, self.spec.image)),
+            Some("1") => Decision::Ok(format!(
+                "already ran for {}",
+                self.spec.release.as_deref().unwrap_or(&self.spec.image)
+            )),
+            _ => Decision::change(format!(
+                "run `{}` in {}",
+                self.spec.command, self.spec.image
+            )),
         }
     }
 
@@ -76,7 +100,10 @@ impl StepKind for Desired {
             cmd = quote(&s.command),
             m = quote(&self.marker),
         );
-        Action { script, stdin: None }
+        Action {
+            script,
+            stdin: None,
+        }
     }
 }
 
@@ -85,7 +112,14 @@ mod tests {
     use super::*;
 
     fn d(image: &str) -> Desired {
-        let s = Spec { image: image.into(), command: "bin/migrate".into(), env_file: None, network: Some("net".into()), release: None, pull: None };
+        let s = Spec {
+            image: image.into(),
+            command: "bin/migrate".into(),
+            env_file: None,
+            network: Some("net".into()),
+            release: None,
+            pull: None,
+        };
         Desired::prepare(&s, "app", "prod").unwrap()
     }
 
@@ -99,8 +133,21 @@ mod tests {
     #[test]
     fn decides_from_marker() {
         let m = d("app:1");
-        assert!(matches!(m.decide(Some(&Probe { out: "done=1\n".into(), rc: 0 })), Decision::Ok(_)));
-        assert!(matches!(m.decide(Some(&Probe::default())), Decision::Change { .. }));
-        assert!(m.apply().script.contains("docker run --rm --network net 'app:1' /bin/sh -c bin/migrate"));
+        assert!(matches!(
+            m.decide(Some(&Probe {
+                out: "done=1\n".into(),
+                rc: 0
+            })),
+            Decision::Ok(_)
+        ));
+        assert!(matches!(
+            m.decide(Some(&Probe::default())),
+            Decision::Change { .. }
+        ));
+        assert!(
+            m.apply()
+                .script
+                .contains("docker run --rm --network net 'app:1' /bin/sh -c bin/migrate")
+        );
     }
 }

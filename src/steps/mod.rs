@@ -75,7 +75,12 @@ impl Spec {
             Spec::DockerInstall(_) => String::new(),
             Spec::DockerBuild(s) => s.tag.clone(),
             Spec::DockerRun(s) => s.name.clone(),
-            Spec::Wait(s) => s.tcp.clone().or(s.http.clone()).or(s.command.clone()).unwrap_or_default(),
+            Spec::Wait(s) => s
+                .tcp
+                .clone()
+                .or(s.http.clone())
+                .or(s.command.clone())
+                .unwrap_or_default(),
             Spec::Migrate(s) => s.command.clone(),
             Spec::Healthcheck(s) => s.url.clone(),
         };
@@ -100,7 +105,10 @@ impl Spec {
             Spec::EnvFile(s) => Box::new(env_file::prepare(s, cx)?),
             Spec::Packages(s) => Box::new(packages::Desired::prepare(s)?),
             Spec::Git(s) => Box::new(git::Desired::prepare(s)?),
-            Spec::DockerInstall(s) => Box::new(docker_install::Desired::prepare(s, cx.login_user().as_deref())?),
+            Spec::DockerInstall(s) => Box::new(docker_install::Desired::prepare(
+                s,
+                cx.login_user().as_deref(),
+            )?),
             Spec::DockerBuild(s) => Box::new(docker_build::Desired::prepare(s)?),
             Spec::DockerRun(s) => Box::new(docker_run::Desired::prepare(s, cx.allow_recreate)?),
             Spec::Wait(s) => Box::new(wait::Desired::prepare(s)?),
@@ -140,7 +148,9 @@ pub struct Probe {
 impl Probe {
     /// `key=value` lines as printed by most probes.
     pub fn field(&self, key: &str) -> Option<&str> {
-        self.out.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        self.out
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
     }
 }
 
@@ -150,14 +160,20 @@ pub enum Decision {
     /// Already as desired; the text says what was checked.
     Ok(String),
     /// Needs a change: one-line summary, and a diff where the kind has one.
-    Change { summary: String, diff: Option<String> },
+    Change {
+        summary: String,
+        diff: Option<String>,
+    },
     /// The probe found something the step cannot fix (e.g. a path that is a file, not a dir).
     Fail(String),
 }
 
 impl Decision {
     pub fn change(summary: impl Into<String>) -> Decision {
-        Decision::Change { summary: summary.into(), diff: None }
+        Decision::Change {
+            summary: summary.into(),
+            diff: None,
+        }
     }
 }
 
@@ -229,7 +245,10 @@ mod tests {
 
     #[test]
     fn probe_fields() {
-        let p = Probe { out: "state=dir\nmode=755\n".into(), rc: 0 };
+        let p = Probe {
+            out: "state=dir\nmode=755\n".into(),
+            rc: 0,
+        };
         assert_eq!(p.field("state"), Some("dir"));
         assert_eq!(p.field("mode"), Some("755"));
         assert_eq!(p.field("owner"), None);

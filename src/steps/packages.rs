@@ -2,7 +2,7 @@
 //! /etc/os-release (apt on Debian/Ubuntu, dnf or yum on Amazon Linux/RHEL/Fedora); only what
 //! is missing is installed, and nothing already installed is upgraded.
 
-use super::{tail, Action, Decision, Probe, StepKind};
+use super::{Action, Decision, Probe, StepKind, tail};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 
@@ -23,15 +23,25 @@ impl Desired {
             return Err("`names` is empty: list the packages to install".into());
         }
         for n in &spec.names {
-            if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || "+-.:_".contains(c)) {
+            if n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.:_".contains(c))
+            {
                 return Err(format!("`{n}` is not a package name"));
             }
         }
-        Ok(Desired { names: spec.names.clone() })
+        Ok(Desired {
+            names: spec.names.clone(),
+        })
     }
 
     fn names(&self) -> String {
-        self.names.iter().map(|n| quote(n).into_owned()).collect::<Vec<_>>().join(" ")
+        self.names
+            .iter()
+            .map(|n| quote(n).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Shell that sets `$mgr` (apt|dnf|yum|none) and `$missing` (space separated).
@@ -60,7 +70,10 @@ done
 
 impl StepKind for Desired {
     fn probe(&self, _check: bool) -> Option<String> {
-        Some(format!("{}printf 'os=%s\\nmgr=%s\\nmissing=%s\\n' \"$ID\" \"$mgr\" \"$missing\"", self.detect()))
+        Some(format!(
+            "{}printf 'os=%s\\nmgr=%s\\nmissing=%s\\n' \"$ID\" \"$mgr\" \"$missing\"",
+            self.detect()
+        ))
     }
 
     fn decide(&self, observed: Option<&Probe>) -> Decision {
@@ -72,7 +85,9 @@ impl StepKind for Desired {
                 p.field("os").unwrap_or("unknown")
             )),
             None => Decision::Fail(format!("could not inspect packages: {}", tail(&p.out, 3))),
-            Some(mgr) if !missing.is_empty() => Decision::change(format!("install {missing} ({mgr})")),
+            Some(mgr) if !missing.is_empty() => {
+                Decision::change(format!("install {missing} ({mgr})"))
+            }
             Some(_) => Decision::Ok(format!("{} installed", self.names.join(", "))),
         }
     }
@@ -92,7 +107,10 @@ esac
 "#,
             detect = self.detect()
         );
-        Action { script, stdin: None }
+        Action {
+            script,
+            stdin: None,
+        }
     }
 }
 
@@ -101,22 +119,42 @@ mod tests {
     use super::*;
 
     fn d() -> Desired {
-        Desired::prepare(&Spec { names: vec!["git".into(), "docker.io".into()] }).unwrap()
+        Desired::prepare(&Spec {
+            names: vec!["git".into(), "docker.io".into()],
+        })
+        .unwrap()
     }
 
     #[test]
     fn decides_from_missing_list() {
-        let ok = Probe { out: "os=debian\nmgr=apt\nmissing=\n".into(), rc: 0 };
+        let ok = Probe {
+            out: "os=debian\nmgr=apt\nmissing=\n".into(),
+            rc: 0,
+        };
         assert!(matches!(d().decide(Some(&ok)), Decision::Ok(_)));
-        let miss = Probe { out: "os=debian\nmgr=apt\nmissing= docker.io\n".into(), rc: 0 };
-        assert_eq!(d().decide(Some(&miss)), Decision::change("install docker.io (apt)"));
-        let none = Probe { out: "os=alpine\nmgr=none\nmissing= git docker.io\n".into(), rc: 0 };
+        let miss = Probe {
+            out: "os=debian\nmgr=apt\nmissing= docker.io\n".into(),
+            rc: 0,
+        };
+        assert_eq!(
+            d().decide(Some(&miss)),
+            Decision::change("install docker.io (apt)")
+        );
+        let none = Probe {
+            out: "os=alpine\nmgr=none\nmissing= git docker.io\n".into(),
+            rc: 0,
+        };
         assert!(matches!(d().decide(Some(&none)), Decision::Fail(_)));
     }
 
     #[test]
     fn rejects_bad_names() {
-        assert!(Desired::prepare(&Spec { names: vec!["git; rm -rf /".into()] }).is_err());
+        assert!(
+            Desired::prepare(&Spec {
+                names: vec!["git; rm -rf /".into()]
+            })
+            .is_err()
+        );
         assert!(Desired::prepare(&Spec { names: vec![] }).is_err());
     }
 

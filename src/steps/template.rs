@@ -1,8 +1,8 @@
 //! `template`: render a minijinja template locally (strict undefined) and upload the result
 //! like `file`. Plan mode shows a diff against what is on the host.
 
-use super::upload::Upload;
 use super::PrepareCx;
+use super::upload::Upload;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,8 +17,17 @@ pub struct Spec {
 }
 
 pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
-    let text = cx.templates.render_file(&spec.src, cx.context).map_err(|e| e.to_string())?;
-    let up = Upload::new(&spec.dest, text.into_bytes(), spec.mode.as_deref().unwrap_or("644"), spec.owner.clone(), spec.group.clone())?;
+    let text = cx
+        .templates
+        .render_file(&spec.src, cx.context)
+        .map_err(|e| e.to_string())?;
+    let up = Upload::new(
+        &spec.dest,
+        text.into_bytes(),
+        spec.mode.as_deref().unwrap_or("644"),
+        spec.owner.clone(),
+        spec.group.clone(),
+    )?;
     // A file with secret values is never fetched for a diff: it may hold rotated-away ones.
     Ok(up.hidden_if_secret(cx.secrets.redactor()))
 }

@@ -45,7 +45,13 @@ pub struct Upload {
 }
 
 impl Upload {
-    pub fn new(dest: &str, content: Vec<u8>, mode: &str, owner: Option<String>, group: Option<String>) -> Result<Upload, String> {
+    pub fn new(
+        dest: &str,
+        content: Vec<u8>,
+        mode: &str,
+        owner: Option<String>,
+        group: Option<String>,
+    ) -> Result<Upload, String> {
         if !dest.starts_with('/') || dest.ends_with('/') {
             return Err(format!("dest `{dest}` must be an absolute file path"));
         }
@@ -93,7 +99,9 @@ impl Upload {
     pub fn probe(&self, check: bool) -> String {
         let p = quote(&self.dest);
         let mut s = stat_probe(&self.dest);
-        s.push_str(&format!("\nif [ -f {p} ]; then printf 'sha256=%s\\n' \"$(sha256sum < {p} | cut -c1-64)\"; fi"));
+        s.push_str(&format!(
+            "\nif [ -f {p} ]; then printf 'sha256=%s\\n' \"$(sha256sum < {p} | cut -c1-64)\"; fi"
+        ));
         let fetch = format!("\nif [ -f {p} ] && [ \"$(wc -c < {p})\" -le {DIFF_LIMIT} ]; then ");
         match self.diff {
             _ if !check => {}
@@ -112,7 +120,14 @@ impl Upload {
 
     pub fn decide(&self, observed: Option<&Probe>) -> Decision {
         let p = observed.cloned().unwrap_or_default();
-        let attrs = || attr_changes(&p, Some(&self.mode), self.owner.as_deref(), self.group.as_deref());
+        let attrs = || {
+            attr_changes(
+                &p,
+                Some(&self.mode),
+                self.owner.as_deref(),
+                self.group.as_deref(),
+            )
+        };
         match p.field("state") {
             Some("missing") => Decision::Change {
                 summary: format!("create {} ({} bytes)", self.dest, self.content.len()),
@@ -132,9 +147,15 @@ impl Upload {
                 if !changes.is_empty() {
                     summary = format!("{summary}; {}", changes.join(", "));
                 }
-                Decision::Change { summary, diff: self.diff_against(Some(&p.out)) }
+                Decision::Change {
+                    summary,
+                    diff: self.diff_against(Some(&p.out)),
+                }
             }
-            Some(other) => Decision::Fail(format!("{} exists but is a {other}, not a regular file", self.dest)),
+            Some(other) => Decision::Fail(format!(
+                "{} exists but is a {other}, not a regular file",
+                self.dest
+            )),
             None => Decision::Fail(format!("could not inspect {}", self.dest)),
         }
     }
@@ -181,9 +202,17 @@ impl Upload {
              mv -f -- \"$tmp\" \"$dest\"\n\
              trap - EXIT\n",
             sum = self.sha256,
-            attrs = attr_script("\"$tmp\"", Some(&self.mode), self.owner.as_deref(), self.group.as_deref()),
+            attrs = attr_script(
+                "\"$tmp\"",
+                Some(&self.mode),
+                self.owner.as_deref(),
+                self.group.as_deref()
+            ),
         );
-        Action { script, stdin: Some(self.content.clone()) }
+        Action {
+            script,
+            stdin: Some(self.content.clone()),
+        }
     }
 }
 
@@ -209,20 +238,36 @@ mod tests {
     use super::*;
 
     fn up(content: &str) -> Upload {
-        Upload::new("/etc/app.conf", content.as_bytes().to_vec(), "0644", None, None).unwrap()
+        Upload::new(
+            "/etc/app.conf",
+            content.as_bytes().to_vec(),
+            "0644",
+            None,
+            None,
+        )
+        .unwrap()
     }
 
     #[test]
     fn same_hash_and_mode_is_ok() {
         let u = up("hello\n");
-        let p = Probe { out: format!("state=file\nmode=644\nowner=root\ngroup=root\nsha256={}\n", u.sha256), rc: 0 };
+        let p = Probe {
+            out: format!(
+                "state=file\nmode=644\nowner=root\ngroup=root\nsha256={}\n",
+                u.sha256
+            ),
+            rc: 0,
+        };
         assert!(matches!(u.decide(Some(&p)), Decision::Ok(_)));
     }
 
     #[test]
     fn changed_content_shows_diff_when_fetched() {
         let u = up("a\nb\n");
-        let p = Probe { out: "state=file\nmode=644\nowner=root\ngroup=root\nsha256=00\ncontent:\na\nc\n".into(), rc: 0 };
+        let p = Probe {
+            out: "state=file\nmode=644\nowner=root\ngroup=root\nsha256=00\ncontent:\na\nc\n".into(),
+            rc: 0,
+        };
         match u.decide(Some(&p)) {
             Decision::Change { summary, diff } => {
                 assert_eq!(summary, "update /etc/app.conf");
@@ -236,14 +281,27 @@ mod tests {
     #[test]
     fn mode_only_change() {
         let u = up("x");
-        let p = Probe { out: format!("state=file\nmode=600\nowner=root\ngroup=root\nsha256={}\n", u.sha256), rc: 0 };
+        let p = Probe {
+            out: format!(
+                "state=file\nmode=600\nowner=root\ngroup=root\nsha256={}\n",
+                u.sha256
+            ),
+            rc: 0,
+        };
         assert_eq!(u.decide(Some(&p)), Decision::change("mode 600 → 644"));
     }
 
     /// Run a probe in a real shell, as the batch would.
     fn probe_in_sh(script: &str) -> Probe {
-        let out = std::process::Command::new("/bin/sh").arg("-c").arg(script).output().unwrap();
-        Probe { out: String::from_utf8(out.stdout).unwrap(), rc: out.status.code().unwrap_or(-1) }
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        Probe {
+            out: String::from_utf8(out.stdout).unwrap(),
+            rc: out.status.code().unwrap_or(-1),
+        }
     }
 
     #[test]
@@ -251,16 +309,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join(".env");
         std::fs::write(&dest, "A=1\nB=old-secret-value\nC=3").unwrap();
-        let u = Upload::new(dest.to_str().unwrap(), b"A=1\nB=22\nD=4\n".to_vec(), "600", None, None).unwrap().keys_only();
+        let u = Upload::new(
+            dest.to_str().unwrap(),
+            b"A=1\nB=22\nD=4\n".to_vec(),
+            "600",
+            None,
+            None,
+        )
+        .unwrap()
+        .keys_only();
         let p = probe_in_sh(&u.probe(true));
-        assert!(!p.out.contains("old-secret-value") && !p.out.contains("=1"), "{}", p.out);
+        assert!(
+            !p.out.contains("old-secret-value") && !p.out.contains("=1"),
+            "{}",
+            p.out
+        );
         match u.decide(Some(&p)) {
-            Decision::Change { diff: Some(d), .. } => assert_eq!(d, "~ B=<hidden> (value changed)\n+ D=<hidden>\n- C\n"),
+            Decision::Change { diff: Some(d), .. } => {
+                assert_eq!(d, "~ B=<hidden> (value changed)\n+ D=<hidden>\n- C\n")
+            }
             d => panic!("{d:?}"),
         }
         std::fs::remove_file(&dest).unwrap();
         match u.decide(Some(&probe_in_sh(&u.probe(true)))) {
-            Decision::Change { diff: Some(d), .. } => assert_eq!(d, "+ A=<hidden>\n+ B=<hidden>\n+ D=<hidden>\n"),
+            Decision::Change { diff: Some(d), .. } => {
+                assert_eq!(d, "+ A=<hidden>\n+ B=<hidden>\n+ D=<hidden>\n")
+            }
             d => panic!("{d:?}"),
         }
     }
@@ -272,17 +346,28 @@ mod tests {
         std::fs::write(&dest, "token = rotated-away-secret\n").unwrap();
         let redactor = crate::secrets::Redactor::default();
         redactor.add("current-secret");
-        let u = Upload::new(dest.to_str().unwrap(), b"token = current-secret\n".to_vec(), "600", None, None)
-            .unwrap()
-            .hidden_if_secret(&redactor);
+        let u = Upload::new(
+            dest.to_str().unwrap(),
+            b"token = current-secret\n".to_vec(),
+            "600",
+            None,
+            None,
+        )
+        .unwrap()
+        .hidden_if_secret(&redactor);
         assert_eq!(u.diff, DiffStyle::Hidden);
         let p = probe_in_sh(&u.probe(true));
         assert!(!p.out.contains("rotated-away-secret"), "{}", p.out);
         match u.decide(Some(&p)) {
-            Decision::Change { diff: Some(d), .. } => assert!(d.contains("content not shown") && !d.contains("secret ="), "{d}"),
+            Decision::Change { diff: Some(d), .. } => assert!(
+                d.contains("content not shown") && !d.contains("secret ="),
+                "{d}"
+            ),
             d => panic!("{d:?}"),
         }
-        let plain = Upload::new("/x", b"no secret here".to_vec(), "600", None, None).unwrap().hidden_if_secret(&redactor);
+        let plain = Upload::new("/x", b"no secret here".to_vec(), "600", None, None)
+            .unwrap()
+            .hidden_if_secret(&redactor);
         assert_eq!(plain.diff, DiffStyle::Text);
     }
 

@@ -3,7 +3,7 @@
 //! changes anything: it is `ok` once ready, and fails with the last output after `timeout`.
 //! In plan mode it is not evaluated (what it waits for may not exist yet).
 
-use super::shell::{poll, HTTP_STATUS_FN};
+use super::shell::{HTTP_STATUS_FN, poll};
 use super::{Action, Decision, Probe, StepKind};
 use crate::config::Dur;
 use crate::transport::script::quote;
@@ -41,7 +41,12 @@ impl Desired {
         let interval = spec.interval.map_or(Duration::from_secs(2), |d| d.0);
         match (&spec.tcp, &spec.http, &spec.command) {
             (Some(tcp), None, None) => Desired::tcp(tcp, timeout, interval),
-            (None, Some(url), None) => Ok(Desired::http(url, spec.status.unwrap_or(200), timeout, interval)),
+            (None, Some(url), None) => Ok(Desired::http(
+                url,
+                spec.status.unwrap_or(200),
+                timeout,
+                interval,
+            )),
             (None, None, Some(cmd)) => Ok(Desired::command(cmd, timeout, interval)),
             _ => Err("give exactly one of `tcp`, `http` or `command`".into()),
         }
@@ -59,7 +64,12 @@ impl Desired {
              elif command -v nc >/dev/null 2>&1; then last=$(nc -z -w 3 {h} {p} 2>&1) && ok=1; \
              else last='neither bash nor nc is installed'; fi"
         );
-        Ok(Desired { what: format!("tcp {target}"), check, timeout, interval })
+        Ok(Desired {
+            what: format!("tcp {target}"),
+            check,
+            timeout,
+            interval,
+        })
     }
 
     pub fn http(url: &str, status: u16, timeout: Duration, interval: Duration) -> Desired {
@@ -67,12 +77,22 @@ impl Desired {
             "{HTTP_STATUS_FN}code=$(http_status {u}); last=\"HTTP status $code\"; [ \"$code\" = {status} ] && ok=1",
             u = quote(url)
         );
-        Desired { what: format!("{url} → {status}"), check, timeout, interval }
+        Desired {
+            what: format!("{url} → {status}"),
+            check,
+            timeout,
+            interval,
+        }
     }
 
     fn command(cmd: &str, timeout: Duration, interval: Duration) -> Desired {
         let check = format!("if last=$( ( {cmd}\n ) 2>&1 ); then ok=1; fi");
-        Desired { what: format!("`{cmd}`"), check, timeout, interval }
+        Desired {
+            what: format!("`{cmd}`"),
+            check,
+            timeout,
+            interval,
+        }
     }
 }
 
@@ -93,19 +113,30 @@ impl StepKind for Desired {
         if p.field("ready") == Some("1") {
             return Decision::Ok(format!("{} ready after {waited}s", self.what));
         }
-        let last = p.out.split_once("last:\n").map(|(_, l)| super::tail(l, 10)).unwrap_or_default();
+        let last = p
+            .out
+            .split_once("last:\n")
+            .map(|(_, l)| super::tail(l, 10))
+            .unwrap_or_default();
         Decision::Fail(format!(
             "{} not ready after {}s (timeout {}); last output: {}",
             self.what,
             waited,
             humantime::format_duration(self.timeout),
-            if last.trim().is_empty() { "(none)".to_string() } else { last }
+            if last.trim().is_empty() {
+                "(none)".to_string()
+            } else {
+                last
+            }
         ))
     }
 
     fn apply(&self) -> Action {
         // decide never asks for a change.
-        Action { script: "true".into(), stdin: None }
+        Action {
+            script: "true".into(),
+            stdin: None,
+        }
     }
 }
 
@@ -115,26 +146,56 @@ mod tests {
 
     #[test]
     fn exactly_one_target() {
-        let s = Spec { tcp: None, http: None, status: None, command: None, timeout: None, interval: None };
+        let s = Spec {
+            tcp: None,
+            http: None,
+            status: None,
+            command: None,
+            timeout: None,
+            interval: None,
+        };
         assert!(Desired::prepare(&s).is_err());
-        let s = Spec { tcp: Some("db:5432".into()), http: Some("http://x".into()), ..s };
+        let s = Spec {
+            tcp: Some("db:5432".into()),
+            http: Some("http://x".into()),
+            ..s
+        };
         assert!(Desired::prepare(&s).is_err());
     }
 
     #[test]
     fn bad_tcp_target() {
-        let s = Spec { tcp: Some("db".into()), http: None, status: None, command: None, timeout: None, interval: None };
+        let s = Spec {
+            tcp: Some("db".into()),
+            http: None,
+            status: None,
+            command: None,
+            timeout: None,
+            interval: None,
+        };
         assert!(Desired::prepare(&s).unwrap_err().contains("host:port"));
     }
 
     #[test]
     fn decides_ready_and_timeout() {
         let d = Desired::command("pg_isready", Duration::from_secs(5), Duration::from_secs(1));
-        let ok = Probe { out: "ready=1\nwaited=3\nlast:\naccepting\n".into(), rc: 0 };
-        assert_eq!(d.decide(Some(&ok)), Decision::Ok("`pg_isready` ready after 3s".into()));
-        let no = Probe { out: "ready=0\nwaited=5\nlast:\nno response\n".into(), rc: 0 };
+        let ok = Probe {
+            out: "ready=1\nwaited=3\nlast:\naccepting\n".into(),
+            rc: 0,
+        };
+        assert_eq!(
+            d.decide(Some(&ok)),
+            Decision::Ok("`pg_isready` ready after 3s".into())
+        );
+        let no = Probe {
+            out: "ready=0\nwaited=5\nlast:\nno response\n".into(),
+            rc: 0,
+        };
         match d.decide(Some(&no)) {
-            Decision::Fail(m) => assert!(m.contains("not ready after 5s") && m.contains("no response"), "{m}"),
+            Decision::Fail(m) => assert!(
+                m.contains("not ready after 5s") && m.contains("no response"),
+                "{m}"
+            ),
             other => panic!("{other:?}"),
         }
         assert!(d.probe(true).is_none());
@@ -144,8 +205,15 @@ mod tests {
     #[test]
     fn polling_really_times_out_in_sh() {
         let d = Desired::command("false", Duration::from_secs(1), Duration::from_millis(200));
-        let out = std::process::Command::new("/bin/sh").arg("-c").arg(d.probe(false).unwrap()).output().unwrap();
-        let p = Probe { out: String::from_utf8_lossy(&out.stdout).into(), rc: 0 };
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(d.probe(false).unwrap())
+            .output()
+            .unwrap();
+        let p = Probe {
+            out: String::from_utf8_lossy(&out.stdout).into(),
+            rc: 0,
+        };
         assert_eq!(p.field("ready"), Some("0"));
     }
 }

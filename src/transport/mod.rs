@@ -124,7 +124,9 @@ pub enum ConnectError {
         file: String,
         line: usize,
     },
-    #[error("authentication as {user}@{host} failed (tried: {tried}); check ssh.identity_file or your ssh-agent")]
+    #[error(
+        "authentication as {user}@{host} failed (tried: {tried}); check ssh.identity_file or your ssh-agent"
+    )]
     Auth {
         user: String,
         host: String,

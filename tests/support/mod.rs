@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub const SSHD: &str = "/usr/sbin/sshd";
+/// Where provision keeps per-host state (deploy lock, release log) when it logs in as root.
+/// Private to each [`Sshd`] (see [`Sshd::state_dir`]).
+pub const HOST_STATE_DIR: &str = "/var/lib/provision";
 /// How long one run of the binary may take before the test fails.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -40,7 +43,10 @@ impl ClientKey {
         let private = dir.join("id_ed25519");
         keygen(&private);
         let public = read(&pub_path(&private)).trim().to_string();
-        assert!(public.starts_with("ssh-ed25519 "), "unexpected public key: {public}");
+        assert!(
+            public.starts_with("ssh-ed25519 "),
+            "unexpected public key: {public}"
+        );
         ClientKey { private, public }
     }
 }
@@ -54,11 +60,22 @@ fn pub_path(private: &Path) -> PathBuf {
 /// `ssh-keygen -q -t ed25519 -N '' -f path` (path must not exist).
 fn keygen(path: &Path) {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "provision-test", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "provision-test",
+            "-f",
+        ])
         .arg(path)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("ssh-keygen is required for these tests (apt-get install openssh-client): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("ssh-keygen is required for these tests (apt-get install openssh-client): {e}")
+        });
     assert!(
         out.status.success(),
         "ssh-keygen failed for {}: {}",
@@ -96,15 +113,24 @@ impl Sshd {
             Path::new(SSHD).exists(),
             "{SSHD} is required for these tests (apt-get install openssh-server)"
         );
-        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (sshd privilege separation dir)");
-        let dir = tempfile::Builder::new().prefix("prov-sshd-").tempdir().expect("sshd temp dir");
+        std::fs::create_dir_all("/run/sshd")
+            .expect("create /run/sshd (sshd privilege separation dir)");
+        let dir = tempfile::Builder::new()
+            .prefix("prov-sshd-")
+            .tempdir()
+            .expect("sshd temp dir");
         // Non-root users read authorized_keys as themselves: the dir must be traversable.
         chmod(dir.path(), 0o755);
         keygen(&dir.path().join("hostkey"));
         let authorized = dir.path().join("authorized_keys");
         std::fs::write(&authorized, format!("{}\n", key.public)).expect("write authorized_keys");
         chmod(&authorized, 0o644);
-        let mut sshd = Sshd { port: 0, host_pub_key: String::new(), dir, child: None };
+        let mut sshd = Sshd {
+            port: 0,
+            host_pub_key: String::new(),
+            dir,
+            child: None,
+        };
         sshd.host_pub_key = sshd.read_host_pub_key();
         for _ in 0..20 {
             let port = free_port();
@@ -121,7 +147,11 @@ impl Sshd {
     }
 
     fn read_host_pub_key(&self) -> String {
-        read(&self.path("hostkey.pub")).split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        read(&self.path("hostkey.pub"))
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The line OpenSSH would put in known_hosts for this server.
@@ -131,8 +161,21 @@ impl Sshd {
 
     /// `SHA256:...` of the current host key.
     pub fn fingerprint(&self) -> String {
-        let out = Command::new("ssh-keygen").arg("-lf").arg(self.path("hostkey.pub")).output().expect("ssh-keygen -lf");
-        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap_or_default().to_string()
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.path("hostkey.pub"))
+            .output()
+            .expect("ssh-keygen -lf");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// What this "machine" sees as /var/lib/provision (provision's state as root).
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("var-lib-provision")
     }
 
     /// What sshd logged so far (it runs with `-e`, so this is everything).
@@ -205,14 +248,28 @@ impl Sshd {
             .open(self.path("sshd.log"))
             .expect("open sshd.log");
         let before = self.log().len();
-        let child = Command::new(SSHD)
-            .args(["-D", "-e", "-f"])
+        // Every server stands for its own machine, so each gets a private /var/lib/provision
+        // (where provision keeps its per-host state, such as the deploy lock): sshd runs in its
+        // own mount namespace with its state dir bound there. Nothing else is private.
+        let state = self.state_dir();
+        std::fs::create_dir_all(&state).expect("create sshd state dir");
+        chmod(&state, 0o755);
+        std::fs::create_dir_all(HOST_STATE_DIR).expect("create the /var/lib/provision mount point");
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg("mount --bind \"$1\" \"$2\" || exit 97; shift 2; exec \"$@\"")
+            .arg("sh")
+            .arg(&state)
+            .arg(HOST_STATE_DIR)
+            .args([SSHD, "-D", "-e", "-f"])
             .arg(self.path("sshd_config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start {SSHD} through `unshare` (util-linux; needs root): {e}")
+            });
         self.child = Some(child);
         self.wait_listening(before)
     }
@@ -222,12 +279,27 @@ impl Sshd {
         let deadline = Instant::now() + Duration::from_secs(10);
         let listening = format!("Server listening on 127.0.0.1 port {}", self.port);
         while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().expect("child").try_wait().expect("try_wait sshd") {
-                eprintln!("sshd on port {} exited ({status}): {}", self.port, self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .expect("child")
+                .try_wait()
+                .expect("try_wait sshd")
+            {
+                let log = self.log();
+                assert_ne!(
+                    status.code(),
+                    Some(97),
+                    "cannot bind-mount a private {HOST_STATE_DIR} for sshd (needs root and `unshare`): {log}"
+                );
+                eprintln!("sshd on port {} exited ({status}): {log}", self.port);
                 self.child = None;
                 return false;
             }
-            let logged = self.log().get(log_from..).is_some_and(|l| l.contains(&listening));
+            let logged = self
+                .log()
+                .get(log_from..)
+                .is_some_and(|l| l.contains(&listening));
             if logged && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return true;
             }
@@ -235,7 +307,10 @@ impl Sshd {
         }
         let log = self.log();
         self.stop();
-        panic!("sshd did not listen on port {} within 10s: {log}", self.port);
+        panic!(
+            "sshd did not listen on port {} within 10s: {log}",
+            self.port
+        );
     }
 }
 
@@ -273,7 +348,13 @@ pub fn ensure_user(name: &str, sudo: bool) {
         .expect("open user lock file");
     lock.lock().expect("lock user lock file");
 
-    let exists = Command::new("id").arg("-u").arg(name).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let exists = Command::new("id")
+        .arg("-u")
+        .arg(name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !exists {
         let out = Command::new("useradd")
             .args(["-m", "-d", &format!("/home/{name}"), "-s", "/bin/sh", name])
@@ -293,13 +374,23 @@ pub fn ensure_user(name: &str, sudo: bool) {
         .is_some_and(|rest| rest.starts_with('!'));
     if locked {
         // `*`: no password login, but not "locked" for sshd with UsePAM no.
-        let out = Command::new("usermod").args(["-p", "*", name]).output().expect("usermod");
-        assert!(out.status.success(), "usermod -p '*' {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("usermod")
+            .args(["-p", "*", name])
+            .output()
+            .expect("usermod");
+        assert!(
+            out.status.success(),
+            "usermod -p '*' {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let home = PathBuf::from(format!("/home/{name}"));
     if !home.is_dir() {
         std::fs::create_dir_all(&home).expect("create home");
-        let _ = Command::new("chown").arg(format!("{name}:")).arg(&home).status();
+        let _ = Command::new("chown")
+            .arg(format!("{name}:"))
+            .arg(&home)
+            .status();
     }
     if sudo {
         let file = PathBuf::from(format!("/etc/sudoers.d/{name}"));
@@ -331,9 +422,18 @@ pub struct Project {
 
 impl Project {
     pub fn new() -> Project {
-        let dir = tempfile::Builder::new().prefix("prov-project-").tempdir().expect("project dir");
-        let home_dir = tempfile::Builder::new().prefix("prov-home-").tempdir().expect("home dir");
-        let remote_dir = tempfile::Builder::new().prefix("prov-remote-").tempdir_in("/tmp").expect("remote dir");
+        let dir = tempfile::Builder::new()
+            .prefix("prov-project-")
+            .tempdir()
+            .expect("project dir");
+        let home_dir = tempfile::Builder::new()
+            .prefix("prov-home-")
+            .tempdir()
+            .expect("home dir");
+        let remote_dir = tempfile::Builder::new()
+            .prefix("prov-remote-")
+            .tempdir_in("/tmp")
+            .expect("remote dir");
         chmod(remote_dir.path(), 0o777);
         Project {
             home: home_dir.path().to_path_buf(),
@@ -398,11 +498,25 @@ impl Project {
         let stdout = stdout.join().expect("stdout reader");
         let stderr = stderr.join().expect("stderr reader");
         let Some(status) = status else {
-            panic!("provision {args:?} ran longer than {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+            panic!(
+                "provision {args:?} ran longer than {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
         };
-        let code = status.code().unwrap_or_else(|| panic!("provision {args:?} killed by a signal ({status})\nstderr:\n{stderr}"));
-        let run = Run { code, stdout, stderr, elapsed: started.elapsed() };
-        eprintln!("$ provision {} → exit {} in {:?}", args.join(" "), run.code, run.elapsed);
+        let code = status.code().unwrap_or_else(|| {
+            panic!("provision {args:?} killed by a signal ({status})\nstderr:\n{stderr}")
+        });
+        let run = Run {
+            code,
+            stdout,
+            stderr,
+            elapsed: started.elapsed(),
+        };
+        eprintln!(
+            "$ provision {} → exit {} in {:?}",
+            args.join(" "),
+            run.code,
+            run.elapsed
+        );
         run
     }
 }
@@ -436,27 +550,38 @@ impl Run {
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}\n{}", self.dump()))
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!("stdout line is not JSON ({e}): {l}\n{}", self.dump())
+                })
             })
             .collect()
     }
 
     /// Events of one kind (`step_finished`, `host_finished`, ...).
     pub fn events_of(&self, kind: &str) -> Vec<serde_json::Value> {
-        self.events().into_iter().filter(|e| e["event"] == kind).collect()
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == kind)
+            .collect()
     }
 
     /// The `run_finished` event (panics when there is none).
     pub fn finished(&self) -> serde_json::Value {
         let mut f = self.events_of("run_finished");
-        assert_eq!(f.len(), 1, "expected one run_finished event\n{}", self.dump());
+        assert_eq!(
+            f.len(),
+            1,
+            "expected one run_finished event\n{}",
+            self.dump()
+        );
         f.remove(0)
     }
 
     fn total(&self, what: &str) -> usize {
         let f = self.finished();
-        f["totals"][what].as_u64().unwrap_or_else(|| panic!("run_finished has no totals.{what}: {f}")) as usize
+        f["totals"][what]
+            .as_u64()
+            .unwrap_or_else(|| panic!("run_finished has no totals.{what}: {f}")) as usize
     }
 
     pub fn changed(&self) -> usize {
@@ -477,7 +602,10 @@ impl Run {
 
     /// Round trips over all hosts (from `host_finished`).
     pub fn round_trips(&self) -> usize {
-        self.events_of("host_finished").iter().map(|e| e["round_trips"].as_u64().expect("round_trips") as usize).sum()
+        self.events_of("host_finished")
+            .iter()
+            .map(|e| e["round_trips"].as_u64().expect("round_trips") as usize)
+            .sum()
     }
 
     /// `(host, step, status)` of every `step_finished` event, in output order.
@@ -485,7 +613,11 @@ impl Run {
         self.events_of("step_finished")
             .iter()
             .map(|e| {
-                let s = |k: &str| e[k].as_str().unwrap_or_else(|| panic!("step_finished without {k}: {e}")).to_string();
+                let s = |k: &str| {
+                    e[k].as_str()
+                        .unwrap_or_else(|| panic!("step_finished without {k}: {e}"))
+                        .to_string()
+                };
                 (s("host"), s("step"), s("status"))
             })
             .collect()
@@ -493,18 +625,35 @@ impl Run {
 
     /// Names of the steps with `status`, over all hosts.
     pub fn steps_with(&self, status: &str) -> BTreeSet<String> {
-        self.step_statuses().into_iter().filter(|(_, _, s)| s == status).map(|(_, step, _)| step).collect()
+        self.step_statuses()
+            .into_iter()
+            .filter(|(_, _, s)| s == status)
+            .map(|(_, step, _)| step)
+            .collect()
     }
 
     /// `(host, step)` pairs with `status`.
     pub fn host_steps_with(&self, status: &str) -> BTreeSet<(String, String)> {
-        self.step_statuses().into_iter().filter(|(_, _, s)| s == status).map(|(h, step, _)| (h, step)).collect()
+        self.step_statuses()
+            .into_iter()
+            .filter(|(_, _, s)| s == status)
+            .map(|(h, step, _)| (h, step))
+            .collect()
     }
 
     /// The `step_finished` event of `step` (on the only host that ran it).
     pub fn step(&self, step: &str) -> serde_json::Value {
-        let mut found: Vec<_> = self.events_of("step_finished").into_iter().filter(|e| e["step"] == step).collect();
-        assert_eq!(found.len(), 1, "expected one step_finished for `{step}`\n{}", self.dump());
+        let mut found: Vec<_> = self
+            .events_of("step_finished")
+            .into_iter()
+            .filter(|e| e["step"] == step)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one step_finished for `{step}`\n{}",
+            self.dump()
+        );
         found.remove(0)
     }
 
@@ -517,7 +666,10 @@ impl Run {
 
     /// Everything the run printed, for assertion messages.
     pub fn dump(&self) -> String {
-        format!("exit code: {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+        format!(
+            "exit code: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -525,7 +677,11 @@ impl Run {
 /// `config = "none"` and `extra_ssh` lines, then `[env.test]` with the hosts. The text ends
 /// inside `[env.test]`, so more env keys (`secrets = ...`, `ssh = {...}`) can be appended.
 pub fn project_toml(app: &str, hosts: &[String], key: &ClientKey, extra_ssh: &str) -> String {
-    let hosts = hosts.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ");
+    let hosts = hosts
+        .iter()
+        .map(|h| format!("{h:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "app = {app:?}\n\n[ssh]\nidentity_file = {key:?}\nknown_hosts = \"accept-new\"\nconfig = \"none\"\n{extra_ssh}\n\n[env.test]\nhosts = [{hosts}]\n",
         key = key.private.display().to_string(),
@@ -542,7 +698,14 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["-c", "user.email=test@example.com", "-c", "user.name=Provision Test", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "user.name=Provision Test",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -560,17 +723,26 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 /// Mode bits (`0o7777`) of a path.
 pub fn mode_of(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).permissions().mode() & 0o7777
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
 }
 
 /// Owner uid of a path.
 pub fn uid_of(path: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).uid()
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .uid()
 }
 
 /// The uid of a local user.
 pub fn uid_of_user(name: &str) -> u32 {
     let out = Command::new("id").arg("-u").arg(name).output().expect("id");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("no user {name}"))
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no user {name}"))
 }
