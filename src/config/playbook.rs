@@ -44,9 +44,10 @@ struct StepDef {
     wait: Option<steps::wait::Spec>,
     migrate: Option<steps::migrate::Spec>,
     healthcheck: Option<steps::healthcheck::Spec>,
+    compose: Option<steps::compose::Spec>,
 }
 
-const KINDS: &str = "command, directory, file, template, env_file, packages, git, docker_install, docker_build, docker_run, wait, migrate, healthcheck";
+const KINDS: &str = "command, directory, file, template, env_file, packages, git, docker_install, docker_build, docker_run, wait, migrate, healthcheck, compose";
 
 impl StepDef {
     fn into_kind(self) -> (Vec<Spec>, StepCommon) {
@@ -64,6 +65,7 @@ impl StepDef {
             self.wait.map(Spec::Wait),
             self.migrate.map(Spec::Migrate),
             self.healthcheck.map(Spec::Healthcheck),
+            self.compose.map(Spec::Compose),
         ]
         .into_iter()
         .flatten()

@@ -123,7 +123,7 @@ impl<'a> Settings<'a> {
             .or(self.def.user.clone())
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "root".into());
-        let identity_files = match &self.def.identity_file {
+        let identity_files: Vec<PathBuf> = match &self.def.identity_file {
             Some(f) => f
                 .to_vec()
                 .iter()
@@ -131,6 +131,13 @@ impl<'a> Settings<'a> {
                 .collect(),
             None => cfg.identity_files.clone(),
         };
+        // A key that cannot be read is a config error: found before any host is contacted.
+        for key in &identity_files {
+            if let Err(e) = std::fs::File::open(key) {
+                return Err(ConfigError::new(self.file, format!("identity file {} cannot be read: {e}", key.display()))
+                    .with_help("fix ssh.identity_file (relative paths are from the folder of provision.toml) or its permissions"));
+            }
+        }
         let jump_str = self
             .def
             .jump
@@ -234,7 +241,13 @@ mod tests {
 
     #[test]
     fn jump_and_become() {
-        let p = project("jump = \"ops@bastion:2022\"\nbecome = true\nidentity_file = \"keys/id\"");
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id");
+        std::fs::write(&key, "not checked here").unwrap();
+        let p = project(&format!(
+            "jump = \"ops@bastion:2022\"\nbecome = true\nidentity_file = \"{}\"",
+            key.display()
+        ));
         let hosts = resolve(&p, p.env("prod").unwrap(), None, false).unwrap();
         let j = hosts[0].connect.jump.as_ref().unwrap();
         assert_eq!(
@@ -243,9 +256,9 @@ mod tests {
         );
         assert!(j.jump.is_none());
         assert_eq!(hosts[0].connect.become_user.as_deref(), Some("root"));
-        assert_eq!(
-            hosts[0].connect.identity_files,
-            vec![PathBuf::from("/p/keys/id")]
-        );
+        assert_eq!(hosts[0].connect.identity_files, vec![key.clone()]);
+        let missing = project("identity_file = \"keys/nope\"");
+        let e = resolve(&missing, missing.env("prod").unwrap(), None, false).unwrap_err();
+        assert!(e.to_string().contains("/p/keys/nope cannot be read"), "{e}");
     }
 }

@@ -99,6 +99,16 @@ impl Planner {
         for (k, v) in &opts.vars {
             raw.insert(k.clone(), toml::Value::String(v.clone()));
         }
+        // remote_env is exported in every script, which the host's process list shows.
+        if let Some(k) = env
+            .remote_env
+            .iter()
+            .find(|(_, v)| secrets.redactor().redact(v) != **v)
+            .map(|(k, _)| k)
+        {
+            return Err(ConfigError::new(&project.file, format!("env `{env_name}`: remote_env {k} holds a secret value"))
+                .with_help("remote_env is visible in the hosts' process lists; write secrets with env_file instead"));
+        }
         let prelude = env
             .remote_env
             .iter()

@@ -3,6 +3,7 @@
 //! snippet), its decision (a pure function of desired and observed state) and its apply.
 
 pub mod command;
+pub mod compose;
 pub mod directory;
 pub mod docker_build;
 pub mod docker_install;
@@ -41,6 +42,7 @@ pub enum Spec {
     Wait(wait::Spec),
     Migrate(migrate::Spec),
     Healthcheck(healthcheck::Spec),
+    Compose(compose::Spec),
 }
 
 impl Spec {
@@ -59,6 +61,7 @@ impl Spec {
             Spec::Wait(_) => "wait",
             Spec::Migrate(_) => "migrate",
             Spec::Healthcheck(_) => "healthcheck",
+            Spec::Compose(_) => "compose",
         }
     }
 
@@ -83,6 +86,7 @@ impl Spec {
                 .unwrap_or_default(),
             Spec::Migrate(s) => s.command.clone(),
             Spec::Healthcheck(s) => s.url.clone(),
+            Spec::Compose(s) => s.file.clone(),
         };
         format!("{} {}", self.kind(), what).trim_end().to_string()
     }
@@ -114,6 +118,7 @@ impl Spec {
             Spec::Wait(s) => Box::new(wait::Desired::prepare(s)?),
             Spec::Migrate(s) => Box::new(migrate::Desired::prepare(s, cx.app, cx.env)?),
             Spec::Healthcheck(s) => Box::new(healthcheck::prepare(s)?),
+            Spec::Compose(s) => Box::new(compose::Desired::prepare(s, cx.app, cx.env)?),
         })
     }
 }
