@@ -16,7 +16,8 @@
 # to converge (and pin the host keys, accept-new), then the script times
 #   * no-op:  `provision up bench`             (RUNS runs; each must exit 0 with nothing changed)
 #   * floor:  `provision exec bench -- true`   (RUNS runs)
-# HOME points at the temp dir so no ~/.ssh/config or key of the user is read. Every sshd is
+# HOME points at the temp dir so no ~/.ssh/config or key of the user is read; on the sshd side
+# HOME is an empty dir too (SetEnv), like the anchors' harness, so root's rc files cost nothing. Every sshd is
 # stopped and the temp dir removed on exit (trap).
 #
 # It prints one table row per N:
@@ -52,7 +53,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p /run/sshd "$W/home" "$W/remote"
+mkdir -p /run/sshd "$W/home" "$W/remote" "$W/remote-home"
 ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$W/host_key"
 ssh-keygen -q -t ed25519 -N '' -C bench-client -f "$W/client_key"
 cp "$W/client_key.pub" "$W/authorized_keys"
@@ -82,6 +83,10 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 MaxStartups 200
 LogLevel ERROR
+# A neutral remote shell, as in ../shared/bench-anchors: bash (root's login shell) sources
+# \$HOME/.bashrc even for \`ssh host cmd\`, and this machine's /root/.bashrc runs pyenv init
+# (~0.2 s per connection), which a real target would not.
+SetEnv HOME=$W/remote-home
 EOF
   /usr/sbin/sshd -D -e -f "$cfg" 2>>"$W/sshd_$port.log" &
   PIDS+=($!)
