@@ -2,12 +2,13 @@
 # Installs what provision's tests and demo need on a fresh Debian/Ubuntu machine, idempotently:
 # OpenSSH server (test targets), sudo (become tests), git (git step), time (benchmark RSS),
 # docker.io (the engine the Docker steps drive), busybox-static and postgresql (the local base
-# images are built from their binaries: no registry is reachable), curl (health checks).
+# images are built from their binaries: no registry is reachable), curl (health checks),
+# docker-compose (the compose step; Debian ships compose v1).
 # Safe to run again: it installs only what is missing and never upgrades.
 set -euo pipefail
 
 need=()
-for pkg in openssh-server openssh-client sudo git time ca-certificates curl docker.io busybox-static postgresql; do
+for pkg in openssh-server openssh-client sudo git time ca-certificates curl docker.io docker-compose busybox-static postgresql; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
