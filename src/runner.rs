@@ -11,6 +11,7 @@ use crate::transport::ssh::SshSession;
 use crate::transport::{ExecError, ExecOutput, Transport};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -31,6 +32,8 @@ pub struct HostOutcome {
     pub unreachable: bool,
     pub stopped_at: Option<String>,
     pub round_trips: usize,
+    /// Stopped by Ctrl-C (or SIGTERM) before its last step.
+    pub interrupted: bool,
 }
 
 impl HostOutcome {
@@ -41,6 +44,7 @@ impl HostOutcome {
             unreachable: false,
             stopped_at: None,
             round_trips: 0,
+            interrupted: false,
         }
     }
 }
@@ -52,6 +56,38 @@ pub mod exit {
     pub const PENDING: i32 = 2;
     pub const FAILED: i32 = 3;
     pub const UNREACHABLE: i32 = 4;
+    /// Stopped by Ctrl-C / SIGTERM (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// Set on the first Ctrl-C or SIGTERM: hosts finish the step they are on (so nothing is left
+/// half-applied), release their deploy lock and stop. A second signal exits at once.
+#[derive(Clone, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// Listen for SIGINT and SIGTERM in the background.
+    pub fn listen(sink: Sink) -> Interrupt {
+        let flag = Interrupt::default();
+        let f = flag.clone();
+        tokio::spawn(async move {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+            f.0.store(true, Ordering::SeqCst);
+            sink.note("interrupted: finishing the steps in progress, then stopping (press Ctrl-C again to quit at once)");
+            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+            std::process::exit(exit::INTERRUPTED);
+        });
+        flag
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 pub struct RunSummary {
@@ -74,12 +110,18 @@ pub async fn run(
         hosts: plans.iter().map(|p| p.host.name.clone()).collect(),
     });
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
+    let interrupt = Interrupt::listen(sink.clone());
     let mut tasks = tokio::task::JoinSet::new();
     for plan in plans {
-        let (planner, sink, forks) = (planner.clone(), sink.clone(), forks.clone());
+        let (planner, sink, forks, interrupt) = (
+            planner.clone(),
+            sink.clone(),
+            forks.clone(),
+            interrupt.clone(),
+        );
         tasks.spawn(async move {
             let _permit = forks.acquire_owned().await.expect("semaphore open");
-            connect_and_run(&planner, &plan, opts, &sink).await
+            connect_and_run(&planner, &plan, opts, &sink, &interrupt).await
         });
     }
     let mut hosts = Vec::new();
@@ -104,7 +146,23 @@ pub async fn run(
         .filter(|h| !h.unreachable && h.counts.failed > 0)
         .map(|h| h.name.clone())
         .collect();
-    let exit_code = if !unreachable.is_empty() {
+    let interrupted: Vec<&HostOutcome> = hosts.iter().filter(|h| h.interrupted).collect();
+    if !interrupted.is_empty() {
+        let at: Vec<String> = interrupted
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} before `{}`",
+                    h.name,
+                    h.stopped_at.as_deref().unwrap_or("its first step")
+                )
+            })
+            .collect();
+        sink.note(&format!("interrupted: {}", at.join("; ")));
+    }
+    let exit_code = if !interrupted.is_empty() {
+        exit::INTERRUPTED
+    } else if !unreachable.is_empty() {
         exit::UNREACHABLE
     } else if !failed.is_empty() {
         exit::FAILED
@@ -129,16 +187,22 @@ async fn connect_and_run(
     plan: &HostPlan,
     opts: RunOptions,
     sink: &Sink,
+    interrupt: &Interrupt,
 ) -> HostOutcome {
     let started = Instant::now();
     let host = &plan.host;
+    if interrupt.is_set() {
+        let mut o = HostOutcome::new(&host.name);
+        o.interrupted = true;
+        return o;
+    }
     let mut outcome = match SshSession::connect(&host.connect).await {
         Ok(session) => {
             sink.emit(Event::HostConnected {
                 host: host.name.clone(),
                 ms: started.elapsed().as_millis() as u64,
             });
-            let o = HostRun::new(planner, plan, opts, sink, &session)
+            let o = HostRun::new(planner, plan, opts, sink, &session, interrupt)
                 .run()
                 .await;
             session.close().await;
@@ -185,6 +249,7 @@ struct HostRun<'a, T: Transport> {
     /// The deploy lock (apply mode only) and whether this run holds it.
     lock: Option<Lock>,
     locked: bool,
+    interrupt: &'a Interrupt,
 }
 
 /// Why a step stopped the host.
@@ -202,6 +267,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
         opts: RunOptions,
         sink: &'a Sink,
         t: &'a T,
+        interrupt: &'a Interrupt,
     ) -> Self {
         HostRun {
             planner,
@@ -218,12 +284,19 @@ impl<'a, T: Transport> HostRun<'a, T> {
             lock: (opts.mode == Mode::Apply)
                 .then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_ttl)),
             locked: false,
+            interrupt,
         }
     }
 
     async fn run(mut self) -> HostOutcome {
         for i in 0..self.plan.steps.len() {
             let name = self.plan.steps[i].step.name.clone();
+            // Checked between steps only: a step in progress finishes, so no change is cut in half.
+            if self.interrupt.is_set() {
+                self.outcome.interrupted = true;
+                self.outcome.stopped_at = Some(name);
+                break;
+            }
             match self.step(i).await {
                 Ok(()) => {}
                 Err(Stop::Failed | Stop::TimedOut(_)) => {
@@ -255,6 +328,8 @@ impl<'a, T: Transport> HostRun<'a, T> {
         let ctx = self.planner.context(Some(self.host), &self.registers);
         let result = if self.outcome.counts.failed > 0 {
             "failed"
+        } else if self.outcome.interrupted {
+            "interrupted"
         } else {
             "ok"
         };
