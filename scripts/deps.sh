@@ -21,3 +21,21 @@ fi
 if [ ! -d /run/sshd ]; then
   if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd; else sudo mkdir -p /run/sshd; fi
 fi
+# moto_server, the EC2 API emulator the EC2 tests run on 127.0.0.1 (PyPI `moto[server]`, with
+# boto3 for the tests' own look at the emulated account), in a venv of its own. Installed only
+# when missing. PROVISION_VENV overrides the place (default /opt/provision-venv as root,
+# ~/.cache/provision-venv otherwise); tests/ec2.rs looks in the same places.
+venv="${PROVISION_VENV:-}"
+if [ -z "$venv" ]; then
+  if [ "$(id -u)" -eq 0 ]; then venv=/opt/provision-venv; else venv="$HOME/.cache/provision-venv"; fi
+fi
+if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import moto, boto3, flask' 2>/dev/null; then
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
+  fi
+  echo "deps: installing moto[server] into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]'
+fi

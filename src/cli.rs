@@ -47,6 +47,9 @@ pub struct Global {
     /// More output: -v shows every step and command output, -vv what goes over the wire
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Answer yes to confirmations (terminating EC2 instances, `down`); required without a terminal
+    #[arg(long, global = true)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +84,9 @@ pub enum Command {
     /// List the environment's hosts, their roles and how they are reached
     #[command(after_help = "Example: provision hosts prod")]
     Hosts { env: String },
+    /// Terminate the environment's EC2 instances and delete the security group and key pair provision created
+    #[command(after_help = "Example: provision down staging --yes")]
+    Down { env: String },
     /// Run one command on the environment's hosts, output prefixed by host
     #[command(after_help = "Example: provision exec prod --limit web -- uptime")]
     Exec {
@@ -138,7 +144,8 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
     let g = &cli.global;
     match &cli.command {
         Command::Init { dir } => crate::scaffold::init(dir).map(|()| exit::OK),
-        Command::Hosts { env } => hosts(g, env),
+        Command::Hosts { env } => hosts(g, env).await,
+        Command::Down { env } => down(g, env).await,
         Command::Up {
             env,
             allow_recreate,
@@ -157,9 +164,13 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
     }
 }
 
-fn hosts(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
+async fn hosts(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
     let project = Project::load(&Project::locate(g.config.as_deref())?)?;
     let env = project.env(env_name)?;
+    let resolve = |e: &_| crate::inventory::resolve(&project, e, None, false);
+    if let Some(r) = crate::cloud::print_hosts(&project, env, cloud_options(g), resolve).await {
+        return r;
+    }
     let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), false)?;
     if g.output == OutputFormat::Json {
         for h in &hosts {
@@ -286,7 +297,6 @@ async fn converge(
     playbook.check_roles(&env.roles, env_name)?;
     let redactor = Redactor::default();
     let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
-    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
     let tags: Vec<String> = g
         .tags
         .iter()
@@ -299,6 +309,21 @@ async fn converge(
         allow_recreate,
     };
     let planner = Planner::new(&project, env_name, playbook, secrets, opts)?;
+    // EC2 machines are found or created (up) or planned (plan) here, after every local check.
+    let resolve = |e: &_| crate::inventory::resolve(&project, e, None, interactive());
+    let cloud = crate::cloud::hosts_for_run(
+        &project,
+        env,
+        g.limit.as_deref(),
+        mode,
+        cloud_options(g),
+        resolve,
+    )
+    .await;
+    let (hosts, ec2_pending) = match cloud {
+        Ok(r) => (r.hosts, r.ec2_pending),
+        Err(stop) => return stop.into_result(),
+    };
     let plans = hosts
         .iter()
         .map(|h| planner.plan_host(h))
@@ -315,7 +340,24 @@ async fn converge(
         detailed,
     )
     .await;
+    if ec2_pending && detailed && summary.exit_code == exit::OK {
+        return Ok(exit::PENDING);
+    }
     Ok(summary.exit_code)
+}
+
+async fn down(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
+    let project = Project::load(&Project::locate(g.config.as_deref())?)?;
+    let env = project.env(env_name)?;
+    crate::cloud::down(&project, env, cloud_options(g)).await
+}
+
+fn cloud_options(g: &Global) -> crate::cloud::Options {
+    crate::cloud::Options {
+        yes: g.yes,
+        interactive: interactive(),
+        json: g.output == OutputFormat::Json,
+    }
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

@@ -7,6 +7,7 @@
 
 pub mod adhoc;
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod inventory;
 pub mod lock;

@@ -108,7 +108,9 @@ struct ProjectFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EnvFile {
-    hosts: HostsDef,
+    /// Optional when the env has `ec2`: its machines are then found or created on EC2.
+    hosts: Option<HostsDef>,
+    ec2: Option<Spanned<crate::cloud::Ec2Def>>,
     #[serde(default)]
     vars: toml::Table,
     secrets: Option<String>,
@@ -138,6 +140,8 @@ pub struct Env {
     /// Environment variables set for every script on the hosts (top level, then the env's).
     pub remote_env: BTreeMap<String, String>,
     pub playbook: Option<String>,
+    /// `[env.<name>.ec2]`: machines found or created on EC2 by tags (their roles are in `roles`).
+    pub ec2: Option<crate::cloud::Ec2Env>,
 }
 
 /// The loaded project: `provision.toml` plus where it lives.
@@ -211,6 +215,7 @@ impl Project {
             let mut env = build_env(
                 file,
                 text,
+                &raw.app,
                 &name,
                 span.start,
                 spanned.into_inner(),
@@ -273,9 +278,11 @@ impl Project {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_env(
     file: &Path,
     text: &str,
+    app: &str,
     name: &str,
     offset: usize,
     raw: EnvFile,
@@ -283,8 +290,9 @@ fn build_env(
     root: &Path,
 ) -> Result<Env, ConfigError> {
     let mut hosts: Vec<HostEntry> = Vec::new();
-    let roles: Vec<String> = raw.hosts.0.keys().cloned().collect();
-    for (role, list) in &raw.hosts.0 {
+    let hosts_def = raw.hosts.unwrap_or_default();
+    let mut roles: Vec<String> = hosts_def.0.keys().cloned().collect();
+    for (role, list) in &hosts_def.0 {
         for h in list {
             let addr = HostAddr::parse(h.get_ref()).map_err(|m| {
                 ConfigError::at(file, text, h.span().start, format!("env `{name}`: {m}"))
@@ -310,10 +318,30 @@ fn build_env(
             }
         }
     }
-    if hosts.is_empty() {
+    let ssh = top_ssh.merged(&raw.ssh);
+    let ec2 = match raw.ec2 {
+        Some(def) => {
+            let at = crate::cloud::config::At {
+                file,
+                text,
+                offset: def.span().start,
+                env: name,
+            };
+            let ec2 = def.into_inner().build(&at, app, &ssh, root)?;
+            for role in ec2.roles.keys() {
+                if !roles.contains(role) {
+                    roles.push(role.clone());
+                }
+            }
+            roles.sort();
+            Some(ec2)
+        }
+        None => None,
+    };
+    if hosts.is_empty() && ec2.is_none() {
         return Err(
             ConfigError::at(file, text, offset, format!("env `{name}` has no hosts"))
-                .with_help("add hosts = [\"user@host:port\"]"),
+                .with_help("add hosts = [\"user@host:port\"], or an [env.<name>.ec2] table to create them on EC2"),
         );
     }
     Ok(Env {
@@ -322,9 +350,10 @@ fn build_env(
         roles,
         vars: raw.vars,
         secrets: raw.secrets.map(|s| root.join(s)),
-        ssh: top_ssh.merged(&raw.ssh),
+        ssh,
         remote_env: raw.remote_env,
         playbook: raw.playbook,
+        ec2,
     })
 }
 

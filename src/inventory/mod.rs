@@ -1,6 +1,7 @@
 //! From an environment to the hosts of a run: each host's roles and fully resolved
 //! connection settings (host string, env `ssh` settings, then `~/.ssh/config`).
 
+pub mod ec2;
 pub mod ssh_config;
 
 use crate::config::{ConfigError, Env, HostAddr, Project, SshDef};
@@ -42,7 +43,11 @@ pub fn resolve(
     Ok(hosts)
 }
 
-fn apply_limit(hosts: Vec<Host>, limit: &str, file: &Path) -> Result<Vec<Host>, ConfigError> {
+pub(crate) fn apply_limit(
+    hosts: Vec<Host>,
+    limit: &str,
+    file: &Path,
+) -> Result<Vec<Host>, ConfigError> {
     let wanted: Vec<&str> = limit
         .split(',')
         .map(str::trim)

@@ -1,0 +1,935 @@
+//! EC2 provisioning: find-or-create an environment's machines by tags, then hand them to the
+//! inventory like any other host.
+//!
+//! This module is SDK-free: the desired state ([`Ec2Env`], from `[env.<name>.ec2]`), what was
+//! found on AWS ([`Observed`]) and the pure diff between them ([`plan`] → [`Ec2Plan`]). The AWS
+//! SDK lives in `ec2.rs` only (cargo feature `ec2`), and `run.rs` drives the two for `up`,
+//! `plan`, `hosts` and `down`.
+
+pub mod config;
+#[cfg(feature = "ec2")]
+mod ec2;
+#[cfg(feature = "ec2")]
+mod run;
+
+pub use config::Ec2Def;
+
+use crate::config::{ConfigError, Env, Project};
+use crate::inventory::Host;
+use crate::report::Mode;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Tag keys provision sets on everything it creates; instances are found by them.
+pub const TAG_APP: &str = "provision:app";
+pub const TAG_ENV: &str = "provision:env";
+pub const TAG_ROLE: &str = "provision:role";
+pub const TAG_NAME: &str = "Name";
+
+/// The role of an environment whose `ec2` table has no `roles`.
+pub const DEFAULT_ROLE: &str = "all";
+
+// ---------------------------------------------------------------------------------------------
+// Desired state
+// ---------------------------------------------------------------------------------------------
+
+/// `[env.<name>.ec2]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ec2Env {
+    pub app: String,
+    pub env: String,
+    /// None: the standard chain (`AWS_REGION`, the profile).
+    pub region: Option<String>,
+    /// None: the standard chain (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_EC2`), else AWS.
+    pub endpoint_url: Option<String>,
+    pub key: KeySource,
+    pub security_group: String,
+    pub ingress: BTreeSet<Rule>,
+    /// None: the region's default VPC, a default subnet.
+    pub subnet: Option<String>,
+    pub roles: BTreeMap<String, RoleSpec>,
+    /// The login user on the instances (the AMI's: `ubuntu`, `ec2-user`, `admin`...).
+    pub ssh_user: Option<String>,
+    pub address: AddressKind,
+    /// How long a new instance may take to answer SSH.
+    pub ssh_timeout: Duration,
+}
+
+/// Where the key pair comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Import this public key file under `name` (created and deleted by provision).
+    Import { name: String, public_key: PathBuf },
+    /// Use a key pair that exists already (never deleted by provision).
+    Existing { name: String },
+}
+
+impl KeySource {
+    pub fn name(&self) -> &str {
+        match self {
+            KeySource::Import { name, .. } | KeySource::Existing { name } => name,
+        }
+    }
+}
+
+/// The machines of one role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSpec {
+    pub count: u32,
+    pub ami: String,
+    pub instance_type: String,
+    pub root_volume_gb: Option<u32>,
+    pub user_data: Option<UserData>,
+    /// Extra tags (never `Name` or `provision:*`).
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserData {
+    Inline(String),
+    /// A file of the project, read when instances are launched.
+    File(PathBuf),
+}
+
+/// Which address of an instance the inventory connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressKind {
+    #[default]
+    Public,
+    Private,
+}
+
+/// One ingress permission: a protocol, a port range and one CIDR (IPv4 or IPv6).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rule {
+    pub protocol: String,
+    pub from: u16,
+    pub to: u16,
+    pub cidr: String,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.from == self.to {
+            write!(f, "{} {} from {}", self.protocol, self.from, self.cidr)
+        } else {
+            write!(
+                f,
+                "{} {}-{} from {}",
+                self.protocol, self.from, self.to, self.cidr
+            )
+        }
+    }
+}
+
+/// `Name` of the `index`-th machine of a role: `app-env-role-N`, or `app-env-N` for the
+/// default role.
+pub fn instance_name(app: &str, env: &str, role: &str, index: u32) -> String {
+    if role == DEFAULT_ROLE {
+        format!("{app}-{env}-{index}")
+    } else {
+        format!("{app}-{env}-{role}-{index}")
+    }
+}
+
+/// The `N` of a `Name` made by [`instance_name`] for this role.
+fn name_index(app: &str, env: &str, role: &str, name: &str) -> Option<u32> {
+    let prefix = instance_name(app, env, role, 0);
+    let prefix = prefix.strip_suffix('0')?;
+    name.strip_prefix(prefix)?.parse().ok()
+}
+
+/// Tags for everything provision creates for this app and env (plus `Name`).
+pub fn base_tags(app: &str, env: &str, name: &str) -> Vec<(String, String)> {
+    vec![
+        (TAG_APP.into(), app.into()),
+        (TAG_ENV.into(), env.into()),
+        (TAG_NAME.into(), name.into()),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observed state
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+impl InstanceState {
+    pub fn parse(s: &str) -> Option<InstanceState> {
+        Some(match s {
+            "pending" => InstanceState::Pending,
+            "running" => InstanceState::Running,
+            "stopping" => InstanceState::Stopping,
+            "stopped" => InstanceState::Stopped,
+            "shutting-down" => InstanceState::ShuttingDown,
+            "terminated" => InstanceState::Terminated,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+        }
+    }
+
+    /// Counts towards the desired number: not on its way out.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Pending
+                | InstanceState::Running
+                | InstanceState::Stopping
+                | InstanceState::Stopped
+        )
+    }
+}
+
+/// An instance tagged for this app and env.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub state: InstanceState,
+    /// Seconds since the epoch (0 when unknown).
+    pub launch_time: i64,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+    pub instance_type: Option<String>,
+    pub ami: Option<String>,
+}
+
+impl Instance {
+    pub fn address(&self, kind: AddressKind) -> Option<&str> {
+        match kind {
+            AddressKind::Public => self.public_ip.as_deref(),
+            AddressKind::Private => self.private_ip.as_deref(),
+        }
+    }
+
+    /// `Name (id)`, or the id alone.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n} ({})", self.id),
+            None => self.id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPairState {
+    pub name: String,
+    /// Tagged for this app and env: created by provision, deleted by `down`.
+    pub ours: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    pub id: String,
+    pub name: String,
+    pub ours: bool,
+    /// The CIDR ingress rules (rules naming other groups or prefix lists are left alone).
+    pub rules: BTreeSet<Rule>,
+}
+
+/// What `up` found on EC2 for the env.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// The key pair of the desired name, when it exists.
+    pub key_pair: Option<KeyPairState>,
+    /// The security group of the desired name in the target VPC, when it exists.
+    pub group: Option<GroupState>,
+    /// Every instance tagged for this app and env, in any state.
+    pub instances: Vec<Instance>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plan
+// ---------------------------------------------------------------------------------------------
+
+/// An instance to launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub role: String,
+    pub name: String,
+}
+
+/// What `up` does on EC2, in this order: key pair, group and rules, terminations, starts,
+/// launches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ec2Plan {
+    /// Import the key pair (it does not exist yet).
+    pub import_key: bool,
+    /// Create the security group (it does not exist yet).
+    pub create_group: bool,
+    pub authorize: Vec<Rule>,
+    pub revoke: Vec<Rule>,
+    pub terminate: Vec<Instance>,
+    pub start: Vec<Instance>,
+    pub launch: Vec<Launch>,
+    /// Instances that already run and stay: what the playbook runs on (with the new ones).
+    pub keep: Vec<Instance>,
+    /// Differences `up` does not fix (an instance type or AMI changed): one sentence each.
+    pub notes: Vec<String>,
+}
+
+impl Ec2Plan {
+    pub fn is_empty(&self) -> bool {
+        !self.import_key
+            && !self.create_group
+            && self.authorize.is_empty()
+            && self.revoke.is_empty()
+            && self.terminate.is_empty()
+            && self.start.is_empty()
+            && self.launch.is_empty()
+    }
+
+    /// Human lines, `+` create, `~` change, `-` remove, `>` start, `!` note.
+    pub fn lines(&self, desired: &Ec2Env) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.import_key
+            && let KeySource::Import { name, public_key } = &desired.key
+        {
+            out.push(format!(
+                "+ key pair {name} (import {})",
+                public_key.display()
+            ));
+        }
+        if self.create_group {
+            out.push(format!("+ security group {}", desired.security_group));
+        }
+        for r in &self.authorize {
+            out.push(format!("+ ingress {r}"));
+        }
+        for r in &self.revoke {
+            out.push(format!("- ingress {r}"));
+        }
+        for i in &self.terminate {
+            out.push(format!(
+                "- terminate {} [{}]",
+                i.label(),
+                i.role.as_deref().unwrap_or("no role")
+            ));
+        }
+        for i in &self.start {
+            out.push(format!("> start {} [{}]", i.label(), i.state.as_str()));
+        }
+        for l in &self.launch {
+            let spec = &desired.roles[&l.role];
+            out.push(format!(
+                "+ instance {} (role {}, {}, {})",
+                l.name, l.role, spec.instance_type, spec.ami
+            ));
+        }
+        for n in &self.notes {
+            out.push(format!("! {n}"));
+        }
+        out
+    }
+
+    /// `2 to create, 1 to start, ...` or `nothing to change`.
+    pub fn summary(&self) -> String {
+        let create =
+            self.launch.len() + usize::from(self.import_key) + usize::from(self.create_group);
+        let change = self.authorize.len() + self.revoke.len();
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (create, "to create"),
+            (self.start.len(), "to start"),
+            (change, "rule(s) to change"),
+            (self.terminate.len(), "to terminate"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        if parts.is_empty() {
+            "nothing to change".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// The diff between `desired` and `observed`. Errors are refusals: a key pair or group of
+/// the desired name that provision did not create for this app and env.
+pub fn plan(desired: &Ec2Env, observed: &Observed) -> Result<Ec2Plan, String> {
+    let mut p = Ec2Plan::default();
+    match (&desired.key, &observed.key_pair) {
+        (KeySource::Import { .. }, None) => p.import_key = true,
+        (KeySource::Import { name, .. }, Some(k)) if !k.ours => {
+            return Err(format!(
+                "key pair `{name}` exists but was not created by provision for {}/{}: set ec2.key_pair = \"{name}\" without ec2.public_key to use it as it is, or choose another ec2.key_pair name to import the key under",
+                desired.app, desired.env
+            ));
+        }
+        (KeySource::Import { .. }, Some(_)) => {}
+        (KeySource::Existing { name }, None) => {
+            return Err(format!(
+                "key pair `{name}` does not exist in this region: create it, or set ec2.public_key to have provision import one"
+            ));
+        }
+        (KeySource::Existing { .. }, Some(_)) => {}
+    }
+    match &observed.group {
+        None => {
+            p.create_group = true;
+            p.authorize = desired.ingress.iter().cloned().collect();
+        }
+        Some(g) if !g.ours => {
+            return Err(format!(
+                "security group `{}` ({}) exists but was not created by provision for {}/{}: choose another ec2.security_group name",
+                g.name, g.id, desired.app, desired.env
+            ));
+        }
+        Some(g) => {
+            p.authorize = desired.ingress.difference(&g.rules).cloned().collect();
+            p.revoke = g.rules.difference(&desired.ingress).cloned().collect();
+        }
+    }
+
+    let live: Vec<&Instance> = observed
+        .instances
+        .iter()
+        .filter(|i| i.state.is_live())
+        .collect();
+    // Instances of roles no longer declared (or without a role tag) are surplus.
+    for i in &live {
+        let declared = i
+            .role
+            .as_deref()
+            .is_some_and(|r| desired.roles.contains_key(r));
+        if !declared {
+            p.terminate.push((*i).clone());
+        }
+    }
+    for (role, spec) in &desired.roles {
+        let mut mine: Vec<&Instance> = live
+            .iter()
+            .copied()
+            .filter(|i| i.role.as_deref() == Some(role))
+            .collect();
+        let index = |i: &Instance| {
+            i.name
+                .as_deref()
+                .and_then(|n| name_index(&desired.app, &desired.env, role, n))
+                .unwrap_or(u32::MAX)
+        };
+        // Oldest first; the newest are the surplus.
+        mine.sort_by(|a, b| {
+            (a.launch_time, index(a), &a.id).cmp(&(b.launch_time, index(b), &b.id))
+        });
+        let want = spec.count as usize;
+        if mine.len() > want {
+            for i in mine.drain(want..) {
+                p.terminate.push(i.clone());
+            }
+        }
+        for i in &mine {
+            if matches!(i.state, InstanceState::Stopped | InstanceState::Stopping) {
+                p.start.push((*i).clone());
+            } else {
+                p.keep.push((*i).clone());
+            }
+            if let Some(t) = i
+                .instance_type
+                .as_deref()
+                .filter(|t| *t != spec.instance_type)
+            {
+                p.notes.push(format!(
+                    "{} is a {t}, the config says {}: not changed (terminate it, or scale down and up, to replace it)",
+                    i.label(),
+                    spec.instance_type
+                ));
+            }
+            if let Some(a) = i.ami.as_deref().filter(|a| *a != spec.ami) {
+                p.notes.push(format!(
+                    "{} runs {a}, the config says {}: not changed (terminate it, or scale down and up, to replace it)",
+                    i.label(),
+                    spec.ami
+                ));
+            }
+        }
+        let used: BTreeSet<u32> = mine.iter().map(|i| index(i)).collect();
+        let mut next = 1;
+        for _ in mine.len()..want {
+            while used.contains(&next) {
+                next += 1;
+            }
+            p.launch.push(Launch {
+                role: role.clone(),
+                name: instance_name(&desired.app, &desired.env, role, next),
+            });
+            next += 1;
+        }
+    }
+    Ok(p)
+}
+
+/// Standard base64 with padding (EC2 wants user data encoded).
+pub fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Add a hint to an AWS error code: what the operator should check.
+pub fn hint(code: &str) -> Option<&'static str> {
+    let c = code;
+    Some(if c.starts_with("InvalidAMIID") {
+        "check ec2.ami: AMI IDs differ from region to region"
+    } else if c == "AuthFailure"
+        || c.starts_with("InvalidClientTokenId")
+        || c == "SignatureDoesNotMatch"
+    {
+        "check the AWS credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE) and the region"
+    } else if c == "UnauthorizedOperation" || c == "AccessDenied" || c.ends_with("AccessDenied") {
+        "the credentials lack an EC2 permission this needs"
+    } else if c.contains("LimitExceeded") || c == "InsufficientInstanceCapacity" {
+        "an EC2 quota or capacity limit: ask for more, or use another instance type or region"
+    } else if c.starts_with("InvalidSubnetID") {
+        "check ec2.subnet: it must exist in this region"
+    } else if c == "InvalidParameterValue" || c == "InvalidParameterCombination" {
+        "check the values of [env.<name>.ec2]"
+    } else if c == "OptInRequired" || c == "UnsupportedOperation" || c == "Unsupported" {
+        "this region or instance type is not available to the account"
+    } else if c == "DependencyViolation" {
+        "something else still uses it (an instance, a network interface)"
+    } else {
+        return None;
+    })
+}
+
+/// An AWS call that failed, as one sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudError {
+    /// The API operation, e.g. `RunInstances`.
+    pub op: String,
+    /// The AWS error code (`InvalidAMIID.NotFound`), when AWS answered.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for CloudError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EC2 {} failed: ", self.op)?;
+        match &self.code {
+            Some(code) => {
+                write!(f, "{code}: {}", self.message)?;
+                if let Some(h) = hint(code) {
+                    write!(f, " ({h})")?;
+                }
+                Ok(())
+            }
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for CloudError {}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points for the CLI
+// ---------------------------------------------------------------------------------------------
+
+/// What the command line adds: confirmations and where output goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `--yes`: confirmations are answered yes.
+    pub yes: bool,
+    /// A person is at a terminal to answer a prompt.
+    pub interactive: bool,
+    /// `--output json`: stdout is for NDJSON events only, so EC2 lines go to stderr.
+    pub json: bool,
+}
+
+/// Why an EC2 entry point stopped: a config error (exit 1, printed by the CLI) or an exit code
+/// after the reason was printed.
+#[derive(Debug)]
+pub enum Stop {
+    Config(ConfigError),
+    Exit(i32),
+}
+
+impl Stop {
+    /// For `cli::dispatch`: a config error goes up, an exit code is the result.
+    pub fn into_result(self) -> Result<i32, ConfigError> {
+        match self {
+            Stop::Config(e) => Err(e),
+            Stop::Exit(code) => Ok(code),
+        }
+    }
+}
+
+impl From<ConfigError> for Stop {
+    fn from(e: ConfigError) -> Self {
+        Stop::Config(e)
+    }
+}
+
+/// The hosts `up` or `plan` runs the playbook on.
+#[derive(Debug)]
+pub struct RunHosts {
+    pub hosts: Vec<Host>,
+    /// `plan`: EC2 changes are pending (for `--detailed-exitcode`).
+    pub ec2_pending: bool,
+}
+
+/// The hosts of a run. For an env with `ec2`, `up` first brings EC2 to the declared state
+/// (creating, starting or, with confirmation, terminating instances, and waiting until new
+/// ones answer SSH); `plan` shows what that would do. `resolve` is the inventory's
+/// resolution (host string, ssh_config, env ssh settings) applied to an env: EC2 instances
+/// go through it by address like static hosts do.
+pub async fn hosts_for_run(
+    project: &Project,
+    env: &Env,
+    limit: Option<&str>,
+    mode: Mode,
+    opts: Options,
+    resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
+) -> Result<RunHosts, Stop> {
+    let Some(desired) = &env.ec2 else {
+        let hosts = crate::inventory::ec2::select(resolve(env)?, limit, &project.file)?;
+        return Ok(RunHosts {
+            hosts,
+            ec2_pending: false,
+        });
+    };
+    #[cfg(feature = "ec2")]
+    {
+        run::hosts_for_run(project, env, desired, limit, mode, opts, &resolve).await
+    }
+    #[cfg(not(feature = "ec2"))]
+    {
+        let _ = (desired, mode, opts);
+        Err(not_built(project, env))
+    }
+}
+
+/// The env's static hosts plus its running EC2 instances, read only (nothing is printed,
+/// created or waited for): for commands that work on the hosts as they are (`exec`,
+/// `releases`, `rollback`...). `resolve` as for [`hosts_for_run`].
+pub async fn running_hosts(
+    project: &Project,
+    env: &Env,
+    limit: Option<&str>,
+    resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
+) -> Result<Vec<Host>, Stop> {
+    let Some(desired) = &env.ec2 else {
+        return Ok(crate::inventory::ec2::select(
+            resolve(env)?,
+            limit,
+            &project.file,
+        )?);
+    };
+    #[cfg(feature = "ec2")]
+    {
+        run::running_hosts(project, env, desired, limit, &resolve).await
+    }
+    #[cfg(not(feature = "ec2"))]
+    {
+        let _ = desired;
+        Err(not_built(project, env))
+    }
+}
+
+/// `provision hosts <env>` for an env with `ec2`: the instances (id, state, address, role)
+/// and how they are reached. None when the env has no `ec2` (the CLI lists static hosts).
+pub async fn print_hosts(
+    project: &Project,
+    env: &Env,
+    opts: Options,
+    resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
+) -> Option<Result<i32, ConfigError>> {
+    let desired = env.ec2.as_ref()?;
+    #[cfg(feature = "ec2")]
+    {
+        Some(
+            run::print_hosts(project, env, desired, opts, &resolve)
+                .await
+                .or_else(Stop::into_result),
+        )
+    }
+    #[cfg(not(feature = "ec2"))]
+    {
+        let _ = (desired, opts, resolve);
+        Some(not_built(project, env).into_result())
+    }
+}
+
+/// `provision down <env>`: terminate the env's instances, delete the group and key pair
+/// provision created for it. Asks for the env name on a terminal, else needs `--yes`.
+pub async fn down(project: &Project, env: &Env, opts: Options) -> Result<i32, ConfigError> {
+    let Some(desired) = &env.ec2 else {
+        return Err(ConfigError::new(
+            &project.file,
+            format!(
+                "env `{}` has no [env.{}.ec2] table: `down` only removes EC2 machines provision created",
+                env.name, env.name
+            ),
+        ));
+    };
+    #[cfg(feature = "ec2")]
+    {
+        run::down(project, desired, opts)
+            .await
+            .or_else(Stop::into_result)
+    }
+    #[cfg(not(feature = "ec2"))]
+    {
+        let _ = (desired, opts);
+        not_built(project, env).into_result()
+    }
+}
+
+#[cfg(not(feature = "ec2"))]
+fn not_built(project: &Project, env: &Env) -> Stop {
+    Stop::Config(
+        ConfigError::new(
+            &project.file,
+            format!(
+                "env `{}` uses EC2, but this provision was built without EC2 support",
+                env.name
+            ),
+        )
+        .with_help("build it with the default features (cargo feature `ec2`)"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(port: u16, cidr: &str) -> Rule {
+        Rule {
+            protocol: "tcp".into(),
+            from: port,
+            to: port,
+            cidr: cidr.into(),
+        }
+    }
+
+    fn desired(roles: &[(&str, u32)]) -> Ec2Env {
+        Ec2Env {
+            app: "hello".into(),
+            env: "prod".into(),
+            region: Some("us-east-1".into()),
+            endpoint_url: None,
+            key: KeySource::Import {
+                name: "provision-hello-prod".into(),
+                public_key: "/k.pub".into(),
+            },
+            security_group: "provision-hello-prod".into(),
+            ingress: [rule(22, "0.0.0.0/0"), rule(80, "0.0.0.0/0")].into(),
+            subnet: None,
+            roles: roles
+                .iter()
+                .map(|(r, n)| {
+                    (
+                        r.to_string(),
+                        RoleSpec {
+                            count: *n,
+                            ami: "ami-1".into(),
+                            instance_type: "t3.micro".into(),
+                            root_volume_gb: None,
+                            user_data: None,
+                            tags: BTreeMap::new(),
+                        },
+                    )
+                })
+                .collect(),
+            ssh_user: None,
+            address: AddressKind::Public,
+            ssh_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn inst(id: &str, role: &str, n: u32, state: InstanceState, t: i64) -> Instance {
+        Instance {
+            id: id.into(),
+            name: Some(instance_name("hello", "prod", role, n)),
+            role: Some(role.into()),
+            state,
+            launch_time: t,
+            public_ip: Some(format!("54.0.0.{n}")),
+            private_ip: Some(format!("10.0.0.{n}")),
+            instance_type: Some("t3.micro".into()),
+            ami: Some("ami-1".into()),
+        }
+    }
+
+    fn ours(rules: &[Rule]) -> Observed {
+        Observed {
+            key_pair: Some(KeyPairState {
+                name: "provision-hello-prod".into(),
+                ours: true,
+            }),
+            group: Some(GroupState {
+                id: "sg-1".into(),
+                name: "provision-hello-prod".into(),
+                ours: true,
+                rules: rules.iter().cloned().collect(),
+            }),
+            instances: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn empty_account_creates_everything() {
+        let p = plan(&desired(&[("web", 2), ("db", 1)]), &Observed::default()).unwrap();
+        assert!(p.import_key && p.create_group);
+        assert_eq!(p.authorize.len(), 2);
+        let names: Vec<_> = p.launch.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["hello-prod-db-1", "hello-prod-web-1", "hello-prod-web-2"]
+        );
+        assert_eq!(p.summary(), "5 to create, 2 rule(s) to change");
+    }
+
+    #[test]
+    fn converged_is_empty_and_default_role_names_have_no_role() {
+        let mut obs = ours(&[rule(22, "0.0.0.0/0"), rule(80, "0.0.0.0/0")]);
+        obs.instances = vec![inst("i-1", "all", 1, InstanceState::Running, 10)];
+        let p = plan(&desired(&[("all", 1)]), &obs).unwrap();
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(p.keep[0].name.as_deref(), Some("hello-prod-1"));
+        assert_eq!(p.summary(), "nothing to change");
+    }
+
+    #[test]
+    fn rules_are_brought_to_the_declared_set() {
+        let obs = ours(&[rule(22, "0.0.0.0/0"), rule(8080, "10.0.0.0/8")]);
+        let p = plan(&desired(&[]), &obs).unwrap();
+        assert_eq!(p.authorize, vec![rule(80, "0.0.0.0/0")]);
+        assert_eq!(p.revoke, vec![rule(8080, "10.0.0.0/8")]);
+        assert!(!p.create_group && !p.import_key);
+    }
+
+    #[test]
+    fn scale_up_fills_the_lowest_free_index_and_starts_stopped_ones() {
+        let mut obs = ours(&[rule(22, "0.0.0.0/0"), rule(80, "0.0.0.0/0")]);
+        obs.instances = vec![
+            inst("i-2", "web", 2, InstanceState::Stopped, 10),
+            inst("i-old", "web", 1, InstanceState::Terminated, 5),
+        ];
+        let p = plan(&desired(&[("web", 3)]), &obs).unwrap();
+        assert_eq!(p.start.len(), 1);
+        let names: Vec<_> = p.launch.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["hello-prod-web-1", "hello-prod-web-3"]);
+    }
+
+    #[test]
+    fn scale_down_terminates_the_newest_and_undeclared_roles() {
+        let mut obs = ours(&[rule(22, "0.0.0.0/0"), rule(80, "0.0.0.0/0")]);
+        obs.instances = vec![
+            inst("i-c", "web", 3, InstanceState::Running, 30),
+            inst("i-a", "web", 1, InstanceState::Running, 10),
+            // Same launch second: the higher index is the newer.
+            inst("i-b", "web", 2, InstanceState::Running, 10),
+            inst("i-w", "worker", 1, InstanceState::Stopped, 1),
+        ];
+        let p = plan(&desired(&[("web", 1)]), &obs).unwrap();
+        let gone: Vec<_> = p.terminate.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(gone, ["i-w", "i-b", "i-c"]);
+        assert_eq!(p.keep[0].id, "i-a");
+        assert!(p.launch.is_empty() && p.start.is_empty());
+    }
+
+    #[test]
+    fn changed_type_is_a_note_not_a_replacement() {
+        let mut obs = ours(&[rule(22, "0.0.0.0/0"), rule(80, "0.0.0.0/0")]);
+        let mut i = inst("i-a", "web", 1, InstanceState::Running, 10);
+        i.instance_type = Some("t3.nano".into());
+        obs.instances = vec![i];
+        let p = plan(&desired(&[("web", 1)]), &obs).unwrap();
+        assert!(p.is_empty());
+        assert_eq!(p.notes.len(), 1);
+        assert!(p.notes[0].contains("t3.nano"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn foreign_group_or_key_is_refused() {
+        let mut obs = ours(&[]);
+        obs.group.as_mut().unwrap().ours = false;
+        let e = plan(&desired(&[]), &obs).unwrap_err();
+        assert!(e.contains("security group `provision-hello-prod`"), "{e}");
+        let mut obs = ours(&[]);
+        obs.key_pair.as_mut().unwrap().ours = false;
+        assert!(plan(&desired(&[]), &obs).unwrap_err().contains("key pair"));
+        let mut d = desired(&[]);
+        d.key = KeySource::Existing {
+            name: "mine".into(),
+        };
+        let e = plan(&d, &Observed::default()).unwrap_err();
+        assert!(e.contains("`mine` does not exist"), "{e}");
+    }
+
+    #[test]
+    fn error_names_the_code_and_a_hint() {
+        let e = CloudError {
+            op: "RunInstances".into(),
+            code: Some("InvalidAMIID.NotFound".into()),
+            message: "The image id '[ami-x]' does not exist".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "EC2 RunInstances failed: InvalidAMIID.NotFound: The image id '[ami-x]' does not exist (check ec2.ami: AMI IDs differ from region to region)"
+        );
+    }
+
+    #[test]
+    fn base64_pads() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"#!/bin/sh\n"), "IyEvYmluL3NoCg==");
+    }
+
+    #[test]
+    fn plan_lines_read_well() {
+        let d = desired(&[("web", 1)]);
+        let p = plan(&d, &Observed::default()).unwrap();
+        let lines = p.lines(&d);
+        assert_eq!(lines[0], "+ key pair provision-hello-prod (import /k.pub)");
+        assert_eq!(lines[1], "+ security group provision-hello-prod");
+        assert_eq!(lines[2], "+ ingress tcp 22 from 0.0.0.0/0");
+        assert_eq!(
+            lines.last().unwrap(),
+            "+ instance hello-prod-web-1 (role web, t3.micro, ami-1)"
+        );
+    }
+}

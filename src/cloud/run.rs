@@ -1,0 +1,753 @@
+//! `up`, `plan`, `hosts` and `down` for an env with `ec2`: observe, diff, confirm, apply,
+//! wait until new machines run and answer SSH, then hand them to the inventory.
+//!
+//! Every connection, the wait for SSH included, goes through the inventory's resolution of
+//! the instance address (ssh_config `HostName`/`Port`, jump host...), exactly like the
+//! playbook's own connections: nothing here opens a socket to an instance by itself.
+
+use super::ec2::{Ec2, LaunchSpec};
+use super::{
+    CloudError, Ec2Env, Ec2Plan, Instance, InstanceState, KeySource, Options, RunHosts, Stop,
+    UserData,
+};
+use crate::config::{ConfigError, Env, Project};
+use crate::inventory::Host;
+use crate::inventory::ec2::Ec2Host;
+use crate::report::Mode;
+use crate::runner::exit;
+use crate::transport::ssh::SshSession;
+use crate::transport::{ConnectError, Transport};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// How often instance states are polled while waiting.
+const POLL: Duration = Duration::from_secs(2);
+/// How long terminated instances may take to go away in `down`.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Progress lines while waiting come this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+/// AWS's limit on user data, before base64.
+const USER_DATA_MAX: usize = 16 * 1024;
+
+type Resolve<'a> = &'a dyn Fn(&Env) -> Result<Vec<Host>, ConfigError>;
+
+/// Where EC2 lines go: stdout, or stderr when stdout carries JSON events.
+fn say(opts: Options, line: &str) {
+    if opts.json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+/// Progress goes to stderr: it is not part of any result.
+fn progress(line: &str) {
+    eprintln!("{line}");
+}
+
+/// An AWS failure ends the command: one sentence, exit 3.
+fn fail(e: CloudError) -> Stop {
+    eprintln!("error: {e}");
+    Stop::Exit(exit::FAILED)
+}
+
+fn refuse(project: &Project, env: &str, m: String) -> Stop {
+    Stop::Config(ConfigError::new(&project.file, format!("env `{env}`: {m}")))
+}
+
+async fn connect(d: &Ec2Env) -> Result<Ec2, Stop> {
+    Ec2::connect(d).await.map_err(fail)
+}
+
+pub(super) async fn hosts_for_run(
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    limit: Option<&str>,
+    mode: Mode,
+    opts: Options,
+    resolve: Resolve<'_>,
+) -> Result<RunHosts, Stop> {
+    let ec2 = connect(d).await?;
+    let vpc = ec2.vpc(d.subnet.as_deref()).await.map_err(fail)?;
+    let observed = ec2.observe(d, &vpc).await.map_err(fail)?;
+    let plan = super::plan(d, &observed).map_err(|m| refuse(project, &env.name, m))?;
+    say(
+        opts,
+        &format!(
+            "ec2 {} ({}/{}): {}",
+            ec2.region(),
+            d.app,
+            d.env,
+            plan.summary()
+        ),
+    );
+    for line in plan.lines(d) {
+        say(opts, &format!("  {line}"));
+    }
+    if mode == Mode::Check {
+        let running: Vec<Ec2Host> = plan
+            .keep
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .map(|i| Ec2Host {
+                instance: i.clone(),
+                created: false,
+            })
+            .collect();
+        let waiting: Vec<String> = plan
+            .launch
+            .iter()
+            .map(|l| l.name.clone())
+            .chain(
+                plan.start
+                    .iter()
+                    .chain(
+                        plan.keep
+                            .iter()
+                            .filter(|i| i.state != InstanceState::Running),
+                    )
+                    .map(Instance::label),
+            )
+            .collect();
+        if !waiting.is_empty() {
+            say(
+                opts,
+                &format!(
+                    "  the playbook would run on {} host(s) not running yet: {}",
+                    waiting.len(),
+                    waiting.join(", ")
+                ),
+            );
+        }
+        let hosts = hosts_of(project, env, d, &running, resolve)?;
+        return Ok(RunHosts {
+            hosts: crate::inventory::ec2::select(hosts, limit, &project.file)?,
+            ec2_pending: !plan.is_empty(),
+        });
+    }
+
+    // Everything that can be refused is checked before the first change.
+    if !plan.terminate.is_empty() {
+        let names: Vec<String> = plan.terminate.iter().map(Instance::label).collect();
+        confirm(
+            project,
+            opts,
+            &format!(
+                "`up` would terminate {} instance(s) of {}/{}: {}",
+                names.len(),
+                d.app,
+                d.env,
+                names.join(", ")
+            ),
+            None,
+        )?;
+    }
+    let public_key = match (&d.key, plan.import_key) {
+        (KeySource::Import { public_key, .. }, true) => Some(read_public_key(project, public_key)?),
+        _ => None,
+    };
+    let mut user_data = std::collections::BTreeMap::new();
+    for l in &plan.launch {
+        if let Some(u) = &d.roles[&l.role].user_data {
+            user_data.insert(l.role.clone(), read_user_data(project, u)?);
+        }
+    }
+
+    let created = apply(&ec2, d, &vpc, &plan, public_key.as_deref(), &user_data).await?;
+    let deadline = Instant::now() + d.ssh_timeout;
+    let mut waiting: Vec<String> = created.clone();
+    waiting.extend(plan.start.iter().map(|i| i.id.clone()));
+    waiting.extend(
+        plan.keep
+            .iter()
+            .filter(|i| i.state == InstanceState::Pending)
+            .map(|i| i.id.clone()),
+    );
+    if !waiting.is_empty() {
+        wait_running(&ec2, &waiting, deadline).await?;
+    }
+    let now = ec2.instances(&d.app, &d.env).await.map_err(fail)?;
+    let live: Vec<Ec2Host> = now
+        .into_iter()
+        .filter(|i| i.state == InstanceState::Running)
+        .map(|i| Ec2Host {
+            created: created.contains(&i.id),
+            instance: i,
+        })
+        .collect();
+    let pairs = crate::inventory::ec2::hosts(env, d, &live, &project.file, resolve)?;
+    let fresh: Vec<&Host> = pairs
+        .iter()
+        .filter(|(_, e)| e.as_ref().is_some_and(|e| waiting.contains(&e.instance.id)))
+        .map(|(h, _)| h)
+        .collect();
+    if !fresh.is_empty() {
+        wait_ssh(&fresh, deadline).await;
+    }
+    let hosts = pairs.into_iter().map(|(h, _)| h).collect();
+    Ok(RunHosts {
+        hosts: crate::inventory::ec2::select(hosts, limit, &project.file)?,
+        ec2_pending: false,
+    })
+}
+
+/// Static hosts plus these instances, as inventory hosts.
+fn hosts_of(
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    instances: &[Ec2Host],
+    resolve: Resolve<'_>,
+) -> Result<Vec<Host>, Stop> {
+    let pairs = crate::inventory::ec2::hosts(env, d, instances, &project.file, resolve)?;
+    Ok(pairs.into_iter().map(|(h, _)| h).collect())
+}
+
+/// Key pair, group and rules, terminations, starts, launches. Returns the launched IDs.
+async fn apply(
+    ec2: &Ec2,
+    d: &Ec2Env,
+    vpc: &str,
+    plan: &Ec2Plan,
+    public_key: Option<&str>,
+    user_data: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<String>, Stop> {
+    if let Some(key) = public_key {
+        progress(&format!("ec2: importing key pair {}", d.key.name()));
+        ec2.import_key_pair(d, key).await.map_err(fail)?;
+    }
+    let group_id = if plan.create_group {
+        progress(&format!(
+            "ec2: creating security group {}",
+            d.security_group
+        ));
+        ec2.create_group(d, vpc).await.map_err(fail)?
+    } else {
+        ec2.observe(d, vpc)
+            .await
+            .map_err(fail)?
+            .group
+            .map(|g| g.id)
+            .unwrap_or_default()
+    };
+    // Authorize before revoking: a rule being replaced is never missing in between.
+    if !plan.authorize.is_empty() {
+        progress(&format!(
+            "ec2: {} ingress rule(s) to authorize",
+            plan.authorize.len()
+        ));
+        ec2.authorize(&group_id, &plan.authorize)
+            .await
+            .map_err(fail)?;
+    }
+    if !plan.revoke.is_empty() {
+        progress(&format!(
+            "ec2: {} ingress rule(s) to revoke",
+            plan.revoke.len()
+        ));
+        ec2.revoke(&group_id, &plan.revoke).await.map_err(fail)?;
+    }
+    if !plan.terminate.is_empty() {
+        let ids: Vec<String> = plan.terminate.iter().map(|i| i.id.clone()).collect();
+        progress(&format!("ec2: terminating {}", labels(&plan.terminate)));
+        ec2.terminate(&ids).await.map_err(fail)?;
+    }
+    if !plan.start.is_empty() {
+        let stopping: Vec<String> = plan
+            .start
+            .iter()
+            .filter(|i| i.state == InstanceState::Stopping)
+            .map(|i| i.id.clone())
+            .collect();
+        if !stopping.is_empty() {
+            wait_state(
+                ec2,
+                &stopping,
+                InstanceState::Stopped,
+                Instant::now() + d.ssh_timeout,
+            )
+            .await?;
+        }
+        let ids: Vec<String> = plan.start.iter().map(|i| i.id.clone()).collect();
+        progress(&format!("ec2: starting {}", labels(&plan.start)));
+        ec2.start(&ids).await.map_err(fail)?;
+    }
+    let mut created = Vec::new();
+    let mut root_devices = std::collections::BTreeMap::new();
+    for l in &plan.launch {
+        let spec = &d.roles[&l.role];
+        if spec.root_volume_gb.is_some() && !root_devices.contains_key(&spec.ami) {
+            let dev = ec2.root_device(&spec.ami).await.map_err(fail)?;
+            root_devices.insert(spec.ami.clone(), dev);
+        }
+        let id = ec2
+            .launch(&LaunchSpec {
+                desired: d,
+                role: &l.role,
+                name: &l.name,
+                group_id: &group_id,
+                user_data: user_data.get(&l.role).map(String::as_str),
+                root_device: root_devices.get(&spec.ami).map(String::as_str),
+            })
+            .await
+            .map_err(fail)?;
+        progress(&format!(
+            "ec2: launched {} ({id}, {}, {})",
+            l.name, spec.instance_type, spec.ami
+        ));
+        created.push(id);
+    }
+    Ok(created)
+}
+
+fn labels(list: &[Instance]) -> String {
+    list.iter()
+        .map(Instance::label)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn wait_running(ec2: &Ec2, ids: &[String], deadline: Instant) -> Result<(), Stop> {
+    wait_state(ec2, ids, InstanceState::Running, deadline).await
+}
+
+/// Poll until every instance is in `want`; fails when one ends up terminated on the way or
+/// at `deadline`.
+async fn wait_state(
+    ec2: &Ec2,
+    ids: &[String],
+    want: InstanceState,
+    deadline: Instant,
+) -> Result<(), Stop> {
+    let started = Instant::now();
+    let mut last_note = started;
+    progress(&format!(
+        "ec2: waiting until {} instance(s) are {}",
+        ids.len(),
+        want.as_str()
+    ));
+    loop {
+        let now = ec2.describe(ids).await.map_err(fail)?;
+        let not_yet: Vec<&Instance> = now.iter().filter(|i| i.state != want).collect();
+        if not_yet.is_empty() && now.len() == ids.len() {
+            progress(&format!(
+                "ec2: {} instance(s) {} after {}s",
+                ids.len(),
+                want.as_str(),
+                started.elapsed().as_secs()
+            ));
+            return Ok(());
+        }
+        let gone = not_yet.iter().find(|i| {
+            want != InstanceState::Terminated
+                && matches!(
+                    i.state,
+                    InstanceState::ShuttingDown | InstanceState::Terminated
+                )
+        });
+        if let Some(i) = gone {
+            return Err(fail(CloudError {
+                op: "DescribeInstances".into(),
+                code: None,
+                message: format!(
+                    "{} is {} instead of {}: see its state reason in the EC2 console",
+                    i.label(),
+                    i.state.as_str(),
+                    want.as_str()
+                ),
+            }));
+        }
+        if Instant::now() >= deadline {
+            let list: Vec<String> = not_yet
+                .iter()
+                .map(|i| format!("{} is {}", i.label(), i.state.as_str()))
+                .collect();
+            return Err(fail(CloudError {
+                op: "DescribeInstances".into(),
+                code: None,
+                message: format!(
+                    "gave up waiting after {}s: {}",
+                    started.elapsed().as_secs(),
+                    list.join(", ")
+                ),
+            }));
+        }
+        if last_note.elapsed() >= PROGRESS_EVERY {
+            last_note = Instant::now();
+            progress(&format!(
+                "ec2: still waiting ({}s): {} not {} yet",
+                started.elapsed().as_secs(),
+                not_yet.len(),
+                want.as_str()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Until each host accepts an SSH connection (key exchange, host key check, authentication)
+/// through its resolved settings, or `deadline`. New hosts' keys get pinned on the way
+/// (accept-new). A host that never answers is left to the run, which reports it unreachable.
+async fn wait_ssh(hosts: &[&Host], deadline: Instant) {
+    let waits = hosts.iter().map(|h| async move {
+        let started = Instant::now();
+        let mut spec = h.connect.clone();
+        spec.retries = 0;
+        progress(&format!(
+            "ec2: waiting for SSH on {} ({}@{}:{})",
+            h.name, spec.user, spec.address, spec.port
+        ));
+        let mut last_note = started;
+        loop {
+            let err = match SshSession::connect(&spec).await {
+                Ok(session) => {
+                    session.close().await;
+                    progress(&format!(
+                        "ec2: {} answers SSH after {}s",
+                        h.name,
+                        started.elapsed().as_secs()
+                    ));
+                    return;
+                }
+                Err(e) => e,
+            };
+            let final_error = matches!(
+                err,
+                ConnectError::HostKeyChanged { .. } | ConnectError::KeyFile { .. }
+            );
+            if final_error || Instant::now() >= deadline {
+                progress(&format!(
+                    "ec2: {} does not answer SSH after {}s: {err}",
+                    h.name,
+                    started.elapsed().as_secs()
+                ));
+                return;
+            }
+            if last_note.elapsed() >= PROGRESS_EVERY {
+                last_note = Instant::now();
+                progress(&format!(
+                    "ec2: still waiting for SSH on {} ({}s): {err}",
+                    h.name,
+                    started.elapsed().as_secs()
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    futures::future::join_all(waits).await;
+}
+
+/// Ask before destroying. `--yes` answers; without a terminal it must be given. `typed`: the
+/// answer must be this word (the env name), else `y`/`yes`.
+fn confirm(project: &Project, opts: Options, what: &str, typed: Option<&str>) -> Result<(), Stop> {
+    if opts.yes {
+        return Ok(());
+    }
+    if !opts.interactive || !std::io::stdin().is_terminal() {
+        return Err(Stop::Config(
+            ConfigError::new(&project.file, format!("{what}; nothing was changed"))
+                .with_help("confirm with --yes (there is no terminal to ask on)"),
+        ));
+    }
+    match typed {
+        Some(word) => eprint!("{what}.\nType `{word}` to confirm: "),
+        None => eprint!("{what}.\nProceed? [y/N] "),
+    }
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    let answer = answer.trim();
+    let ok = match typed {
+        Some(word) => answer == word,
+        None => matches!(answer, "y" | "Y" | "yes"),
+    };
+    if ok {
+        Ok(())
+    } else {
+        eprintln!("not confirmed: nothing was changed");
+        Err(Stop::Exit(exit::CONFIG))
+    }
+}
+
+/// The public key to import, checked to be one (never a private key).
+fn read_public_key(project: &Project, path: &std::path::Path) -> Result<String, Stop> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            &project.file,
+            format!("ec2: cannot read the public key {}: {e}", path.display()),
+        )
+        .with_help(
+            "set ec2.public_key to an OpenSSH public key file (ssh-keygen -y -f <key> > <key>.pub)",
+        )
+    })?;
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    let kind = line.split_whitespace().next().unwrap_or("");
+    if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-"))
+        || line.split_whitespace().count() < 2
+    {
+        return Err(Stop::Config(
+            ConfigError::new(
+                &project.file,
+                format!("ec2: {} is not an OpenSSH public key", path.display()),
+            )
+            .with_help(
+                "give the .pub file (\"ssh-ed25519 AAAA...\"); a private key is never uploaded",
+            ),
+        ));
+    }
+    Ok(line.to_string())
+}
+
+/// User data, base64 as RunInstances wants it.
+fn read_user_data(project: &Project, u: &UserData) -> Result<String, Stop> {
+    let bytes = match u {
+        UserData::Inline(s) => s.clone().into_bytes(),
+        UserData::File(p) => std::fs::read(p).map_err(|e| {
+            ConfigError::new(
+                &project.file,
+                format!("ec2: cannot read user_data_file {}: {e}", p.display()),
+            )
+        })?,
+    };
+    if bytes.len() > USER_DATA_MAX {
+        return Err(Stop::Config(ConfigError::new(
+            &project.file,
+            format!(
+                "ec2: user data is {} bytes; EC2 takes at most {USER_DATA_MAX}",
+                bytes.len()
+            ),
+        )));
+    }
+    Ok(super::base64(&bytes))
+}
+
+pub(super) async fn running_hosts(
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    limit: Option<&str>,
+    resolve: Resolve<'_>,
+) -> Result<Vec<Host>, Stop> {
+    let ec2 = connect(d).await?;
+    let running: Vec<Ec2Host> = ec2
+        .instances(&d.app, &d.env)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .filter(|i| i.state == InstanceState::Running)
+        .map(|instance| Ec2Host {
+            instance,
+            created: false,
+        })
+        .collect();
+    let hosts = hosts_of(project, env, d, &running, resolve)?;
+    Ok(crate::inventory::ec2::select(hosts, limit, &project.file)?)
+}
+
+pub(super) async fn print_hosts(
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    opts: Options,
+    resolve: Resolve<'_>,
+) -> Result<i32, Stop> {
+    let ec2 = connect(d).await?;
+    let mut instances = ec2.instances(&d.app, &d.env).await.map_err(fail)?;
+    instances.sort_by(|a, b| (&a.role, &a.name, &a.id).cmp(&(&b.role, &b.name, &b.id)));
+    let reachable: Vec<Ec2Host> = instances
+        .iter()
+        .filter(|i| i.address(d.address).is_some() && i.state.is_live())
+        .map(|i| Ec2Host {
+            instance: i.clone(),
+            created: false,
+        })
+        .collect();
+    let pairs = crate::inventory::ec2::hosts(env, d, &reachable, &project.file, resolve)?;
+    let connect_of = |id: &str| {
+        pairs
+            .iter()
+            .find(|(_, e)| e.as_ref().is_some_and(|e| e.instance.id == id))
+            .map(|(h, _)| h)
+    };
+    let statics: Vec<&Host> = pairs
+        .iter()
+        .filter(|(_, e)| e.is_none())
+        .map(|(h, _)| h)
+        .collect();
+    let address_of = |i: &Instance| i.address(d.address).unwrap_or("-").to_string();
+    if opts.json {
+        for h in &statics {
+            let c = &h.connect;
+            println!(
+                "{}",
+                serde_json::json!({ "host": h.name, "roles": h.roles, "address": c.address, "port": c.port, "user": c.user })
+            );
+        }
+        for i in &instances {
+            let c = connect_of(&i.id).map(|h| &h.connect);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "host": connect_of(&i.id).map_or(i.id.clone(), |h| h.name.clone()),
+                    "roles": [i.role.clone().unwrap_or_default()],
+                    "id": i.id, "state": i.state.as_str(), "instance_address": i.address(d.address),
+                    "instance_type": i.instance_type,
+                    "address": c.map(|c| c.address.clone()), "port": c.map(|c| c.port), "user": c.map(|c| c.user.clone()),
+                })
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let name_of = |i: &Instance| i.name.clone().unwrap_or_else(|| i.id.clone());
+    let width = instances
+        .iter()
+        .map(|i| name_of(i).len())
+        .chain(statics.iter().map(|h| h.name.len()))
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:width$}  {:<10} {:<20} {:<13} {:<16} CONNECT",
+        "HOST", "ROLE", "ID", "STATE", "ADDRESS"
+    );
+    for h in &statics {
+        let c = &h.connect;
+        println!(
+            "{:width$}  {:<10} {:<20} {:<13} {:<16} {}@{}:{}",
+            h.name,
+            h.roles.join(","),
+            "-",
+            "static",
+            h.name,
+            c.user,
+            c.address,
+            c.port
+        );
+    }
+    for i in &instances {
+        let connect = connect_of(&i.id)
+            .map(|h| {
+                format!(
+                    "{}@{}:{}",
+                    h.connect.user, h.connect.address, h.connect.port
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:width$}  {:<10} {:<20} {:<13} {:<16} {connect}",
+            name_of(i),
+            i.role.as_deref().unwrap_or("-"),
+            i.id,
+            i.state.as_str(),
+            address_of(i),
+        );
+    }
+    if instances.is_empty() {
+        println!(
+            "(no EC2 instance of {}/{} in {}: `provision up {}` creates them)",
+            d.app,
+            d.env,
+            ec2.region(),
+            d.env
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub(super) async fn down(project: &Project, d: &Ec2Env, opts: Options) -> Result<i32, Stop> {
+    let ec2 = connect(d).await?;
+    let instances: Vec<Instance> = ec2.instances(&d.app, &d.env).await.map_err(fail)?;
+    let groups = ec2.our_groups(&d.app, &d.env).await.map_err(fail)?;
+    let keys = ec2.our_key_pairs(&d.app, &d.env).await.map_err(fail)?;
+    if instances.is_empty() && groups.is_empty() && keys.is_empty() {
+        say(
+            opts,
+            &format!(
+                "ec2 {} ({}/{}): nothing to remove",
+                ec2.region(),
+                d.app,
+                d.env
+            ),
+        );
+        return Ok(exit::OK);
+    }
+    say(
+        opts,
+        &format!(
+            "ec2 {} ({}/{}): {} instance(s), {} security group(s), {} key pair(s) to remove",
+            ec2.region(),
+            d.app,
+            d.env,
+            instances.len(),
+            groups.len(),
+            keys.len()
+        ),
+    );
+    for i in &instances {
+        say(
+            opts,
+            &format!("  - terminate {} [{}]", i.label(), i.state.as_str()),
+        );
+    }
+    for (id, name) in &groups {
+        say(opts, &format!("  - security group {name} ({id})"));
+    }
+    for k in &keys {
+        say(opts, &format!("  - key pair {k}"));
+    }
+    confirm(
+        project,
+        opts,
+        &format!("`down` removes these from {}/{} for good", d.app, d.env),
+        Some(&d.env),
+    )?;
+    if !instances.is_empty() {
+        let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+        progress(&format!("ec2: terminating {}", labels(&instances)));
+        ec2.terminate(&ids).await.map_err(fail)?;
+        wait_state(
+            &ec2,
+            &ids,
+            InstanceState::Terminated,
+            Instant::now() + TERMINATE_TIMEOUT,
+        )
+        .await?;
+    }
+    // A group stays "in use" for a while after its instances are gone (their network
+    // interfaces are released late).
+    for (id, name) in &groups {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if ec2.delete_group(id).await.map_err(fail)? {
+                progress(&format!("ec2: deleted security group {name} ({id})"));
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(fail(CloudError {
+                    op: "DeleteSecurityGroup".into(),
+                    code: Some("DependencyViolation".into()),
+                    message: format!("{name} ({id}) is still in use after 300s"),
+                }));
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+    for k in &keys {
+        ec2.delete_key_pair(k).await.map_err(fail)?;
+        progress(&format!("ec2: deleted key pair {k}"));
+    }
+    say(
+        opts,
+        &format!(
+            "ec2: removed {} instance(s), {} security group(s), {} key pair(s)",
+            instances.len(),
+            groups.len(),
+            keys.len()
+        ),
+    );
+    Ok(exit::OK)
+}

@@ -1,0 +1,176 @@
+//! EC2 instances → inventory hosts, through the same resolution as static hosts: each
+//! instance becomes a host string (`ssh_user@address`) looked up in ssh_config by its address
+//! (so `HostName`/`Port` apply to it), then named by its `Name` tag.
+
+use super::{Host, apply_limit};
+use crate::cloud::{Ec2Env, Instance};
+use crate::config::{ConfigError, Env, HostAddr, HostEntry};
+use crate::transport::KnownHostsPolicy;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// An instance the playbook runs on.
+#[derive(Debug, Clone)]
+pub struct Ec2Host {
+    pub instance: Instance,
+    /// This run launched it: its host key is trusted on first sight and pinned (accept-new).
+    pub created: bool,
+}
+
+/// The env's static hosts plus `instances`, resolved by `resolve` (the inventory's resolution
+/// of an env, without `--limit`). Returns the hosts sorted by name, and for each EC2 one the
+/// instance it stands for.
+pub fn hosts(
+    env: &Env,
+    ec2: &Ec2Env,
+    instances: &[Ec2Host],
+    file: &Path,
+    resolve: &dyn Fn(&Env) -> Result<Vec<Host>, ConfigError>,
+) -> Result<Vec<(Host, Option<Ec2Host>)>, ConfigError> {
+    let mut with_instances = env.clone();
+    let mut by_address: BTreeMap<String, &Ec2Host> = BTreeMap::new();
+    for h in instances {
+        let i = &h.instance;
+        let address = i.address(ec2.address).ok_or_else(|| {
+            let kind = match ec2.address {
+                crate::cloud::AddressKind::Public => "public",
+                crate::cloud::AddressKind::Private => "private",
+            };
+            ConfigError::new(file, format!("instance {} has no {kind} address", i.label()))
+                .with_help("set ec2.address = \"private\" (reached through ssh.jump), or a subnet that assigns public IPs")
+        })?;
+        let addr = HostAddr {
+            user: ec2.ssh_user.clone(),
+            host: address.to_string(),
+            port: None,
+        };
+        by_address.insert(addr.name(), h);
+        let role = i
+            .role
+            .clone()
+            .unwrap_or_else(|| crate::cloud::DEFAULT_ROLE.into());
+        with_instances.hosts.push(HostEntry {
+            addr,
+            roles: vec![role],
+        });
+    }
+    let names = display_names(instances);
+    let mut out = Vec::new();
+    for mut host in resolve(&with_instances)? {
+        let found = by_address.get(&host.name).map(|h| (*h).clone());
+        if let Some(h) = &found {
+            host.name = names[&h.instance.id].clone();
+            host.connect.name = host.name.clone();
+            if h.created {
+                host.connect.known_hosts = KnownHostsPolicy::AcceptNew;
+            }
+        }
+        out.push((host, found));
+    }
+    out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    Ok(out)
+}
+
+/// `Name` when it is set and unique among the instances, else the instance ID.
+fn display_names(instances: &[Ec2Host]) -> BTreeMap<String, String> {
+    let count = |n: &str| {
+        instances
+            .iter()
+            .filter(|h| h.instance.name.as_deref() == Some(n))
+            .count()
+    };
+    instances
+        .iter()
+        .map(|h| {
+            let i = &h.instance;
+            let name = match i.name.as_deref() {
+                Some(n) if !n.is_empty() && count(n) == 1 => n.to_string(),
+                _ => i.id.clone(),
+            };
+            (i.id.clone(), name)
+        })
+        .collect()
+}
+
+/// Keep the hosts `--limit` selects (names, addresses or roles, comma separated).
+pub fn select(
+    hosts: Vec<Host>,
+    limit: Option<&str>,
+    file: &Path,
+) -> Result<Vec<Host>, ConfigError> {
+    match limit {
+        Some(limit) => apply_limit(hosts, limit, file),
+        None => Ok(hosts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::InstanceState;
+    use crate::config::Project;
+
+    fn instance(id: &str, name: &str, ip: &str) -> Instance {
+        Instance {
+            id: id.into(),
+            name: Some(name.into()),
+            role: Some("web".into()),
+            state: InstanceState::Running,
+            launch_time: 0,
+            public_ip: Some(ip.into()),
+            private_ip: Some("10.0.0.9".into()),
+            instance_type: None,
+            ami: None,
+        }
+    }
+
+    #[test]
+    fn instances_resolve_through_ssh_config_by_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("ssh_config");
+        std::fs::write(&cfg, "Host *\n  HostName 127.0.0.1\n  Port 2200\n").unwrap();
+        let text = format!(
+            "app = \"a\"\n[ssh]\nconfig = \"{}\"\n[env.prod]\nhosts = {{ db = [\"root@192.0.2.1\"] }}\n[env.prod.ec2]\nami = \"ami-1\"\nkey_pair = \"k\"\nssh_user = \"admin\"\n[env.prod.ec2.roles.web]\ncount = 2\n",
+            cfg.display()
+        );
+        let project = Project::parse(&dir.path().join("provision.toml"), &text).unwrap();
+        let env = project.env("prod").unwrap();
+        assert_eq!(env.roles, ["db", "web"]);
+        let ec2 = env.ec2.as_ref().unwrap();
+        let instances = [
+            Ec2Host {
+                instance: instance("i-1", "a-prod-web-1", "54.0.0.1"),
+                created: true,
+            },
+            Ec2Host {
+                instance: instance("i-2", "a-prod-web-2", "54.0.0.2"),
+                created: false,
+            },
+        ];
+        let resolve = |e: &Env| crate::inventory::resolve(&project, e, None, false);
+        let hosts = hosts(env, ec2, &instances, &project.file, &resolve).unwrap();
+        let names: Vec<_> = hosts.iter().map(|(h, _)| h.name.as_str()).collect();
+        assert_eq!(names, ["192.0.2.1", "a-prod-web-1", "a-prod-web-2"]);
+        let (web1, inst) = &hosts[1];
+        assert_eq!(inst.as_ref().unwrap().instance.id, "i-1");
+        assert_eq!(
+            (
+                web1.connect.address.as_str(),
+                web1.connect.port,
+                web1.connect.user.as_str()
+            ),
+            ("127.0.0.1", 2200, "admin")
+        );
+        assert_eq!(web1.connect.known_hosts, KnownHostsPolicy::AcceptNew);
+        assert_eq!(hosts[2].0.connect.known_hosts, KnownHostsPolicy::Strict);
+        assert_eq!(hosts[1].0.roles, ["web"]);
+
+        let only = select(
+            hosts.into_iter().map(|(h, _)| h).collect(),
+            Some("a-prod-web-2"),
+            &project.file,
+        )
+        .unwrap();
+        assert_eq!(only.len(), 1);
+    }
+}

@@ -1,0 +1,728 @@
+//! EC2 provisioning against a real EC2 API emulator: each test starts its own `moto_server`
+//! on a free 127.0.0.1 port (installed by `scripts/deps.sh` into a venv; a missing one fails
+//! the test, it is never skipped) and runs the real binary on a project whose env has an
+//! `ec2` table.
+//!
+//! moto hands out fake public IPs. Nothing may connect to them: every instance address is
+//! mapped to a real local sshd by an ssh_config file (`Host *` / `HostName 127.0.0.1` /
+//! `Port <sshd>`), which provision honours for every connection it makes, the wait for SSH
+//! included. The account is inspected independently with boto3 from the same venv.
+
+#![cfg(feature = "ec2")]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+const AMI: &str = "ami-03cf127a";
+const APP: &str = "shop";
+
+// ---------------------------------------------------------------------------------------------
+// moto_server
+// ---------------------------------------------------------------------------------------------
+
+/// The venv `scripts/deps.sh` installs moto into.
+fn venv() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(v) = std::env::var_os("PROVISION_VENV") {
+        candidates.push(PathBuf::from(v));
+    }
+    candidates.push(PathBuf::from("/opt/provision-venv"));
+    if let Some(h) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(h).join(".cache/provision-venv"));
+    }
+    candidates
+        .iter()
+        .find(|v| v.join("bin/moto_server").exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "moto_server not found in {candidates:?}: run scripts/deps.sh (it installs moto[server] into a venv)"
+            )
+        })
+}
+
+/// A moto_server of its own (a fresh, empty account), killed on drop.
+struct Moto {
+    port: u16,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let bin = venv().join("bin/moto_server");
+        let dir = tempfile::Builder::new()
+            .prefix("prov-moto-")
+            .tempdir()
+            .expect("moto temp dir");
+        let log = dir.path().join("moto.log");
+        for _ in 0..5 {
+            let port = free_port();
+            let out = std::fs::File::create(&log).expect("moto log");
+            let err = out.try_clone().expect("moto log");
+            let mut child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    eprintln!(
+                        "moto_server on port {port} exited ({status}): {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Moto {
+                        port,
+                        child,
+                        log,
+                        _dir: dir,
+                    };
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "moto_server did not listen on 127.0.0.1:{port} within 30s: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!(
+            "moto_server would not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Run `PY_HELPER` with `args` and parse its JSON answer.
+    fn py(&self, args: &[&str]) -> Value {
+        let out = Command::new(venv().join("bin/python"))
+            .arg("-c")
+            .arg(PY_HELPER)
+            .args(args)
+            .env("MOTO_URL", self.url())
+            .output()
+            .expect("run the venv's python");
+        assert!(
+            out.status.success(),
+            "python helper {args:?} failed: {}\nmoto log: {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "python helper {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    fn account(&self) -> Account {
+        Account(self.py(&["state"]))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// boto3 against the emulator: `state` dumps the account; `run` launches an instance with
+/// the given `key=value` tags (none: untagged); `group NAME` creates an untagged group.
+const PY_HELPER: &str = r#"
+import json, os, sys, boto3
+ec2 = boto3.client("ec2", endpoint_url=os.environ["MOTO_URL"], region_name="us-east-1",
+                   aws_access_key_id="test", aws_secret_access_key="test")
+cmd = sys.argv[1]
+if cmd == "state":
+    tags = lambda x: {t["Key"]: t["Value"] for t in x.get("Tags", [])}
+    inst = [dict(id=i["InstanceId"], state=i["State"]["Name"], tags=tags(i),
+                 type=i["InstanceType"], launch=i["LaunchTime"].isoformat(),
+                 root=[b["DeviceName"] for b in i.get("BlockDeviceMappings", [])])
+            for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    groups = [dict(id=g["GroupId"], name=g["GroupName"], tags=tags(g),
+                   rules=sorted("%s %s-%s %s" % (p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), c)
+                                for p in g["IpPermissions"]
+                                for c in [x["CidrIp"] for x in p.get("IpRanges", [])] + [x["CidrIpv6"] for x in p.get("Ipv6Ranges", [])]))
+              for g in ec2.describe_security_groups()["SecurityGroups"]]
+    keys = [dict(name=k["KeyName"], tags=tags(k)) for k in ec2.describe_key_pairs()["KeyPairs"]]
+    print(json.dumps(dict(instances=inst, groups=groups, keys=keys)))
+elif cmd == "run":
+    kv = [a.split("=", 1) for a in sys.argv[2:]]
+    extra = {}
+    if kv:
+        extra["TagSpecifications"] = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in kv]}]
+    r = ec2.run_instances(ImageId="ami-03cf127a", MinCount=1, MaxCount=1, InstanceType="t3.micro", **extra)
+    print(json.dumps(r["Instances"][0]["InstanceId"]))
+elif cmd == "group":
+    r = ec2.create_security_group(GroupName=sys.argv[2], Description="not provision's")
+    print(json.dumps(r["GroupId"]))
+"#;
+
+/// What boto3 sees in the emulated account.
+struct Account(Value);
+
+impl Account {
+    fn instances(&self) -> Vec<&Value> {
+        self.0["instances"].as_array().unwrap().iter().collect()
+    }
+
+    /// Instances of this app (tag provision:app) that are not terminated: Name → id.
+    fn ours(&self) -> BTreeMap<String, String> {
+        self.instances()
+            .into_iter()
+            .filter(|i| i["tags"]["provision:app"] == APP && i["state"] != "terminated")
+            .map(|i| {
+                (
+                    i["tags"]["Name"].as_str().unwrap_or("").to_string(),
+                    i["id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn state_of(&self, id: &str) -> String {
+        self.instances()
+            .into_iter()
+            .find(|i| i["id"] == id)
+            .map(|i| i["state"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no instance {id}: {}", self.0))
+    }
+
+    fn instance(&self, id: &str) -> &Value {
+        self.instances()
+            .into_iter()
+            .find(|i| i["id"] == id)
+            .unwrap_or_else(|| panic!("no instance {id}: {}", self.0))
+    }
+
+    fn group(&self, name: &str) -> Option<&Value> {
+        self.0["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+    }
+
+    fn rules(&self, name: &str) -> Vec<String> {
+        let g = self
+            .group(name)
+            .unwrap_or_else(|| panic!("no group {name}: {}", self.0));
+        g["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.0["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projects
+// ---------------------------------------------------------------------------------------------
+
+/// A project, its client key, the sshd every instance address is mapped to, and a moto.
+struct Ec2Test {
+    p: Project,
+    key: ClientKey,
+    sshd: Sshd,
+    moto: Moto,
+}
+
+const GROUP: &str = "provision-shop-test";
+const KEY_PAIR: &str = "provision-shop-test";
+
+/// A playbook step that never changes anything (its guard always holds).
+const NOOP_PLAYBOOK: &str =
+    "[[step]]\nname = \"noop\"\ncommand = { run = \"true\", unless = \"true\" }\n";
+
+impl Ec2Test {
+    fn new() -> Ec2Test {
+        let p = Project::new();
+        let key = ClientKey::generate(&p.path("keys"));
+        let sshd = Sshd::start(&key);
+        let moto = Moto::start();
+        // Every host name (the fake EC2 addresses) → the local sshd.
+        p.write(
+            "ssh_config",
+            &format!("Host *\n  HostName 127.0.0.1\n  Port {}\n", sshd.port),
+        );
+        p.write("playbooks/deploy.toml", NOOP_PLAYBOOK);
+        Ec2Test { p, key, sshd, moto }
+    }
+
+    /// provision.toml with `[env.test.ec2]` plus `ec2` lines. The endpoint comes from
+    /// AWS_ENDPOINT_URL (see [`Ec2Test::run`]) unless `ec2` sets endpoint_url.
+    fn config(&self, ec2: &str) {
+        self.p.write(
+            "provision.toml",
+            &format!(
+                "app = \"{APP}\"\n\n[ssh]\nidentity_file = {key:?}\nconfig = {cfg:?}\nconnect_timeout = \"5s\"\n\n[env.test.ec2]\nregion = \"us-east-1\"\nami = \"{AMI}\"\ninstance_type = \"t3.micro\"\nssh_user = \"root\"\nssh_timeout = \"60s\"\n{ec2}\n",
+                key = self.key.private.display().to_string(),
+                cfg = self.p.path("ssh_config").display().to_string(),
+            ),
+        );
+    }
+
+    /// The binary on the project, with test credentials and the emulator's endpoint; no
+    /// instance metadata service, no profile files.
+    fn run(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_provision"))
+            .arg("-C")
+            .arg(self.p.dir.path())
+            .args(args)
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("AWS_PROFILE")
+            .env("HOME", &self.p.home)
+            .env("NO_COLOR", "1")
+            .env("CI", "1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", self.moto.url())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the provision binary");
+        let run = Run {
+            code: out.status.code().expect("provision killed by a signal"),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        };
+        eprintln!(
+            "$ provision {} → exit {} in {:?}\n{}",
+            args.join(" "),
+            run.code,
+            run.elapsed,
+            run.dump()
+        );
+        run
+    }
+
+    fn known_hosts(&self) -> String {
+        std::fs::read_to_string(self.p.path(".provision/known_hosts")).unwrap_or_default()
+    }
+}
+
+fn names(map: &BTreeMap<String, String>) -> Vec<&str> {
+    map.keys().map(String::as_str).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn up_on_an_empty_account_creates_group_key_and_instances_then_nothing() {
+    let t = Ec2Test::new();
+    t.config("count = 2\ningress = [{ ports = [22], cidrs = [\"0.0.0.0/0\"] }]");
+    let up = t.run(&["up", "test"]);
+    up.expect_code(0);
+    assert!(
+        up.stdout.contains("ec2 us-east-1 (shop/test): 4 to create"),
+        "{}",
+        up.dump()
+    );
+    let acc = t.moto.account();
+    let ours = acc.ours();
+    assert_eq!(names(&ours), ["shop-test-1", "shop-test-2"], "{}", acc.0);
+    for id in ours.values() {
+        let i = acc.instance(id);
+        assert_eq!(i["state"], "running");
+        assert_eq!(i["tags"]["provision:env"], "test");
+        assert_eq!(i["tags"]["provision:role"], "all");
+        assert_eq!(i["type"], "t3.micro");
+    }
+    assert_eq!(acc.rules(GROUP), ["tcp 22-22 0.0.0.0/0"]);
+    assert_eq!(acc.group(GROUP).unwrap()["tags"]["provision:app"], APP);
+    assert_eq!(acc.keys(), [KEY_PAIR]);
+    // The wait for SSH went to the mapped sshd and pinned its key (accept-new for new hosts).
+    assert!(
+        up.stderr.contains("shop-test-1 answers SSH"),
+        "{}",
+        up.dump()
+    );
+    assert!(
+        t.known_hosts().contains(&t.sshd.known_hosts_line()),
+        "known_hosts: {}",
+        t.known_hosts()
+    );
+    assert!(
+        up.stdout.contains("shop-test-1") && up.stdout.contains("shop-test-2"),
+        "the playbook ran on both: {}",
+        up.dump()
+    );
+
+    let again = t.run(&["up", "test"]);
+    again.expect_code(0);
+    assert!(
+        again
+            .stdout
+            .contains("ec2 us-east-1 (shop/test): nothing to change"),
+        "{}",
+        again.dump()
+    );
+    assert!(!again.stderr.contains("launched"), "{}", again.dump());
+    assert_eq!(
+        t.moto.account().ours(),
+        ours,
+        "the second up created nothing"
+    );
+
+    let hosts = t.run(&["hosts", "test"]);
+    hosts.expect_code(0);
+    for (name, id) in &ours {
+        let line = hosts
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} not listed: {}", hosts.dump()));
+        assert!(
+            line.contains(id) && line.contains("running") && line.contains("all"),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("root@127.0.0.1:{}", t.sshd.port)),
+            "{line}"
+        );
+    }
+    let json = t.run(&["hosts", "test", "--output", "json"]);
+    json.expect_code(0);
+    let rows: Vec<Value> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r["state"] == "running" && r["id"].as_str().unwrap().starts_with("i-"))
+    );
+}
+
+#[test]
+fn plan_lists_the_creations_without_making_them() {
+    let t = Ec2Test::new();
+    t.config("count = 1");
+    let plan = t.run(&["plan", "test"]);
+    plan.expect_code(0);
+    for want in [
+        "+ key pair provision-shop-test (import",
+        "+ security group provision-shop-test",
+        "+ ingress tcp 22 from 0.0.0.0/0",
+        "+ instance shop-test-1 (role all, t3.micro, ami-03cf127a)",
+        "the playbook would run on 1 host(s) not running yet: shop-test-1",
+    ] {
+        assert!(
+            plan.stdout.contains(want),
+            "missing `{want}`\n{}",
+            plan.dump()
+        );
+    }
+    let acc = t.moto.account();
+    assert!(acc.ours().is_empty(), "plan created an instance: {}", acc.0);
+    assert!(acc.group(GROUP).is_none(), "plan created the group");
+    assert!(acc.keys().is_empty(), "plan imported the key");
+    t.run(&["plan", "test", "--detailed-exitcode"])
+        .expect_code(2);
+
+    // With JSON events on stdout, the EC2 lines go to stderr.
+    let json = t.run(&["plan", "test", "--output", "json"]);
+    json.expect_code(0);
+    assert!(
+        json.stderr.contains("+ instance shop-test-1"),
+        "{}",
+        json.dump()
+    );
+    json.events();
+
+    t.run(&["up", "test"]).expect_code(0);
+    let after = t.run(&["plan", "test", "--detailed-exitcode"]);
+    after.expect_code(0);
+    assert!(
+        after.stdout.contains("nothing to change"),
+        "{}",
+        after.dump()
+    );
+}
+
+#[test]
+fn count_and_ingress_changes_are_applied_and_scaling_down_needs_yes() {
+    let t = Ec2Test::new();
+    t.config("count = 1");
+    t.run(&["up", "test"]).expect_code(0);
+    let first = t.moto.account().ours();
+    assert_eq!(names(&first), ["shop-test-1"]);
+
+    // count 1 → 2 and one more ingress rule.
+    t.config("count = 2\ningress = [{ ports = [22, 80], cidrs = [\"0.0.0.0/0\"] }]");
+    let plan = t.run(&["plan", "test"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout.contains("+ instance shop-test-2"),
+        "{}",
+        plan.dump()
+    );
+    assert!(
+        plan.stdout.contains("+ ingress tcp 80 from 0.0.0.0/0"),
+        "{}",
+        plan.dump()
+    );
+    assert!(
+        !plan.stdout.contains("+ instance shop-test-1"),
+        "{}",
+        plan.dump()
+    );
+    let up = t.run(&["up", "test"]);
+    up.expect_code(0);
+    assert!(
+        up.stdout.contains("1 to create, 1 rule(s) to change"),
+        "{}",
+        up.dump()
+    );
+    let acc = t.moto.account();
+    let two = acc.ours();
+    assert_eq!(names(&two), ["shop-test-1", "shop-test-2"]);
+    assert_eq!(
+        two["shop-test-1"], first["shop-test-1"],
+        "the first instance was kept"
+    );
+    assert_eq!(
+        acc.rules(GROUP),
+        ["tcp 22-22 0.0.0.0/0", "tcp 80-80 0.0.0.0/0"]
+    );
+
+    // A changed rule: port 80 now only from one network, 22 from anywhere still.
+    t.config(
+        "count = 2\ningress = [{ ports = [22] }, { ports = [80], cidrs = [\"203.0.113.0/24\"] }]",
+    );
+    let up = t.run(&["up", "test"]);
+    up.expect_code(0);
+    assert!(
+        up.stdout.contains("+ ingress tcp 80 from 203.0.113.0/24"),
+        "{}",
+        up.dump()
+    );
+    assert!(
+        up.stdout.contains("- ingress tcp 80 from 0.0.0.0/0"),
+        "{}",
+        up.dump()
+    );
+    assert_eq!(
+        t.moto.account().rules(GROUP),
+        ["tcp 22-22 0.0.0.0/0", "tcp 80-80 203.0.113.0/24"]
+    );
+
+    // count 2 → 1: without a terminal, only with --yes; the newest goes.
+    t.config(
+        "count = 1\ningress = [{ ports = [22] }, { ports = [80], cidrs = [\"203.0.113.0/24\"] }]",
+    );
+    let refused = t.run(&["up", "test"]);
+    refused.expect_code(1);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.dump());
+    assert!(refused.stderr.contains("shop-test-2"), "{}", refused.dump());
+    assert_eq!(t.moto.account().ours(), two, "nothing was terminated");
+    let down = t.run(&["up", "test", "--yes"]);
+    down.expect_code(0);
+    let acc = t.moto.account();
+    assert_eq!(names(&acc.ours()), ["shop-test-1"]);
+    assert_eq!(acc.state_of(&two["shop-test-2"]), "terminated");
+    assert_eq!(acc.ours()["shop-test-1"], first["shop-test-1"]);
+}
+
+#[test]
+fn down_removes_what_it_created_and_nothing_else() {
+    let t = Ec2Test::new();
+    // Not provision's: an untagged instance, another app's instance in an env of the same
+    // name, a group of another name.
+    let untagged = t.moto.py(&["run"]);
+    let other_app = t.moto.py(&[
+        "run",
+        "provision:app=other",
+        "provision:env=test",
+        "provision:role=all",
+        "Name=other-test-1",
+    ]);
+    let foreign_group = t.moto.py(&["group", "hand-made"]);
+    let untagged = untagged.as_str().unwrap();
+    let other_app = other_app.as_str().unwrap();
+
+    t.config("count = 2\nroot_volume_gb = 12\nuser_data = \"#!/bin/sh\\necho hi\\n\"\ntags = { team = \"web\" }");
+    t.run(&["up", "test"]).expect_code(0);
+    let acc = t.moto.account();
+    let ours = acc.ours();
+    assert_eq!(ours.len(), 2, "{}", acc.0);
+    let one = acc.instance(&ours["shop-test-1"]);
+    assert_eq!(one["tags"]["team"], "web");
+    assert_eq!(acc.state_of(untagged), "running");
+
+    let refused = t.run(&["down", "test"]);
+    refused.expect_code(1);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.dump());
+    assert_eq!(
+        t.moto.account().ours(),
+        ours,
+        "nothing removed without --yes"
+    );
+
+    let down = t.run(&["down", "test", "--yes"]);
+    down.expect_code(0);
+    assert!(
+        down.stdout
+            .contains("removed 2 instance(s), 1 security group(s), 1 key pair(s)"),
+        "{}",
+        down.dump()
+    );
+    let acc = t.moto.account();
+    for id in ours.values() {
+        assert_eq!(acc.state_of(id), "terminated");
+    }
+    assert!(acc.group(GROUP).is_none(), "the group is gone: {}", acc.0);
+    assert!(acc.keys().is_empty(), "the key pair is gone: {}", acc.0);
+    assert_eq!(
+        acc.state_of(untagged),
+        "running",
+        "untagged instance untouched"
+    );
+    assert_eq!(
+        acc.state_of(other_app),
+        "running",
+        "other app's instance untouched"
+    );
+    assert!(
+        acc.0["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == foreign_group),
+        "the hand-made group survives"
+    );
+
+    let again = t.run(&["down", "test", "--yes"]);
+    again.expect_code(0);
+    assert!(
+        again.stdout.contains("nothing to remove"),
+        "{}",
+        again.dump()
+    );
+}
+
+/// The whole path: no instance → created on EC2 → waited for (its address mapped to a real
+/// sshd) → its key pinned → the playbook applied; a second `up` changes nothing.
+#[test]
+fn full_path_from_no_instance_to_the_playbook_applied() {
+    let t = Ec2Test::new();
+    let dir = t.p.remote_path("site");
+    t.p.write("files/index.html", "<h1>shop</h1>\n");
+    t.p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"site dir\"\ndirectory = {{ path = \"{dir}\", mode = \"0755\" }}\n\n[[step]]\nname = \"index\"\nfile = {{ src = \"files/index.html\", dest = \"{dir}/index.html\" }}\n"
+        ),
+    );
+    // This time the endpoint is in the config (AWS_ENDPOINT_URL is overridden by it).
+    t.config(&format!(
+        "count = 1\nendpoint_url = \"{}\"\n[env.test.ec2.roles.web]\ncount = 1",
+        t.moto.url()
+    ));
+    assert!(t.moto.account().ours().is_empty());
+
+    let up = t.run(&["up", "test", "--output", "json"]);
+    up.expect_code(0);
+    assert_eq!(up.changed(), 2, "{}", up.dump());
+    assert_eq!(
+        up.host_steps_with("changed"),
+        [
+            ("shop-test-web-1".to_string(), "site dir".to_string()),
+            ("shop-test-web-1".to_string(), "index".to_string())
+        ]
+        .into()
+    );
+    assert!(
+        up.stderr.contains("launched shop-test-web-1"),
+        "{}",
+        up.dump()
+    );
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&dir).join("index.html")).unwrap(),
+        "<h1>shop</h1>\n"
+    );
+    assert_eq!(
+        t.known_hosts().lines().count(),
+        1,
+        "one pin: {}",
+        t.known_hosts()
+    );
+    let acc = t.moto.account();
+    assert_eq!(names(&acc.ours()), ["shop-test-web-1"]);
+
+    let again = t.run(&["up", "test", "--output", "json"]);
+    again.expect_code(0);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+    assert_eq!(again.ok(), 2);
+    assert!(
+        again.stderr.contains("nothing to change"),
+        "{}",
+        again.dump()
+    );
+    assert_eq!(t.moto.account().ours(), acc.ours());
+}
+
+#[test]
+fn aws_errors_are_one_sentence_with_the_code() {
+    let t = Ec2Test::new();
+    t.config("subnet = \"subnet-nope\"");
+    let up = t.run(&["up", "test"]);
+    up.expect_code(3);
+    assert!(
+        up.stderr
+            .contains("EC2 DescribeSubnets failed: InvalidSubnetID.NotFound"),
+        "{}",
+        up.dump()
+    );
+    assert!(!up.stderr.contains("service error"), "{}", up.dump());
+    assert_eq!(up.stderr.trim().lines().count(), 1, "{}", up.dump());
+
+    // An existing key pair that is not there is refused before anything is created.
+    t.config("key_pair = \"nobody\"");
+    let up = t.run(&["up", "test"]);
+    up.expect_code(1);
+    assert!(
+        up.stderr.contains("key pair `nobody` does not exist"),
+        "{}",
+        up.dump()
+    );
+    assert!(t.moto.account().group(GROUP).is_none());
+}
