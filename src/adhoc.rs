@@ -1,5 +1,10 @@
 //! `provision exec`: one ad-hoc command on every selected host, over the same connection
-//! settings as `up`. Also the benchmark's floor: connect, authenticate, run `true`.
+//! settings (and `remote_env`) as `up`. Also the benchmark's floor: connect, authenticate,
+//! run `true`.
+//!
+//! Hosts run in parallel; each host's output is printed as one block when it is done, every
+//! line prefixed `[host]`, then a summary line. A failing or unreachable host does not stop
+//! the others; the exit code says the worst (3 a command failed, 4 a host was unreachable).
 
 use crate::inventory::Host;
 use crate::report::OutputFormat;
@@ -18,18 +23,26 @@ struct HostResult {
     result: Result<(Option<u32>, String, String), String>,
 }
 
-pub async fn run(
-    hosts: Vec<Host>,
-    command: &str,
-    forks: usize,
-    timeout: Duration,
-    output: OutputFormat,
-    redactor: Redactor,
-) -> i32 {
-    let sem = Arc::new(Semaphore::new(forks.max(1)));
+/// How `exec` runs and prints.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub forks: usize,
+    pub timeout: Duration,
+    pub output: OutputFormat,
+    /// Print only failing hosts and the summary.
+    pub quiet: bool,
+    /// Put before the command (the env's `remote_env` exports).
+    pub prelude: String,
+}
+
+pub async fn run(hosts: Vec<Host>, command: &str, o: ExecOptions, redactor: Redactor) -> i32 {
+    let (output, quiet) = (o.output, o.quiet);
+    let sem = Arc::new(Semaphore::new(o.forks.max(1)));
+    let (timeout, n) = (o.timeout, hosts.len());
+    let command = format!("{}{command}", o.prelude);
     let mut tasks = tokio::task::JoinSet::new();
     for h in hosts {
-        let (sem, command) = (sem.clone(), command.to_string());
+        let (sem, command) = (sem.clone(), command.clone());
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
             let result = match SshSession::connect(&h.connect).await {
@@ -50,16 +63,29 @@ pub async fn run(
     let mut results = Vec::new();
     while let Some(r) = tasks.join_next().await {
         let r = r.expect("exec task panicked");
-        print_result(&r, output, &redactor);
+        let ok = matches!(&r.result, Ok((Some(0), _, _)));
+        if !(quiet && ok) {
+            print_result(&r, output, &redactor);
+        }
         results.push(r);
     }
-    let unreachable = results.iter().any(|r| r.result.is_err());
+    let unreachable = results.iter().filter(|r| r.result.is_err()).count();
     let failed = results
         .iter()
-        .any(|r| matches!(&r.result, Ok((code, _, _)) if *code != Some(0)));
-    if unreachable {
+        .filter(|r| matches!(&r.result, Ok((code, _, _)) if *code != Some(0)))
+        .count();
+    if output != OutputFormat::Json {
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(
+            o,
+            "exec on {}: {} ok, {failed} failed, {unreachable} unreachable",
+            crate::ops::hosts_n(n),
+            n - failed - unreachable
+        );
+    }
+    if unreachable > 0 {
         exit::UNREACHABLE
-    } else if failed {
+    } else if failed > 0 {
         exit::FAILED
     } else {
         exit::OK

@@ -1,18 +1,24 @@
 //! The command line (clap derive) and what each command does.
 
 use crate::config::{ConfigError, Playbook, Project};
+use crate::inventory::Access;
+use crate::ops::Target;
 use crate::plan::{PlanOptions, Planner};
-use crate::report::{Mode, OutputFormat, Sink};
+use crate::report::{Mode, OutputFormat, ReportOptions, Sink};
 use crate::runner::{self, RunOptions, exit};
 use crate::secrets::{Redactor, Secrets};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// `0.1.0 (3f2a9c1)`: the package version and the git commit it was built from (build.rs).
+pub const VERSION: &str = env!("PROVISION_VERSION");
+
 #[derive(Debug, Parser)]
-#[command(name = "provision", version, about = "Provision and deploy applications over SSH", long_about = None)]
+#[command(name = "provision", version = VERSION, about = "Provision and deploy applications over SSH", long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 done, 1 config or usage error (no host touched), 2 changes pending (plan --detailed-exitcode), 3 a step failed, 4 a host was unreachable."
+    after_help = "Exit codes: 0 done, 1 config or usage error (no host touched), 2 changes pending (plan --detailed-exitcode), 3 a step failed, 4 a host was unreachable.\n\nIn CI (CI set, or no terminal on stdin) provision never prompts: the SSH key comes from $PROVISION_SSH_KEY or --ssh-key-stdin, host keys from $PROVISION_KNOWN_HOSTS or ssh.host_key, confirmations from --yes."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -50,6 +56,62 @@ pub struct Global {
     /// Answer yes to confirmations (terminating EC2 instances, `down`); required without a terminal
     #[arg(long, global = true)]
     pub yes: bool,
+    /// Only errors and the final summary line
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Colors: auto (a terminal, and NO_COLOR unset), always, never
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Read the SSH private key from stdin (e.g. `printenv DEPLOY_KEY | provision up prod --ssh-key-stdin`)
+    #[arg(long, global = true)]
+    pub ssh_key_stdin: bool,
+    /// The key read from stdin, filled in by `main`.
+    #[arg(skip)]
+    pub stdin_key: StdinKey,
+}
+
+/// When to color output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// A private key read from stdin; `Debug` never shows it.
+#[derive(Clone, Default)]
+pub struct StdinKey(pub Option<Arc<str>>);
+
+impl std::fmt::Debug for StdinKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "StdinKey(given)"
+        } else {
+            "StdinKey(none)"
+        })
+    }
+}
+
+impl Global {
+    /// Connection inputs from the command line and the terminal.
+    fn access(&self) -> Access {
+        Access {
+            allow_prompt: interactive() && !self.ssh_key_stdin,
+            stdin_key: self.stdin_key.0.clone(),
+        }
+    }
+
+    fn report(&self) -> ReportOptions {
+        ReportOptions {
+            verbosity: self.verbose,
+            quiet: self.quiet,
+            color: console::colors_enabled(),
+        }
+    }
+
+    fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,7 +150,9 @@ pub enum Command {
     #[command(after_help = "Example: provision down staging --yes")]
     Down { env: String },
     /// Run one command on the environment's hosts, output prefixed by host
-    #[command(after_help = "Example: provision exec prod --limit web -- uptime")]
+    #[command(
+        after_help = "Example: provision exec prod --limit web -- uptime\n\nEvery host runs even when one fails; exit 3 when a command failed somewhere, 4 when a host was unreachable."
+    )]
     Exec {
         env: String,
         /// Seconds the command may run
@@ -98,12 +162,78 @@ pub enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Open a shell on one host (or run a command there) with the system ssh client, through
+    /// the same settings as `up`: user, port, key, checked host keys, jump host
+    #[command(
+        after_help = "Examples:\n  provision ssh prod web-1\n  provision ssh prod web-1 -- df -h\n\nHOST may be omitted when the environment has one host."
+    )]
+    Ssh {
+        env: String,
+        /// The host (its name, address, or a role with one host)
+        host: Option<String>,
+        /// A command to run instead of a login shell
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// The app container's logs on every host (`docker logs`), prefixed by host
+    #[command(
+        after_help = "Examples:\n  provision logs prod --tail 100\n  provision logs prod --follow --limit web-1\n\n--follow runs until Ctrl-C (or SIGTERM), which also stops `docker logs` on the hosts."
+    )]
+    Logs {
+        env: String,
+        /// Keep streaming new lines
+        #[arg(short, long)]
+        follow: bool,
+        /// Container name (default: the app name)
+        #[arg(long, value_name = "NAME")]
+        container: Option<String>,
+        /// Only this many lines from the end
+        #[arg(long, value_name = "N")]
+        tail: Option<String>,
+        /// Only lines since this time or duration ago (10m, 2026-01-02T15:04:05Z)
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Show each line's timestamp
+        #[arg(short, long)]
+        timestamps: bool,
+    },
+    /// Per host: the release deployed, the app container's state and health, the deploy
+    /// lock's holder, the last deploy
+    #[command(
+        after_help = "Example: provision status prod\n\nExit 0 when every host answered, 4 when one did not."
+    )]
+    Status {
+        env: String,
+        /// Container name (default: the app name)
+        #[arg(long, value_name = "NAME")]
+        container: Option<String>,
+    },
+    /// Remove the deploy lock an interrupted deploy left behind (asks first; --yes where no one can answer)
+    #[command(after_help = "Example: provision unlock prod --yes")]
+    Unlock { env: String },
     /// Scaffold provision.toml, playbooks/deploy.toml, templates/ and secrets/.gitignore
     #[command(after_help = "Example: provision init myapp")]
     Init {
         /// Folder to create the files in
         #[arg(default_value = ".")]
         dir: PathBuf,
+    },
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  provision completions bash > ~/.local/share/bash-completion/completions/provision\n  provision completions zsh > \"${fpath[1]}/_provision\"\n  provision completions fish > ~/.config/fish/completions/provision.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a folder
+    #[command(
+        after_help = "Examples:\n  provision man | man -l -\n  provision man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write provision.1 and provision-<command>.1 here instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -121,6 +251,17 @@ pub fn main() -> i32 {
             };
         }
     };
+    set_color(cli.global.color);
+    let mut cli = cli;
+    if cli.global.ssh_key_stdin {
+        match read_stdin_key() {
+            Ok(k) => cli.global.stdin_key = StdinKey(Some(k)),
+            Err(m) => {
+                eprintln!("error: --ssh-key-stdin: {m}");
+                return exit::CONFIG;
+            }
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,10 +281,91 @@ pub fn main() -> i32 {
     }
 }
 
+/// `--color` and NO_COLOR decide once, for stdout and stderr alike.
+fn set_color(choice: ColorChoice) {
+    let on = match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var("TERM").map_or(true, |t| t != "dumb")
+                && console::Term::stdout().is_term()
+        }
+    };
+    console::set_colors_enabled(on);
+    console::set_colors_enabled_stderr(on);
+}
+
+/// The whole of stdin, refused from a terminal (that would be a prompt).
+fn read_stdin_key() -> Result<Arc<str>, String> {
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err("stdin is a terminal; pipe the key in (e.g. `printenv DEPLOY_KEY | provision ... --ssh-key-stdin`)".into());
+    }
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    if text.trim().is_empty() {
+        return Err("stdin is empty".into());
+    }
+    Ok(text.into())
+}
+
 async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
     let g = &cli.global;
     match &cli.command {
         Command::Init { dir } => crate::scaffold::init(dir).map(|()| exit::OK),
+        Command::Completions { shell } => {
+            use std::io::Write;
+            let mut cmd = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "provision", &mut script);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::stdout().write_all(&script);
+            Ok(exit::OK)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
+        Command::Ssh { env, host, command } => {
+            let t = Target::load(g.config.as_deref(), env, g.limit.as_deref(), &g.access())?;
+            let h = crate::ops::ssh::pick(&t.hosts, host.as_deref(), &t.project.file)?;
+            Ok(crate::ops::ssh::run(h, command).await)
+        }
+        Command::Logs {
+            env,
+            follow,
+            container,
+            tail,
+            since,
+            timestamps,
+        } => {
+            let t = Target::load(g.config.as_deref(), env, g.limit.as_deref(), &g.access())?;
+            let o = crate::ops::logs::LogsOptions {
+                follow: *follow,
+                container: container.clone(),
+                tail: tail.clone(),
+                since: since.clone(),
+                timestamps: *timestamps,
+            };
+            Ok(crate::ops::logs::run(t, o, g.quiet).await)
+        }
+        Command::Status { env, container } => {
+            let t = Target::load(g.config.as_deref(), env, g.limit.as_deref(), &g.access())?;
+            Ok(crate::ops::status::run(t, container.as_deref(), g.forks, g.json(), g.quiet).await)
+        }
+        Command::Unlock { env } => {
+            if !g.yes && !interactive() {
+                return Err(ConfigError::new(
+                    Project::locate(g.config.as_deref())?,
+                    "removing a deploy lock needs confirmation, and no one can answer here (no terminal on stdin, or CI is set)",
+                )
+                .with_help("pass --yes"));
+            }
+            let t = Target::load(g.config.as_deref(), env, g.limit.as_deref(), &g.access())?;
+            let ask = |q: &str| confirm(q);
+            let confirm: Option<&dyn Fn(&str) -> bool> = if g.yes { None } else { Some(&ask) };
+            Ok(crate::ops::unlock::run(t, confirm, g.json()).await)
+        }
         Command::Hosts { env } => hosts(g, env).await,
         Command::Down { env } => down(g, env).await,
         Command::Up {
@@ -167,17 +389,18 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
 async fn hosts(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
     let project = Project::load(&Project::locate(g.config.as_deref())?)?;
     let env = project.env(env_name)?;
-    let resolve = |e: &_| crate::inventory::resolve(&project, e, None, false);
+    let access = g.access();
+    let resolve = |e: &_| crate::inventory::resolve_with(&project, e, None, &access);
     if let Some(r) = crate::cloud::print_hosts(&project, env, cloud_options(g), resolve).await {
         return r;
     }
-    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), false)?;
+    let hosts = crate::inventory::resolve_with(&project, env, g.limit.as_deref(), &g.access())?;
     if g.output == OutputFormat::Json {
         for h in &hosts {
             let c = &h.connect;
             println!(
                 "{}",
-                serde_json::json!({ "host": h.name, "roles": h.roles, "address": c.address, "port": c.port, "user": c.user,
+                serde_json::json!({ "event": "host", "host": h.name, "roles": h.roles, "address": c.address, "port": c.port, "user": c.user,
                     "jump": c.jump.as_ref().map(|j| format!("{}@{}:{}", j.user, j.address, j.port)) })
             );
         }
@@ -205,20 +428,69 @@ async fn hosts(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
 }
 
 async fn exec(g: &Global, env_name: &str, command: &str, timeout: u64) -> Result<i32, ConfigError> {
-    let project = Project::load(&Project::locate(g.config.as_deref())?)?;
-    let env = project.env(env_name)?;
-    let redactor = Redactor::default();
-    // Loaded only so that secret values in the command's output are masked.
-    Secrets::load(env.secrets.as_deref(), redactor.clone())?;
-    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
-    let timeout = std::time::Duration::from_secs(timeout);
-    Ok(crate::adhoc::run(hosts, command, g.forks, timeout, g.output, redactor).await)
+    let t = Target::load(
+        g.config.as_deref(),
+        env_name,
+        g.limit.as_deref(),
+        &g.access(),
+    )?;
+    let o = crate::adhoc::ExecOptions {
+        forks: g.forks,
+        timeout: std::time::Duration::from_secs(timeout),
+        output: g.output,
+        quiet: g.quiet,
+        prelude: t.prelude.clone(),
+    };
+    Ok(crate::adhoc::run(t.hosts, command, o, t.redactor).await)
+}
+
+/// Print the man page, or write one page per command into `dir`.
+fn man(dir: Option<&std::path::Path>) -> Result<i32, ConfigError> {
+    let cmd = Cli::command();
+    let render = |c: clap::Command| -> Result<Vec<u8>, ConfigError> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c)
+            .render(&mut buf)
+            .map_err(|e| ConfigError::new("man page", e.to_string()))?;
+        Ok(buf)
+    };
+    let Some(dir) = dir else {
+        use std::io::Write;
+        let page = render(cmd)?;
+        let _ = std::io::stdout().write_all(&page);
+        return Ok(exit::OK);
+    };
+    std::fs::create_dir_all(dir).map_err(|e| ConfigError::new(dir, e.to_string()))?;
+    let mut pages = vec![("provision.1".to_string(), render(cmd.clone())?)];
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("provision-{}", sub.get_name());
+        // The page's title is the command's name: leaked, the process is about to end anyway.
+        let title: &'static str = Box::leak(name.clone().into_boxed_str());
+        let page = render(sub.clone().name(title))?;
+        pages.push((format!("{name}.1"), page));
+    }
+    for (file, page) in pages {
+        let path = dir.join(&file);
+        std::fs::write(&path, page).map_err(|e| ConfigError::new(&path, e.to_string()))?;
+        crate::ops::out_line(&path.display().to_string());
+    }
+    Ok(exit::OK)
+}
+
+/// Ask a yes/no question on the terminal (only called when one is there).
+fn confirm(question: &str) -> bool {
+    eprint!("{question}");
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 async fn rollback(g: &Global, env_name: &str, to: Option<&str>) -> Result<i32, ConfigError> {
     let project = Project::load(&Project::locate(g.config.as_deref())?)?;
     let env = project.env(env_name)?;
-    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
+    let hosts = crate::inventory::resolve_with(&project, env, g.limit.as_deref(), &g.access())?;
     let first = hosts
         .first()
         .ok_or_else(|| ConfigError::new(&project.file, "no host selected"))?;
@@ -231,7 +503,9 @@ async fn rollback(g: &Global, env_name: &str, to: Option<&str>) -> Result<i32, C
     };
     let target = crate::releases::rollback_target(&records, to)
         .map_err(|m| ConfigError::new(&project.file, m))?;
-    eprintln!("rolling back {env_name} to {target}");
+    if !g.quiet {
+        eprintln!("rolling back {env_name} to {target}");
+    }
     let mut g2 = g.clone();
     g2.vars.push(("ref".into(), target));
     converge(&g2, env_name, Mode::Apply, false, false).await
@@ -240,10 +514,17 @@ async fn rollback(g: &Global, env_name: &str, to: Option<&str>) -> Result<i32, C
 async fn releases(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
     let project = Project::load(&Project::locate(g.config.as_deref())?)?;
     let env = project.env(env_name)?;
-    let hosts = crate::inventory::resolve(&project, env, g.limit.as_deref(), interactive())?;
+    let hosts = crate::inventory::resolve_with(&project, env, g.limit.as_deref(), &g.access())?;
     let mut code = exit::OK;
     for h in &hosts {
         match crate::releases::read(h, &project.app, env_name).await {
+            Err(e) if g.json() => {
+                println!(
+                    "{}",
+                    serde_json::json!({ "event": "release", "host": h.name, "unreachable": true, "error": e })
+                );
+                code = exit::UNREACHABLE;
+            }
             Err(e) => {
                 println!("[{}] UNREACHABLE: {e}", h.name);
                 code = exit::UNREACHABLE;
@@ -252,10 +533,11 @@ async fn releases(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
                 for r in records {
                     println!(
                         "{}",
-                        serde_json::json!({ "host": h.name, "time": r.time, "release": r.release, "user": r.user, "result": r.result, "changed": r.changed })
+                        serde_json::json!({ "event": "release", "host": h.name, "time": r.time, "release": r.release, "user": r.user, "result": r.result, "changed": r.changed })
                     );
                 }
             }
+            Ok(_) if g.quiet => {}
             Ok(records) => {
                 println!("[{}] {} release(s)", h.name, records.len());
                 for r in records {
@@ -270,9 +552,10 @@ async fn releases(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
     Ok(code)
 }
 
-/// Prompts (key passphrases) only when a person is there to answer.
-fn interactive() -> bool {
-    console::Term::stdout().is_term() && std::env::var_os("CI").is_none()
+/// Prompts (key passphrases, confirmations) only when a person is there to answer: stdin is
+/// a terminal and `CI` is not set. (stdout may well be piped: `provision up prod | tee log`.)
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::env::var_os("CI").is_none()
 }
 
 /// Load everything and plan every host before the first connection: any config, template
@@ -310,7 +593,8 @@ async fn converge(
     };
     let planner = Planner::new(&project, env_name, playbook, secrets, opts)?;
     // EC2 machines are found or created (up) or planned (plan) here, after every local check.
-    let resolve = |e: &_| crate::inventory::resolve(&project, e, None, interactive());
+    let access = g.access();
+    let resolve = |e: &_| crate::inventory::resolve_with(&project, e, None, &access);
     let cloud = crate::cloud::hosts_for_run(
         &project,
         env,
@@ -328,7 +612,7 @@ async fn converge(
         .iter()
         .map(|h| planner.plan_host(h))
         .collect::<Result<Vec<_>, _>>()?;
-    let sink = Sink::new(g.output, g.verbose, redactor, console::colors_enabled());
+    let sink = Sink::with_options(g.output, g.report(), redactor);
     let summary = runner::run(
         Arc::new(planner),
         plans,

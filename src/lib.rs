@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod config;
 pub mod inventory;
 pub mod lock;
+pub mod ops;
 pub mod plan;
 pub mod releases;
 pub mod report;

@@ -8,11 +8,11 @@ use crate::inventory::Host;
 use crate::lock::read_log_sh;
 use crate::transport::Transport;
 use crate::transport::ssh::SshSession;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// One line of `releases.log`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Record {
     pub time: String,
     pub release: String,

@@ -58,6 +58,12 @@ pub struct SshDef {
     pub become_user: Option<String>,
     /// ssh_config file to honour (default `~/.ssh/config`); `"none"` turns it off.
     pub config: Option<String>,
+    /// Environment variable holding a private key as text (default `PROVISION_SSH_KEY`).
+    pub identity_env: Option<String>,
+    /// Pinned host keys: `SHA256:…` fingerprints, `<type> <base64>` keys or known_hosts lines.
+    pub host_key: Option<OneOrMany>,
+    /// Environment variable holding more pins, one per line (default `PROVISION_KNOWN_HOSTS`).
+    pub host_key_env: Option<String>,
 }
 
 impl SshDef {
@@ -85,6 +91,15 @@ impl SshDef {
                 .clone()
                 .or_else(|| self.become_user.clone()),
             config: over.config.clone().or_else(|| self.config.clone()),
+            identity_env: over
+                .identity_env
+                .clone()
+                .or_else(|| self.identity_env.clone()),
+            host_key: over.host_key.clone().or_else(|| self.host_key.clone()),
+            host_key_env: over
+                .host_key_env
+                .clone()
+                .or_else(|| self.host_key_env.clone()),
         }
     }
 }

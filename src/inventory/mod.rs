@@ -5,9 +5,26 @@ pub mod ec2;
 pub mod ssh_config;
 
 use crate::config::{ConfigError, Env, HostAddr, Project, SshDef};
-use crate::transport::{ConnectSpec, KnownHostsPolicy};
+use crate::transport::{ConnectSpec, HostKeyPin, InlineKey, KnownHostsPolicy};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Environment variable read for a private key given as text (CI secrets), unless
+/// `ssh.identity_env` names another.
+pub const KEY_ENV: &str = "PROVISION_SSH_KEY";
+/// Environment variable read for pinned host keys, one per line, unless `ssh.host_key_env`
+/// names another.
+pub const KNOWN_HOSTS_ENV: &str = "PROVISION_KNOWN_HOSTS";
+
+/// What the command line adds to the config for connecting.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Ask for key passphrases on the terminal (a person is there: stdin is a TTY, no `CI`).
+    pub allow_prompt: bool,
+    /// A private key read from stdin (`--ssh-key-stdin`); wins over the environment.
+    pub stdin_key: Option<Arc<str>>,
+}
 
 /// One host of the run.
 #[derive(Debug, Clone)]
@@ -25,7 +42,22 @@ pub fn resolve(
     limit: Option<&str>,
     allow_prompt: bool,
 ) -> Result<Vec<Host>, ConfigError> {
-    let settings = Settings::new(project, &env.ssh)?;
+    let access = Access {
+        allow_prompt,
+        stdin_key: None,
+    };
+    resolve_with(project, env, limit, &access)
+}
+
+/// [`resolve`] with a key from stdin.
+pub fn resolve_with(
+    project: &Project,
+    env: &Env,
+    limit: Option<&str>,
+    access: &Access,
+) -> Result<Vec<Host>, ConfigError> {
+    let allow_prompt = access.allow_prompt;
+    let settings = Settings::new(project, &env.ssh, access)?;
     let mut hosts = Vec::new();
     for entry in &env.hosts {
         let connect = settings.connect_spec(&entry.addr, allow_prompt, 0)?;
@@ -80,10 +112,60 @@ struct Settings<'a> {
     file: &'a Path,
     ssh_config: Option<PathBuf>,
     home: Option<PathBuf>,
+    identity_key: Option<InlineKey>,
+    pins: Vec<HostKeyPin>,
+}
+
+/// The key given as text: stdin, else the environment variable (when set and not empty).
+fn inline_key(
+    file: &Path,
+    def: &SshDef,
+    access: &Access,
+) -> Result<Option<InlineKey>, ConfigError> {
+    let var = def.identity_env.as_deref().unwrap_or(KEY_ENV);
+    let (source, text): (String, Arc<str>) = match &access.stdin_key {
+        Some(text) => ("stdin (--ssh-key-stdin)".into(), text.clone()),
+        None => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => (format!("${var}"), v.into()),
+            _ => return Ok(None),
+        },
+    };
+    crate::transport::ssh::check_inline_key(&text).map_err(|m| {
+        ConfigError::new(file, format!("the SSH key from {source}: {m}"))
+            .with_help("give the private key's whole text (`cat ~/.ssh/id_ed25519`), or that text base64-encoded")
+    })?;
+    Ok(Some(InlineKey { source, text }))
+}
+
+/// Pins from `ssh.host_key` and the environment variable.
+fn host_key_pins(file: &Path, def: &SshDef) -> Result<Vec<HostKeyPin>, ConfigError> {
+    let help = "a pin is `SHA256:<fingerprint>` (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), `<key type> <base64 key>`, or a known_hosts line (ssh-keyscan)";
+    let mut pins = Vec::new();
+    for text in def.host_key.iter().flat_map(|h| h.to_vec()) {
+        let pin = crate::transport::ssh::parse_pin(&text, "ssh.host_key")
+            .map_err(|m| ConfigError::new(file, format!("ssh.host_key: {m}")).with_help(help))?;
+        pins.extend(pin);
+    }
+    let var = def.host_key_env.as_deref().unwrap_or(KNOWN_HOSTS_ENV);
+    if let Ok(text) = std::env::var(var) {
+        let text = text.replace("\\n", "\n");
+        for (i, line) in text.lines().enumerate() {
+            let source = format!("${var}");
+            let pin = crate::transport::ssh::parse_pin(line, &source).map_err(|m| {
+                ConfigError::new(file, format!("${var} line {}: {m}", i + 1)).with_help(help)
+            })?;
+            pins.extend(pin);
+        }
+    }
+    Ok(pins)
 }
 
 impl<'a> Settings<'a> {
-    fn new(project: &'a Project, def: &'a SshDef) -> Result<Settings<'a>, ConfigError> {
+    fn new(
+        project: &'a Project,
+        def: &'a SshDef,
+        access: &Access,
+    ) -> Result<Settings<'a>, ConfigError> {
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
             .filter(|h| !h.as_os_str().is_empty());
@@ -98,6 +180,8 @@ impl<'a> Settings<'a> {
             file: &project.file,
             ssh_config,
             home,
+            identity_key: inline_key(&project.file, def, access)?,
+            pins: host_key_pins(&project.file, def)?,
         })
     }
 
@@ -174,6 +258,9 @@ impl<'a> Settings<'a> {
             port: addr.port.or(cfg.port).or(self.def.port).unwrap_or(22),
             user,
             identity_files,
+            identity_key: self.identity_key.clone(),
+            identity_env: self.def.identity_env.clone(),
+            host_keys: self.pins.clone(),
             known_hosts: self.def.known_hosts.unwrap_or(KnownHostsPolicy::Strict),
             project_known_hosts,
             user_known_hosts: self.home.as_ref().map(|h| h.join(".ssh/known_hosts")),

@@ -28,6 +28,17 @@ pub trait Reporter: Send + Sync {
     fn note(&self, msg: &str);
 }
 
+/// How text output looks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// -v / -vv.
+    pub verbosity: u8,
+    /// -q: only failures, unreachable hosts and the final summary line.
+    pub quiet: bool,
+    /// ANSI colors (decided once from --color, NO_COLOR and the terminal).
+    pub color: bool,
+}
+
 /// Where the runner sends events: redact, then report.
 #[derive(Clone)]
 pub struct Sink {
@@ -38,16 +49,33 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(format: OutputFormat, verbosity: u8, redactor: Redactor, color: bool) -> Sink {
-        let plain_only = !console::Term::stdout().is_term() || std::env::var_os("CI").is_some();
+        let opts = ReportOptions {
+            verbosity,
+            quiet: false,
+            color,
+        };
+        Sink::with_options(format, opts, redactor)
+    }
+
+    /// Human output becomes plain lines when stdout is not a terminal, when `CI` is set, and
+    /// in quiet mode.
+    pub fn with_options(format: OutputFormat, opts: ReportOptions, redactor: Redactor) -> Sink {
+        let ReportOptions {
+            verbosity,
+            quiet,
+            color,
+        } = opts;
+        let plain_only =
+            quiet || !console::Term::stdout().is_term() || std::env::var_os("CI").is_some();
         let reporter: Arc<dyn Reporter> = match format {
             OutputFormat::Json => Arc::new(json::Json),
             OutputFormat::Human if !plain_only => Arc::new(human::Human::new(verbosity, color)),
-            _ => Arc::new(plain::Plain::new(verbosity, color)),
+            _ => Arc::new(plain::Plain::new(verbosity, color, quiet)),
         };
         Sink {
             redactor,
             reporter,
-            verbosity,
+            verbosity: if quiet { 0 } else { verbosity },
         }
     }
 

@@ -1,13 +1,23 @@
 //! Plain lines, one per step, prefixed by host: for CI logs, pipes and NO_COLOR.
+//!
+//! Lines are grouped per host even though hosts run in parallel: the first host to print
+//! streams live; the others' lines are held back and printed as one block each, when the
+//! live host finishes (finished hosts first, then a running one takes over the live stream).
+//! A single-host run is therefore fully live, and a CI log never interleaves hosts.
+//! Quiet mode prints only failures, unreachable hosts and the final summary line.
 
 use super::{Counts, Event, Mode, Reporter, Status, fmt_ms, paint, recap_line};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Mutex;
 
 pub(super) struct Plain {
     verbosity: u8,
     color: bool,
+    quiet: bool,
     state: Mutex<State>,
+    /// Lines go here instead of stdout (unit tests).
+    captured: Option<Mutex<Vec<String>>>,
 }
 
 #[derive(Default)]
@@ -15,21 +25,82 @@ struct State {
     mode: Option<Mode>,
     recap: Vec<(String, Counts, bool, Option<String>)>,
     width: usize,
+    /// The host whose lines go out as they come.
+    live: Option<String>,
+    /// Lines of the other hosts, held back.
+    held: BTreeMap<String, Vec<String>>,
+    /// Hosts that finished while another was live, in the order they finished.
+    done: Vec<String>,
 }
 
 impl Plain {
-    pub(super) fn new(verbosity: u8, color: bool) -> Plain {
+    pub(super) fn new(verbosity: u8, color: bool, quiet: bool) -> Plain {
         Plain {
             verbosity,
             color,
+            quiet,
             state: Mutex::new(State::default()),
+            captured: None,
         }
     }
 
     fn out(&self, text: &str) {
+        if let Some(c) = &self.captured {
+            c.lock().expect("capture lock").push(text.to_string());
+            return;
+        }
         let mut o = std::io::stdout().lock();
         let _ = writeln!(o, "{text}");
         let _ = o.flush();
+    }
+
+    /// A line of `host`: out now if it is the live host (or none is), else held back.
+    fn host_out(&self, st: &mut State, host: &str, text: String) {
+        match st.live.as_deref() {
+            None => {
+                st.live = Some(host.to_string());
+                self.out(&text);
+            }
+            Some(l) if l == host => self.out(&text),
+            Some(_) => st.held.entry(host.to_string()).or_default().push(text),
+        }
+    }
+
+    /// `host` finished: when it was live, print the finished hosts' blocks and hand the live
+    /// stream to a running host that has lines waiting.
+    fn host_done(&self, st: &mut State, host: &str) {
+        if st.live.as_deref() != Some(host) {
+            if st.held.contains_key(host) {
+                st.done.push(host.to_string());
+            }
+            return;
+        }
+        st.live = None;
+        for h in std::mem::take(&mut st.done) {
+            for line in st.held.remove(&h).unwrap_or_default() {
+                self.out(&line);
+            }
+        }
+        if let Some(next) = st.held.keys().next().cloned() {
+            for line in st.held.remove(&next).unwrap_or_default() {
+                self.out(&line);
+            }
+            st.live = Some(next);
+        }
+    }
+
+    /// Whatever is still held (only when a host never reported finishing).
+    fn flush_all(&self, st: &mut State) {
+        let order: Vec<String> = std::mem::take(&mut st.done)
+            .into_iter()
+            .chain(st.held.keys().cloned())
+            .collect();
+        for h in order {
+            for line in st.held.remove(&h).unwrap_or_default() {
+                self.out(&line);
+            }
+        }
+        st.live = None;
     }
 }
 
@@ -146,6 +217,8 @@ pub(super) fn recap(
 impl Reporter for Plain {
     fn event(&self, ev: &Event) {
         let mut st = self.state.lock().expect("reporter lock");
+        let st = &mut *st;
+        let loud = !self.quiet;
         match ev {
             Event::RunStarted {
                 env,
@@ -156,26 +229,31 @@ impl Reporter for Plain {
                 st.mode = Some(*mode);
                 st.width = hosts.iter().map(String::len).max().unwrap_or(0);
                 let verb = if *mode == Mode::Check { "PLAN" } else { "UP" };
-                self.out(&format!(
-                    "{verb} {env} ({playbook}) on {} host(s)",
-                    hosts.len()
-                ));
-            }
-            Event::HostConnected { host, ms } if self.verbosity >= 1 => {
-                self.out(&format!("[{host}] connected ({})", fmt_ms(*ms)));
-            }
-            Event::HostUnreachable { host, error } => {
-                self.out(&format!(
-                    "[{host}] {}: {error}",
-                    paint("UNREACHABLE", Status::Failed, self.color)
-                ));
-            }
-            Event::StepFinished { .. } => {
-                if let Some(s) = step_lines(ev, st.mode, self.verbosity, self.color) {
-                    self.out(&s);
+                if loud {
+                    self.out(&format!(
+                        "{verb} {env} ({playbook}) on {} host(s)",
+                        hosts.len()
+                    ));
                 }
             }
-            Event::Debug { host, message } => self.out(&format!("[{host}] debug: {message}")),
+            Event::HostConnected { host, ms } if loud && self.verbosity >= 1 => {
+                self.host_out(st, host, format!("[{host}] connected ({})", fmt_ms(*ms)));
+            }
+            Event::HostUnreachable { host, error } => {
+                let line = format!(
+                    "[{host}] {}: {error}",
+                    paint("UNREACHABLE", Status::Failed, self.color)
+                );
+                self.host_out(st, host, line);
+            }
+            Event::StepFinished { host, status, .. } if loud || *status == Status::Failed => {
+                if let Some(s) = step_lines(ev, st.mode, self.verbosity, self.color) {
+                    self.host_out(st, host, s);
+                }
+            }
+            Event::Debug { host, message } if loud => {
+                self.host_out(st, host, format!("[{host}] debug: {message}"));
+            }
             Event::HostFinished {
                 host,
                 counts,
@@ -189,10 +267,17 @@ impl Reporter for Plain {
                     *unreachable,
                     stopped_at.clone(),
                 ));
+                self.host_done(st, host);
             }
             Event::RunFinished { .. } => {
+                self.flush_all(st);
                 st.recap.sort_by(|a, b| a.0.cmp(&b.0));
-                self.out(&recap(&st.recap, st.width, self.color, ev));
+                let text = recap(&st.recap, st.width, self.color, ev);
+                if loud {
+                    self.out(&text);
+                } else if let Some(last) = text.lines().last() {
+                    self.out(last);
+                }
             }
             _ => {}
         }
@@ -200,5 +285,48 @@ impl Reporter for Plain {
 
     fn note(&self, msg: &str) {
         self.out(msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(p: &Plain, events: &[(&str, &str)]) -> Vec<String> {
+        // Drive host_out / host_done directly: ("line", host) or ("done", host).
+        let mut st = State::default();
+        let mut seen = Vec::new();
+        for (what, host) in events {
+            match *what {
+                "done" => p.host_done(&mut st, host),
+                text => p.host_out(&mut st, host, format!("{host}:{text}")),
+            }
+            seen.push(st.live.clone().unwrap_or_default());
+        }
+        seen
+    }
+
+    #[test]
+    fn live_host_streams_and_others_are_held_until_it_finishes() {
+        let p = Plain {
+            captured: Some(Mutex::default()),
+            ..Plain::new(0, false, false)
+        };
+        let live = lines(
+            &p,
+            &[
+                ("1", "a"),
+                ("1", "b"),
+                ("2", "a"),
+                ("1", "c"),
+                ("done", "b"),
+                ("done", "a"),
+                ("2", "c"),
+                ("done", "c"),
+            ],
+        );
+        assert_eq!(live, ["a", "a", "a", "a", "a", "c", "c", ""]);
+        let out = p.captured.unwrap().into_inner().unwrap();
+        assert_eq!(out, ["a:1", "a:2", "b:1", "c:1", "c:2"]);
     }
 }

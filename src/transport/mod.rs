@@ -10,6 +10,7 @@ pub mod ssh;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a remote script produced. `exit` is `None` when the process died by a signal or the
@@ -78,9 +79,19 @@ pub struct ConnectSpec {
     pub address: String,
     pub port: u16,
     pub user: String,
-    /// Explicit key files; when empty the defaults (~/.ssh/id_ed25519, id_ecdsa, id_rsa) and the
-    /// agent are tried.
+    /// Explicit key files; when empty (and there is no `identity_key`) the agent then the
+    /// defaults (~/.ssh/id_ed25519, id_ecdsa, id_rsa) are tried.
     pub identity_files: Vec<PathBuf>,
+    /// A private key given as text (an environment variable or stdin, as in CI). When set it is
+    /// tried first, and only the explicit identity files after it.
+    pub identity_key: Option<InlineKey>,
+    /// The environment variable that was consulted for `identity_key` (for messages when it
+    /// was not set).
+    pub identity_env: Option<String>,
+    /// Pinned host keys (`ssh.host_key`, `$PROVISION_KNOWN_HOSTS`). When one applies to this
+    /// host, the offered key must match one of the applicable pins and the known_hosts files
+    /// are not consulted.
+    pub host_keys: Vec<HostKeyPin>,
     pub known_hosts: KnownHostsPolicy,
     /// Project-local known_hosts (read and, with accept-new, written).
     pub project_known_hosts: PathBuf,
@@ -96,6 +107,41 @@ pub struct ConnectSpec {
     pub become_user: Option<String>,
     /// Ask for key passphrases on the terminal when stdin is a TTY.
     pub allow_prompt: bool,
+}
+
+/// A private key held as text. `Debug` shows where it came from, never the key.
+#[derive(Clone)]
+pub struct InlineKey {
+    /// Where it came from, for messages: `$PROVISION_SSH_KEY`, `stdin`.
+    pub source: String,
+    /// The key text as given (OpenSSH or PEM text, possibly base64-encoded as a whole).
+    pub text: Arc<str>,
+}
+
+impl std::fmt::Debug for InlineKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InlineKey({})", self.source)
+    }
+}
+
+/// The key part of a host-key pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinnedKey {
+    /// `SHA256:...` as `ssh-keygen -l` prints it.
+    Fingerprint(String),
+    /// A full public key.
+    Key(russh::keys::PublicKey),
+}
+
+/// One pinned host key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKeyPin {
+    /// known_hosts host patterns (`host,[host]:port,*.example.com`); `None` pins the key for
+    /// every host of the environment (a fixed deploy target).
+    pub hosts: Option<String>,
+    pub key: PinnedKey,
+    /// Where the pin was written, for messages (`ssh.host_key`, `$PROVISION_KNOWN_HOSTS line 2`).
+    pub source: String,
 }
 
 /// Why a host could not be reached. Every variant renders as one sentence that tells the
@@ -123,6 +169,15 @@ pub enum ConnectError {
         offered: String,
         file: String,
         line: usize,
+    },
+    #[error(
+        "host key of {host} ({offered}) does not match the pinned host key ({pinned}, from {origin}); refusing to connect. If the server's key changed legitimately, update the pin"
+    )]
+    HostKeyNotPinned {
+        host: String,
+        offered: String,
+        pinned: String,
+        origin: String,
     },
     #[error(
         "authentication as {user}@{host} failed (tried: {tried}); check ssh.identity_file or your ssh-agent"

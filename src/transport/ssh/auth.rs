@@ -43,6 +43,14 @@ pub(super) async fn authenticate(
         true => "no ssh-agent and no key in ~/.ssh/id_ed25519, id_ecdsa, id_rsa".to_string(),
         false => auth.tried.join(", "),
     };
+    let tried = if spec.identity_key.is_none() && std::env::var_os("CI").is_some() {
+        format!(
+            "{tried}; in CI, give the key in ${} or with --ssh-key-stdin",
+            spec.identity_env.as_deref().unwrap_or("PROVISION_SSH_KEY")
+        )
+    } else {
+        tried
+    };
     Err(ConnectError::Auth {
         user: spec.user.clone(),
         host: spec.name.clone(),
@@ -55,7 +63,18 @@ impl Auth<'_> {
     /// hard error); otherwise the agent, then default keys, where a broken or encrypted key
     /// is noted and skipped.
     async fn run(&mut self) -> Result<bool, ConnectError> {
-        if !self.spec.identity_files.is_empty() {
+        if let Some(inline) = self.spec.identity_key.clone() {
+            let key = keyfile::load_inline(&inline).await?;
+            if self
+                .try_key(std::path::Path::new(&inline.source), key)
+                .await?
+            {
+                return Ok(true);
+            }
+        } else if let Some(var) = &self.spec.identity_env {
+            self.tried.push(format!("${var} (not set)"));
+        }
+        if self.spec.identity_key.is_some() || !self.spec.identity_files.is_empty() {
             for path in self.spec.identity_files.clone() {
                 let key = keyfile::load(&path, self.spec.allow_prompt).await?;
                 if self.try_key(&path, key).await? {

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use russh::keys::Algorithm;
+use russh::keys::{Algorithm, PublicKey};
 use tokio::net::TcpStream;
 
 use super::SshSession;
 use super::auth;
-use super::handler::{ClientHandler, take_verdict};
+use super::handler::{ClientHandler, accepted_key, take_verdict};
 use super::known_hosts::HostKeyCheck;
 use crate::transport::{ConnectError, ConnectSpec};
 
@@ -30,6 +30,7 @@ pub(super) fn target(spec: &ConnectSpec) -> String {
 /// Jump host first (its own retries and host-key check), then the target through it.
 pub(super) async fn connect(spec: &ConnectSpec) -> Result<SshSession, ConnectError> {
     let mut jumps = Vec::new();
+    let mut jump_keys = Vec::new();
     if let Some(jump) = spec.jump.as_deref() {
         // Boxed: the jump may itself have a jump, so this future is recursive.
         let via = Box::pin(connect(jump))
@@ -40,10 +41,13 @@ pub(super) async fn connect(spec: &ConnectSpec) -> Result<SshSession, ConnectErr
             })?;
         jumps.push(via.handle);
         jumps.extend(via.jumps);
+        jump_keys = via.host_keys;
     }
-    let mut handle = with_retries(spec, jumps.first()).await?;
+    let (mut handle, key) = with_retries(spec, jumps.first()).await?;
     auth::authenticate(&mut handle, spec).await?;
-    Ok(SshSession::new(handle, jumps, spec))
+    let mut session = SshSession::new(handle, jumps, spec);
+    session.host_keys = key.into_iter().chain(jump_keys).collect();
+    Ok(session)
 }
 
 /// Retry only what may go away by itself (refused/reset/timeout, a server dropping us
@@ -51,7 +55,7 @@ pub(super) async fn connect(spec: &ConnectSpec) -> Result<SshSession, ConnectErr
 async fn with_retries(
     spec: &ConnectSpec,
     jump: Option<&Handle<ClientHandler>>,
-) -> Result<Handle<ClientHandler>, ConnectError> {
+) -> Result<(Handle<ClientHandler>, Option<PublicKey>), ConnectError> {
     let mut attempt = 0;
     loop {
         match handshake(spec, jump).await {
@@ -75,7 +79,7 @@ fn backoff(attempt: u32) -> Duration {
 async fn handshake(
     spec: &ConnectSpec,
     jump: Option<&Handle<ClientHandler>>,
-) -> Result<Handle<ClientHandler>, ConnectError> {
+) -> Result<(Handle<ClientHandler>, Option<PublicKey>), ConnectError> {
     let check = HostKeyCheck::new(spec);
     let config = client_config(spec, &check.known_algorithms());
     let (handler, verdict) = ClientHandler::new(check);
@@ -97,7 +101,7 @@ async fn handshake(
             addr: target(spec),
             timeout: spec.connect_timeout,
         }),
-        Ok(Ok(handle)) => Ok(handle),
+        Ok(Ok(handle)) => Ok((handle, accepted_key(&verdict))),
         // The handler's refusal says more than russh's generic "unknown key".
         Ok(Err(e)) => Err(take_verdict(&verdict).unwrap_or(e)),
     }

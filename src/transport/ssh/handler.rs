@@ -3,14 +3,21 @@
 use std::sync::{Arc, Mutex};
 
 use russh::client;
-use russh::keys::PublicKeyOrCertificate;
+use russh::keys::{PublicKey, PublicKeyOrCertificate};
 
 use super::known_hosts::HostKeyCheck;
 use crate::transport::ConnectError;
 
-/// Where the handler leaves its precise refusal: russh itself only reports a generic
-/// `UnknownKey`, and `connect` wants to return "changed" vs "unknown" with fingerprints.
-pub(super) type Verdict = Arc<Mutex<Option<ConnectError>>>;
+/// Where the handler leaves its precise refusal (russh itself only reports a generic
+/// `UnknownKey`, and `connect` wants to return "changed" vs "unknown" with fingerprints), or
+/// the key it accepted (`provision ssh` hands it to the system ssh client).
+pub(super) type Verdict = Arc<Mutex<VerdictState>>;
+
+#[derive(Default)]
+pub(super) struct VerdictState {
+    refusal: Option<ConnectError>,
+    accepted: Option<PublicKey>,
+}
 
 pub(super) struct ClientHandler {
     check: HostKeyCheck,
@@ -30,7 +37,20 @@ impl ClientHandler {
 
 /// Take the refusal recorded by the handler, if any.
 pub(super) fn take_verdict(verdict: &Verdict) -> Option<ConnectError> {
-    verdict.lock().unwrap_or_else(|p| p.into_inner()).take()
+    verdict
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .refusal
+        .take()
+}
+
+/// The host key the handler accepted, if it accepted one.
+pub(super) fn accepted_key(verdict: &Verdict) -> Option<PublicKey> {
+    verdict
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .accepted
+        .clone()
 }
 
 impl client::Handler for ClientHandler {
@@ -41,10 +61,15 @@ impl client::Handler for ClientHandler {
         &mut self,
         server_public_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        match self.check.verify(&server_public_key.public_key()) {
-            Ok(()) => Ok(true),
+        let key = server_public_key.public_key();
+        let mut verdict = self.verdict.lock().unwrap_or_else(|p| p.into_inner());
+        match self.check.verify(&key) {
+            Ok(()) => {
+                verdict.accepted = Some(key);
+                Ok(true)
+            }
             Err(refusal) => {
-                *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(refusal);
+                verdict.refusal = Some(refusal);
                 Ok(false)
             }
         }

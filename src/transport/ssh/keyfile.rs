@@ -9,9 +9,10 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use russh::keys::{PrivateKey, load_secret_key};
+use russh::keys::ssh_encoding::base64::{Base64, Encoding};
+use russh::keys::{PrivateKey, decode_secret_key, load_secret_key};
 
-use crate::transport::ConnectError;
+use crate::transport::{ConnectError, InlineKey};
 
 /// Passphrase for encrypted keys when no terminal is available (CI).
 pub const PASSPHRASE_ENV: &str = "PROVISION_SSH_KEY_PASSPHRASE";
@@ -56,11 +57,11 @@ fn decrypt(path: &Path, allow_prompt: bool) -> Result<Arc<PrivateKey>, ConnectEr
                 )
             });
     }
-    if !allow_prompt || !std::io::stdin().is_terminal() {
+    if !allow_prompt || !std::io::stdin().is_terminal() || std::env::var_os("CI").is_some() {
         return Err(key_error(
             path,
             format!(
-                "the key is encrypted and no passphrase can be asked for here; add it to ssh-agent (ssh-add) or set {PASSPHRASE_ENV}"
+                "the key is encrypted and no passphrase can be asked for here (no terminal on stdin, or CI is set); set {PASSPHRASE_ENV} or add the key to ssh-agent (ssh-add)"
             ),
         ));
     }
@@ -79,6 +80,96 @@ fn decrypt(path: &Path, allow_prompt: bool) -> Result<Arc<PrivateKey>, ConnectEr
         let _ = console::Term::stderr().write_line("Bad passphrase, try again.");
     }
     Err(key_error(path, "wrong passphrase".into()))
+}
+
+/// Decoded inline keys by source (`$PROVISION_SSH_KEY`, `stdin`).
+static INLINE_CACHE: LazyLock<Mutex<HashMap<String, Arc<PrivateKey>>>> =
+    LazyLock::new(Default::default);
+
+/// The key text as CI systems tend to deliver it, made decodable: CRLF line ends, literal
+/// `\n` escapes in a one-line value, surrounding blanks, a missing final newline, or the
+/// whole key base64-encoded (for CI variables that cannot hold newlines).
+pub(super) fn normalize_key_text(raw: &str) -> Result<String, String> {
+    let mut text = raw.trim().replace("\r\n", "\n").replace('\r', "\n");
+    if !text.contains('\n') && text.contains("\\n") {
+        text = text.replace("\\n", "\n");
+    }
+    if text.is_empty() {
+        return Err("it is empty".into());
+    }
+    if !text.contains("-----BEGIN ") {
+        let compact: String = text.split_whitespace().collect();
+        let decoded = Base64::decode_vec(&compact)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|t| t.contains("-----BEGIN "));
+        match decoded {
+            Some(t) => return normalize_key_text(&t),
+            None => {
+                return Err(
+                    "it holds no private key (expected the text of an OpenSSH or PEM private key, `-----BEGIN ...`, or that text base64-encoded)".into(),
+                );
+            }
+        }
+    }
+    text.push('\n');
+    Ok(text)
+}
+
+/// Checked before any connection: the text decodes as a private key (an encrypted one passes
+/// here; its passphrase is needed at connect time).
+pub fn check_inline_key(raw: &str) -> Result<(), String> {
+    let text = normalize_key_text(raw)?;
+    match decode_secret_key(&text, None) {
+        Ok(_) | Err(russh::keys::Error::KeyIsEncrypted) => Ok(()),
+        Err(e) => Err(format!("it is not a usable private key ({e})")),
+    }
+}
+
+/// Decode a key given as text. Never prompts: an encrypted key needs
+/// [`PASSPHRASE_ENV`].
+pub(super) async fn load_inline(key: &InlineKey) -> Result<Arc<PrivateKey>, ConnectError> {
+    let key = key.clone();
+    let source = key.source.clone();
+    tokio::task::spawn_blocking(move || load_inline_blocking(&key))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConnectError::KeyFile {
+                path: source,
+                reason: format!("loading failed: {e}"),
+            })
+        })
+}
+
+fn load_inline_blocking(key: &InlineKey) -> Result<Arc<PrivateKey>, ConnectError> {
+    let err = |reason: String| ConnectError::KeyFile {
+        path: key.source.clone(),
+        reason,
+    };
+    let mut cache = INLINE_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(k) = cache.get(&key.source) {
+        return Ok(k.clone());
+    }
+    let text = normalize_key_text(&key.text).map_err(err)?;
+    let decoded = match decode_secret_key(&text, None) {
+        Ok(k) => k,
+        Err(russh::keys::Error::KeyIsEncrypted) => match std::env::var(PASSPHRASE_ENV) {
+            Ok(pass) => decode_secret_key(&text, Some(&pass)).map_err(|_| {
+                err(format!(
+                    "the passphrase in {PASSPHRASE_ENV} does not decrypt it"
+                ))
+            })?,
+            Err(_) => {
+                return Err(err(format!(
+                    "the key is encrypted; set {PASSPHRASE_ENV} to its passphrase (a key given as text is never prompted for)"
+                )));
+            }
+        },
+        Err(e) => return Err(err(format!("not a usable private key ({e})"))),
+    };
+    let decoded = Arc::new(decoded);
+    cache.insert(key.source.clone(), decoded.clone());
+    Ok(decoded)
 }
 
 fn prompt(path: &Path) -> Result<String, ConnectError> {
@@ -105,5 +196,38 @@ fn key_error(path: &Path, reason: String) -> ConnectError {
     ConnectError::KeyFile {
         path: path.display().to_string(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Not a key: only the shape matters here (nothing is decoded).
+    const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5LCBqdXN0IGEgc2hhcGUgZm9yIHRoZSB0ZXN0\nYW5vdGhlciBsaW5lIG9mIGZpbGxlcg==\n-----END OPENSSH PRIVATE KEY-----\n";
+
+    #[test]
+    fn key_text_survives_what_ci_does_to_it() {
+        let want = normalize_key_text(KEY).unwrap();
+        assert!(want.ends_with("-----END OPENSSH PRIVATE KEY-----\n"));
+        // CRLF, no final newline, surrounding blanks.
+        let crlf = format!("  {}  ", KEY.trim_end().replace('\n', "\r\n"));
+        assert_eq!(normalize_key_text(&crlf).unwrap(), want);
+        // One line with literal \n escapes.
+        assert_eq!(normalize_key_text(&KEY.replace('\n', "\\n")).unwrap(), want);
+        // The whole key base64-encoded, wrapped.
+        let b64 = Base64::encode_string(KEY.as_bytes());
+        let wrapped: Vec<String> = b64
+            .as_bytes()
+            .chunks(60)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        assert_eq!(normalize_key_text(&wrapped.join("\n")).unwrap(), want);
+        assert!(normalize_key_text("").unwrap_err().contains("empty"));
+        assert!(
+            normalize_key_text("ssh-ed25519 AAAA")
+                .unwrap_err()
+                .contains("no private key")
+        );
     }
 }

@@ -15,7 +15,7 @@ use russh::keys::ssh_encoding::base64::{Base64, Encoding};
 use russh::keys::{Algorithm, HashAlg, PublicKey};
 use sha1::Sha1;
 
-use crate::transport::{ConnectError, ConnectSpec, KnownHostsPolicy};
+use crate::transport::{ConnectError, ConnectSpec, HostKeyPin, KnownHostsPolicy, PinnedKey};
 
 /// Everything needed to judge the key a server offers, taken from a [`ConnectSpec`].
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub(super) struct HostKeyCheck {
     policy: KnownHostsPolicy,
     user_file: Option<PathBuf>,
     project_file: PathBuf,
+    /// The pins that apply to this host; when any does, they alone decide.
+    pins: Vec<HostKeyPin>,
 }
 
 /// One known_hosts line that names the host.
@@ -54,12 +56,23 @@ impl HostKeyCheck {
         } else {
             lookup[0].clone()
         };
+        let pins = spec
+            .host_keys
+            .iter()
+            .filter(|p| {
+                p.hosts
+                    .as_deref()
+                    .is_none_or(|pat| lookup.iter().any(|n| hosts_match(pat, n)))
+            })
+            .cloned()
+            .collect();
         HostKeyCheck {
             lookup,
             display,
             policy: spec.known_hosts,
             user_file: spec.user_known_hosts.clone(),
             project_file: spec.project_known_hosts.clone(),
+            pins,
         }
     }
 
@@ -68,6 +81,16 @@ impl HostKeyCheck {
     /// have never seen.
     pub(super) fn known_algorithms(&self) -> Vec<Algorithm> {
         let mut algos: Vec<Algorithm> = Vec::new();
+        if !self.pins.is_empty() {
+            for pin in &self.pins {
+                if let PinnedKey::Key(key) = &pin.key
+                    && !algos.contains(&key.algorithm())
+                {
+                    algos.push(key.algorithm());
+                }
+            }
+            return algos;
+        }
         for entry in self.entries() {
             let algo = entry.key.algorithm();
             if !entry.revoked && !algos.contains(&algo) {
@@ -80,6 +103,9 @@ impl HostKeyCheck {
     /// Accept or refuse `offered`. Under accept-new an unknown host is pinned in the project
     /// file; a changed or revoked key is refused whatever the policy.
     pub(super) fn verify(&self, offered: &PublicKey) -> Result<(), ConnectError> {
+        if !self.pins.is_empty() {
+            return self.verify_pinned(offered);
+        }
         match self.judge(offered, &self.entries())? {
             true => Ok(()),
             false if self.policy == KnownHostsPolicy::AcceptNew => self.pin(offered),
@@ -89,6 +115,30 @@ impl HostKeyCheck {
                 known_hosts: self.project_file.display().to_string(),
             }),
         }
+    }
+
+    /// Pinned: one of the pins must name exactly this key; the files are not read.
+    fn verify_pinned(&self, offered: &PublicKey) -> Result<(), ConnectError> {
+        let fp = fingerprint(offered);
+        let matches = |pin: &HostKeyPin| match &pin.key {
+            PinnedKey::Fingerprint(f) => *f == fp,
+            PinnedKey::Key(k) => same_key(k, offered),
+        };
+        if self.pins.iter().any(matches) {
+            return Ok(());
+        }
+        let shown = |pin: &HostKeyPin| match &pin.key {
+            PinnedKey::Fingerprint(f) => f.clone(),
+            PinnedKey::Key(k) => format!("{} {}", k.algorithm(), fingerprint(k)),
+        };
+        let mut origins: Vec<&str> = self.pins.iter().map(|p| p.source.as_str()).collect();
+        origins.dedup();
+        Err(ConnectError::HostKeyNotPinned {
+            host: self.display.clone(),
+            offered: format!("{} {fp}", offered.algorithm()),
+            pinned: self.pins.iter().map(shown).collect::<Vec<_>>().join(", "),
+            origin: origins.join(", "),
+        })
     }
 
     /// `Ok(true)` known and matching, `Ok(false)` unknown, `Err` revoked or changed.
@@ -144,6 +194,64 @@ impl HostKeyCheck {
             reason: format!("cannot record the host key of {}: {e}", self.display),
         })
     }
+}
+
+/// Parse one pin: `SHA256:<fingerprint>`, `<key type> <base64>` (both for every host), or a
+/// known_hosts line `<host patterns> <key type> <base64>` / `<host patterns> SHA256:<fp>`.
+/// `Ok(None)` for blank lines and `#` comments.
+pub fn parse_pin(line: &str, source: &str) -> Result<Option<HostKeyPin>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields[0].starts_with('@') {
+        return Err(format!(
+            "`{}` lines are not supported as a pin; give the host's own key",
+            fields[0]
+        ));
+    }
+    let is_fp = |f: &str| f.starts_with("SHA256:") || f.starts_with("MD5:");
+    let is_type = |f: &str| {
+        ["ssh-", "ecdsa-", "sk-", "rsa-"]
+            .iter()
+            .any(|p| f.starts_with(p))
+    };
+    let (hosts, rest) = if is_type(fields[0]) || is_fp(fields[0]) {
+        (None, &fields[..])
+    } else {
+        (Some(fields[0].to_string()), &fields[1..])
+    };
+    let key = match rest {
+        [fp, ..] if fp.starts_with("SHA256:") => {
+            let b64 = fp["SHA256:".len()..].trim_end_matches('=');
+            let ok = Base64::decode_vec(&format!("{b64}=")).is_ok_and(|bytes| bytes.len() == 32);
+            if !ok {
+                return Err(format!(
+                    "`{fp}` is not a SHA256 fingerprint as `ssh-keygen -lf` prints it"
+                ));
+            }
+            PinnedKey::Fingerprint(format!("SHA256:{b64}"))
+        }
+        [fp, ..] if is_fp(fp) => {
+            return Err(format!(
+                "`{fp}`: only SHA256 fingerprints are accepted (`ssh-keygen -l -E sha256 -f <key>.pub`)"
+            ));
+        }
+        [kt, b64, ..] if is_type(kt) => {
+            let key = russh::keys::parse_public_key_base64(b64)
+                .map_err(|e| format!("the {kt} key is not valid base64 key data ({e})"))?;
+            PinnedKey::Key(key)
+        }
+        _ => {
+            return Err("expected `SHA256:<fingerprint>`, `<key type> <base64 key>` or a known_hosts line `<hosts> <key type> <base64 key>`".into());
+        }
+    };
+    Ok(Some(HostKeyPin {
+        hosts,
+        key,
+        source: source.to_string(),
+    }))
 }
 
 /// `host` on port 22, `[host]:port` otherwise: how OpenSSH names a host in known_hosts.
@@ -350,6 +458,31 @@ mod tests {
         );
         assert!(hosts_match(&pat, "[10.0.0.1]:2222"));
         assert!(!hosts_match(&pat, "[10.0.0.2]:2222"));
+    }
+
+    #[test]
+    fn pins_parse_in_every_form() {
+        let fp = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+        let p = parse_pin(fp, "x").unwrap().unwrap();
+        assert_eq!(p.hosts, None);
+        assert_eq!(p.key, PinnedKey::Fingerprint(fp.into()));
+        let p = parse_pin(&format!("ssh-ed25519 {KEY_A} comment"), "x")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(p.key, PinnedKey::Key(_)) && p.hosts.is_none());
+        let p = parse_pin(&format!("[10.0.0.1]:2222,web ssh-ed25519 {KEY_A}"), "x")
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.hosts.as_deref(), Some("[10.0.0.1]:2222,web"));
+        let p = parse_pin(&format!("web {fp}="), "x").unwrap().unwrap();
+        assert_eq!(p.key, PinnedKey::Fingerprint(fp.into()));
+        assert!(parse_pin("  # comment", "x").unwrap().is_none());
+        assert!(parse_pin("", "x").unwrap().is_none());
+        assert!(parse_pin("MD5:aa:bb", "x").unwrap_err().contains("SHA256"));
+        assert!(parse_pin("SHA256:short", "x").is_err());
+        assert!(parse_pin("ssh-ed25519 notbase64!", "x").is_err());
+        assert!(parse_pin(&format!("@revoked * ssh-ed25519 {KEY_A}"), "x").is_err());
+        assert!(parse_pin("justonefield", "x").is_err());
     }
 
     #[test]

@@ -19,12 +19,27 @@ use std::time::Duration;
 
 use russh::Disconnect;
 use russh::client::Handle;
+use russh::keys::PublicKey;
 use tokio::sync::Semaphore;
 
 use super::{ConnectError, ConnectSpec, ExecError, ExecOutput, Transport, script};
 use handler::ClientHandler;
 
-pub use keyfile::PASSPHRASE_ENV;
+pub use keyfile::{PASSPHRASE_ENV, check_inline_key};
+pub use known_hosts::parse_pin;
+
+/// The decoded (and, with its passphrase, decrypted) private key given as text, in OpenSSH
+/// format: what `provision ssh` hands the system ssh client in a private temp file.
+pub async fn inline_key_openssh(key: &super::InlineKey) -> Result<String, ConnectError> {
+    let decoded = keyfile::load_inline(key).await?;
+    decoded
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .map(|text| text.to_string())
+        .map_err(|e| ConnectError::KeyFile {
+            path: key.source.clone(),
+            reason: format!("cannot encode it for ssh: {e}"),
+        })
+}
 
 /// Concurrent channels per connection: sshd's default MaxSessions is 10, keep headroom.
 const MAX_CHANNELS: usize = 8;
@@ -40,6 +55,9 @@ pub struct SshSession {
     channels: Semaphore,
     become_user: Option<String>,
     name: String,
+    /// The host keys accepted for this connection: the target's, then each jump host's
+    /// outward.
+    host_keys: Vec<PublicKey>,
 }
 
 impl std::fmt::Debug for SshSession {
@@ -70,12 +88,80 @@ impl SshSession {
             channels: Semaphore::new(MAX_CHANNELS),
             become_user: spec.become_user.clone(),
             name: spec.name.clone(),
+            host_keys: Vec::new(),
         }
     }
 
     /// The inventory name this session was opened for.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The verified host keys of this connection: the target's first, then each jump host's
+    /// outward.
+    pub fn host_keys(&self) -> &[PublicKey] {
+        &self.host_keys
+    }
+}
+
+/// Which stream a chunk of streamed output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl SshSession {
+    /// Run `script` (wrapped like [`Transport::exec`]) and hand its output to `on_data` as it
+    /// arrives, until the command exits or `stop` resolves: then the remote command is sent
+    /// TERM and the channel closed (sshd hangs up on whatever is left). Returns the exit
+    /// status; `None` when stopped or killed by a signal.
+    pub async fn exec_streaming(
+        &self,
+        script: &str,
+        stop: impl std::future::Future<Output = ()>,
+        mut on_data: impl FnMut(Stream, &[u8]),
+    ) -> Result<Option<u32>, ExecError> {
+        let _permit = self
+            .channels
+            .acquire()
+            .await
+            .map_err(|_| ExecError::Disconnected("session closed".into()))?;
+        let lost = |e: russh::Error| ExecError::Disconnected(e.to_string());
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| ExecError::Disconnected(format!("cannot open a channel: {e}")))?;
+        let line = script::command_line(script, self.become_user.as_deref());
+        channel.exec(true, line).await.map_err(lost)?;
+        let _ = channel.eof().await;
+        let mut stop = std::pin::pin!(stop);
+        let mut exit = None;
+        loop {
+            tokio::select! {
+                msg = channel.wait() => match msg {
+                    None => break,
+                    Some(russh::ChannelMsg::Data { data }) => on_data(Stream::Stdout, &data),
+                    Some(russh::ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        on_data(Stream::Stderr, &data)
+                    }
+                    Some(russh::ChannelMsg::ExitStatus { exit_status }) => exit = Some(exit_status),
+                    Some(russh::ChannelMsg::Failure) => {
+                        return Err(ExecError::Disconnected(
+                            "the server refused to run the command".into(),
+                        ));
+                    }
+                    Some(_) => {}
+                },
+                () = &mut stop => {
+                    let _ = channel.signal(russh::Sig::TERM).await;
+                    let _ = channel.close().await;
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(exit)
     }
 }
 

@@ -1,0 +1,146 @@
+//! The operator's everyday commands besides `up`: `status`, `logs`, `ssh`, `unlock`.
+//! (`exec` is `adhoc`, `releases` is `releases`.) They reuse the inventory's connection
+//! settings and the environment's `remote_env`, and print one block or line per host,
+//! prefixed by host, with secret values masked.
+
+pub mod logs;
+pub mod ssh;
+pub mod status;
+pub mod unlock;
+
+use crate::config::{ConfigError, Env, Project};
+use crate::inventory::{Access, Host};
+use crate::secrets::{Redactor, Secrets};
+use crate::transport::script::quote;
+use std::io::Write;
+use std::path::Path;
+
+/// An environment loaded for an operator command.
+pub struct Target {
+    pub project: Project,
+    pub env: Env,
+    pub hosts: Vec<Host>,
+    /// Masks the env's secret values in everything printed.
+    pub redactor: Redactor,
+    /// `export K=V` lines of the env's `remote_env`, put before every script.
+    pub prelude: String,
+}
+
+impl Target {
+    pub fn load(
+        config: Option<&Path>,
+        env_name: &str,
+        limit: Option<&str>,
+        access: &Access,
+    ) -> Result<Target, ConfigError> {
+        let project = Project::load(&Project::locate(config)?)?;
+        let env = project.env(env_name)?.clone();
+        let redactor = Redactor::default();
+        // Loaded only so that secret values in what the hosts print are masked.
+        Secrets::load(env.secrets.as_deref(), redactor.clone())?;
+        let hosts = crate::inventory::resolve_with(&project, &env, limit, access)?;
+        let prelude = prelude(&env);
+        Ok(Target {
+            project,
+            env,
+            hosts,
+            redactor,
+            prelude,
+        })
+    }
+}
+
+/// `export K=V` for each of the env's `remote_env`, as `up` runs it.
+pub fn prelude(env: &Env) -> String {
+    env.remote_env
+        .iter()
+        .map(|(k, v)| format!("export {k}={}\n", quote(v)))
+        .collect()
+}
+
+/// Splits a byte stream into lines (a partial last line is kept until more comes or
+/// [`Lines::finish`]).
+#[derive(Default)]
+pub struct Lines {
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    /// The complete lines in `data` (and before it), without their `\n`.
+    pub fn push(&mut self, data: &[u8]) -> Vec<String> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&line[..i]);
+            out.push(line.trim_end_matches('\r').to_string());
+        }
+        out
+    }
+
+    /// What is left (a last line without `\n`).
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.buf);
+        (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest).into_owned())
+    }
+}
+
+/// Print a line to stdout now (flushed: `logs --follow` output must not wait in a buffer).
+pub fn out_line(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{text}");
+    let _ = o.flush();
+}
+
+/// Print a line to stderr now.
+pub fn err_line(text: &str) {
+    let mut o = std::io::stderr().lock();
+    let _ = writeln!(o, "{text}");
+    let _ = o.flush();
+}
+
+/// Print one JSON value (masked) as a line on stdout.
+pub fn json_line(mut v: serde_json::Value, redactor: &Redactor) {
+    redactor.redact_json(&mut v);
+    out_line(&v.to_string());
+}
+
+/// "1 host" / "3 hosts".
+pub fn hosts_n(n: usize) -> String {
+    if n == 1 {
+        "1 host".into()
+    } else {
+        format!("{n} hosts")
+    }
+}
+
+/// Resolves once SIGINT or SIGTERM arrives (Ctrl-C, `kill`, a CI job cancelled).
+pub async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_across_chunks() {
+        let mut l = Lines::default();
+        assert!(l.push(b"ab").is_empty());
+        assert_eq!(l.push(b"c\r\nd\ne"), vec!["abc", "d"]);
+        assert_eq!(l.push(b"f\n"), vec!["ef"]);
+        assert_eq!(l.push(b"tail"), Vec::<String>::new());
+        assert_eq!(l.finish().as_deref(), Some("tail"));
+        assert_eq!(l.finish(), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! `provision unlock <env>`: remove the deploy lock an interrupted deploy left on the hosts.
+//! It asks first on a terminal; where no one can answer (no terminal on stdin, or `CI` set)
+//! it needs `--yes`.
+
+use super::{Target, hosts_n, json_line, out_line};
+use crate::runner::exit;
+use crate::steps::shell::state_dir;
+use crate::transport::Transport;
+use crate::transport::ssh::SshSession;
+use std::time::Duration;
+
+/// Prints `held <owner>` (and removes the lock when `remove`), or `free`.
+pub fn script(app: &str, env: &str, remove: bool) -> String {
+    let rm = if remove { "rm -rf \"$st/lock\"\n" } else { "" };
+    format!(
+        "{st}if [ -d \"$st/lock\" ]; then\n\
+           printf 'held %s\\n' \"$(sed -n 1p \"$st/lock/info\" 2>/dev/null)\"\n\
+           {rm}\
+         else echo free; fi\n",
+        st = state_dir(app, env)
+    )
+}
+
+/// Run the script on every host: `(host, Ok(Some(owner)) | Ok(None) | Err(error))`.
+async fn each(t: &Target, remove: bool) -> Vec<(String, Result<Option<String>, String>)> {
+    let script = script(&t.project.app, &t.env.name, remove);
+    let mut tasks = tokio::task::JoinSet::new();
+    for h in t.hosts.clone() {
+        let script = format!("{}{script}", t.prelude);
+        tasks.spawn(async move {
+            let r = async {
+                let s = SshSession::connect(&h.connect)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let out = s.exec(&script, None, Duration::from_secs(60)).await;
+                s.close().await;
+                let out = out.map_err(|e| e.to_string())?;
+                if !out.success() {
+                    return Err(crate::steps::tail(&out.stderr_lossy(), 3));
+                }
+                let text = out.stdout_lossy();
+                Ok(text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("held "))
+                    .map(|o| if o.is_empty() { "unknown" } else { o }.to_string()))
+            }
+            .await;
+            (h.name, r)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.push(r.expect("unlock task panicked"));
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+/// `confirm` is asked (with the holders) before anything is removed; `None` means `--yes`.
+pub async fn run(t: Target, confirm: Option<&dyn Fn(&str) -> bool>, json: bool) -> i32 {
+    if let Some(ask) = confirm {
+        let found = each(&t, false).await;
+        let held: Vec<String> = found
+            .iter()
+            .filter_map(|(h, r)| match r {
+                Ok(Some(owner)) => Some(format!("  [{h}] held by {owner}")),
+                _ => None,
+            })
+            .collect();
+        if held.is_empty() {
+            out_line("no deploy lock is held on these hosts");
+            return report(&t, found, json);
+        }
+        let question = format!(
+            "{}\nRemove the deploy lock on {}? A deploy still running there would no longer be protected. [y/N] ",
+            held.join("\n"),
+            hosts_n(held.len())
+        );
+        if !ask(&question) {
+            out_line("nothing removed");
+            return exit::OK;
+        }
+    }
+    let done = each(&t, true).await;
+    report(&t, done, json)
+}
+
+fn report(t: &Target, results: Vec<(String, Result<Option<String>, String>)>, json: bool) -> i32 {
+    let mut code = exit::OK;
+    for (host, r) in results {
+        match (r, json) {
+            (Ok(owner), true) => json_line(
+                serde_json::json!({ "event": "unlock", "host": host, "removed": owner.is_some(), "owner": owner }),
+                &t.redactor,
+            ),
+            (Ok(Some(owner)), false) => {
+                out_line(&format!("[{host}] removed the deploy lock held by {owner}"))
+            }
+            (Ok(None), false) => out_line(&format!("[{host}] no deploy lock")),
+            (Err(e), json) => {
+                code = exit::UNREACHABLE;
+                if json {
+                    json_line(
+                        serde_json::json!({ "event": "unlock", "host": host, "unreachable": true, "error": e }),
+                        &t.redactor,
+                    );
+                } else {
+                    out_line(&t.redactor.redact(&format!("[{host}] UNREACHABLE: {e}")));
+                }
+            }
+        }
+    }
+    code
+}

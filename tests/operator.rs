@@ -1,0 +1,775 @@
+//! The operator's commands against real targets: `exec` on several hosts with one failing,
+//! `status` after a deploy and while a lock is held, `unlock`, `logs` (and `--follow` stopped
+//! by a signal) of a real container on a real Docker engine, `ssh` (the system client, jump
+//! host included); and the conventions: completions, man page, --version, --help examples,
+//! --color / NO_COLOR, -q, config discovery.
+
+#[path = "support/docker.rs"]
+mod docker_support;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use docker_support::{BASE_IMAGE, docker, docker_host, docker_ok};
+use support::*;
+
+/// A key and `n` servers; each server's private /var/lib/provision holds a `name` file
+/// (`h0`, `h1`, …) so a command can tell the "machines" apart.
+fn servers(n: usize) -> (tempfile::TempDir, ClientKey, Vec<Sshd>) {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshds = start_many(&key, n);
+    for (i, s) in sshds.iter().enumerate() {
+        std::fs::write(s.state_dir().join("name"), format!("h{i}\n")).unwrap();
+    }
+    (keys, key, sshds)
+}
+
+fn project_on(app: &str, sshds: &[Sshd], key: &ClientKey, extra_env: &str) -> Project {
+    let p = Project::new();
+    let hosts: Vec<String> = sshds.iter().map(|s| s.addr("root")).collect();
+    p.write(
+        "provision.toml",
+        &format!(
+            "{}{extra_env}",
+            project_toml(app, &hosts, key, "retries = 0")
+        ),
+    );
+    p
+}
+
+/// The lines of `text` that start with `[host]`.
+fn lines_of<'a>(text: &'a str, host: &str) -> Vec<&'a str> {
+    let prefix = format!("[{host}] ");
+    text.lines().filter(|l| l.starts_with(&prefix)).collect()
+}
+
+/// Lines of each host are contiguous (not interleaved with another host's).
+fn assert_grouped(text: &str) {
+    let mut seen: Vec<String> = Vec::new();
+    for l in text.lines() {
+        let Some(host) = l
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .map(|x| x.0)
+        else {
+            continue;
+        };
+        if seen.last().map(String::as_str) != Some(host) {
+            assert!(
+                !seen.iter().any(|h| h == host),
+                "lines of {host} are not grouped:\n{text}"
+            );
+            seen.push(host.to_string());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// exec
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn exec_runs_everywhere_prefixes_by_host_and_fails_when_one_host_fails() {
+    let (_k, key, sshds) = servers(3);
+    // h1 is the broken machine.
+    std::fs::write(sshds[1].state_dir().join("broken"), "").unwrap();
+    let p = project_on(
+        "execapp",
+        &sshds,
+        &key,
+        "remote_env = { GREETING = \"hi from\" }\n",
+    );
+    let cmd = "if [ -e /var/lib/provision/broken ]; then echo \"disk full on $(cat /var/lib/provision/name)\" >&2; exit 7; fi; \
+               echo \"$GREETING $(cat /var/lib/provision/name)\"; echo second line";
+    let r = p.run(&["exec", "test", "--", cmd]);
+    r.expect_code(3);
+    assert_grouped(&r.stdout);
+    let (h0, h1, h2) = (sshds[0].name(), sshds[1].name(), sshds[2].name());
+    // The healthy hosts ran (remote_env included) although h1 failed.
+    assert_eq!(
+        lines_of(&r.stdout, &h0),
+        [format!("[{h0}] hi from h0"), format!("[{h0}] second line")]
+    );
+    assert_eq!(
+        lines_of(&r.stdout, &h2),
+        [format!("[{h2}] hi from h2"), format!("[{h2}] second line")]
+    );
+    assert_eq!(
+        lines_of(&r.stdout, &h1),
+        [
+            format!("[{h1}] disk full on h1"),
+            format!("[{h1}] exit code 7")
+        ]
+    );
+    assert_eq!(
+        r.stdout.lines().last().unwrap(),
+        "exec on 3 hosts: 2 ok, 1 failed, 0 unreachable"
+    );
+
+    // -q: only the failing host and the summary.
+    let q = p.run(&["exec", "test", "-q", "--", cmd]);
+    q.expect_code(3);
+    assert!(lines_of(&q.stdout, &h0).is_empty() && lines_of(&q.stdout, &h2).is_empty());
+    assert_eq!(lines_of(&q.stdout, &h1).len(), 2, "{}", q.dump());
+
+    // --limit picks hosts; all fine → 0.
+    let ok = p.run(&[
+        "exec",
+        "test",
+        "--limit",
+        &h2,
+        "--",
+        "cat /var/lib/provision/name",
+    ]);
+    ok.expect_code(0);
+    assert_eq!(lines_of(&ok.stdout, &h2), [format!("[{h2}] h2")]);
+
+    // An unreachable host does not stop the others either; exit 4 wins over 3.
+    let dead = format!("root@127.0.0.1:{}", closed_port());
+    let mut hosts: Vec<String> = sshds.iter().map(|s| s.addr("root")).collect();
+    hosts.push(dead.clone());
+    p.write(
+        "provision.toml",
+        &project_toml("execapp", &hosts, &key, "retries = 0"),
+    );
+    let r = p.run(&["exec", "test", "--", cmd]);
+    r.expect_code(4);
+    assert_eq!(lines_of(&r.stdout, &h0).len(), 2, "{}", r.dump());
+    let dead_name = dead.trim_start_matches("root@");
+    assert!(
+        lines_of(&r.stdout, dead_name)[0].contains("UNREACHABLE"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.stdout
+            .ends_with("exec on 4 hosts: 2 ok, 1 failed, 1 unreachable\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// status, unlock, logs: a real container on the test Docker engine
+// ---------------------------------------------------------------------------------------------
+
+/// A project whose playbook runs a container printing `tick N` every second, recorded as
+/// release `v1-<app>`.
+fn container_project(app: &str, sshd: &Sshd, key: &ClientKey) -> Project {
+    let host = docker_host();
+    let _ = docker_ok(&["rm", "-f", app]);
+    let p = project_on(
+        app,
+        std::slice::from_ref(sshd),
+        key,
+        &format!("remote_env = {{ DOCKER_HOST = \"{host}\" }}\n"),
+    );
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "release = \"v1-{app}\"\n\n[[step]]\nname = \"app\"\ndocker_run = {{ name = \"{app}\", image = \"{BASE_IMAGE}\", pull = \"never\", \
+             command = \"i=0; while :; do i=$((i+1)); echo tick $i; echo warn $i >&2; sleep 1; done\" }}\n"
+        ),
+    );
+    p
+}
+
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker_ok(&["rm", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn status_after_a_deploy_while_locked_and_unlock() {
+    let (_k, key, sshds) = servers(1);
+    let sshd = &sshds[0];
+    let app = format!("opstatus{}", std::process::id());
+    let p = container_project(&app, sshd, &key);
+    let _c = Container(app.clone());
+    let host = sshd.name();
+
+    // Before any deploy.
+    let r = p.run(&["status", "test"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout
+            .contains(&format!("[{host}] release:     none recorded")),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("[{host}] container:   {app} absent")),
+        "{}",
+        r.dump()
+    );
+
+    p.run(&["up", "test"]).expect_code(0);
+    let r = p.run(&["status", "test"]);
+    r.expect_code(0);
+    let lines = lines_of(&r.stdout, &host);
+    assert_eq!(lines.len(), 4, "{}", r.dump());
+    assert!(
+        lines[0].starts_with(&format!("[{host}] release:     v1-{app} (deployed 20")),
+        "{}",
+        r.dump()
+    );
+    assert!(lines[1].contains(" ok, 1 changed"), "{}", r.dump());
+    assert!(
+        lines[2].starts_with(&format!(
+            "[{host}] container:   {app} running (image {BASE_IMAGE}, started 20"
+        )),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(lines[3], format!("[{host}] lock:        free"));
+    assert_eq!(
+        r.stdout.lines().last().unwrap(),
+        "status of 1 host: 1 answered, 0 unreachable"
+    );
+    let j = p.run(&["status", "test", "--output", "json"]);
+    let e = &j.events()[0];
+    assert_eq!(e["release"]["release"], format!("v1-{app}"));
+    assert_eq!(e["container"]["state"], "running");
+    assert!(e["lock"].is_null());
+
+    // A lock as an interrupted deploy leaves it (src/lock.rs), 2 minutes old.
+    let lock = sshd.state_dir().join(&app).join("test/lock");
+    std::fs::create_dir_all(&lock).unwrap();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 120;
+    std::fs::write(
+        lock.join("info"),
+        format!("alice@laptop (pid 4242)\n{since}\n"),
+    )
+    .unwrap();
+    let r = p.run(&["status", "test"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains(&format!(
+            "[{host}] lock:        held by alice@laptop (pid 4242) for 2m"
+        )),
+        "{}",
+        r.dump()
+    );
+    let j = p.run(&["status", "test", "--output", "json"]);
+    assert_eq!(j.events()[0]["lock"]["owner"], "alice@laptop (pid 4242)");
+    assert!(j.events()[0]["lock"]["age_secs"].as_u64().unwrap() >= 120);
+
+    // unlock: without a terminal it needs --yes, and touches nothing without it.
+    let r = p.run(&["unlock", "test"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("pass --yes"), "{}", r.dump());
+    assert!(lock.exists());
+    let r = p.run(&["unlock", "test", "--yes"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains(&format!(
+            "[{host}] removed the deploy lock held by alice@laptop (pid 4242)"
+        )),
+        "{}",
+        r.dump()
+    );
+    assert!(!lock.exists());
+    let r = p.run(&["status", "test", "-q"]);
+    r.expect_code(0);
+    assert_eq!(r.stdout, "status of 1 host: 1 answered, 0 unreachable\n");
+
+    // A stopped container, and a container with a Docker health check.
+    docker(&["stop", "-t", "1", &app]);
+    let r = p.run(&["status", "test"]);
+    assert!(
+        r.stdout.contains(&format!(
+            "[{host}] container:   {app} exited (exit code 137"
+        )),
+        "{}",
+        r.dump()
+    );
+    let healthy = format!("{app}-hc");
+    let _h = Container(healthy.clone());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &healthy,
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1s",
+        BASE_IMAGE,
+        "sleep",
+        "300",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = p.run(&["status", "test", "--container", &healthy]);
+        if r.stdout
+            .contains(&format!("{healthy} running, healthy (image"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never healthy: {}", r.dump());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn logs_of_a_running_container_and_follow_until_stopped() {
+    let (_k, key, sshds) = servers(1);
+    let sshd = &sshds[0];
+    let app = format!("oplogs{}", std::process::id());
+    let p = container_project(&app, sshd, &key);
+    let _c = Container(app.clone());
+    let host = sshd.name();
+    p.run(&["up", "test"]).expect_code(0);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The logs so far: stdout to stdout, stderr to stderr, each line prefixed.
+    let r = p.run(&["logs", "test"]);
+    r.expect_code(0);
+    let ticks = lines_of(&r.stdout, &host);
+    assert!(ticks.len() >= 2, "{}", r.dump());
+    assert_eq!(ticks[0], format!("[{host}] tick 1"));
+    assert!(
+        lines_of(&r.stderr, &host)
+            .iter()
+            .any(|l| l.ends_with("warn 1")),
+        "{}",
+        r.dump()
+    );
+    let r = p.run(&["logs", "test", "--tail", "1"]);
+    assert_eq!(lines_of(&r.stdout, &host).len(), 1, "{}", r.dump());
+    // A container that is not there: the host fails (exit 3), docker's message shown.
+    let r = p.run(&["logs", "test", "--container", "no-such-container-here"]);
+    r.expect_code(3);
+    assert!(r.stderr.contains("No such container"), "{}", r.dump());
+
+    // --follow: new lines keep coming until SIGTERM, which also ends the remote `docker logs`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args(["-C"])
+        .arg(p.dir.path())
+        .args(["logs", "test", "--follow", "--tail", "0"])
+        .env("HOME", &p.home)
+        .env("CI", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(l) => got.push(l),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no new log lines within 15s ({e}); got {got:?}");
+            }
+        }
+    }
+    assert!(
+        got.iter()
+            .all(|l| l.starts_with(&format!("[{host}] tick "))),
+        "{got:?}"
+    );
+    let remote = || {
+        Command::new("pgrep")
+            .args(["-f", &format!("docker logs --follow --tail=0 {app}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(remote(), "no remote docker logs process while following");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("logs --follow did not stop within 10s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while remote() {
+        assert!(
+            Instant::now() < deadline,
+            "the remote docker logs --follow is still running"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ssh
+// ---------------------------------------------------------------------------------------------
+
+fn logins(sshd: &Sshd) -> usize {
+    sshd.log().matches("Accepted publickey").count()
+}
+
+#[test]
+fn ssh_runs_the_system_client_with_the_same_settings_jump_host_included() {
+    let (_k, key, sshds) = servers(2);
+    let (target, jump) = (&sshds[0], &sshds[1]);
+    let p = project_on("sshapp", std::slice::from_ref(target), &key, "");
+    let host = target.name();
+
+    // Direct; the host may be omitted with one host; exit codes pass through.
+    let r = p.run(&[
+        "ssh",
+        "test",
+        &host,
+        "--",
+        "whoami; cat /var/lib/provision/name",
+    ]);
+    r.expect_code(0);
+    assert_eq!(r.stdout, "root\nh0\n");
+    let r = p.run(&["ssh", "test", "--", "exit 7"]);
+    r.expect_code(7);
+    let r = p.run(&["ssh", "test", "nope", "--", "true"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("no host `nope`"), "{}", r.dump());
+    // The temp folder with the config, known_hosts and key is gone afterwards.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with("provision-ssh-")
+                && std::fs::read_to_string(e.path().join("config"))
+                    .is_ok_and(|c| c.contains(&format!("Port {}", target.port)))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Through a jump host, strict host keys from a pin, the key only in the environment.
+    let toml = format!(
+        "app = \"sshapp\"\n[ssh]\nconfig = \"none\"\nretries = 0\njump = \"{}\"\n\n[env.test]\nhosts = [\"{}\"]\n",
+        jump.addr("root"),
+        target.addr("root")
+    );
+    p.write("provision.toml", &toml);
+    let pins = format!(
+        "{}\n{}\n",
+        target.known_hosts_line(),
+        jump.known_hosts_line()
+    );
+    let before = (logins(target), logins(jump));
+    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .arg("-C")
+        .arg(p.dir.path())
+        .args(["ssh", "test", "--", "cat /var/lib/provision/name"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &p.home)
+        .env("CI", "true")
+        .env(
+            "PROVISION_SSH_KEY",
+            std::fs::read_to_string(&key.private).unwrap(),
+        )
+        .env("PROVISION_KNOWN_HOSTS", &pins)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "h0\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    // provision's own check and ssh's ProxyJump both went through the jump host.
+    assert!(logins(jump) >= before.1 + 2, "{}", jump.log());
+    assert!(logins(target) >= before.0 + 2);
+    // A wrong pin for the target: refused before ssh runs, no login on the target.
+    let wrong = ClientKey::generate(&p.home.join("wrong"));
+    let bad_pins = format!(
+        "[127.0.0.1]:{} {}\n{}\n",
+        target.port,
+        wrong.public,
+        jump.known_hosts_line()
+    );
+    let before = logins(target);
+    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .arg("-C")
+        .arg(p.dir.path())
+        .args(["ssh", "test", "--", "true"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &p.home)
+        .env("CI", "true")
+        .env(
+            "PROVISION_SSH_KEY",
+            std::fs::read_to_string(&key.private).unwrap(),
+        )
+        .env("PROVISION_KNOWN_HOSTS", &bad_pins)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the pinned host key"));
+    assert_eq!(logins(target), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conventions (the binary alone, or one cheap run)
+// ---------------------------------------------------------------------------------------------
+
+fn bin(args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_provision"));
+    c.args(args)
+        .current_dir(cwd)
+        .env_remove("NO_COLOR")
+        .env_remove("CI")
+        .stdin(Stdio::null());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const COMMANDS: [&str; 13] = [
+    "up",
+    "plan",
+    "rollback",
+    "releases",
+    "hosts",
+    "exec",
+    "ssh",
+    "logs",
+    "status",
+    "unlock",
+    "init",
+    "completions",
+    "man",
+];
+
+#[test]
+fn completions_man_help_and_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // bash: the script loads and registers the completion.
+    let script = d.join("provision.bash");
+    std::fs::write(&script, bin(&["completions", "bash"], d, &[]).stdout).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p provision",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("provision"));
+    let bash = std::fs::read_to_string(&script).unwrap();
+    let zsh = text(&bin(&["completions", "zsh"], d, &[]).stdout);
+    let fish = text(&bin(&["completions", "fish"], d, &[]).stdout);
+    assert!(zsh.starts_with("#compdef provision"));
+    assert!(fish.contains("complete -c provision"));
+    for c in COMMANDS {
+        assert!(
+            bash.contains(c) && zsh.contains(c) && fish.contains(c),
+            "{c}"
+        );
+    }
+    assert!(bash.contains("--ssh-key-stdin") && fish.contains("ssh-key-stdin"));
+    assert_eq!(bin(&["completions", "tcsh"], d, &[]).status.code(), Some(1));
+
+    // man: one page to stdout, or a page per command into a folder.
+    let man = text(&bin(&["man"], d, &[]).stdout);
+    assert!(man.contains(".TH provision 1"), "{man}");
+    for c in COMMANDS {
+        assert!(
+            man.contains(&format!("provision\\-{c}")),
+            "man page lacks {c}"
+        );
+    }
+    let out = bin(&["man", "--dir", d.join("man1").to_str().unwrap()], d, &[]);
+    assert!(out.status.success());
+    for c in COMMANDS {
+        let page = std::fs::read_to_string(d.join(format!("man1/provision-{c}.1")))
+            .unwrap_or_else(|e| panic!("provision-{c}.1: {e}"));
+        assert!(page.contains(&format!(".TH provision-{c} 1")), "{page}");
+    }
+    if Command::new("man").arg("--version").output().is_ok() {
+        let out = Command::new("man")
+            .args(["-l"])
+            .arg(d.join("man1/provision-logs.1"))
+            .env("MANPAGER", "cat")
+            .env("COLUMNS", "100")
+            .output()
+            .unwrap();
+        assert!(
+            text(&out.stdout).contains("--follow"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    // --help of every command shows an example.
+    for c in COMMANDS {
+        let help = text(&bin(&[c, "--help"], d, &[]).stdout);
+        assert!(
+            help.contains("Example"),
+            "`provision {c} --help` has no example:\n{help}"
+        );
+    }
+
+    // --version names the commit it was built from.
+    let version = text(&bin(&["--version"], d, &[]).stdout);
+    let git = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let rest = version
+        .trim()
+        .strip_prefix(&format!("provision {}", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("{version}"));
+    if git.status.success() {
+        let sha = rest
+            .trim()
+            .strip_prefix('(')
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("no commit in {version:?}"));
+        assert!(
+            sha.len() >= 7 && text(&git.stdout).starts_with(sha),
+            "{version} vs {}",
+            text(&git.stdout)
+        );
+    } else {
+        assert_eq!(rest, "");
+    }
+}
+
+#[test]
+fn color_quiet_and_config_discovery() {
+    let (_k, key, sshds) = servers(1);
+    let p = project_on("convapp", &sshds, &key, "");
+    let f = p.remote_path("f.txt");
+    p.write("files/f.txt", "x\n");
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"file\"\nfile = {{ src = \"files/f.txt\", dest = \"{f}\" }}\n\n[[step]]\nname = \"fails\"\ncommand = {{ run = \"echo nope >&2; exit 1\" }}\n"
+        ),
+    );
+    let dir = p.dir.path().to_str().unwrap().to_string();
+    let home = p.home.to_str().unwrap().to_string();
+    let env = [("HOME", home.as_str())];
+    let run = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut all = vec!["-C", dir.as_str()];
+        all.extend_from_slice(args);
+        let mut e = env.to_vec();
+        e.extend_from_slice(extra);
+        bin(&all, p.dir.path(), &e)
+    };
+    // Piped (not a terminal): no colors unless asked for; NO_COLOR yields to --color always.
+    let plain = run(&["plan", "test"], &[]);
+    assert!(
+        !text(&plain.stdout).contains('\x1b'),
+        "{}",
+        text(&plain.stdout)
+    );
+    let always = run(&["plan", "test", "--color", "always"], &[]);
+    assert!(
+        text(&always.stdout).contains("\x1b[33m"),
+        "{}",
+        text(&always.stdout)
+    );
+    let forced = run(&["plan", "test", "--color=always"], &[("NO_COLOR", "1")]);
+    assert!(text(&forced.stdout).contains("\x1b["));
+    let never = run(
+        &["plan", "test", "--color", "never"],
+        &[("CLICOLOR_FORCE", "1")],
+    );
+    assert!(!text(&never.stdout).contains('\x1b'));
+    // Under a terminal, NO_COLOR turns colors off (script(1) gives the run a pty).
+    if Command::new("script").arg("--version").output().is_ok() {
+        let under_pty = |no_color: bool| {
+            let mut c = Command::new("script");
+            c.args(["-qec"])
+                .arg(format!(
+                    "{} -C {dir} plan test --output plain",
+                    env!("CARGO_BIN_EXE_provision")
+                ))
+                .arg("/dev/null")
+                .env("HOME", &home)
+                .env("TERM", "xterm")
+                .env_remove("CI")
+                .env_remove("NO_COLOR")
+                .stdin(Stdio::null());
+            if no_color {
+                c.env("NO_COLOR", "1");
+            }
+            text(&c.output().unwrap().stdout)
+        };
+        assert!(
+            under_pty(false).contains("\x1b[33m"),
+            "{}",
+            under_pty(false)
+        );
+        assert!(!under_pty(true).contains("\x1b[3"), "{}", under_pty(true));
+    }
+
+    // -q: only the failure and the one-line summary.
+    let q = run(&["up", "test", "-q"], &[("CI", "1")]);
+    assert_eq!(q.status.code(), Some(3));
+    let lines: Vec<String> = text(&q.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].contains("failed") && lines[0].contains("fails"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1].trim(), "nope");
+    assert!(
+        lines[2].starts_with("1 hosts: 1 failed, 0 unreachable; 1 changed"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        run(&["plan", "test", "-q", "-v"], &[]).status.code(),
+        Some(1)
+    );
+
+    // Discovery: from a folder deep inside the project, without -C.
+    let deep = p.path("a/b/c");
+    std::fs::create_dir_all(&deep).unwrap();
+    let out = bin(&["hosts", "test"], &deep, &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&sshds[0].name()));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = bin(&["hosts", "test"], elsewhere.path(), &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no provision.toml here or in any parent folder"),
+        "{}",
+        text(&out.stderr)
+    );
+}
