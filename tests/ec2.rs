@@ -175,6 +175,10 @@ elif cmd == "run":
         extra["TagSpecifications"] = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in kv]}]
     r = ec2.run_instances(ImageId="ami-03cf127a", MinCount=1, MaxCount=1, InstanceType="t3.micro", **extra)
     print(json.dumps(r["Instances"][0]["InstanceId"]))
+elif cmd == "allow-all":
+    g = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [sys.argv[2]]}])["SecurityGroups"][0]
+    ec2.authorize_security_group_ingress(GroupId=g["GroupId"], IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    print(json.dumps(g["GroupId"]))
 elif cmd == "group":
     r = ec2.create_security_group(GroupName=sys.argv[2], Description="not provision's")
     print(json.dumps(r["GroupId"]))
@@ -297,9 +301,14 @@ impl Ec2Test {
     /// The binary on the project, with test credentials and the emulator's endpoint; no
     /// instance metadata service, no profile files.
     fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[])
+    }
+
+    /// [`Ec2Test::run`] with environment changes: `(name, None)` removes a variable.
+    fn run_with(&self, args: &[&str], env: &[(&str, Option<&str>)]) -> Run {
         let started = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_provision"))
-            .arg("-C")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_provision"));
+        cmd.arg("-C")
             .arg(self.p.dir.path())
             .args(args)
             .env_remove("SSH_AUTH_SOCK")
@@ -312,9 +321,14 @@ impl Ec2Test {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL", self.moto.url())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the provision binary");
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let out = cmd.output().expect("run the provision binary");
         let run = Run {
             code: out.status.code().expect("provision killed by a signal"),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -544,6 +558,19 @@ fn count_and_ingress_changes_are_applied_and_scaling_down_needs_yes() {
         t.moto.account().rules(GROUP),
         ["tcp 22-22 0.0.0.0/0", "tcp 80-80 203.0.113.0/24"]
     );
+    // A rule added by hand (all traffic) is not declared: the next up revokes it.
+    t.moto.py(&["allow-all", GROUP]);
+    let up = t.run(&["up", "test"]);
+    up.expect_code(0);
+    assert!(
+        up.stdout.contains("- ingress all traffic from 0.0.0.0/0"),
+        "{}",
+        up.dump()
+    );
+    assert_eq!(
+        t.moto.account().rules(GROUP),
+        ["tcp 22-22 0.0.0.0/0", "tcp 80-80 203.0.113.0/24"]
+    );
 
     // count 2 → 1: without a terminal, only with --yes; the newest goes.
     t.config(
@@ -713,6 +740,38 @@ fn aws_errors_are_one_sentence_with_the_code() {
         up.dump()
     );
     assert!(!up.stderr.contains("service error"), "{}", up.dump());
+    assert_eq!(up.stderr.trim().lines().count(), 1, "{}", up.dump());
+
+    // Nothing answers on the endpoint: the cause, one line, no debug dump.
+    t.config("");
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let up = t.run_with(&["up", "test"], &[("AWS_ENDPOINT_URL", Some(&closed))]);
+    up.expect_code(3);
+    let err = up.stderr.trim();
+    assert!(
+        err.starts_with("error: EC2 DescribeVpcs failed: "),
+        "{}",
+        up.dump()
+    );
+    assert!(
+        err.contains("cannot reach the EC2 endpoint"),
+        "{}",
+        up.dump()
+    );
+    assert_eq!(err.lines().count(), 1, "{}", up.dump());
+    assert!(
+        !err.contains("DispatchFailure("),
+        "no Debug dump: {}",
+        up.dump()
+    );
+
+    // No credentials anywhere (no env, no profile, no instance metadata).
+    let up = t.run_with(
+        &["up", "test"],
+        &[("AWS_ACCESS_KEY_ID", None), ("AWS_SECRET_ACCESS_KEY", None)],
+    );
+    up.expect_code(3);
+    assert!(up.stderr.contains("credentials"), "{}", up.dump());
     assert_eq!(up.stderr.trim().lines().count(), 1, "{}", up.dump());
 
     // An existing key pair that is not there is refused before anything is created.

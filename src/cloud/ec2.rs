@@ -5,13 +5,14 @@
 //! Idempotency is "describe first, then create", with `*.Duplicate` / `*.NotFound` answers
 //! treated as the state already reached: emulators such as moto ignore `ClientToken`.
 
+use super::ALL_TRAFFIC;
 use super::{
     CloudError, Ec2Env, GroupState, Instance, InstanceState, KeyPairState, Observed, Rule, TAG_APP,
     TAG_ENV, TAG_NAME, TAG_ROLE, base_tags,
 };
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, InstanceType, IpPermission, IpRange, Ipv6Range,
     ResourceType, Tag, TagSpecification,
@@ -23,8 +24,9 @@ pub struct Ec2 {
     region: String,
 }
 
-/// `SdkError` → one sentence with the AWS code when AWS answered, else the whole cause chain
-/// (no credentials, connection refused...) on one line.
+/// `SdkError` → one sentence with the AWS code when AWS answered, else the cause chain
+/// (no credentials, connection refused...) on one line. Not `DisplayErrorContext`: it ends
+/// with a Debug dump of the whole error.
 fn err<E>(op: &str, e: SdkError<E, aws_sdk_ec2::config::http::HttpResponse>) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -32,13 +34,28 @@ where
     let code = e.code().map(str::to_string);
     let message = match (&code, e.message()) {
         (Some(_), Some(m)) => m.to_string(),
-        _ => DisplayErrorContext(&e).to_string(),
+        _ => chain(&e),
     };
     CloudError {
         op: op.to_string(),
         code,
         message,
     }
+}
+
+/// An error and its sources, `: `-separated, without repeats (wrappers often repeat their
+/// source's message).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }
 
 fn code_is<E: ProvideErrorMetadata>(e: &E, codes: &[&str]) -> bool {
@@ -92,12 +109,19 @@ fn instance(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
 fn rules(perms: &[IpPermission]) -> std::collections::BTreeSet<Rule> {
     let mut out = std::collections::BTreeSet::new();
     for p in perms {
-        let (Some(proto), Some(from), Some(to)) = (p.ip_protocol(), p.from_port(), p.to_port())
-        else {
+        let Some(proto) = p.ip_protocol() else {
             continue;
         };
-        let (Ok(from), Ok(to)) = (u16::try_from(from), u16::try_from(to)) else {
-            continue;
+        // "-1" is all traffic (no ports): never declared, so always revoked. ICMP types and
+        // codes do not fit a port range and are left alone.
+        let (from, to) = if proto == ALL_TRAFFIC {
+            (0, u16::MAX)
+        } else {
+            let ports = p.from_port().zip(p.to_port());
+            match ports.map(|(f, t)| (u16::try_from(f), u16::try_from(t))) {
+                Some((Ok(f), Ok(t))) => (f, t),
+                _ => continue,
+            }
         };
         let cidrs = p
             .ip_ranges()
@@ -117,10 +141,10 @@ fn rules(perms: &[IpPermission]) -> std::collections::BTreeSet<Rule> {
 }
 
 fn permission(r: &Rule) -> IpPermission {
-    let b = IpPermission::builder()
-        .ip_protocol(&r.protocol)
-        .from_port(i32::from(r.from))
-        .to_port(i32::from(r.to));
+    let mut b = IpPermission::builder().ip_protocol(&r.protocol);
+    if r.protocol != ALL_TRAFFIC {
+        b = b.from_port(i32::from(r.from)).to_port(i32::from(r.to));
+    }
     if r.cidr.contains(':') {
         b.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(&r.cidr).build())
             .build()

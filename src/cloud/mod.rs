@@ -111,9 +111,14 @@ pub struct Rule {
     pub cidr: String,
 }
 
+/// EC2's protocol for "all traffic" (found on a group, never declared by provision).
+pub const ALL_TRAFFIC: &str = "-1";
+
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.from == self.to {
+        if self.protocol == ALL_TRAFFIC {
+            write!(f, "all traffic from {}", self.cidr)
+        } else if self.from == self.to {
             write!(f, "{} {} from {}", self.protocol, self.from, self.cidr)
         } else {
             write!(
@@ -532,6 +537,22 @@ pub fn hint(code: &str) -> Option<&'static str> {
     })
 }
 
+/// A hint for a failure without an AWS error code (AWS was not reached, or not asked).
+pub fn hint_for_message(m: &str) -> Option<&'static str> {
+    let m = m.to_ascii_lowercase();
+    Some(if m.contains("credentials") {
+        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+    } else if m.contains("connect")
+        || m.contains("dns")
+        || m.contains("timed out")
+        || m.contains("timeout")
+    {
+        "cannot reach the EC2 endpoint: check the network, the region and ec2.endpoint_url / AWS_ENDPOINT_URL"
+    } else {
+        return None;
+    })
+}
+
 /// An AWS call that failed, as one sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudError {
@@ -553,7 +574,13 @@ impl fmt::Display for CloudError {
                 }
                 Ok(())
             }
-            None => write!(f, "{}", self.message),
+            None => {
+                write!(f, "{}", self.message)?;
+                if let Some(h) = hint_for_message(&self.message) {
+                    write!(f, " ({h})")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -154,7 +154,17 @@ pub(super) async fn hosts_for_run(
         }
     }
 
-    let created = apply(&ec2, d, &vpc, &plan, public_key.as_deref(), &user_data).await?;
+    let existing_group = observed.group.as_ref().map(|g| g.id.as_str());
+    let created = apply(
+        &ec2,
+        d,
+        &vpc,
+        &plan,
+        existing_group,
+        public_key.as_deref(),
+        &user_data,
+    )
+    .await?;
     let deadline = Instant::now() + d.ssh_timeout;
     let mut waiting: Vec<String> = created.clone();
     waiting.extend(plan.start.iter().map(|i| i.id.clone()));
@@ -205,11 +215,13 @@ fn hosts_of(
 }
 
 /// Key pair, group and rules, terminations, starts, launches. Returns the launched IDs.
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     ec2: &Ec2,
     d: &Ec2Env,
     vpc: &str,
     plan: &Ec2Plan,
+    existing_group: Option<&str>,
     public_key: Option<&str>,
     user_data: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<String>, Stop> {
@@ -217,19 +229,15 @@ async fn apply(
         progress(&format!("ec2: importing key pair {}", d.key.name()));
         ec2.import_key_pair(d, key).await.map_err(fail)?;
     }
-    let group_id = if plan.create_group {
-        progress(&format!(
-            "ec2: creating security group {}",
-            d.security_group
-        ));
-        ec2.create_group(d, vpc).await.map_err(fail)?
-    } else {
-        ec2.observe(d, vpc)
-            .await
-            .map_err(fail)?
-            .group
-            .map(|g| g.id)
-            .unwrap_or_default()
+    let group_id = match existing_group {
+        Some(id) if !plan.create_group => id.to_string(),
+        _ => {
+            progress(&format!(
+                "ec2: creating security group {}",
+                d.security_group
+            ));
+            ec2.create_group(d, vpc).await.map_err(fail)?
+        }
     };
     // Authorize before revoking: a rule being replaced is never missing in between.
     if !plan.authorize.is_empty() {
