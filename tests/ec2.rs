@@ -490,6 +490,22 @@ fn plan_lists_the_creations_without_making_them() {
         "{}",
         after.dump()
     );
+
+    // Another public key under the same key pair name: said, not silently ignored.
+    let other = ClientKey::generate(&t.p.path("keys2"));
+    t.config(&format!(
+        "count = 1\npublic_key = \"{}.pub\"",
+        other.private.display()
+    ));
+    let noted = t.run(&["plan", "test"]);
+    noted.expect_code(0);
+    assert!(
+        noted
+            .stdout
+            .contains("! key pair provision-shop-test holds another public key"),
+        "{}",
+        noted.dump()
+    );
 }
 
 #[test]

@@ -231,12 +231,14 @@ impl Ec2 {
             .client
             .describe_key_pairs()
             .key_names(d.key.name())
+            .include_public_key(true)
             .send()
             .await
         {
             Ok(out) => out.key_pairs().first().map(|k| KeyPairState {
                 name: d.key.name().to_string(),
                 ours: is_ours(k.tags(), &d.app, &d.env),
+                public_key: k.public_key().map(str::to_string),
             }),
             Err(e) if code_is(&e, &["InvalidKeyPair.NotFound"]) => None,
             Err(e) => return Err(err("DescribeKeyPairs", e)),

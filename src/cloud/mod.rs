@@ -243,6 +243,20 @@ pub struct KeyPairState {
     pub name: String,
     /// Tagged for this app and env: created by provision, deleted by `down`.
     pub ours: bool,
+    /// The public key EC2 holds (`type base64`), when it says.
+    pub public_key: Option<String>,
+}
+
+/// A note when the key pair EC2 holds is not the configured public key: new instances would
+/// get the old key, which provision does not replace (running instances keep theirs anyway).
+pub fn key_note(name: &str, configured: &str, on_ec2: Option<&str>) -> Option<String> {
+    let key = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let on_ec2 = on_ec2?;
+    (key(configured) != key(on_ec2)).then(|| {
+        format!(
+            "key pair {name} holds another public key than ec2.public_key: new instances get the one EC2 holds (`provision down` and up again, or another ec2.key_pair name, to change it)"
+        )
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -822,6 +836,7 @@ mod tests {
             key_pair: Some(KeyPairState {
                 name: "provision-hello-prod".into(),
                 ours: true,
+                public_key: None,
             }),
             group: Some(GroupState {
                 id: "sg-1".into(),
@@ -935,6 +950,14 @@ mod tests {
             e.to_string(),
             "EC2 RunInstances failed: InvalidAMIID.NotFound: The image id '[ami-x]' does not exist (check ec2.ami: AMI IDs differ from region to region)"
         );
+    }
+
+    #[test]
+    fn key_note_compares_type_and_key_only() {
+        let k = "ssh-ed25519 AAAA1 me@laptop";
+        assert_eq!(key_note("k", k, Some("ssh-ed25519 AAAA1")), None);
+        assert_eq!(key_note("k", k, None), None);
+        assert!(key_note("k", k, Some("ssh-ed25519 AAAA2")).is_some());
     }
 
     #[test]

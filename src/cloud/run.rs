@@ -71,7 +71,16 @@ pub(super) async fn hosts_for_run(
     let ec2 = connect(d).await?;
     let vpc = ec2.vpc(d.subnet.as_deref()).await.map_err(fail)?;
     let observed = ec2.observe(d, &vpc).await.map_err(fail)?;
-    let plan = super::plan(d, &observed).map_err(|m| refuse(project, &env.name, m))?;
+    let mut plan = super::plan(d, &observed).map_err(|m| refuse(project, &env.name, m))?;
+    // The key to import is read (and checked to be a public key) before anything else.
+    let public_key = match &d.key {
+        KeySource::Import { public_key, .. } => Some(read_public_key(project, public_key)?),
+        KeySource::Existing { .. } => None,
+    };
+    if let (Some(key), Some(kp)) = (&public_key, &observed.key_pair) {
+        plan.notes
+            .extend(super::key_note(&kp.name, key, kp.public_key.as_deref()));
+    }
     say(
         opts,
         &format!(
@@ -143,10 +152,6 @@ pub(super) async fn hosts_for_run(
             None,
         )?;
     }
-    let public_key = match (&d.key, plan.import_key) {
-        (KeySource::Import { public_key, .. }, true) => Some(read_public_key(project, public_key)?),
-        _ => None,
-    };
     let mut user_data = std::collections::BTreeMap::new();
     for l in &plan.launch {
         if let Some(u) = &d.roles[&l.role].user_data {
@@ -161,7 +166,7 @@ pub(super) async fn hosts_for_run(
         &vpc,
         &plan,
         existing_group,
-        public_key.as_deref(),
+        public_key.as_deref().filter(|_| plan.import_key),
         &user_data,
     )
     .await?;
