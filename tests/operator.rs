@@ -345,8 +345,10 @@ fn logs_of_a_running_container_and_follow_until_stopped() {
         "{}",
         r.dump()
     );
+    // The last line of the log, from whichever stream it was written to.
     let r = p.run(&["logs", "test", "--tail", "1"]);
-    assert_eq!(lines_of(&r.stdout, &host).len(), 1, "{}", r.dump());
+    let n = lines_of(&r.stdout, &host).len() + lines_of(&r.stderr, &host).len();
+    assert_eq!(n, 1, "{}", r.dump());
     // A container that is not there: the host fails (exit 3), docker's message shown.
     let r = p.run(&["logs", "test", "--container", "no-such-container-here"]);
     r.expect_code(3);

@@ -90,10 +90,11 @@ static INLINE_CACHE: LazyLock<Mutex<HashMap<String, Arc<PrivateKey>>>> =
 /// `\n` escapes in a one-line value, surrounding blanks, a missing final newline, or the
 /// whole key base64-encoded (for CI variables that cannot hold newlines).
 pub(super) fn normalize_key_text(raw: &str) -> Result<String, String> {
-    let mut text = raw.trim().replace("\r\n", "\n").replace('\r', "\n");
-    if !text.contains('\n') && text.contains("\\n") {
+    let mut text = raw.replace("\r\n", "\n").replace('\r', "\n");
+    if !text.trim().contains('\n') && text.contains("\\n") {
         text = text.replace("\\n", "\n");
     }
+    let mut text = text.trim().to_string();
     if text.is_empty() {
         return Err("it is empty".into());
     }
