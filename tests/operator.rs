@@ -454,6 +454,31 @@ fn ssh_runs_the_system_client_with_the_same_settings_jump_host_included() {
     let r = p.run(&["ssh", "test", "nope", "--", "true"]);
     r.expect_code(1);
     assert!(r.stderr.contains("no host `nope`"), "{}", r.dump());
+    // Interactive: a login shell on a pseudo-terminal (script(1) plays the person's terminal).
+    let mut child = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} -C {} ssh test",
+            env!("CARGO_BIN_EXE_provision"),
+            p.dir.path().display()
+        ))
+        .arg("/dev/null")
+        .env("HOME", &p.home)
+        .env("TERM", "dumb")
+        .env_remove("CI")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    std::io::Write::write_all(&mut stdin, b"echo pty-$((6*7)); tty; exit 5\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let shown = text(&out.stdout).replace('\r', "");
+    assert!(shown.contains("\npty-42\n/dev/pts/"), "{shown}");
+    assert_eq!(out.status.code(), Some(5), "{shown}");
+    drop(stdin);
     // The temp folder with the config, known_hosts and key is gone afterwards.
     let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
