@@ -645,20 +645,19 @@ fn completions_man_help_and_version() {
             .unwrap_or_else(|e| panic!("provision-{c}.1: {e}"));
         assert!(page.contains(&format!(".TH provision-{c} 1")), "{page}");
     }
-    if Command::new("man").arg("--version").output().is_ok() {
-        let out = Command::new("man")
-            .args(["-l"])
-            .arg(d.join("man1/provision-logs.1"))
-            .env("MANPAGER", "cat")
-            .env("COLUMNS", "100")
-            .output()
-            .unwrap();
-        assert!(
-            text(&out.stdout).contains("--follow"),
-            "{}",
-            text(&out.stderr)
-        );
-    }
+    // man(1) renders the page (man-db, installed by scripts/deps.sh).
+    let out = Command::new("man")
+        .args(["-l"])
+        .arg(d.join("man1/provision-logs.1"))
+        .env("MANPAGER", "cat")
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains("--follow"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // --help of every command shows an example.
     for c in COMMANDS {
@@ -739,32 +738,30 @@ fn color_quiet_and_config_discovery() {
     );
     assert!(!text(&never.stdout).contains('\x1b'));
     // Under a terminal, NO_COLOR turns colors off (script(1) gives the run a pty).
-    if Command::new("script").arg("--version").output().is_ok() {
-        let under_pty = |no_color: bool| {
-            let mut c = Command::new("script");
-            c.args(["-qec"])
-                .arg(format!(
-                    "{} -C {dir} plan test --output plain",
-                    env!("CARGO_BIN_EXE_provision")
-                ))
-                .arg("/dev/null")
-                .env("HOME", &home)
-                .env("TERM", "xterm")
-                .env_remove("CI")
-                .env_remove("NO_COLOR")
-                .stdin(Stdio::null());
-            if no_color {
-                c.env("NO_COLOR", "1");
-            }
-            text(&c.output().unwrap().stdout)
-        };
-        assert!(
-            under_pty(false).contains("\x1b[33m"),
-            "{}",
-            under_pty(false)
-        );
-        assert!(!under_pty(true).contains("\x1b[3"), "{}", under_pty(true));
-    }
+    let under_pty = |no_color: bool| {
+        let mut c = Command::new("script");
+        c.args(["-qec"])
+            .arg(format!(
+                "{} -C {dir} plan test --output plain",
+                env!("CARGO_BIN_EXE_provision")
+            ))
+            .arg("/dev/null")
+            .env("HOME", &home)
+            .env("TERM", "xterm")
+            .env_remove("CI")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null());
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        text(&c.output().unwrap().stdout)
+    };
+    assert!(
+        under_pty(false).contains("\x1b[33m"),
+        "{}",
+        under_pty(false)
+    );
+    assert!(!under_pty(true).contains("\x1b[3"), "{}", under_pty(true));
 
     // -q: only the failure and the one-line summary.
     let q = run(&["up", "test", "-q"], &[("CI", "1")]);
