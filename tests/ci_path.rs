@@ -884,3 +884,45 @@ fn json_events_of_real_runs_match_the_schema() {
     }
     assert!(total > 20, "{total}");
 }
+
+/// In CI, hosts run in parallel but their lines come out grouped, each host's block whole,
+/// then the recap and the one-line summary.
+#[test]
+fn plain_output_groups_lines_per_host() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshds = start_many(&key, 3);
+    let p = Project::new();
+    let hosts: Vec<String> = sshds.iter().map(|s| s.addr("root")).collect();
+    p.write(
+        "provision.toml",
+        &project_toml("groupapp", &hosts, &key, "retries = 0"),
+    );
+    // Steps that take turns across hosts: each sleeps a little, differently per host.
+    let steps: String = (0..4)
+        .map(|i| {
+            format!(
+                "[[step]]\nname = \"step {i}\"\ncommand = {{ run = \"sleep 0.$(( ($(cat /proc/sys/kernel/random/uuid | tr -dc 0-9 | head -c 2) % 5) + 1 ))\" }}\n\n"
+            )
+        })
+        .collect();
+    p.write("playbooks/deploy.toml", &steps);
+    let r = p.run(&["up", "test"]);
+    r.expect_code(0);
+    let step_lines: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(step_lines.len(), 12, "{}", r.dump());
+    let mut order: Vec<&str> = Vec::new();
+    for l in &step_lines {
+        let host = &l[1..l.find(']').unwrap()];
+        if order.last() != Some(&host) {
+            assert!(!order.contains(&host), "hosts interleave:\n{}", r.stdout);
+            order.push(host);
+        }
+    }
+    assert_eq!(order.len(), 3);
+    let last = r.stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("3 hosts: 0 failed, 0 unreachable; 12 changed, 0 ok"),
+        "{last}"
+    );
+}
