@@ -51,6 +51,9 @@ impl Lock {
             "{st}mkdir -p \"$st\"\nnow=$(date +%s)\n\
              if ! mkdir \"$st/lock\" 2>/dev/null; then\n\
                owner=$(sed -n 1p \"$st/lock/info\" 2>/dev/null); since=$(sed -n 2p \"$st/lock/info\" 2>/dev/null)\n\
+               # The holder may be between its mkdir and writing info: give it a moment.\n\
+               if [ -z \"$owner\" ]; then sleep 1; owner=$(sed -n 1p \"$st/lock/info\" 2>/dev/null); since=$(sed -n 2p \"$st/lock/info\" 2>/dev/null); fi\n\
+               [ -n \"$owner\" ] || owner='unknown (no owner recorded)'\n\
                [ -n \"$since\" ] || since=$(stat -c %Y \"$st/lock\")\n\
                if [ $((now - since)) -lt {ttl} ]; then printf '\\n@@LOCKED{nonce} %s %s %s\\n' \"$since\" \"$((now - since))\" \"$owner\"; exit {LOCKED_EXIT}; fi\n\
                echo \"taking over the deploy lock of $owner, left $((now - since))s ago (older than its TTL)\" >&2\n\
@@ -154,6 +157,22 @@ mod tests {
         assert_eq!(line["user"], "alice@box (pid 1)");
         sh(&b.release_sh("x", "ok", 0), home.path());
         let _ = std::fs::remove_dir_all(format!("/var/lib/provision/{app}"));
+    }
+
+    #[test]
+    fn lock_without_owner_info_is_named_unknown() {
+        // What a second run sees between the holder's mkdir and its writing the owner.
+        let home = tempfile::tempdir().unwrap();
+        let app = format!("locktest-noinfo-{}", std::process::id());
+        let a = Lock::new(&app, "prod", None);
+        let make = format!("{}mkdir -p \"$st/lock\"\n", state_dir(&app, "prod"));
+        assert!(sh(&make, home.path()).status.success());
+        let out = sh(&a.acquire_sh("n"), home.path());
+        assert_eq!(out.status.code(), Some(LOCKED_EXIT));
+        let held = parse_held("n", &String::from_utf8_lossy(&out.stdout)).unwrap();
+        assert_eq!(held.owner, "unknown (no owner recorded)");
+        let _ = std::fs::remove_dir_all(format!("/var/lib/provision/{app}"));
+        let _ = std::fs::remove_dir_all(home.path().join(".local/state/provision").join(&app));
     }
 
     #[test]
