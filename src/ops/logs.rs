@@ -1,7 +1,8 @@
 //! `provision logs <env>`: `docker logs` of the app container on every host, streamed line by
 //! line with a `[host]` prefix (container stdout to stdout, stderr to stderr). `--follow`
 //! runs until every host's stream ends or provision gets SIGINT/SIGTERM, which stops the
-//! remote `docker logs` too.
+//! remote `docker logs` too. The log lines are the command's output, so `-q` only drops the
+//! closing summary line (kept when a host failed).
 
 use super::{Lines, Target, err_line, hosts_n, interrupted, out_line};
 use crate::runner::exit;
@@ -67,8 +68,7 @@ pub async fn run(t: Target, o: LogsOptions, quiet: bool) -> i32 {
             let print = |stream: Stream, line: &str| {
                 let line = redactor.redact(&format!("{prefix}{line}"));
                 match stream {
-                    Stream::Stdout if !quiet => out_line(&line),
-                    Stream::Stdout => {}
+                    Stream::Stdout => out_line(&line),
                     Stream::Stderr => err_line(&line),
                 }
             };
