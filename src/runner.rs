@@ -250,6 +250,8 @@ struct HostRun<'a, T: Transport> {
     lock: Option<Lock>,
     locked: bool,
     interrupt: &'a Interrupt,
+    /// Plan mode: host files earlier steps would rewrite.
+    predicted: std::collections::BTreeSet<String>,
 }
 
 /// Why a step stopped the host.
@@ -285,6 +287,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 .then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_ttl)),
             locked: false,
             interrupt,
+            predicted: Default::default(),
         }
     }
 
@@ -442,7 +445,11 @@ impl<'a, T: Transport> HostRun<'a, T> {
             }
         }
         let check = self.check();
-        match kind.decide(self.probes.get(&i)) {
+        let mut decision = kind.decide(self.probes.get(&i));
+        if check {
+            decision = self.with_predicted_inputs(kind.as_ref(), decision);
+        }
+        match decision {
             Decision::Ok(msg) => {
                 let v = kind.register(&Outcome {
                     changed: false,
@@ -455,6 +462,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
             }
             Decision::Fail(msg) => return self.fail(i, msg, None, started),
             Decision::Change { summary, diff } if check => {
+                self.predicted.extend(kind.outputs());
                 let v = kind.register(&Outcome {
                     changed: true,
                     check_mode: true,
@@ -506,7 +514,19 @@ impl<'a, T: Transport> HostRun<'a, T> {
                         (Some(code), _) => format!("exit code {code}"),
                         (None, _) => "no exit status".into(),
                     };
-                    return self.fail(i, format!("{summary}: {why}"), Some(output), started);
+                    // The last line the change printed usually says why (e.g. a failed health check).
+                    let last = output
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("")
+                        .trim();
+                    let msg = if last.is_empty() {
+                        format!("{summary}: {why}")
+                    } else {
+                        format!("{summary}: {why}: {last}")
+                    };
+                    return self.fail(i, msg, Some(output), started);
                 }
                 self.probes.extend(parsed.probes);
                 let v = kind.register(&Outcome {
@@ -527,6 +547,22 @@ impl<'a, T: Transport> HostRun<'a, T> {
             }
         }
         Ok(())
+    }
+
+    /// Plan mode: a step that is fine now but reads a file an earlier step would rewrite
+    /// (a container and its env file) would change too.
+    fn with_predicted_inputs(&self, kind: &dyn StepKind, decision: Decision) -> Decision {
+        match decision {
+            Decision::Ok(_) => match kind
+                .inputs()
+                .into_iter()
+                .find(|f| self.predicted.contains(f))
+            {
+                Some(f) => Decision::change(format!("update: {f} changes earlier in this run")),
+                None => decision,
+            },
+            other => other,
+        }
     }
 
     fn check(&self) -> bool {

@@ -215,10 +215,10 @@ fn deploy_update_rollback_and_unhealthy_release() {
         "{}",
         rotated.dump()
     );
-    // Known gap: plan cannot tell that the env file it would rewrite recreates the container
-    // (docker_run compares with the file still on the host), so it lists only "app env".
-    assert!(
-        planned.is_subset(&rotated.steps_with("changed")) && planned.contains("app env"),
+    // plan predicted exactly this: the env file it would rewrite is the container's input.
+    assert_eq!(
+        planned,
+        rotated.steps_with("changed"),
         "plan listed {planned:?}"
     );
     let app_id2 = container_id(&app).expect("app container");

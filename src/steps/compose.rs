@@ -76,6 +76,12 @@ impl Desired {
 }
 
 impl StepKind for Desired {
+    fn inputs(&self) -> Vec<String> {
+        std::iter::once(self.file.clone())
+            .chain(self.env_file.iter().cloned())
+            .collect()
+    }
+
     fn probe(&self, _check: bool) -> Option<String> {
         Some(format!(
             "{}echo compose=ok\nprintf 'sum=%s\\napplied=%s\\n' \"$sum\" \"$(cat \"$marker\" 2>/dev/null)\"\n\

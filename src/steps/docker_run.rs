@@ -229,6 +229,10 @@ impl Desired {
 }
 
 impl StepKind for Desired {
+    fn inputs(&self) -> Vec<String> {
+        self.spec.env_file.iter().cloned().collect()
+    }
+
     fn probe(&self, _check: bool) -> Option<String> {
         Some(format!(
             "{docker}n={n}\n{envsum}printf 'envfile=%s\\n' \"$envsum\"\n\

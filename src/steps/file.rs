@@ -37,6 +37,9 @@ impl StepKind for Upload {
     fn decide(&self, observed: Option<&Probe>) -> Decision {
         Upload::decide(self, observed)
     }
+    fn outputs(&self) -> Vec<String> {
+        vec![self.dest.clone()]
+    }
     fn apply(&self) -> Action {
         Upload::apply(self)
     }

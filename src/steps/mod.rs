@@ -207,6 +207,15 @@ pub trait StepKind: Send + Sync + std::fmt::Debug {
     fn probe_ahead(&self) -> bool {
         true
     }
+    /// Host files whose content is part of this step's state (e.g. a container's env file).
+    /// In plan mode, when an earlier step would rewrite one, this step would change too.
+    fn inputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Host files this step writes whole (uploads).
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Pure comparison of desired and observed state. `observed` is None when `probe` is None.
     fn decide(&self, observed: Option<&Probe>) -> Decision;
     /// The script that makes the change; safe to run again.
