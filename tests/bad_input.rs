@@ -26,6 +26,10 @@ struct Expect {
     args: Option<String>,
     exit: i32,
     remove: Vec<String>,
+    /// `KEY=VALUE` set in provision's environment for the run.
+    env: Vec<(String, String)>,
+    /// `(path, passphrase)`: an ed25519 key generated into the project, encrypted.
+    keygen: Vec<(String, String)>,
 }
 
 fn parse_expect(case: &str, text: &str) -> Expect {
@@ -37,6 +41,8 @@ fn parse_expect(case: &str, text: &str) -> Expect {
         args: None,
         exit: 1,
         remove: Vec::new(),
+        env: Vec::new(),
+        keygen: Vec::new(),
     };
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -60,6 +66,20 @@ fn parse_expect(case: &str, text: &str) -> Expect {
                     .unwrap_or_else(|_| bad("not an exit code") as i32)
             }
             "remove" => e.remove.push(value),
+            "env" => {
+                let (k, v) = value.split_once('=').unwrap_or_else(|| {
+                    bad("not KEY=VALUE");
+                    unreachable!()
+                });
+                e.env.push((k.to_string(), v.to_string()));
+            }
+            "keygen" => {
+                let (path, pass) = value.split_once(' ').unwrap_or_else(|| {
+                    bad("not `<path> <passphrase>`");
+                    unreachable!()
+                });
+                e.keygen.push((path.to_string(), pass.trim().to_string()));
+            }
             _ => {
                 bad("unknown key");
             }
@@ -138,6 +158,17 @@ fn materialize(
     for rel in expect.map(|e| e.remove.as_slice()).unwrap_or_default() {
         std::fs::remove_file(project.path(rel)).unwrap_or_else(|e| panic!("remove {rel}: {e}"));
     }
+    for (rel, pass) in expect.map(|e| e.keygen.as_slice()).unwrap_or_default() {
+        let path = project.path(rel);
+        std::fs::create_dir_all(path.parent().expect("key dir")).expect("create key dir");
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-C", "bad-input", "-N", pass, "-f"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run ssh-keygen");
+        assert!(st.success(), "ssh-keygen {}", path.display());
+    }
     (project, subst)
 }
 
@@ -169,7 +200,11 @@ fn run_case(sshd: &Sshd, key: &ClientKey, case: &str) -> Result<(), String> {
     let args = subst.apply(expect.args.as_deref().unwrap_or("up test"));
     let args: Vec<&str> = args.split_whitespace().collect();
     let log_before = sshd.log().len();
-    let run = project.run(&args);
+    let run = if expect.env.is_empty() {
+        project.run(&args)
+    } else {
+        run_with_env(&project, &args, &expect.env)
+    };
     let sshd_saw = sshd.log().get(log_before..).unwrap_or_default().to_string();
     if expect.exit != 1 {
         // This case did connect: let sshd finish logging it before the next case looks.
@@ -200,6 +235,30 @@ fn run_case(sshd: &Sshd, key: &ClientKey, case: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{}\n{}", problems.join("\n"), run.dump()))
+    }
+}
+
+/// `Project::run` with more environment variables (config errors only: no timeout needed).
+fn run_with_env(project: &Project, args: &[&str], env: &[(String, String)]) -> Run {
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provision"))
+        .arg("-C")
+        .arg(project.dir.path())
+        .args(args)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("SSH_AGENT_PID")
+        .env("HOME", &project.home)
+        .env("NO_COLOR", "1")
+        .env("CI", "1")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the provision binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: started.elapsed(),
     }
 }
 
@@ -277,8 +336,8 @@ fn every_bad_input_is_reported_with_its_location_and_touches_no_host() {
     wait_quiet(&sshd);
     let cases = cases();
     assert!(
-        cases.len() >= 25,
-        "the corpus should hold at least 25 cases, found {}: {cases:?}",
+        cases.len() >= 50,
+        "the corpus should hold at least 50 cases, found {}: {cases:?}",
         cases.len()
     );
     let failures: Vec<String> = cases

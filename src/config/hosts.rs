@@ -38,6 +38,11 @@ impl<'de> Visitor<'de> for HostsVisitor {
         let mut roles = BTreeMap::new();
         while let Some(role) = map.next_key::<String>()? {
             let hosts = map.next_value::<Vec<Spanned<String>>>()?;
+            if role.is_empty() || role.chars().any(|c| c.is_whitespace() || c == ',') {
+                return Err(de::Error::custom(format!(
+                    "role name `{role}` is not valid: roles are names without spaces or `,` (--limit takes a comma-separated list of them)"
+                )));
+            }
             if roles.insert(role.clone(), hosts).is_some() {
                 return Err(de::Error::custom(format!("role `{role}` is listed twice")));
             }

@@ -22,7 +22,10 @@ pub const PROJECT_FILE: &str = "provision.toml";
 
 /// A value that may be written as one string or a list of strings.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(untagged, expecting = "a string or a list of strings")]
+#[serde(
+    untagged,
+    expecting = "invalid type: expected a string or a list of strings"
+)]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),

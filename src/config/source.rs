@@ -51,7 +51,20 @@ impl ConfigError {
 
     /// Turn a toml/serde error into one that names file:line:col.
     pub fn from_toml(file: &Path, text: &str, err: &toml::de::Error) -> Self {
-        let message = err.message().trim().to_string();
+        // serde names a table by its Rust type (`expected struct Spec`); say what to write.
+        let mut message = err.message().trim().to_string();
+        if let Some(at) = message.find("expected struct ") {
+            let end = message[at + 16..]
+                .find(|c: char| !c.is_alphanumeric() && c != '_')
+                .map_or(message.len(), |n| at + 16 + n);
+            message.replace_range(at..end, "expected a table, e.g. { key = \"value\" }");
+        }
+        for (ty, range) in [("u16", "0 to 65535"), ("u32", "0 to 4294967295")] {
+            message = message.replace(
+                &format!("expected {ty}"),
+                &format!("expected a whole number from {range} ({ty})"),
+            );
+        }
         let mut e = match err.span() {
             Some(span) => ConfigError::at(file, text, span.start, message),
             None => ConfigError::new(file, message),
@@ -69,6 +82,8 @@ fn help_for(message: &str) -> Option<String> {
         Some("add the key: it is required here".into())
     } else if message.starts_with("invalid type") {
         Some("change the value to the expected type".into())
+    } else if message.starts_with("invalid value") {
+        Some("change the value to one the key accepts".into())
     } else {
         None
     }

@@ -226,6 +226,16 @@ impl<'a> Settings<'a> {
                 return Err(ConfigError::new(self.file, format!("identity file {} cannot be read: {e}", key.display()))
                     .with_help("fix ssh.identity_file (relative paths are from the folder of provision.toml) or its permissions"));
             }
+            if let Err(why) = crate::transport::ssh::check_key_file(key) {
+                return Err(ConfigError::new(
+                    self.file,
+                    format!("identity file {}: {why}", key.display()),
+                )
+                .with_help(format!(
+                    "fix ssh.identity_file (an encrypted key's passphrase is read from {})",
+                    crate::transport::ssh::PASSPHRASE_ENV
+                )));
+            }
         }
         let jump_str = self
             .def
@@ -335,7 +345,12 @@ mod tests {
     fn jump_and_become() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("id");
-        std::fs::write(&key, "not checked here").unwrap();
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(st.success());
         let p = project(&format!(
             "jump = \"ops@bastion:2022\"\nbecome = true\nidentity_file = \"{}\"",
             key.display()

@@ -36,15 +36,28 @@ pub fn lookup(path: &Path, alias: &str) -> Result<SshConfigHost, String> {
     Ok(settings_for(&config, alias))
 }
 
+/// [`lookup`] on ssh_config `text` instead of a file (for the fuzz targets and tests).
+pub fn lookup_str(text: &str, alias: &str) -> Result<SshConfigHost, String> {
+    let config =
+        parse_reader(&mut text.as_bytes()).map_err(|e| format!("cannot parse ssh config: {e}"))?;
+    Ok(settings_for(&config, alias))
+}
+
 /// Lenient: unknown and unsupported options are skipped, never an error.
 fn parse(file: File) -> Result<SshConfig, ssh2_config::SshParserError> {
+    parse_reader(&mut BufReader::new(file))
+}
+
+fn parse_reader(
+    reader: &mut impl std::io::BufRead,
+) -> Result<SshConfig, ssh2_config::SshParserError> {
     let mut config = SshConfig::default();
     // `~` in IdentityFile / Include expands to $HOME, like OpenSSH.
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         config = config.home_dir(home);
     }
     let rules = ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS;
-    config.parse(&mut BufReader::new(file), rules)
+    config.parse(reader, rules)
 }
 
 /// First value wins per option, as in OpenSSH; `%h` in HostName is the alias.

@@ -126,23 +126,44 @@ impl Planner {
             opts,
             prelude,
         };
-        // Vars may use other vars: render each string against the raw ones.
-        let raw_ctx: BTreeMap<String, Value> = raw
+        // Vars may use other vars, at any depth: render each string after the vars it uses.
+        planner.vars = raw
             .iter()
             .map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v))))
             .collect();
-        planner.vars = raw_ctx.clone();
-        let ctx = planner.context(None, &BTreeMap::new());
+        let var_err = |k: &str, m: &str| ConfigError::new(&project.file, format!("var `{k}`: {m}"));
+        let mut uses: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (k, v) in &raw {
             if let toml::Value::String(s) = v {
-                let rendered = planner
+                let refs = planner
                     .templates
-                    .render_str(&format!("var {k}"), s, &ctx)
-                    .map_err(|e| {
-                        ConfigError::new(&project.file, format!("var `{k}`: {}", e.message))
-                    })?;
-                planner.vars.insert(k.clone(), Value::from(rendered));
+                    .referenced_in_str(&format!("var {k}"), s)
+                    .map_err(|e| var_err(k, &e.message))?;
+                let refs = refs
+                    .into_iter()
+                    .filter(|r| matches!(raw.get(r), Some(toml::Value::String(_))));
+                uses.insert(k, refs.collect());
             }
+        }
+        for k in var_order(&uses).map_err(|cycle| {
+            var_err(
+                &cycle[0],
+                &format!(
+                    "the vars refer to each other in a cycle: {}",
+                    cycle.join(" → ")
+                ),
+            )
+            .with_help("make one of them a plain value")
+        })? {
+            let ctx = planner.context(None, &BTreeMap::new());
+            let Some(toml::Value::String(s)) = raw.get(&k) else {
+                continue;
+            };
+            let rendered = planner
+                .templates
+                .render_str(&format!("var {k}"), s, &ctx)
+                .map_err(|e| var_err(&k, &e.message))?;
+            planner.vars.insert(k, Value::from(rendered));
         }
         Ok(planner)
     }
@@ -393,6 +414,38 @@ fn render_strings(
     Ok(())
 }
 
+/// The string vars in an order where each comes after the vars it uses; `Err` is a cycle
+/// (`a → b → a`).
+fn var_order(uses: &BTreeMap<&str, Vec<String>>) -> Result<Vec<String>, Vec<String>> {
+    fn visit(
+        k: &str,
+        uses: &BTreeMap<&str, Vec<String>>,
+        done: &mut Vec<String>,
+        path: &mut Vec<String>,
+    ) -> Result<(), Vec<String>> {
+        if done.iter().any(|d| d == k) {
+            return Ok(());
+        }
+        if let Some(at) = path.iter().position(|p| p == k) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(k.to_string());
+            return Err(cycle);
+        }
+        path.push(k.to_string());
+        for dep in uses.get(k).into_iter().flatten() {
+            visit(dep, uses, done, path)?;
+        }
+        path.pop();
+        done.push(k.to_string());
+        Ok(())
+    }
+    let (mut done, mut path) = (Vec::new(), Vec::new());
+    for k in uses.keys() {
+        visit(k, uses, &mut done, &mut path)?;
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +477,26 @@ mod tests {
         )
         .unwrap();
         (project, planner, hosts)
+    }
+
+    #[test]
+    fn vars_render_at_any_depth_and_a_cycle_is_an_error() {
+        let planner = |vars: &str| {
+            let project = Project::parse(
+                Path::new("/nonexistent/provision.toml"),
+                &format!("app = \"demo\"\n[vars]\n{vars}\n[env.prod]\nhosts = [\"a\"]\n"),
+            )
+            .unwrap();
+            let pb = Playbook::parse(Path::new("p.toml"), "playbooks/p.toml", "").unwrap();
+            let secrets = Secrets::load(None, Redactor::default()).unwrap();
+            Planner::new(&project, "prod", pb, secrets, PlanOptions::default())
+        };
+        let p = planner("a = \"{{ b }}!\"\nb = \"{{ c }}-{{ n }}\"\nc = \"x\"\nn = 3").unwrap();
+        assert_eq!(p.vars["a"].as_str(), Some("x-3!"));
+        let e = planner("a = \"{{ b }}\"\nb = \"{{ a }}\"").err().unwrap();
+        assert!(e.message.contains("cycle: a → b → a"), "{e}");
+        let e = planner("a = \"{{ a }}\"").err().unwrap();
+        assert!(e.message.contains("cycle: a → a"), "{e}");
     }
 
     #[test]

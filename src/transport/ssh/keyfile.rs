@@ -117,6 +117,38 @@ pub(super) fn normalize_key_text(raw: &str) -> Result<String, String> {
     Ok(text)
 }
 
+/// Checked before any connection: the file at `path` is a private key, and when it is
+/// encrypted and [`PASSPHRASE_ENV`] is set, that passphrase decrypts it (an encrypted key without
+/// it passes here: it may be prompted for, or fail, at connect time). The decoded key is cached
+/// for the connections. The error is the reason alone; the caller names the file.
+pub fn check_key_file(path: &Path) -> Result<(), String> {
+    if cached(path).is_some() {
+        return Ok(());
+    }
+    if path.is_dir() {
+        return Err("it is a directory, not a private key file".into());
+    }
+    let key = match load_secret_key(path, None) {
+        Ok(key) => key,
+        Err(russh::keys::Error::KeyIsEncrypted) => match std::env::var(PASSPHRASE_ENV) {
+            Ok(pass) => load_secret_key(path, Some(&pass)).map_err(|_| {
+                format!(
+                    "it is encrypted and the passphrase in {PASSPHRASE_ENV} does not decrypt it"
+                )
+            })?,
+            Err(_) => return Ok(()),
+        },
+        Err(russh::keys::Error::IO(e)) => return Err(format!("cannot be read: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "is not a usable private key ({e}); expected an OpenSSH or PEM private key"
+            ));
+        }
+    };
+    remember(path, &Arc::new(key));
+    Ok(())
+}
+
 /// Checked before any connection: the text decodes as a private key (an encrypted one passes
 /// here; its passphrase is needed at connect time).
 pub fn check_inline_key(raw: &str) -> Result<(), String> {

@@ -326,6 +326,17 @@ fn read_entries(file: &Path, lookup: &[String]) -> Vec<Entry> {
     entries
 }
 
+/// The entries of known_hosts `text` that name one of `lookup`, as `(line, revoked, key
+/// fingerprint)`: the reader used for host-key checks, exposed for the fuzz targets.
+pub fn entries_in(text: &str, lookup: &[String]) -> Vec<(usize, bool, String)> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, raw)| {
+            parse_line(raw, lookup).map(|(revoked, key)| (i + 1, revoked, fingerprint(&key)))
+        })
+        .collect()
+}
+
 /// `Some((revoked, key))` when the line names one of `lookup`. `@cert-authority` lines are
 /// skipped: host certificates are not negotiated.
 fn parse_line(raw: &str, lookup: &[String]) -> Option<(bool, PublicKey)> {

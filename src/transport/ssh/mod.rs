@@ -25,8 +25,8 @@ use tokio::sync::Semaphore;
 use super::{ConnectError, ConnectSpec, ExecError, ExecOutput, Transport, script};
 use handler::ClientHandler;
 
-pub use keyfile::{PASSPHRASE_ENV, check_inline_key};
-pub use known_hosts::parse_pin;
+pub use keyfile::{PASSPHRASE_ENV, check_inline_key, check_key_file};
+pub use known_hosts::{entries_in as known_hosts_entries, parse_pin};
 
 /// The decoded (and, with its passphrase, decrypted) private key given as text, in OpenSSH
 /// format: what `provision ssh` hands the system ssh client in a private temp file.
