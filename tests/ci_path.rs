@@ -898,11 +898,11 @@ fn plain_output_groups_lines_per_host() {
         "provision.toml",
         &project_toml("groupapp", &hosts, &key, "retries = 0"),
     );
-    // Steps that take turns across hosts: each sleeps a little, differently per host.
+    // Steps that take turns across hosts: each sleeps 0.1 to 0.5s, by its shell's pid.
     let steps: String = (0..4)
         .map(|i| {
             format!(
-                "[[step]]\nname = \"step {i}\"\ncommand = {{ run = \"sleep 0.$(( ($(cat /proc/sys/kernel/random/uuid | tr -dc 0-9 | head -c 2) % 5) + 1 ))\" }}\n\n"
+                "[[step]]\nname = \"step {i}\"\ncommand = {{ run = \"sleep 0.$(( $$ % 5 + 1 ))\" }}\n\n"
             )
         })
         .collect();
