@@ -435,13 +435,8 @@ impl<'a, T: Transport> HostRun<'a, T> {
             let parsed = batch::parse(&self.nonce, &out.stdout);
             self.probes.extend(parsed.probes);
             if !self.probes.contains_key(&i) {
-                let err = tail(&out.stderr_lossy(), 5);
-                return self.fail(
-                    i,
-                    format!("could not inspect the host: {err}"),
-                    None,
-                    started,
-                );
+                let err = no_probe_output(&self.nonce, &out);
+                return self.fail(i, err, None, started);
             }
         }
         let check = self.check();
@@ -536,6 +531,16 @@ impl<'a, T: Transport> HostRun<'a, T> {
                     applied: Some(&applied),
                 });
                 self.register(i, v);
+                // The transport keeps the first 64 MiB of each stream and notes the cut at the
+                // end of stderr: say so where a plain report shows it too.
+                let cut = out.stderr[out.stderr.len().saturating_sub(256)..]
+                    .windows(10)
+                    .any(|w| w == b"truncated ");
+                let summary = if cut {
+                    format!("{summary} (output truncated: only the first 64 MiB per stream kept)")
+                } else {
+                    summary
+                };
                 self.finish(
                     i,
                     Status::Changed,
@@ -668,4 +673,32 @@ fn combined_output(out: &ExecOutput) -> String {
         s.push_str(&err);
     }
     tail(&s, 40)
+}
+
+/// Why a probe script gave nothing for a step, with what the host did say. When none of the
+/// script's markers came back, the script never ran: the remote login shell (or an rc file it
+/// reads, such as a ~/.bashrc that exits) stopped it.
+fn no_probe_output(nonce: &str, out: &ExecOutput) -> String {
+    let status = match (out.exit, &out.signal) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        (None, None) => "no exit status".to_string(),
+    };
+    let said: Vec<String> = [out.stderr_lossy(), out.stdout_lossy()]
+        .iter()
+        .map(|t| tail(t, 3))
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    let said = if said.is_empty() {
+        "no output".to_string()
+    } else {
+        format!("output: {}", said.join(" / "))
+    };
+    if out.stdout_lossy().contains(nonce) {
+        format!("could not inspect the host ({status}, {said})")
+    } else {
+        format!(
+            "could not inspect the host: provision's script did not run ({status}, {said}); check the remote user's login shell and the rc files it reads (e.g. a ~/.bashrc that exits)"
+        )
+    }
 }

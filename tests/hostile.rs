@@ -1,0 +1,285 @@
+//! Hostile targets: remote output that is not UTF-8, a 10 MB line, 100 MB of stdout, login
+//! shells that are not bash, rc files that print or exit. provision keeps working (or fails
+//! with a clear message) and its memory stays bounded.
+
+mod support;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{ClientKey, Project, Sshd, ensure_user, project_toml};
+
+/// A playbook touching every upload kind plus a command, all under `remote`.
+fn full_playbook(p: &Project) -> String {
+    let dir = p.remote_path("app");
+    format!(
+        "[[step]]\nname = \"dir\"\ndirectory = {{ path = \"{dir}\", mode = \"0755\" }}\n\n\
+         [[step]]\nname = \"file\"\nfile = {{ src = \"files/blob.txt\", dest = \"{dir}/blob.txt\" }}\n\n\
+         [[step]]\nname = \"conf\"\ntemplate = {{ src = \"templates/app.conf.j2\", dest = \"{dir}/app.conf\" }}\n\n\
+         [[step]]\nname = \"env\"\nenv_file = {{ dest = \"{dir}/app.env\" }}\n\n\
+         [[step]]\nname = \"cmd\"\ncommand = {{ run = \"echo done > {dir}/cmd.out\", creates = \"{dir}/cmd.out\" }}\n"
+    )
+}
+
+fn full_project(p: &Project, sshd: &Sshd, key: &ClientKey, user: &str) {
+    p.write(
+        "provision.toml",
+        &format!(
+            "{}secrets = \"secrets/test.env\"\n",
+            project_toml("hostile", &[sshd.addr(user)], key, "")
+        ),
+    );
+    p.write("files/blob.txt", "hello\n");
+    p.write(
+        "templates/app.conf.j2",
+        "app = {{ app }} on {{ host.name }}\n",
+    );
+    p.write("secrets/test.env", "TOKEN=hostile-canary-1\n");
+    p.write("playbooks/deploy.toml", &full_playbook(p));
+}
+
+/// The full playbook converges for `user`, then a second run changes nothing.
+fn converges_as(user: &str, sshd: &Sshd, key: &ClientKey) {
+    let p = Project::new();
+    full_project(&p, sshd, key, user);
+    let first = p.run(&["up", "test", "--output", "plain"]);
+    first.expect_code(0);
+    let app = p.remote.join("app");
+    assert_eq!(
+        std::fs::read_to_string(app.join("blob.txt")).unwrap(),
+        "hello\n"
+    );
+    assert!(
+        std::fs::read_to_string(app.join("app.conf"))
+            .unwrap()
+            .starts_with("app = hostile on ")
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.join("app.env")).unwrap(),
+        "TOKEN=hostile-canary-1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.join("cmd.out")).unwrap(),
+        "done\n"
+    );
+    let second = p.run(&["up", "test", "--output", "json"]);
+    second.expect_code(0);
+    assert_eq!(second.changed(), 0, "{}", second.dump());
+    let all = format!(
+        "{}{}{}{}",
+        first.stdout, first.stderr, second.stdout, second.stderr
+    );
+    assert!(!all.contains("hostile-canary-1"), "secret printed:\n{all}");
+}
+
+fn set_shell(user: &str, shell: &str) {
+    let st = Command::new("usermod")
+        .args(["-s", shell, user])
+        .status()
+        .unwrap();
+    assert!(st.success(), "usermod -s {shell} {user}");
+}
+
+fn write_home_file(user: &str, name: &str, text: &str) {
+    let path = format!("/home/{user}/{name}");
+    std::fs::write(&path, text).unwrap();
+    let _ = Command::new("chown")
+        .arg(format!("{user}:"))
+        .arg(&path)
+        .status();
+}
+
+#[test]
+fn dash_login_shell() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshd = Sshd::start(&key);
+    ensure_user("prov_dash", false);
+    set_shell("prov_dash", "/bin/dash");
+    converges_as("prov_dash", &sshd, &key);
+}
+
+#[test]
+fn busybox_sh_login_shell() {
+    if !std::path::Path::new("/bin/busybox").exists() {
+        eprintln!("no /bin/busybox: skipped");
+        return;
+    }
+    // busybox picks its applet from argv[0]: a link named `sh`.
+    std::fs::create_dir_all("/opt/provision-test-busybox").unwrap();
+    let sh = std::path::Path::new("/opt/provision-test-busybox/sh");
+    if !sh.exists() {
+        let _ = std::os::unix::fs::symlink("/bin/busybox", sh);
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshd = Sshd::start(&key);
+    ensure_user("prov_busybox", false);
+    set_shell("prov_busybox", "/opt/provision-test-busybox/sh");
+    converges_as("prov_busybox", &sshd, &key);
+}
+
+#[test]
+fn rc_files_that_print_text() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshd = Sshd::start(&key);
+    ensure_user("prov_chatty", false);
+    set_shell("prov_chatty", "/bin/bash");
+    let noise = "echo 'Welcome! rc noise on stdout'; echo 'rc noise on stderr' >&2\n";
+    for f in [".bashrc", ".profile", ".bash_profile", ".bash_login"] {
+        write_home_file("prov_chatty", f, noise);
+    }
+    converges_as("prov_chatty", &sshd, &key);
+}
+
+#[test]
+fn bashrc_that_exits_fails_with_a_clear_message() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshd = Sshd::start(&key);
+    ensure_user("prov_exit", false);
+    set_shell("prov_exit", "/bin/bash");
+    write_home_file("prov_exit", ".bashrc", "echo 'broken rc'; exit 1\n");
+    let p = Project::new();
+    full_project(&p, &sshd, &key, "prov_exit");
+    let run = p.run(&["up", "test", "--output", "plain"]);
+    assert_ne!(run.code, 0, "{}", run.dump());
+    assert!(
+        !p.remote.join("app").exists(),
+        "a step ran although every command exits 1"
+    );
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains("login shell") && all.contains("exit 1"),
+        "the message should say the remote login shell exited 1 before running anything:\n{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn invalid_utf8_and_a_10_mb_line() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshd = Sshd::start(&key);
+    let p = Project::new();
+    p.write(
+        "provision.toml",
+        &project_toml("hostile", &[sshd.addr("root")], &key, ""),
+    );
+    // \377\376: never valid UTF-8; then 10 MB without a newline; on both streams.
+    p.write(
+        "playbooks/deploy.toml",
+        "[[step]]\nname = \"bytes\"\nregister = \"out\"\n\
+         command = { run = \"printf 'bad \\\\377\\\\376 bytes\\\\n'; printf '\\\\377' >&2; head -c 10485760 /dev/zero | tr '\\\\0' a; head -c 10485760 /dev/zero | tr '\\\\0' b >&2\" }\n\n\
+         [[step]]\nname = \"after\"\nwhen = \"out.stdout | length > 10000000\"\ncommand = { run = \"true\" }\n",
+    );
+    for output in ["plain", "json"] {
+        let run = p.run(&["up", "test", "--output", output, "-v"]);
+        run.expect_code(0);
+        if output == "json" {
+            let events = run.events();
+            assert!(!events.is_empty());
+            assert_eq!(run.step("after")["status"], "changed", "{}", run.dump());
+        }
+    }
+}
+
+/// Peak RSS (VmHWM) of a running process in KiB, if it is still there.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[test]
+fn a_hundred_megabytes_of_stdout_keeps_memory_bounded() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshd = Sshd::start(&key);
+    let p = Project::new();
+    p.write(
+        "provision.toml",
+        &project_toml("hostile", &[sshd.addr("root")], &key, ""),
+    );
+    let done = p.remote_path("done");
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"flood\"\ncommand = {{ run = \"head -c 104857600 /dev/zero | tr '\\\\0' x\" }}\n\n\
+             [[step]]\nname = \"after\"\ncommand = {{ run = \"touch {done}\", creates = \"{done}\" }}\n"
+        ),
+    );
+    for output in ["plain", "json"] {
+        let _ = std::fs::remove_file(&done);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_provision"))
+            .arg("-C")
+            .arg(p.dir.path())
+            .args(["up", "test", "--output", output])
+            .env("HOME", &p.home)
+            .env("CI", "1")
+            .env("NO_COLOR", "1")
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let out_reader = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = out.read_to_end(&mut b);
+            b
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = err.read_to_end(&mut b);
+            b
+        });
+        let started = Instant::now();
+        let mut peak = 0;
+        let status = loop {
+            if let Some(kib) = vm_hwm_kib(pid) {
+                peak = peak.max(kib);
+            }
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "still running after 300 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned();
+        let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
+        eprintln!(
+            "--output {output}: exit {:?}, peak RSS {} MiB, {} bytes of stdout, {:?}",
+            status.code(),
+            peak / 1024,
+            stdout.len(),
+            started.elapsed()
+        );
+        assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(
+            std::path::Path::new(&done).exists(),
+            "the step after the flood did not run"
+        );
+        assert!(
+            peak < 200 * 1024,
+            "peak RSS {} MiB is not bounded (< 200 MiB)",
+            peak / 1024
+        );
+        // What provision itself prints stays small: the flood is not echoed.
+        assert!(stdout.len() < 1 << 20, "{} bytes printed", stdout.len());
+        assert!(
+            stdout.contains("truncated"),
+            "the report does not say the output was cut:\n{}",
+            &stdout[..stdout.len().min(4000)]
+        );
+    }
+}
