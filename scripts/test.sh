@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, then integration tests that drive the real binary against
-# real sshd daemons on loopback. Installs what it needs first (scripts/deps.sh).
+# real sshd daemons on loopback, then the slow group: the full deploy on "fresh VM" targets
+# (tests/fresh_vm.rs, #[ignore]d in a plain `cargo test`). PROVISION_FAST=1 skips the slow
+# group. Installs what it needs first (scripts/deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,3 +13,12 @@ mkdir -p target
 cargo test --all-targets --no-fail-fast 2>&1 | tee target/test-output.txt
 # Refuse a green run that ran nothing (e.g. every test binary filtered out).
 grep -Eq '^test result: ok\. [1-9][0-9]* passed' target/test-output.txt || { echo "no tests ran" >&2; exit 1; }
+
+# The slow group: fresh VMs (Debian containers with systemd, apt installs Docker and git).
+if [ "${PROVISION_FAST:-0}" != 1 ]; then
+  echo "== slow group: fresh VMs (PROVISION_FAST=1 skips it)"
+  slow_start=$(date +%s)
+  cargo test --test fresh_vm -- --ignored --nocapture 2>&1 | tee target/test-output-slow.txt
+  grep -Eq '^test result: ok\. [1-9][0-9]* passed' target/test-output-slow.txt || { echo "the slow group ran nothing" >&2; exit 1; }
+  echo "== slow group wall time: $(( $(date +%s) - slow_start ))s"
+fi
