@@ -137,6 +137,20 @@ struct EnvFile {
     #[serde(default)]
     remote_env: BTreeMap<String, String>,
     playbook: Option<String>,
+    /// A Vagrant project folder: its `vagrant ssh-config` output is the env's ssh_config.
+    vagrant: Option<String>,
+    /// An ssh_config-format file for this env (its `Host` entries are the hosts when `hosts`
+    /// is not given).
+    ssh_config: Option<String>,
+}
+
+/// Where an env's hosts and their connection settings are read from, besides `hosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshSource {
+    /// An ssh_config-format file (absolute).
+    File(PathBuf),
+    /// A Vagrant project folder (absolute): `vagrant ssh-config` run there.
+    Vagrant(PathBuf),
 }
 
 /// One host of an environment, parsed, with the roles it is in.
@@ -160,6 +174,8 @@ pub struct Env {
     pub playbook: Option<String>,
     /// `[env.<name>.ec2]`: machines found or created on EC2 by tags (their roles are in `roles`).
     pub ec2: Option<crate::cloud::Ec2Env>,
+    /// `vagrant = "<dir>"` or `ssh_config = "<file>"`: read by the inventory.
+    pub ssh_source: Option<SshSource>,
 }
 
 /// The loaded project: `provision.toml` plus where it lives.
@@ -356,10 +372,30 @@ fn build_env(
         }
         None => None,
     };
-    if hosts.is_empty() && ec2.is_none() {
+    let ssh_source = match (&raw.vagrant, &raw.ssh_config) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::at(
+                file,
+                text,
+                offset,
+                format!("env `{name}` sets both `vagrant` and `ssh_config`"),
+            )
+            .with_help(
+                "keep one: `vagrant` runs `vagrant ssh-config`, `ssh_config` reads a file",
+            ));
+        }
+        (Some(dir), None) => Some(SshSource::Vagrant(root.join(dir))),
+        (None, Some(f)) => Some(SshSource::File(root.join(f))),
+        (None, None) => None,
+    };
+    if hosts.is_empty() && ssh_source.is_some() && roles.is_empty() {
+        // The hosts are the file's `Host` entries, in role `all`.
+        roles.push("all".to_string());
+    }
+    if hosts.is_empty() && ec2.is_none() && ssh_source.is_none() {
         return Err(
             ConfigError::at(file, text, offset, format!("env `{name}` has no hosts"))
-                .with_help("add hosts = [\"user@host:port\"], or an [env.<name>.ec2] table to create them on EC2"),
+                .with_help("add hosts = [\"user@host:port\"], an [env.<name>.ec2] table to create them on EC2, or vagrant = \"<dir>\" / ssh_config = \"<file>\""),
         );
     }
     Ok(Env {
@@ -372,6 +408,7 @@ fn build_env(
         remote_env: raw.remote_env,
         playbook: raw.playbook,
         ec2,
+        ssh_source,
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod ec2;
 pub mod ssh_config;
+pub mod vagrant;
 
 use crate::config::{ConfigError, Env, HostAddr, Project, SshDef};
 use crate::transport::{ConnectSpec, HostKeyPin, InlineKey, KnownHostsPolicy};
@@ -57,9 +58,19 @@ pub fn resolve_with(
     access: &Access,
 ) -> Result<Vec<Host>, ConfigError> {
     let allow_prompt = access.allow_prompt;
-    let settings = Settings::new(project, &env.ssh, access)?;
+    let mut settings = Settings::new(project, &env.ssh, access)?;
+    // `vagrant` / `ssh_config`: that file is the env's ssh_config, and its `Host` entries the
+    // hosts when `hosts` is not given.
+    let source = vagrant::config_file(project, env)?;
+    let from_file = match &source {
+        Some(path) if env.hosts.is_empty() => vagrant::hosts_from(project, path)?,
+        _ => Vec::new(),
+    };
+    if source.is_some() {
+        settings.ssh_config = source;
+    }
     let mut hosts = Vec::new();
-    for entry in &env.hosts {
+    for entry in env.hosts.iter().chain(&from_file) {
         let connect = settings.connect_spec(&entry.addr, allow_prompt, 0)?;
         hosts.push(Host {
             name: entry.addr.name(),
