@@ -123,6 +123,10 @@ pub enum Command {
         /// Allow recreating `stateful = true` containers (their volumes are kept)
         #[arg(long)]
         allow_recreate: bool,
+        /// Only the hosts the last `up` of this env did not finish (failed, unreachable or
+        /// interrupted), as recorded in .provision/last-failed-<env>
+        #[arg(long, conflicts_with = "limit")]
+        retry_failed: bool,
     },
     /// Check mode: probe the hosts and show what `up` would change (with diffs); changes nothing
     #[command(after_help = "Example: provision plan prod --detailed-exitcode")]
@@ -371,7 +375,11 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
         Command::Up {
             env,
             allow_recreate,
-        } => converge(g, env, Mode::Apply, false, *allow_recreate).await,
+            retry_failed,
+        } => {
+            let g = &retry_limit(g, env, *retry_failed)?;
+            converge(g, env, Mode::Apply, false, *allow_recreate).await
+        }
         Command::Plan {
             env,
             detailed_exitcode,
@@ -624,10 +632,28 @@ async fn converge(
         detailed,
     )
     .await;
+    if mode == Mode::Apply {
+        runner::record_unfinished(&project.root, env_name, &summary);
+    }
     if ec2_pending && detailed && summary.exit_code == exit::OK {
         return Ok(exit::PENDING);
     }
     Ok(summary.exit_code)
+}
+
+/// `up --retry-failed`: the global options with `--limit` set to the hosts the last `up` of
+/// `env` did not finish.
+fn retry_limit(g: &Global, env: &str, retry: bool) -> Result<Global, ConfigError> {
+    let mut g = g.clone();
+    if retry {
+        let project = Project::load(&Project::locate(g.config.as_deref())?)?;
+        let hosts = runner::read_unfinished(&project.root, env).map_err(|file| {
+            ConfigError::new(file, format!("no unfinished hosts recorded for env `{env}`"))
+                .with_help("the last `up` of this env finished on every host (or none ran here): run `provision up` without --retry-failed")
+        })?;
+        g.limit = Some(hosts.join(","));
+    }
+    Ok(g)
 }
 
 async fn down(g: &Global, env_name: &str) -> Result<i32, ConfigError> {

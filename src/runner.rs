@@ -95,6 +95,50 @@ pub struct RunSummary {
     pub exit_code: i32,
 }
 
+/// Where `up` records the hosts it did not finish, for `up --retry-failed`.
+fn unfinished_file(root: &std::path::Path, env: &str) -> std::path::PathBuf {
+    root.join(".provision").join(format!("last-failed-{env}"))
+}
+
+/// After an `up`: write the names of the hosts that failed, were unreachable or were
+/// interrupted (one a line), or remove the file when every host finished. Best effort: a
+/// read-only project folder must not fail the run.
+pub fn record_unfinished(root: &std::path::Path, env: &str, summary: &RunSummary) {
+    let file = unfinished_file(root, env);
+    let names: Vec<&str> = summary
+        .hosts
+        .iter()
+        .filter(|h| h.unreachable || h.interrupted || h.counts.failed > 0)
+        .map(|h| h.name.as_str())
+        .collect();
+    if names.is_empty() {
+        let _ = std::fs::remove_file(&file);
+    } else {
+        let _ = std::fs::create_dir_all(root.join(".provision"));
+        let _ = std::fs::write(&file, format!("{}\n", names.join("\n")));
+    }
+}
+
+/// The hosts recorded by [`record_unfinished`]; `Err(file)` when there are none.
+pub fn read_unfinished(
+    root: &std::path::Path,
+    env: &str,
+) -> Result<Vec<String>, std::path::PathBuf> {
+    let file = unfinished_file(root, env);
+    let names: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if names.is_empty() {
+        Err(file)
+    } else {
+        Ok(names)
+    }
+}
+
 pub async fn run(
     planner: Arc<Planner>,
     plans: Vec<HostPlan>,

@@ -78,6 +78,13 @@ async fn collect(rx: &mut ChannelReadHalf) -> Result<ExecOutput, ExecError> {
             _ => {}
         }
     }
+    // sshd always reports how a command ended; a channel that closes without a word is a
+    // connection (or a host's sshd) that went away mid-command.
+    if out.exit.is_none() && out.signal.is_none() {
+        return Err(ExecError::Disconnected(
+            "the connection was lost while the command ran (the channel closed without an exit status)".into(),
+        ));
+    }
     Ok(out.finish())
 }
 
