@@ -37,8 +37,9 @@ impl Target {
         let env = project.env(env_name)?.clone();
         let redactor = Redactor::default();
         // Loaded only so that secret values in what the hosts print are masked.
-        Secrets::load(env.secrets.as_deref(), redactor.clone())?;
+        let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
         let hosts = crate::inventory::resolve_with(&project, &env, limit, access)?;
+        mask_playbook_secrets(&project, &env, secrets, &hosts);
         let prelude = prelude(&env);
         Ok(Target {
             project,
@@ -47,6 +48,22 @@ impl Target {
             redactor,
             prelude,
         })
+    }
+}
+
+/// A secret read from provision's environment (not the secrets file) is known as one only
+/// through the playbook that uses it: plan the env's playbook, best effort, so that those
+/// values are registered with the redactor and masked in what the hosts print too.
+fn mask_playbook_secrets(project: &Project, env: &Env, secrets: Secrets, hosts: &[Host]) {
+    let path = project.playbook_path(env, None);
+    let Ok(playbook) = crate::config::Playbook::load(&path, &path.display().to_string()) else {
+        return;
+    };
+    let opts = crate::plan::PlanOptions::default();
+    if let Ok(planner) = crate::plan::Planner::new(project, &env.name, playbook, secrets, opts) {
+        for host in hosts {
+            let _ = planner.plan_host(host);
+        }
     }
 }
 
