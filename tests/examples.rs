@@ -1,0 +1,253 @@
+//! The worked examples in `examples/<name>/`, each deployed as shipped (its own provision.toml,
+//! playbooks, templates and app) to a real sshd on loopback whose Docker is the tests' shared
+//! engine. The test adds an `[env.test]` to the example's provision.toml (the host, the key,
+//! DOCKER_HOST, local images instead of Docker Hub ones, paths under a temp dir), deploys,
+//! answers the example's own smoke check, and runs `up` again: 0 changes.
+
+#[path = "support/docker.rs"]
+mod docker_support;
+mod support;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use docker_support::*;
+use support::*;
+
+/// An example copied into a project, its app renamed `<app><pid>` so concurrent runs never
+/// share containers, and an `[env.test]` appended.
+struct Example {
+    p: Project,
+    app: String,
+    _sshd: Sshd,
+    http_port: u16,
+}
+
+impl Example {
+    fn new(name: &str, env_vars: &str) -> Example {
+        docker_host();
+        let p = Project::new();
+        copy_dir(&repo_root().join("examples").join(name), p.dir.path());
+        let toml_path = p.path("provision.toml");
+        let toml = std::fs::read_to_string(&toml_path).expect("example provision.toml");
+        let original = toml
+            .lines()
+            .find_map(|l| l.strip_prefix("app = \""))
+            .and_then(|r| r.strip_suffix('"'))
+            .expect("app = \"…\" line")
+            .to_string();
+        let app = format!("{original}{}", std::process::id());
+        let key = ClientKey::generate(&p.path("keys"));
+        let sshd = Sshd::start(&key);
+        let http_port = free_port();
+        let toml = toml.replacen(
+            &format!("app = \"{original}\""),
+            &format!("app = \"{app}\""),
+            1,
+        );
+        let toml = format!(
+            "{toml}\n[env.test]\nhosts = [{host:?}]\nsecrets = \"secrets/test.env\"\n\
+             remote_env = {{ DOCKER_HOST = {DOCKER_HOST:?} }}\n\
+             ssh = {{ identity_file = {key:?}, known_hosts = \"accept-new\", config = \"none\" }}\n\
+             vars = {{ base = {base:?}, http_port = {http_port}, {env_vars} }}\n",
+            host = sshd.addr("root"),
+            key = key.private.display().to_string(),
+            base = p.remote_path("srv"),
+        );
+        p.write("provision.toml", &toml);
+        p.write(
+            "secrets/test.env",
+            &format!("DB_PASSWORD=ex{}pw\n", std::process::id()),
+        );
+        Example {
+            p,
+            app,
+            _sshd: sshd,
+            http_port,
+        }
+    }
+
+    fn up(&self, env: &str) -> Run {
+        self.p
+            .run_timeout(&["up", env, "--output", "json"], Duration::from_secs(300))
+    }
+}
+
+/// GET through the published port: (status, headers, body); retried until `bound`.
+fn get(port: u16, path: &str, bound: Duration) -> (u16, String, String) {
+    let deadline = Instant::now() + bound;
+    loop {
+        let once = || -> Option<(u16, String, String)> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            write!(
+                s,
+                "GET {path} HTTP/1.0\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+            )
+            .ok()?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).ok()?;
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            let (head, body) = text.split_once("\r\n\r\n")?;
+            let status = head.split_whitespace().nth(1)?.parse().ok()?;
+            Some((status, head.to_string(), body.to_string()))
+        };
+        match once() {
+            Some(r) if r.0 == 200 => return r,
+            other if Instant::now() > deadline => {
+                panic!("GET {path} on 127.0.0.1:{port}: {other:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// A response header's value (case-insensitive name).
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Remove containers, volumes and networks whose name starts with `app` (best effort).
+fn cleanup(app: &str) {
+    for (ls, rm) in [
+        (
+            &["ps", "-a", "--format", "{{.Names}}"][..],
+            &["rm", "-f", "-v"][..],
+        ),
+        (
+            &["volume", "ls", "--format", "{{.Name}}"],
+            &["volume", "rm", "-f"],
+        ),
+        (
+            &["network", "ls", "--format", "{{.Name}}"],
+            &["network", "rm"],
+        ),
+    ] {
+        for name in docker_ok(ls).unwrap_or_default().lines() {
+            if name.starts_with(app) {
+                let mut args = rm.to_vec();
+                args.push(name);
+                let _ = docker_out(&args);
+            }
+        }
+    }
+}
+
+struct Cleanup(String);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        cleanup(&self.0);
+    }
+}
+
+fn nginx_image() {
+    let out =
+        std::process::Command::new(repo_root().join("examples/compose-three-tier/nginx-image.sh"))
+            .env("DOCKER_HOST", DOCKER_HOST)
+            .output()
+            .expect("run nginx-image.sh");
+    assert!(
+        out.status.success(),
+        "examples/compose-three-tier/nginx-image.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn compose_three_tier() {
+    nginx_image();
+    let ex = Example::new(
+        "compose-three-tier",
+        "http_bind = \"127.0.0.1\", db_image = \"provision-local/postgres:15\", nginx_image = \"provision-local/nginx:1\"",
+    );
+    let _c = Cleanup(ex.app.clone());
+    cleanup(&ex.app);
+
+    let r = ex.up("test");
+    r.expect_code(0);
+    assert_eq!(r.failed(), 0, "{}", r.dump());
+    assert_eq!(r.step("seed")["status"], "changed", "{}", r.dump());
+
+    // Smoke: the seeded rows, through nginx, from the app.
+    let (_, head, body) = get(ex.http_port, "/items", Duration::from_secs(30));
+    assert_eq!(body.trim(), "apples\nbread\ncoffee", "{head}\n{body}");
+    // nginx's own $variables survived rendering and nginx filled them in.
+    let front = header(&head, "X-Front").unwrap_or_default();
+    assert!(
+        front.starts_with("nginx/1.") && !front.contains('$'),
+        "X-Front: {front:?}\n{head}"
+    );
+    let upstream = header(&head, "X-Upstream").unwrap_or_default();
+    assert!(
+        upstream.ends_with(":8000"),
+        "X-Upstream: {upstream:?}\n{head}"
+    );
+    let conf = std::fs::read_to_string(Path::new(&ex.p.remote_path("srv/nginx/nginx.conf")))
+        .expect("rendered nginx.conf");
+    assert!(conf.contains("proxy_set_header Host $host;"), "{conf}");
+    assert!(
+        conf.contains(&format!("# Rendered by provision ({}", ex.app)),
+        "{conf}"
+    );
+    // The seed ran once: the rows are in the database.
+    let rows = docker(&[
+        "exec",
+        &format!("{}-db", ex.app),
+        "psql",
+        "-U",
+        &ex.app,
+        "-d",
+        &ex.app,
+        "-tAc",
+        "SELECT count(*) FROM items",
+    ]);
+    assert_eq!(rows, "3");
+
+    let r = ex.up("test");
+    r.expect_code(0);
+    assert_eq!(r.changed(), 0, "second run changes nothing\n{}", r.dump());
+    assert_eq!(r.step("nginx reload")["status"], "skipped", "{}", r.dump());
+
+    // A config change reaches nginx without recreating anything.
+    let front_id = docker(&["inspect", "-f", "{{.Id}}", &format!("{}-front", ex.app)]);
+    let toml = std::fs::read_to_string(ex.p.path("provision.toml")).unwrap();
+    ex.p.write(
+        "provision.toml",
+        &toml.replace("nginx_workers = 2", "nginx_workers = 3"),
+    );
+    let r = ex.up("test");
+    r.expect_code(0);
+    assert_eq!(
+        r.steps_with("changed"),
+        set(&["nginx config", "nginx reload"]),
+        "{}",
+        r.dump()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let workers = docker_ok(&[
+            "exec",
+            &format!("{}-front", ex.app),
+            "sh",
+            "-c",
+            "ps | grep -c '[n]ginx: worker'",
+        ]);
+        if workers.as_deref() == Some("3") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nginx workers after reload: {workers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Id}}", &format!("{}-front", ex.app)]),
+        front_id
+    );
+    get(ex.http_port, "/items", Duration::from_secs(10));
+}
