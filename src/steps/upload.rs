@@ -194,13 +194,15 @@ impl Upload {
              dest={dest}\n\
              dir=$(dirname -- \"$dest\")\n\
              mkdir -p -- \"$dir\"\n\
-             tmp=$(mktemp \"$dir/.provision.XXXXXX\")\n\
+             tmp=\n\
              trap 'rm -f -- \"$tmp\"' EXIT\n\
+             trap 'rm -f -- \"$tmp\"; exit 1' HUP INT TERM PIPE\n\
+             tmp=$(mktemp \"$dir/.provision.XXXXXX\")\n\
              cat > \"$tmp\"\n\
              if [ \"$(sha256sum < \"$tmp\" | cut -c1-64)\" != {sum} ]; then echo \"upload of $dest arrived incomplete; the old file was left in place\" >&2; exit 1; fi\n\
              {attrs}\
              mv -f -- \"$tmp\" \"$dest\"\n\
-             trap - EXIT\n",
+             trap - EXIT HUP INT TERM PIPE\n",
             sum = self.sha256,
             attrs = attr_script(
                 "\"$tmp\"",
