@@ -9,6 +9,9 @@
 //! runs with three steps spliced in after `docker` that upload a `docker save` of the local
 //! base images and `docker load` them (once).
 //!
+//! `dev_and_prod_example_…` deploys `examples/dev-and-prod` (systemd units, volume snapshots,
+//! rollback) to a fresh VM too: it needs systemd, which the loopback targets lack.
+//!
 //! Every test is `#[ignore]`d: `cargo test` runs the fast suite; `scripts/test.sh` runs this
 //! group after it (`cargo test --test fresh_vm -- --ignored --nocapture`). Wall times of each
 //! phase are printed (`[phase] …`).
@@ -255,5 +258,130 @@ fn docker_install_without_systemd_starts_dockerd() {
     r.expect_code(0);
     assert_eq!(r.changed(), 0, "second run changes nothing\n{}", r.dump());
     ph.lap("second up (0 changes)");
+    println!("{}", ph.summary());
+}
+
+/// GET a page of the dev-and-prod example on the target's loopback port.
+fn page(t: &Target, port: u16, path: &str) -> String {
+    get_until(t, port, path, Duration::from_secs(60))
+        .trim()
+        .to_string()
+}
+
+#[test]
+#[ignore = "slow group (fresh VMs): scripts/test.sh runs it; cargo test --test fresh_vm -- --ignored"]
+fn dev_and_prod_example_with_snapshot_rollback_and_systemd() {
+    let mut ph = Phases::start();
+    images();
+    let net = Network::create("dp");
+    let keydir = tempfile::tempdir().expect("key dir");
+    let t = Target::start(Variant::Vm, &net, "dp", ClientKey::generate(keydir.path()));
+    ph.lap("target boot to ssh");
+
+    // The example as shipped, pointed at this target (and at the local base image).
+    let p = Project::new();
+    docker_support::copy_dir(
+        &docker_support::repo_root().join("examples/dev-and-prod"),
+        p.dir.path(),
+    );
+    save_base_images(&p.path("images/base-images.tar.gz"));
+    let replace = |text: &str, from: &str, to: &str| {
+        assert!(text.contains(from), "example lacks {from:?}");
+        text.replace(from, to)
+    };
+    let toml = std::fs::read_to_string(p.path("provision.toml")).unwrap();
+    let toml = replace(&toml, "deploy@203.0.113.10", &t.addr());
+    let toml = replace(
+        &toml,
+        "[ssh]\nknown_hosts = \"accept-new\"\n",
+        &format!(
+            "[ssh]\nknown_hosts = \"strict\"\nhost_key = {:?}\nidentity_file = {:?}\nconfig = \"none\"\n",
+            t.host_key,
+            t.key.private.display().to_string()
+        ),
+    );
+    let toml = replace(&toml, "\"busybox:1.36\"", "\"provision-local/base:1\"");
+    p.write("provision.toml", &toml);
+    let pb = std::fs::read_to_string(p.path("playbooks/deploy.toml")).unwrap();
+    let anchor = "docker_install = {}\n";
+    let pb = replace(
+        &pb,
+        anchor,
+        &format!("{anchor}{}", airgap_steps("images/base-images.tar.gz")),
+    );
+    p.write("playbooks/deploy.toml", &pb);
+    let run = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let r = p.run_timeout(&a, Duration::from_secs(20 * 60));
+        r.expect_code(0);
+        r
+    };
+
+    let r = run(&["up", "prod"]);
+    print_steps(&r);
+    ph.lap("up prod v1 (apt docker.io + curl, build, unit)");
+    run(&["up", "dev"]);
+    ph.lap("up dev v1");
+    assert_eq!(page(&t, 8080, "/cgi-bin/version"), "prod v1");
+    assert_eq!(page(&t, 8081, "/cgi-bin/version"), "dev v1");
+    assert_eq!(page(&t, 8080, "/cgi-bin/notes"), "created by v1");
+    // Someone uses prod: data only prod's volume holds.
+    t.exec("docker exec notes-prod sh -c 'echo user note >> /data/notes.txt'")
+        .expect("write a note in prod");
+
+    let r = run(&["up", "prod", "-e", "ref=v2"]);
+    assert!(
+        r.step("data for this version")["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("snapshot v1.tgz"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(page(&t, 8080, "/cgi-bin/version"), "prod v2");
+    assert_eq!(
+        page(&t, 8080, "/cgi-bin/notes"),
+        "created by v1\nuser note\nschema v2"
+    );
+    // dev: its own volume, untouched.
+    assert_eq!(page(&t, 8081, "/cgi-bin/notes"), "created by v1");
+    assert_eq!(page(&t, 8081, "/cgi-bin/version"), "dev v1");
+    ph.lap("up prod v2 (snapshot, migrate)");
+
+    let r = run(&["rollback", "prod"]);
+    assert!(
+        r.step("data for this version")["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("restored v1.tgz"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(page(&t, 8080, "/cgi-bin/version"), "prod v1");
+    // The data as v1 left it: the user's note kept, v2's migration gone.
+    assert_eq!(page(&t, 8080, "/cgi-bin/notes"), "created by v1\nuser note");
+    ph.lap("rollback prod (restore snapshot)");
+
+    for env in ["prod", "dev"] {
+        let r = run(&["up", env]);
+        assert_eq!(
+            r.changed(),
+            0,
+            "second run of {env} changes nothing\n{}",
+            r.dump()
+        );
+    }
+    ph.lap("up prod + up dev again (0 changes)");
+
+    // Restart=always: whatever ends the container, systemd starts it again.
+    let before = t.exec("systemctl show -p NRestarts --value notes-prod");
+    t.exec("docker kill notes-prod")
+        .expect("kill the prod container");
+    assert_eq!(page(&t, 8080, "/cgi-bin/version"), "prod v1");
+    let after = t.exec("systemctl show -p NRestarts --value notes-prod");
+    assert_ne!(after, before, "systemd restarted the service");
+    assert_eq!(page(&t, 8080, "/cgi-bin/notes"), "created by v1\nuser note");
+    ph.lap("container killed, back by systemd");
     println!("{}", ph.summary());
 }
