@@ -125,7 +125,7 @@ pub enum Command {
         allow_recreate: bool,
         /// Only the hosts the last `up` of this env did not finish (failed, unreachable or
         /// interrupted), as recorded in .provision/last-failed-<env>
-        #[arg(long, conflicts_with = "limit")]
+        #[arg(long)]
         retry_failed: bool,
     },
     /// Check mode: probe the hosts and show what `up` would change (with diffs); changes nothing
@@ -647,6 +647,13 @@ fn retry_limit(g: &Global, env: &str, retry: bool) -> Result<Global, ConfigError
     let mut g = g.clone();
     if retry {
         let project = Project::load(&Project::locate(g.config.as_deref())?)?;
+        if g.limit.is_some() {
+            return Err(ConfigError::new(
+                &project.file,
+                "--retry-failed and --limit cannot be used together",
+            )
+            .with_help("--retry-failed limits the run to the hosts the last `up` did not finish"));
+        }
         let hosts = runner::read_unfinished(&project.root, env).map_err(|file| {
             ConfigError::new(file, format!("no unfinished hosts recorded for env `{env}`"))
                 .with_help("the last `up` of this env finished on every host (or none ran here): run `provision up` without --retry-failed")
