@@ -76,22 +76,42 @@ impl Example {
 
 /// GET through the published port: (status, headers, body); retried until `bound`.
 fn get(port: u16, path: &str, bound: Duration) -> (u16, String, String) {
+    fetch(port, path, bound, false)
+}
+
+/// [`get`] asking for gzip (the body is then compressed bytes, read lossily).
+fn get_gzip(port: u16, path: &str, bound: Duration) -> (u16, String, String) {
+    fetch(port, path, bound, true)
+}
+
+fn fetch(port: u16, path: &str, bound: Duration, gzip: bool) -> (u16, String, String) {
     let deadline = Instant::now() + bound;
+    let accept = if gzip {
+        "Accept-Encoding: gzip\r\n"
+    } else {
+        ""
+    };
     loop {
         let once = || -> Option<(u16, String, String)> {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
             s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
             write!(
                 s,
-                "GET {path} HTTP/1.0\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\n{accept}Connection: close\r\n\r\n"
             )
             .ok()?;
             let mut buf = Vec::new();
             s.read_to_end(&mut buf).ok()?;
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            let (head, body) = text.split_once("\r\n\r\n")?;
+            let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+            let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+            let body = &buf[split + 4..];
             let status = head.split_whitespace().nth(1)?.parse().ok()?;
-            Some((status, head.to_string(), body.to_string()))
+            let body = if header(&head, "Transfer-Encoding") == Some("chunked") {
+                dechunk(body)
+            } else {
+                body.to_vec()
+            };
+            Some((status, head, String::from_utf8_lossy(&body).into_owned()))
         };
         match once() {
             Some(r) if r.0 == 200 => return r,
@@ -101,6 +121,24 @@ fn get(port: u16, path: &str, bound: Duration) -> (u16, String, String) {
             _ => std::thread::sleep(Duration::from_millis(500)),
         }
     }
+}
+
+/// The body of a `Transfer-Encoding: chunked` response.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&rest[..eol]);
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        let data = &rest[eol + 2..];
+        if n == 0 || data.len() < n {
+            break;
+        }
+        out.extend_from_slice(&data[..n]);
+        rest = data[n..].strip_prefix(b"\r\n").unwrap_or(&data[n..]);
+    }
+    out
 }
 
 /// A response header's value (case-insensitive name).
@@ -250,4 +288,75 @@ fn compose_three_tier() {
         front_id
     );
     get(ex.http_port, "/items", Duration::from_secs(10));
+}
+
+#[test]
+fn django_style_workshop() {
+    nginx_image();
+    let ex = Example::new(
+        "django-style-workshop",
+        "http_bind = \"127.0.0.1\", db_image = \"provision-local/postgres:15\", nginx_image = \"provision-local/nginx:1\"",
+    );
+    let _c = Cleanup(ex.app.clone());
+    cleanup(&ex.app);
+
+    let r = ex.up("test");
+    r.expect_code(0);
+    assert_eq!(r.failed(), 0, "{}", r.dump());
+
+    // Both replicas serve, each with its two workers; production mode; visits in PostgreSQL.
+    let mut replicas = std::collections::BTreeSet::new();
+    let mut upstreams = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let (_, head, body) = get(ex.http_port, "/page", Duration::from_secs(30));
+        assert!(body.contains("mode=production (debug off)"), "{body}");
+        replicas.insert(header(&head, "X-Replica").unwrap_or_default().to_string());
+        upstreams.insert(header(&head, "X-Served-By").unwrap_or_default().to_string());
+        assert_eq!(header(&head, "Cache-Control"), Some("no-store"), "{head}");
+    }
+    assert_eq!(replicas, set(&["1", "2"]), "both replicas answer");
+    assert_eq!(upstreams.len(), 4, "2 replicas x 2 workers: {upstreams:?}");
+    let visits = docker(&[
+        "exec",
+        &format!("{}-db", ex.app),
+        "psql",
+        "-U",
+        &ex.app,
+        "-d",
+        &ex.app,
+        "-tAc",
+        "SELECT count(DISTINCT replica) FROM visits",
+    ]);
+    assert_eq!(visits, "2");
+
+    // Static files: gzip and cache headers from nginx.
+    let (_, head, _) = get_gzip(ex.http_port, "/static/style.css", Duration::from_secs(10));
+    assert_eq!(header(&head, "Content-Encoding"), Some("gzip"), "{head}");
+    assert_eq!(
+        header(&head, "Cache-Control"),
+        Some("public, max-age=604800, immutable"),
+        "{head}"
+    );
+    assert_eq!(header(&head, "Vary"), Some("Accept-Encoding"), "{head}");
+
+    let r = ex.up("test");
+    r.expect_code(0);
+    assert_eq!(r.changed(), 0, "second run changes nothing\n{}", r.dump());
+
+    // Development mode: the env var changes, both replicas are recreated, nginx follows.
+    let r = ex.p.run_timeout(
+        &["up", "test", "--output", "json", "-e", "mode=development"],
+        Duration::from_secs(300),
+    );
+    r.expect_code(0);
+    assert_eq!(
+        r.steps_with("changed"),
+        set(&["app env", "web 1", "web 2", "nginx reload"]),
+        "{}",
+        r.dump()
+    );
+    for _ in 0..4 {
+        let (_, _, body) = get(ex.http_port, "/page", Duration::from_secs(30));
+        assert!(body.contains("mode=development (debug on)"), "{body}");
+    }
 }
