@@ -164,6 +164,10 @@ fn cleanup(app: &str) {
             &["network", "ls", "--format", "{{.Name}}"],
             &["network", "rm"],
         ),
+        (
+            &["images", "--format", "{{.Repository}}:{{.Tag}}"],
+            &["rmi", "-f"],
+        ),
     ] {
         for name in docker_ok(ls).unwrap_or_default().lines() {
             if name.starts_with(app) {
@@ -359,4 +363,105 @@ fn django_style_workshop() {
         let (_, _, body) = get(ex.http_port, "/page", Duration::from_secs(30));
         assert!(body.contains("mode=development (debug on)"), "{body}");
     }
+}
+
+#[test]
+fn code_config_state() {
+    let ex = Example::new(
+        "code-config-state",
+        "http_bind = \"127.0.0.1\", base_image = \"provision-local/base:1\"",
+    );
+    let _c = Cleanup(ex.app.clone());
+    cleanup(&ex.app);
+    // The code's repository: examples/code-config-state/app as its root.
+    let bare = ex.p.path("counter.git");
+    let work = ex.p.path("counter-work");
+    std::fs::create_dir_all(&bare).unwrap();
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    git(
+        ex.p.dir.path(),
+        &[
+            "clone",
+            "-q",
+            &bare.display().to_string(),
+            &work.display().to_string(),
+        ],
+    );
+    git(&work, &["checkout", "-q", "-B", "main"]);
+    copy_dir(&repo_root().join("examples/code-config-state/app"), &work);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "counter"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let sha1 = git(&work, &["rev-parse", "--short=12", "HEAD"]);
+    let toml = std::fs::read_to_string(ex.p.path("provision.toml")).unwrap();
+    let toml = toml.replace(
+        "repo = \"https://git.example.com/acme/counter.git\"",
+        &format!("repo = {:?}", bare.display().to_string()),
+    );
+    ex.p.write("provision.toml", &toml);
+    let page = || get(ex.http_port, "/cgi-bin/count", Duration::from_secs(30)).2;
+
+    let r = ex.up("test");
+    r.expect_code(0);
+    assert_eq!(page().trim(), format!("Hello, visit 1 (code {sha1})"));
+    assert_eq!(page().trim(), format!("Hello, visit 2 (code {sha1})"));
+    let r = ex.up("test");
+    r.expect_code(0);
+    assert_eq!(r.changed(), 0, "second run changes nothing\n{}", r.dump());
+
+    // New code, shipped by the updater: only code steps change; config and state are kept.
+    let env_file = std::path::PathBuf::from(ex.p.remote_path("srv/.env"));
+    let config_before = (std::fs::read(&env_file).unwrap(), mode_of(&env_file));
+    let volume = format!("{}_state", ex.app);
+    let created = docker(&["volume", "inspect", "-f", "{{.CreatedAt}}", &volume]);
+    let count = std::fs::read_to_string(work.join("cgi-bin/count")).unwrap();
+    std::fs::write(
+        work.join("cgi-bin/count"),
+        count.replace("%s, visit %s", "%s! visit %s"),
+    )
+    .unwrap();
+    git(&work, &["commit", "-q", "-am", "exclaim"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let sha2 = git(&work, &["rev-parse", "--short=12", "HEAD"]);
+    let update = || {
+        ex.p.run_timeout(
+            &["up", "test", "--playbook", "update", "--output", "json"],
+            Duration::from_secs(300),
+        )
+    };
+    let r = update();
+    r.expect_code(0);
+    assert_eq!(
+        r.steps_with("changed"),
+        set(&["checkout", "image", "compose file", "stack"]),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(page().trim(), format!("Hello! visit 3 (code {sha2})"));
+    assert_eq!(
+        (std::fs::read(&env_file).unwrap(), mode_of(&env_file)),
+        config_before,
+        ".env untouched by the updater"
+    );
+    assert_eq!(
+        docker(&["volume", "inspect", "-f", "{{.CreatedAt}}", &volume]),
+        created
+    );
+    let r = update();
+    r.expect_code(0);
+    assert_eq!(r.changed(), 0, "no new code: nothing to do\n{}", r.dump());
+
+    // New config: the full deploy rewrites .env and compose recreates the app; state kept.
+    let r = ex.p.run_timeout(
+        &["up", "test", "--output", "json", "-e", "greeting=Bonjour"],
+        Duration::from_secs(300),
+    );
+    r.expect_code(0);
+    assert_eq!(
+        r.steps_with("changed"),
+        set(&["config", "stack"]),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(page().trim(), format!("Bonjour! visit 4 (code {sha2})"));
 }
