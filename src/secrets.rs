@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 const MASK: &str = "********";
+/// Shorter values are not masked (see [`Redactor::add`]).
+pub const MIN_SECRET_CHARS: usize = 4;
 
 /// Replaces every known secret value in a text with `********`.
 #[derive(Clone, Default)]
@@ -30,7 +32,10 @@ impl fmt::Debug for Redactor {
 
 impl Redactor {
     pub fn add(&self, value: &str) {
-        if value.is_empty() {
+        // A value of one to three characters ("1", "x", "yes") cannot be told apart from
+        // ordinary text: masking it would garble all output and make every path that happens
+        // to contain it look like a leaked secret. Such values are not treated as secret.
+        if value.chars().count() < MIN_SECRET_CHARS {
             return;
         }
         let mut n = self.needles.write().expect("redactor lock");
@@ -192,11 +197,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn values_too_short_to_mask_are_left_alone() {
+        let r = Redactor::default();
+        r.add("x");
+        r.add("yes");
+        r.add("abcd");
+        assert_eq!(r.redact("x yes abcd"), "x yes ********");
+    }
+
+    #[test]
     fn redacts_longest_first() {
         let r = Redactor::default();
-        r.add("abc");
-        r.add("abcdef");
-        assert_eq!(r.redact("x abcdef y abc"), "x ******** y ********");
+        r.add("abcd");
+        r.add("abcdefgh");
+        assert_eq!(r.redact("x abcdefgh y abcd"), "x ******** y ********");
     }
 
     #[test]
