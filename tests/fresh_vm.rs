@@ -10,7 +10,9 @@
 //! base images and `docker load` them (once).
 //!
 //! `dev_and_prod_example_…` deploys `examples/dev-and-prod` (systemd units, volume snapshots,
-//! rollback) to a fresh VM too: it needs systemd, which the loopback targets lack.
+//! rollback) to a fresh VM too: it needs systemd, which the loopback targets lack; and
+//! `todomvc_ec2_…` deploys `examples/todomvc-ec2` with EC2 on `moto_server`, its instance
+//! mapped to a fresh VM by an ssh_config `Host *`.
 //!
 //! Every test is `#[ignore]`d: `cargo test` runs the fast suite; `scripts/test.sh` runs this
 //! group after it (`cargo test --test fresh_vm -- --ignored --nocapture`). Wall times of each
@@ -383,5 +385,171 @@ fn dev_and_prod_example_with_snapshot_rollback_and_systemd() {
     assert_ne!(after, before, "systemd restarted the service");
     assert_eq!(page(&t, 8080, "/cgi-bin/notes"), "created by v1\nuser note");
     ph.lap("container killed, back by systemd");
+    println!("{}", ph.summary());
+}
+
+/// The binary on `p` with test AWS credentials and the emulator's endpoint.
+fn run_aws(p: &Project, moto: &Moto, args: &[&str]) -> Run {
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provision"))
+        .arg("-C")
+        .arg(p.dir.path())
+        .args(args)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("AWS_PROFILE")
+        .env("HOME", &p.home)
+        .env("NO_COLOR", "1")
+        .env("CI", "1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", moto.url())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the provision binary");
+    let r = Run {
+        code: out.status.code().expect("provision killed by a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    };
+    eprintln!(
+        "$ provision {} → exit {} in {:?}",
+        args.join(" "),
+        r.code,
+        r.elapsed
+    );
+    r
+}
+
+#[test]
+#[ignore = "slow group (fresh VMs): scripts/test.sh runs it; cargo test --test fresh_vm -- --ignored"]
+fn todomvc_ec2_example_on_the_emulator_and_a_fresh_vm() {
+    let mut ph = Phases::start();
+    images();
+    let net = Network::create("todo");
+    let repos = tempfile::Builder::new()
+        .prefix("prov-fv-git-")
+        .tempdir()
+        .expect("git dir");
+    let example = docker_support::repo_root().join("examples/todomvc-ec2");
+    let (bare, work) = repo_from(repos.path(), "todo", &example.join("app"));
+    let _git = GitServer::start(&net, repos.path());
+    let keydir = tempfile::tempdir().expect("key dir");
+    let t = Target::start(
+        Variant::Vm,
+        &net,
+        "todo",
+        ClientKey::generate(keydir.path()),
+    );
+    let moto = Moto::start();
+    ph.lap("target boot + moto_server");
+
+    // The example as shipped; the test changes only where things are: the emulator's region
+    // and AMI, the key, the repo on the target's network, an ssh_config mapping every instance
+    // address (moto's fake IPs) to the fresh VM, and the local PostgreSQL image.
+    let p = Project::new();
+    docker_support::copy_dir(&example, p.dir.path());
+    save_base_images(&p.path("images/base-images.tar.gz"));
+    p.write(
+        "ssh_config",
+        &format!("Host *\n  HostName 127.0.0.1\n  Port {}\n", t.ssh_port),
+    );
+    p.write("secrets/prod.env", "DB_PASSWORD=todo-fresh-vm-pw\n");
+    let replace = |text: &str, from: &str, to: &str| {
+        assert!(text.contains(from), "example lacks {from:?}");
+        text.replacen(from, to, 1)
+    };
+    let key = t.key.private.display().to_string();
+    let mut toml = std::fs::read_to_string(p.path("provision.toml")).unwrap();
+    for (from, to) in [
+        (
+            "\"https://github.com/acme/todo.git\"",
+            "\"http://git.test/todo.git\"".to_string(),
+        ),
+        (
+            "\"~/.ssh/id_ed25519\"",
+            format!("{key:?}\nconfig = \"ssh_config\""),
+        ),
+        ("\"~/.ssh/id_ed25519.pub\"", format!("\"{key}.pub\"")),
+        ("\"eu-west-3\"", "\"us-east-1\"".to_string()),
+        ("\"ami-0123456789abcdef0\"", "\"ami-03cf127a\"".to_string()),
+        (
+            "\"postgres:15\"",
+            "\"provision-local/postgres:15\"".to_string(),
+        ),
+    ] {
+        toml = replace(&toml, from, &to);
+    }
+    p.write("provision.toml", &toml);
+    let pb = std::fs::read_to_string(p.path("playbooks/deploy.toml")).unwrap();
+    let anchor = "docker_install = {}\n";
+    p.write(
+        "playbooks/deploy.toml",
+        &replace(
+            &pb,
+            anchor,
+            &format!("{anchor}{}", airgap_steps("images/base-images.tar.gz")),
+        ),
+    );
+
+    let r = run_aws(&p, &moto, &["up", "prod", "--output", "json"]);
+    r.expect_code(0);
+    print_steps(&r);
+    assert!(r.stderr.contains("launched todo-prod-1"), "{}", r.dump());
+    ph.lap("up: EC2 (key pair, group, instance) + apt docker.io/git + deploy");
+    // The emulated account: one instance of ours, its group open on 22 and 80.
+    let account = moto.py(
+        "g = ec2.describe_security_groups(GroupNames=['provision-todo-prod'])['SecurityGroups'][0]\n\
+         rules = sorted('%s %s' % (p['IpProtocol'], p['FromPort']) for p in g['IpPermissions'])\n\
+         inst = [i['State']['Name'] for r in ec2.describe_instances()['Reservations'] for i in r['Instances']]\n\
+         print(json.dumps([rules, inst]))",
+    );
+    assert_eq!(account, r#"[["tcp 22", "tcp 80"], ["running"]]"#);
+
+    // The app on port 80 of the instance: migrated at start; the token's fingerprint.
+    assert_eq!(
+        get_until(&t, 80, "/cgi-bin/todos", Duration::from_secs(30)).trim(),
+        "[ ] deploy with provision"
+    );
+    let token = get_until(&t, 80, "/cgi-bin/token", Duration::from_secs(10));
+    assert_eq!(token.trim().len(), 12, "{token}");
+    let token_file = t
+        .exec("cat /srv/todo/app_token")
+        .expect("token on the host");
+    assert_eq!(token_file.len(), 64, "32 random bytes, hex");
+    assert_eq!(
+        t.exec("stat -c %a /srv/todo/app_token").as_deref(),
+        Some("600")
+    );
+    ph.lap("smoke (todos, token)");
+
+    let r = run_aws(&p, &moto, &["up", "prod", "--output", "json"]);
+    r.expect_code(0);
+    assert_eq!(r.changed(), 0, "second run changes nothing\n{}", r.dump());
+    assert!(r.stderr.contains("nothing to change"), "{}", r.dump());
+    ph.lap("second up (0 changes, EC2 included)");
+
+    // A new commit with a migration: the app is rebuilt, migrates at start; the token stays.
+    std::fs::write(
+        work.join("migrations/002_more.sql"),
+        "INSERT INTO todos (title, done) VALUES ('keep the token', true);\n",
+    )
+    .unwrap();
+    commit_and_push(&work, &bare, "a second todo");
+    let r = run_aws(&p, &moto, &["up", "prod", "--output", "json"]);
+    r.expect_code(0);
+    assert_eq!(r.step("secret token")["status"], "ok", "{}", r.dump());
+    assert_eq!(r.step("app")["status"], "changed", "{}", r.dump());
+    assert_eq!(
+        get_until(&t, 80, "/cgi-bin/todos", Duration::from_secs(30)).trim(),
+        "[ ] deploy with provision\n[x] keep the token"
+    );
+    assert_eq!(
+        get_until(&t, 80, "/cgi-bin/token", Duration::from_secs(10)),
+        token
+    );
+    assert_eq!(t.exec("cat /srv/todo/app_token"), Some(token_file));
+    ph.lap("new commit: rebuild, migration at start, token kept");
     println!("{}", ph.summary());
 }

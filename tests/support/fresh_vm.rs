@@ -435,6 +435,12 @@ impl Drop for GitServer {
 
 /// A bare repo `<root>/<name>.git` holding `examples/hello`, ready for dumb HTTP.
 pub fn hello_repo(root: &Path, name: &str) -> PathBuf {
+    repo_from(root, name, &repo_root().join("examples/hello")).0
+}
+
+/// A bare repo `<root>/<name>.git` holding the files of `src`, ready for dumb HTTP, and its
+/// working clone (`<root>/<name>-work`) for later commits ([`commit_and_push`]).
+pub fn repo_from(root: &Path, name: &str, src: &Path) -> (PathBuf, PathBuf) {
     let bare = root.join(format!("{name}.git"));
     std::fs::create_dir_all(&bare).expect("create bare repo");
     git(&bare, &["init", "-q", "--bare", "-b", "main"]);
@@ -449,13 +455,109 @@ pub fn hello_repo(root: &Path, name: &str) -> PathBuf {
         ],
     );
     git(&work, &["checkout", "-q", "-B", "main"]);
-    crate::docker_support::copy_dir(&repo_root().join("examples/hello"), &work);
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "hello app"]);
-    git(&work, &["push", "-q", "origin", "main"]);
+    crate::docker_support::copy_dir(src, &work);
+    commit_and_push(&work, &bare, "initial");
+    (bare, work)
+}
+
+/// Commit everything in `work`, push it to `bare` and refresh the dumb-HTTP index; the SHA.
+pub fn commit_and_push(work: &Path, bare: &Path, message: &str) -> String {
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", message]);
+    git(work, &["push", "-q", "origin", "main"]);
     // Dumb HTTP needs info/refs and objects/info/packs.
-    git(&bare, &["update-server-info"]);
-    bare
+    git(bare, &["update-server-info"]);
+    let _ = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(bare)
+        .status();
+    git(work, &["rev-parse", "HEAD"])
+}
+
+/// A `moto_server` (EC2 API emulator, installed by scripts/deps.sh into a venv) on a free
+/// loopback port, killed on drop.
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    pub fn venv() -> PathBuf {
+        let mut candidates = Vec::new();
+        if let Some(v) = std::env::var_os("PROVISION_VENV") {
+            candidates.push(PathBuf::from(v));
+        }
+        candidates.push(PathBuf::from("/opt/provision-venv"));
+        if let Some(h) = std::env::var_os("HOME") {
+            candidates.push(PathBuf::from(h).join(".cache/provision-venv"));
+        }
+        candidates
+            .iter()
+            .find(|v| v.join("bin/moto_server").exists())
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!("moto_server not found in {candidates:?}: run scripts/deps.sh")
+            })
+    }
+
+    pub fn start() -> Moto {
+        let dir = tempfile::tempdir().expect("moto dir");
+        let log = dir.path().join("moto.log");
+        let port = free_port();
+        let out = std::fs::File::create(&log).expect("moto log");
+        let child = Command::new(Self::venv().join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("start moto_server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Run python `code` (with boto3's `ec2` client bound to the emulator) and return stdout.
+    pub fn py(&self, code: &str) -> String {
+        let script = format!(
+            "import json, boto3\nec2 = boto3.client('ec2', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n{code}",
+            self.url()
+        );
+        let out = Command::new(Self::venv().join("bin/python"))
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("venv python");
+        assert!(
+            out.status.success(),
+            "boto3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `docker save` of the local base images, gzipped, at `dest`: what an air-gapped deploy
