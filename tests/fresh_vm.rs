@@ -12,7 +12,9 @@
 //! `dev_and_prod_example_…` deploys `examples/dev-and-prod` (systemd units, volume snapshots,
 //! rollback) to a fresh VM too: it needs systemd, which the loopback targets lack; and
 //! `todomvc_ec2_…` deploys `examples/todomvc-ec2` with EC2 on `moto_server`, its instance
-//! mapped to a fresh VM by an ssh_config `Host *`.
+//! mapped to a fresh VM by an ssh_config `Host *`; `vagrant_up_…` runs a real
+//! `vagrant up --provider=docker` of two machines on the fresh-VM image and deploys through
+//! `vagrant = "<dir>"`.
 //!
 //! Every test is `#[ignore]`d: `cargo test` runs the fast suite; `scripts/test.sh` runs this
 //! group after it (`cargo test --test fresh_vm -- --ignored --nocapture`). Wall times of each
@@ -390,9 +392,23 @@ fn dev_and_prod_example_with_snapshot_rollback_and_systemd() {
 
 /// The binary on `p` with test AWS credentials and the emulator's endpoint.
 fn run_aws(p: &Project, moto: &Moto, args: &[&str]) -> Run {
+    run_env(
+        p,
+        args,
+        &[
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+            ("AWS_ENDPOINT_URL", moto.url()),
+        ],
+    )
+}
+
+/// The binary on `p` (like `Project::run`) with extra environment variables.
+fn run_env(p: &Project, args: &[&str], env: &[(&str, String)]) -> Run {
     let started = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("-C")
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_provision"));
+    cmd.arg("-C")
         .arg(p.dir.path())
         .args(args)
         .env_remove("SSH_AUTH_SOCK")
@@ -400,13 +416,11 @@ fn run_aws(p: &Project, moto: &Moto, args: &[&str]) -> Run {
         .env("HOME", &p.home)
         .env("NO_COLOR", "1")
         .env("CI", "1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ENDPOINT_URL", moto.url())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the provision binary");
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the provision binary");
     let r = Run {
         code: out.status.code().expect("provision killed by a signal"),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -551,5 +565,134 @@ fn todomvc_ec2_example_on_the_emulator_and_a_fresh_vm() {
     );
     assert_eq!(t.exec("cat /srv/todo/app_token"), Some(token_file));
     ph.lap("new commit: rebuild, migration at start, token kept");
+    println!("{}", ph.summary());
+}
+
+/// A Vagrant project using the docker provider with the fresh-VM image; destroyed on drop.
+struct VagrantVms {
+    dir: tempfile::TempDir,
+}
+
+impl VagrantVms {
+    fn vagrant(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("vagrant")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("DOCKER_HOST", docker_support::DOCKER_HOST)
+            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+            .env("VAGRANT_HOME", self.dir.path().join(".vagrant.d"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("vagrant is required (scripts/deps.sh)")
+    }
+}
+
+impl Drop for VagrantVms {
+    fn drop(&mut self) {
+        let _ = self.vagrant(&["destroy", "-f"]);
+    }
+}
+
+#[test]
+#[ignore = "slow group (fresh VMs): scripts/test.sh runs it; cargo test --test fresh_vm -- --ignored"]
+fn vagrant_up_with_the_docker_provider_then_provision_reads_vagrant_ssh_config() {
+    let mut ph = Phases::start();
+    images();
+    let dir = tempfile::Builder::new()
+        .prefix("prov-vagrant-")
+        .tempdir()
+        .expect("vagrant dir");
+    let key = ClientKey::generate(&dir.path().join("key"));
+    let keys = dir.path().join("authorized");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("authorized_keys"), format!("{}\n", key.public)).unwrap();
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(dir.path())
+        .status();
+    // The same two machines as vagrant/Vagrantfile (app, db), with the docker provider and
+    // the fresh-VM image: systemd, sshd, user admin. SSH published on 127.0.0.1 only.
+    let machines: String = ["app", "db"]
+        .iter()
+        .map(|name| {
+            format!(
+                r#"
+  config.vm.define "{name}" do |node|
+    node.vm.network :forwarded_port, guest: 22, host: {port}, host_ip: "127.0.0.1", id: "ssh"
+    node.vm.provider "docker" do |d|
+      d.image = "{VM_IMAGE}"
+      d.has_ssh = true
+      d.remains_running = true
+      d.create_args = ["--label", "{LABEL}", "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+        "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+        "--security-opt", "systempaths=unconfined", "--device-cgroup-rule=a *:* rwm",
+        "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+        "--tmpfs", "/tmp", "-v", "{keys}:/etc/ssh/test-keys:ro"]
+    end
+  end
+"#,
+                port = support::free_port(),
+                keys = keys.display(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("Vagrantfile"),
+        format!(
+            "Vagrant.configure(\"2\") do |config|\n  config.ssh.username = \"admin\"\n  \
+             config.ssh.private_key_path = {key:?}\n  \
+             config.vm.synced_folder \".\", \"/vagrant\", disabled: true\n{machines}end\n",
+            key = key.private.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let vms = VagrantVms { dir };
+    let out = vms.vagrant(&["up", "--provider=docker"]);
+    assert!(
+        out.status.success(),
+        "vagrant up --provider=docker:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ph.lap("vagrant up --provider=docker (2 machines)");
+
+    let p = Project::new();
+    p.write(
+        "provision.toml",
+        &format!(
+            "app = \"vg\"\n\n[ssh]\nknown_hosts = \"accept-new\"\nconfig = \"none\"\n\n\
+             [env.dev]\nvagrant = {:?}\nssh = {{ become = true }}\n",
+            vms.dir.path().display().to_string()
+        ),
+    );
+    p.write(
+        "playbooks/deploy.toml",
+        "[[step]]\nname = \"mark\"\ncommand = { run = \"hostname > /etc/provisioned-by-provision\", creates = \"/etc/provisioned-by-provision\" }\n",
+    );
+    let env = [("DOCKER_HOST", docker_support::DOCKER_HOST.to_string())];
+    let r = run_env(&p, &["hosts", "dev", "--output", "json"], &env);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("\"app\"") && r.stdout.contains("\"db\""),
+        "{}",
+        r.dump()
+    );
+    let r = run_env(&p, &["up", "dev", "--output", "json"], &env);
+    r.expect_code(0);
+    assert_eq!(r.changed(), 2, "{}", r.dump());
+    ph.lap("provision up (vagrant ssh-config → 2 hosts)");
+    for name in ["app", "db"] {
+        let out = vms.vagrant(&["ssh", name, "-c", "cat /etc/provisioned-by-provision"]);
+        assert!(
+            out.status.success() && !String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+            "{name}: the playbook's file, seen through `vagrant ssh`"
+        );
+    }
+    let r = run_env(&p, &["up", "dev", "--output", "json"], &env);
+    r.expect_code(0);
+    assert_eq!(r.changed(), 0, "{}", r.dump());
+    ph.lap("second up (0 changes)");
+    drop(vms);
+    ph.lap("vagrant destroy -f");
     println!("{}", ph.summary());
 }
