@@ -29,16 +29,19 @@ pub const HTTP_STATUS_FN: &str = r#"http_status() {
 /// it succeeds or `timeout` passes. Prints `ready=1`/`ready=0`, `waited=<s>`, then `last:` and
 /// the last output.
 pub fn poll(check: &str, timeout: Duration, interval: Duration) -> String {
-    let t = timeout.as_secs().max(1);
+    let t = timeout.as_millis().max(1);
     let i = format!("{:.1}", interval.as_secs_f64().max(0.1));
+    // Milliseconds where date knows %N (GNU, busybox), else whole seconds: with whole seconds
+    // alone a 3 s timeout could end after 2.01 s.
     format!(
-        "start=$(date +%s); ok=0; last=\n\
+        "now_ms() {{ n=$(date +%s%N 2>/dev/null); case $n in ''|*[!0-9]*) echo $(( $(date +%s) * 1000 ));; *) echo $(( n / 1000000 ));; esac; }}\n\
+         start=$(now_ms); ok=0; last=\n\
          while :; do\n\
          {check}\n\
          [ \"$ok\" = 1 ] && break\n\
-         [ $(( $(date +%s) - start )) -ge {t} ] && break\n\
+         [ $(( $(now_ms) - start )) -ge {t} ] && break\n\
          sleep {i}\n\
          done\n\
-         printf 'ready=%s\\nwaited=%s\\nlast:\\n%s\\n' \"$ok\" \"$(( $(date +%s) - start ))\" \"$last\"\n"
+         printf 'ready=%s\\nwaited=%s\\nlast:\\n%s\\n' \"$ok\" \"$(( ($(now_ms) - start) / 1000 ))\" \"$last\"\n"
     )
 }
