@@ -88,7 +88,10 @@ LogLevel ERROR
 # (~0.2 s per connection), which a real target would not.
 SetEnv HOME=$W/remote-home
 EOF
-  /usr/sbin/sshd -D -e -f "$cfg" 2>>"$W/sshd_$port.log" &
+  # Each target stands for its own machine: a private /var/lib/provision (where provision keeps
+  # per-host state such as the deploy lock), as the test harness does.
+  mkdir -p "$W/state_$port" /var/lib/provision
+  unshare --mount --propagation private -- /bin/sh -c 'mount --bind "$1" /var/lib/provision && exec /usr/sbin/sshd -D -e -f "$2"' sh "$W/state_$port" "$cfg" 2>>"$W/sshd_$port.log" &
   PIDS+=($!)
   PORTS+=($port)
 done
