@@ -116,10 +116,7 @@ mod tests {
     fn creates_guard() {
         let d = spec(Some("/tmp/my file"), None);
         assert!(d.probe(false).unwrap().contains("[ -e '/tmp/my file' ]"));
-        let present = Probe {
-            out: "creates=present\n".into(),
-            rc: 0,
-        };
+        let present = Probe::with_out("creates=present\n");
         assert!(matches!(d.decide(Some(&present)), Decision::Ok(_)));
         assert_eq!(d.decide(Some(&Probe::default())), Decision::change("run"));
     }
@@ -128,10 +125,7 @@ mod tests {
     fn unless_guard() {
         let d = spec(None, Some("grep -q x /etc/hosts"));
         assert!(d.probe(false).unwrap().contains("grep -q x /etc/hosts"));
-        let ok = Probe {
-            out: "unless=ok\n".into(),
-            rc: 0,
-        };
+        let ok = Probe::with_out("unless=ok\n");
         assert!(matches!(d.decide(Some(&ok)), Decision::Ok(_)));
     }
 

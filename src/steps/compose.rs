@@ -148,10 +148,7 @@ impl StepKind for Desired {
                     "echo \"compose file missing\" >&2; exit 1"
                 )
         );
-        Action {
-            script,
-            stdin: None,
-        }
+        Action::script(script)
     }
 }
 
@@ -174,31 +171,20 @@ mod tests {
 
     #[test]
     fn decides_from_sum_and_services() {
-        let up = Probe {
-            out: "compose=ok\nsum=a\napplied=a\nwant=db web \nrunning=db web \n".into(),
-            rc: 0,
-        };
+        let up = Probe::with_out("compose=ok\nsum=a\napplied=a\nwant=db web \nrunning=db web \n");
         assert!(matches!(d().decide(Some(&up)), Decision::Ok(_)));
-        let changed = Probe {
-            out: "compose=ok\nsum=b\napplied=a\nwant=db web \nrunning=db web \n".into(),
-            rc: 0,
-        };
+        let changed =
+            Probe::with_out("compose=ok\nsum=b\napplied=a\nwant=db web \nrunning=db web \n");
         assert!(matches!(
             d().decide(Some(&changed)),
             Decision::Change { .. }
         ));
-        let down = Probe {
-            out: "compose=ok\nsum=a\napplied=a\nwant=db web \nrunning=db \n".into(),
-            rc: 0,
-        };
+        let down = Probe::with_out("compose=ok\nsum=a\napplied=a\nwant=db web \nrunning=db \n");
         assert_eq!(
             d().decide(Some(&down)),
             Decision::change("up app: not running: web")
         );
-        let missing = Probe {
-            out: "compose=missing\n".into(),
-            rc: 0,
-        };
+        let missing = Probe::with_out("compose=missing\n");
         assert!(matches!(
             d().decide(Some(&missing)),
             Decision::Change { .. }

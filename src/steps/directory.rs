@@ -141,10 +141,7 @@ impl StepKind for Desired {
                 self.group.as_deref()
             )
         );
-        Action {
-            script,
-            stdin: None,
-        }
+        Action::script(script)
     }
 }
 
@@ -164,31 +161,19 @@ mod tests {
 
     #[test]
     fn decides_from_stat() {
-        let missing = Probe {
-            out: "state=missing\n".into(),
-            rc: 0,
-        };
+        let missing = Probe::with_out("state=missing\n");
         assert_eq!(
             d().decide(Some(&missing)),
             Decision::change("create /srv/app")
         );
-        let same = Probe {
-            out: "state=dir\nmode=750\nowner=app\ngroup=app\n".into(),
-            rc: 0,
-        };
+        let same = Probe::with_out("state=dir\nmode=750\nowner=app\ngroup=app\n");
         assert!(matches!(d().decide(Some(&same)), Decision::Ok(_)));
-        let other = Probe {
-            out: "state=dir\nmode=755\nowner=root\ngroup=root\n".into(),
-            rc: 0,
-        };
+        let other = Probe::with_out("state=dir\nmode=755\nowner=root\ngroup=root\n");
         assert_eq!(
             d().decide(Some(&other)),
             Decision::change("mode 755 → 750, owner root → app")
         );
-        let file = Probe {
-            out: "state=file\n".into(),
-            rc: 0,
-        };
+        let file = Probe::with_out("state=file\n");
         assert!(matches!(d().decide(Some(&file)), Decision::Fail(_)));
     }
 

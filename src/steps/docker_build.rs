@@ -91,10 +91,7 @@ impl StepKind for Desired {
             tag = quote(&s.tag),
             skip = keep + 1,
         );
-        Action {
-            script,
-            stdin: None,
-        }
+        Action::script(script)
     }
 
     fn register(&self, o: &Outcome<'_>) -> serde_json::Value {
@@ -138,20 +135,11 @@ mod tests {
     #[test]
     fn ok_when_image_exists() {
         let b = d("app:abc").unwrap();
-        let have = Probe {
-            out: "docker=ok\nid=sha256:1\n".into(),
-            rc: 0,
-        };
+        let have = Probe::with_out("docker=ok\nid=sha256:1\n");
         assert!(matches!(b.decide(Some(&have)), Decision::Ok(_)));
-        let missing = Probe {
-            out: "docker=ok\nid=\n".into(),
-            rc: 0,
-        };
+        let missing = Probe::with_out("docker=ok\nid=\n");
         assert_eq!(b.decide(Some(&missing)), Decision::change("build app:abc"));
-        let no_docker = Probe {
-            out: "id=\n".into(),
-            rc: 0,
-        };
+        let no_docker = Probe::with_out("id=\n");
         assert!(matches!(
             b.decide(Some(&no_docker)),
             Decision::Change { .. }

@@ -120,10 +120,7 @@ esac
                i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -le 60 ] || {{ echo 'docker did not start within 30s:' >&2; tail -n 20 /var/log/dockerd.log >&2 2>/dev/null; exit 1; }}; sleep 0.5; done\n\
              fi\n{group}"
         );
-        Action {
-            script,
-            stdin: None,
-        }
+        Action::script(script)
     }
 }
 
@@ -160,20 +157,14 @@ mod tests {
             Some("admin"),
         )
         .unwrap();
-        let fresh = Probe {
-            out: "systemd=1\n".into(),
-            rc: 0,
-        };
+        let fresh = Probe::with_out("systemd=1\n");
         assert_eq!(
             d.decide(Some(&fresh)),
             Decision::change(
                 "install docker, enable and start docker (systemd), add admin to the docker group"
             )
         );
-        let done = Probe {
-            out: "installed=1\nrunning=1\ningroup=1\n".into(),
-            rc: 0,
-        };
+        let done = Probe::with_out("installed=1\nrunning=1\ningroup=1\n");
         assert!(matches!(d.decide(Some(&done)), Decision::Ok(_)));
     }
 

@@ -342,10 +342,7 @@ impl StepKind for Desired {
             args = self.run_args(),
             health = self.health_sh(),
         );
-        Action {
-            script,
-            stdin: None,
-        }
+        Action::script(script)
     }
 }
 

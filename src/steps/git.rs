@@ -154,10 +154,7 @@ fi
 printf 'sha=%s\n' "$({GIT} -C "$dest" rev-parse HEAD)"
 "#
         );
-        Action {
-            script,
-            stdin: None,
-        }
+        Action::script(script)
     }
 
     fn register(&self, o: &Outcome<'_>) -> serde_json::Value {

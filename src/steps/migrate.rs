@@ -100,10 +100,7 @@ impl StepKind for Desired {
             cmd = quote(&s.command),
             m = quote(&self.marker),
         );
-        Action {
-            script,
-            stdin: None,
-        }
+        Action::script(script)
     }
 }
 
@@ -134,10 +131,7 @@ mod tests {
     fn decides_from_marker() {
         let m = d("app:1");
         assert!(matches!(
-            m.decide(Some(&Probe {
-                out: "done=1\n".into(),
-                rc: 0
-            })),
+            m.decide(Some(&Probe::with_out("done=1\n"))),
             Decision::Ok(_)
         ));
         assert!(matches!(

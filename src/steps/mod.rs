@@ -151,6 +151,14 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// A successful probe that printed `out` (the common case in tests).
+    pub fn with_out(out: impl Into<String>) -> Probe {
+        Probe {
+            out: out.into(),
+            rc: 0,
+        }
+    }
+
     /// `key=value` lines as printed by most probes.
     pub fn field(&self, key: &str) -> Option<&str> {
         self.out
@@ -171,6 +179,16 @@ pub enum Decision {
     },
     /// The probe found something the step cannot fix (e.g. a path that is a file, not a dir).
     Fail(String),
+}
+
+impl Action {
+    /// A change that reads nothing on stdin.
+    pub fn script(script: String) -> Action {
+        Action {
+            script,
+            stdin: None,
+        }
+    }
 }
 
 impl Decision {
@@ -259,10 +277,7 @@ mod tests {
 
     #[test]
     fn probe_fields() {
-        let p = Probe {
-            out: "state=dir\nmode=755\n".into(),
-            rc: 0,
-        };
+        let p = Probe::with_out("state=dir\nmode=755\n");
         assert_eq!(p.field("state"), Some("dir"));
         assert_eq!(p.field("mode"), Some("755"));
         assert_eq!(p.field("owner"), None);

@@ -107,10 +107,7 @@ esac
 "#,
             detect = self.detect()
         );
-        Action {
-            script,
-            stdin: None,
-        }
+        Action::script(script)
     }
 }
 
@@ -127,23 +124,14 @@ mod tests {
 
     #[test]
     fn decides_from_missing_list() {
-        let ok = Probe {
-            out: "os=debian\nmgr=apt\nmissing=\n".into(),
-            rc: 0,
-        };
+        let ok = Probe::with_out("os=debian\nmgr=apt\nmissing=\n");
         assert!(matches!(d().decide(Some(&ok)), Decision::Ok(_)));
-        let miss = Probe {
-            out: "os=debian\nmgr=apt\nmissing= docker.io\n".into(),
-            rc: 0,
-        };
+        let miss = Probe::with_out("os=debian\nmgr=apt\nmissing= docker.io\n");
         assert_eq!(
             d().decide(Some(&miss)),
             Decision::change("install docker.io (apt)")
         );
-        let none = Probe {
-            out: "os=alpine\nmgr=none\nmissing= git docker.io\n".into(),
-            rc: 0,
-        };
+        let none = Probe::with_out("os=alpine\nmgr=none\nmissing= git docker.io\n");
         assert!(matches!(d().decide(Some(&none)), Decision::Fail(_)));
     }
 

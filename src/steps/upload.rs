@@ -266,10 +266,9 @@ mod tests {
     #[test]
     fn changed_content_shows_diff_when_fetched() {
         let u = up("a\nb\n");
-        let p = Probe {
-            out: "state=file\nmode=644\nowner=root\ngroup=root\nsha256=00\ncontent:\na\nc\n".into(),
-            rc: 0,
-        };
+        let p = Probe::with_out(
+            "state=file\nmode=644\nowner=root\ngroup=root\nsha256=00\ncontent:\na\nc\n",
+        );
         match u.decide(Some(&p)) {
             Decision::Change { summary, diff } => {
                 assert_eq!(summary, "update /etc/app.conf");

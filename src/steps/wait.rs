@@ -179,18 +179,12 @@ mod tests {
     #[test]
     fn decides_ready_and_timeout() {
         let d = Desired::command("pg_isready", Duration::from_secs(5), Duration::from_secs(1));
-        let ok = Probe {
-            out: "ready=1\nwaited=3\nlast:\naccepting\n".into(),
-            rc: 0,
-        };
+        let ok = Probe::with_out("ready=1\nwaited=3\nlast:\naccepting\n");
         assert_eq!(
             d.decide(Some(&ok)),
             Decision::Ok("`pg_isready` ready after 3s".into())
         );
-        let no = Probe {
-            out: "ready=0\nwaited=5\nlast:\nno response\n".into(),
-            rc: 0,
-        };
+        let no = Probe::with_out("ready=0\nwaited=5\nlast:\nno response\n");
         match d.decide(Some(&no)) {
             Decision::Fail(m) => assert!(
                 m.contains("not ready after 5s") && m.contains("no response"),
@@ -210,10 +204,7 @@ mod tests {
             .arg(d.probe(false).unwrap())
             .output()
             .unwrap();
-        let p = Probe {
-            out: String::from_utf8_lossy(&out.stdout).into(),
-            rc: 0,
-        };
+        let p = Probe::with_out(String::from_utf8_lossy(&out.stdout));
         assert_eq!(p.field("ready"), Some("0"));
     }
 }
