@@ -56,7 +56,7 @@ impl Lock {
                [ -n \"$owner\" ] || owner='unknown (no owner recorded)'\n\
                [ -n \"$since\" ] || since=$(stat -c %Y \"$st/lock\")\n\
                if [ $((now - since)) -lt {ttl} ]; then printf '\\n@@LOCKED{nonce} %s %s %s\\n' \"$since\" \"$((now - since))\" \"$owner\"; exit {LOCKED_EXIT}; fi\n\
-               echo \"taking over the deploy lock of $owner, left $((now - since))s ago (older than its TTL)\" >&2\n\
+               printf '\\n@@TAKEN{nonce} %s %s %s\\n' \"$since\" \"$((now - since))\" \"$owner\"\n\
              fi\n\
              printf '%s\\n%s\\n' {owner} \"$now\" > \"$st/lock/info\"\n",
             st = state_dir(&self.app, &self.env),
@@ -85,11 +85,46 @@ pub fn read_log_sh(app: &str, env: &str) -> String {
     )
 }
 
+/// Probe printing `<since> <age> <owner>` when a lock is present, nothing otherwise. It runs in
+/// a run's first probe batch, so a run that changes nothing still sees (and reports) a lock a
+/// killed deploy left behind, at no extra round trip.
+pub fn status_probe_sh(app: &str, env: &str) -> String {
+    format!(
+        "{st}[ -d \"$st/lock\" ] || exit 0\nnow=$(date +%s)\n\
+         owner=$(sed -n 1p \"$st/lock/info\" 2>/dev/null); since=$(sed -n 2p \"$st/lock/info\" 2>/dev/null)\n\
+         [ -n \"$owner\" ] || owner='unknown (no owner recorded)'\n\
+         [ -n \"$since\" ] || since=$(stat -c %Y \"$st/lock\")\n\
+         printf '%s %s %s\\n' \"$since\" \"$((now - since))\" \"$owner\"\n",
+        st = state_dir(app, env),
+    )
+}
+
+/// What [`status_probe_sh`] printed.
+pub fn parse_status(out: &str) -> Option<Held> {
+    parse_fields(out.lines().find(|l| !l.trim().is_empty())?)
+}
+
 /// Find the "lock held" marker in a script's stdout.
 pub fn parse_held(nonce: &str, stdout: &str) -> Option<Held> {
     let line = stdout
         .lines()
         .find_map(|l| l.strip_prefix(&format!("@@LOCKED{nonce} ")))?;
+    parse_fields(line)
+}
+
+/// Remove the "took over a stale lock" marker from an apply's stdout, returning whose it was.
+pub fn take_taken_over(nonce: &str, stdout: &mut String) -> Option<Held> {
+    let mark = format!("\n@@TAKEN{nonce} ");
+    let start = stdout.find(&mark)?;
+    let rest = &stdout[start + mark.len()..];
+    let line = rest.split('\n').next().unwrap_or_default();
+    let held = parse_fields(line)?;
+    let end = (start + mark.len() + line.len() + 1).min(stdout.len());
+    stdout.replace_range(start..end, "");
+    Some(held)
+}
+
+fn parse_fields(line: &str) -> Option<Held> {
     let mut parts = line.splitn(3, ' ');
     let since = parts.next()?.parse().ok()?;
     let age_secs = parts.next()?.parse().ok()?;
@@ -101,6 +136,35 @@ pub fn parse_held(nonce: &str, stdout: &str) -> Option<Held> {
 }
 
 impl Held {
+    /// What a run that changed nothing says about a lock it found (and left alone).
+    pub fn left_behind(&self, ttl: Duration, env: &str, check_mode: bool) -> String {
+        let state = if self.age_secs >= ttl.as_secs() {
+            "older than its TTL: the next change takes it over".to_string()
+        } else {
+            format!(
+                "a change now would be refused until it is released or older than {}",
+                humantime::format_duration(ttl)
+            )
+        };
+        let this_run = if check_mode {
+            ""
+        } else {
+            "; this run changed nothing and left it alone"
+        };
+        format!(
+            "the deploy lock is held by {} since {}s ago ({state}){this_run}. If that deploy is gone, run `provision unlock {env}`",
+            self.owner, self.age_secs
+        )
+    }
+
+    /// What a run says after taking over a stale lock.
+    pub fn taken_over(&self) -> String {
+        format!(
+            "took over the deploy lock of {}, left {}s ago (older than its TTL)",
+            self.owner, self.age_secs
+        )
+    }
+
     pub fn message(&self, ttl: Duration) -> String {
         format!(
             "the deploy lock is held by {} since {}s ago; wait for that deploy to finish (the lock is taken over once older than {})",
@@ -184,10 +248,26 @@ mod tests {
             ..Lock::new(&app, "prod", None)
         };
         assert!(sh(&a.acquire_sh("n"), home.path()).status.success());
+        assert_eq!(
+            parse_status(&String::from_utf8_lossy(
+                &sh(&status_probe_sh(&app, "prod"), home.path()).stdout
+            ))
+            .map(|h| h.owner),
+            Some(a.owner.clone())
+        );
         let out = sh(&a.acquire_sh("n"), home.path());
         assert!(out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("taking over"));
+        let mut stdout = format!("before\n{}after\n", String::from_utf8_lossy(&out.stdout));
+        let held = take_taken_over("n", &mut stdout).expect("takeover reported");
+        assert_eq!(held.owner, a.owner);
+        assert!(held.taken_over().contains("took over"));
+        assert_eq!(stdout, "before\nafter\n");
         sh(&a.release_sh("x", "ok", 0), home.path());
+        assert!(
+            sh(&status_probe_sh(&app, "prod"), home.path())
+                .stdout
+                .is_empty()
+        );
         let _ = std::fs::remove_dir_all(format!("/var/lib/provision/{app}"));
     }
 }

@@ -293,10 +293,16 @@ struct HostRun<'a, T: Transport> {
     /// The deploy lock (apply mode only) and whether this run holds it.
     lock: Option<Lock>,
     locked: bool,
+    /// Whether the first probe batch has looked for a lock, and what it found.
+    lock_probed: bool,
+    lock_seen: Option<lock::Held>,
     interrupt: &'a Interrupt,
     /// Plan mode: host files earlier steps would rewrite.
     predicted: std::collections::BTreeSet<String>,
 }
+
+/// The id of the deploy-lock probe in the first probe batch (no step has it).
+const LOCK_PROBE: usize = usize::MAX;
 
 /// Why a step stopped the host.
 enum Stop {
@@ -330,6 +336,8 @@ impl<'a, T: Transport> HostRun<'a, T> {
             lock: (opts.mode == Mode::Apply)
                 .then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_ttl)),
             locked: false,
+            lock_probed: false,
+            lock_seen: None,
             interrupt,
             predicted: Default::default(),
         }
@@ -363,6 +371,13 @@ impl<'a, T: Transport> HostRun<'a, T> {
         }
         if self.locked && !self.outcome.unreachable {
             self.release_lock().await;
+        }
+        if let Some(held) = self.lock_seen.take().filter(|_| !self.locked) {
+            let ttl = self.planner.playbook.lock_ttl.unwrap_or(lock::DEFAULT_TTL);
+            self.sink.emit(Event::HostWarning {
+                host: self.host.name.clone(),
+                message: held.left_behind(ttl, &self.planner.env, self.check()),
+            });
         }
         self.outcome
     }
@@ -468,15 +483,24 @@ impl<'a, T: Transport> HostRun<'a, T> {
         }
         let kind = self.prepared[i].clone().expect("prepared above");
         if kind.probe(self.check()).is_some() && !self.probes.contains_key(&i) {
-            let items = self.probe_items(i);
+            let mut items = self.probe_items(i);
+            let timeout = self.timeout_for(&items);
+            if !self.lock_probed {
+                let probe = lock::status_probe_sh(&self.planner.app, &self.planner.env);
+                items.push((LOCK_PROBE, probe));
+            }
             let script = batch::probe_script(&self.nonce, &items);
-            let out = match self.exec(&script, None, self.timeout_for(&items)).await {
+            let out = match self.exec(&script, None, timeout).await {
                 Err(Stop::TimedOut(e)) => {
                     return self.fail(i, format!("inspecting the host: {e}"), None, started);
                 }
                 other => other?,
             };
-            let parsed = batch::parse(&self.nonce, &out.stdout);
+            let mut parsed = batch::parse(&self.nonce, &out.stdout);
+            if let Some(p) = parsed.probes.remove(&LOCK_PROBE) {
+                self.lock_probed = true;
+                self.lock_seen = lock::parse_status(&p.out);
+            }
             self.probes.extend(parsed.probes);
             if !self.probes.contains_key(&i) {
                 let err = no_probe_output(&self.nonce, &out);
@@ -533,12 +557,20 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 };
                 self.probes.clear();
                 if let Some(lock) = &take_lock {
+                    // Taken, taken over or refused: either way reported here, not at the end.
+                    self.lock_seen = None;
                     if let Some(held) = lock::parse_held(&self.nonce, &out.stdout_lossy()) {
                         return self.fail(i, held.message(lock.ttl), None, started);
                     }
                     self.locked = true;
                 }
-                let parsed = batch::parse(&self.nonce, &out.stdout);
+                let mut parsed = batch::parse(&self.nonce, &out.stdout);
+                if let Some(held) = lock::take_taken_over(&self.nonce, &mut parsed.apply_out) {
+                    self.sink.emit(Event::HostWarning {
+                        host: self.host.name.clone(),
+                        message: held.taken_over(),
+                    });
+                }
                 let rc = parsed.apply_rc.or(out.exit.map(|e| e as i32));
                 let applied = ExecOutput {
                     stdout: parsed.apply_out.clone().into_bytes(),

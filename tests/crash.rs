@@ -296,12 +296,26 @@ fn sigkill_at_any_point_leaves_no_partial_file_and_the_next_up_converges() {
             let all = format!("{}{}", held.stdout, held.stderr);
             if held.code == 0 {
                 // Either the lock was older than its TTL and taken over, or every change had
-                // been made before the kill: a no-op run never takes (nor looks at) the lock,
-                // so it stays until the next change or `unlock`.
+                // been made before the kill: a no-op run does not take the lock, so it stays
+                // until the next change or `unlock`. Both say so, naming owner and age.
                 if lock_path(&sshd, "crash").exists() {
                     noop_kept_lock += 1;
+                    if !(all.contains("WARNING: the deploy lock is held by")
+                        && all.contains("s ago")
+                        && all.contains("provision unlock test"))
+                    {
+                        problems.push(format!(
+                            "{point:?}: a no-op up did not report the lock left behind:\n{}",
+                            held.dump()
+                        ));
+                    }
                     p.run(&["unlock", "test", "--yes"]).expect_code(0);
                     unlocked += 1;
+                } else if !all.contains("took over the deploy lock of") {
+                    problems.push(format!(
+                        "{point:?}: a stale lock was taken over silently:\n{}",
+                        held.dump()
+                    ));
                 }
             } else {
                 locks_reported += 1;

@@ -264,6 +264,39 @@ fn status_after_a_deploy_while_locked_and_unlock() {
     assert_eq!(j.events()[0]["lock"]["owner"], "alice@laptop (pid 4242)");
     assert!(j.events()[0]["lock"]["age_secs"].as_u64().unwrap() >= 120);
 
+    // A no-op `up` and a `plan` find it in their one probe round trip, say whose it is and how
+    // old, and leave it alone (they take no lock).
+    let r = p.run(&["up", "test"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains(&format!(
+            "[{host}] WARNING: the deploy lock is held by alice@laptop (pid 4242) since 12"
+        )) && r
+            .stdout
+            .contains("this run changed nothing and left it alone")
+            && r.stdout.contains("run `provision unlock test`"),
+        "{}",
+        r.dump()
+    );
+    assert!(r.stdout.contains("changed=0"), "{}", r.dump());
+    assert!(lock.exists());
+    let j = p.run(&["plan", "test", "--output", "json"]);
+    j.expect_code(0);
+    let warn: Vec<_> = j
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "host_warning")
+        .collect();
+    assert_eq!(warn.len(), 1, "{}", j.dump());
+    assert!(
+        warn[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a change now would be refused"),
+        "{}",
+        j.dump()
+    );
+
     // unlock: without a terminal it needs --yes, and touches nothing without it.
     let r = p.run(&["unlock", "test"]);
     r.expect_code(1);

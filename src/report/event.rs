@@ -78,6 +78,12 @@ pub enum Event {
         output: Option<String>,
         ms: u64,
     },
+    /// Something the operator should act on that is not a step's result (e.g. a deploy lock
+    /// left behind by a killed run).
+    HostWarning {
+        host: String,
+        message: String,
+    },
     /// -vv: what went over the wire (scripts and raw output; stdin payloads are never shown).
     Debug {
         host: String,

@@ -81,6 +81,12 @@ impl Reporter for Human {
                     super::paint("UNREACHABLE", Status::Failed, self.color)
                 ));
             }
+            Event::HostWarning { host, message } => {
+                self.print(&format!(
+                    "[{host}] {}: {message}",
+                    super::paint("WARNING", Status::Changed, self.color)
+                ));
+            }
             Event::StepStarted { host, step, .. } => {
                 if let Some(b) = st.bars.get(host) {
                     b.set_message(step.clone());

@@ -246,6 +246,13 @@ impl Reporter for Plain {
                 );
                 self.host_out(st, host, line);
             }
+            Event::HostWarning { host, message } => {
+                let line = format!(
+                    "[{host}] {}: {message}",
+                    paint("WARNING", Status::Changed, self.color)
+                );
+                self.host_out(st, host, line);
+            }
             Event::StepFinished { host, status, .. } if loud || *status == Status::Failed => {
                 if let Some(s) = step_lines(ev, st.mode, self.verbosity, self.color) {
                     self.host_out(st, host, s);
