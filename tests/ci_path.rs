@@ -759,6 +759,10 @@ fn every_event_variant_matches_the_schema() {
             output: None,
             ms: 0,
         },
+        Event::HostWarning {
+            host: "a".into(),
+            message: "the deploy lock is held by".into(),
+        },
         Event::Debug {
             host: "a".into(),
             message: "exec".into(),
@@ -788,6 +792,7 @@ fn every_event_variant_matches_the_schema() {
             | Event::HostUnreachable { .. }
             | Event::StepStarted { .. }
             | Event::StepFinished { .. }
+            | Event::HostWarning { .. }
             | Event::Debug { .. }
             | Event::HostFinished { .. }
             | Event::RunFinished { .. } => {}
