@@ -41,3 +41,8 @@ if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import moto, bot
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]'
 fi
+# cargo-fuzz, for the fuzz smoke run in scripts/test.sh (scripts/fuzz-smoke.sh). ~30 s to build.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "deps: installing cargo-fuzz"
+  cargo install -q cargo-fuzz --locked
+fi

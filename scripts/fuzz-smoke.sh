@@ -1,33 +1,59 @@
 #!/usr/bin/env bash
-# Short fuzzing run of every cargo-fuzz target (fuzz/), starting from the kept corpus.
-#   scripts/fuzz-smoke.sh [seconds per target, default 30]
-# Needs cargo-fuzz (`cargo install cargo-fuzz`); on a stable toolchain RUSTC_BOOTSTRAP=1
-# unlocks the nightly flags it passes. Builds into $CARGO_TARGET_DIR (default
-# target/fuzz next to this repo's target/, so it never blocks the main build).
+# Short fuzzing run of every cargo-fuzz target (fuzz/), starting from the kept corpus (libFuzzer
+# first replays the whole corpus, so every kept input is re-checked before new ones are tried).
+#   scripts/fuzz-smoke.sh [seconds per target, default 60]
+# Runs as many targets at once as there are cores (FUZZ_JOBS overrides). Needs cargo-fuzz
+# (scripts/deps.sh installs it); on a stable toolchain RUSTC_BOOTSTRAP=1 unlocks the nightly
+# flags it passes. Builds into $CARGO_TARGET_DIR (default target/fuzz next to this repo's
+# target/, so it never blocks the main build). Fails when a target crashes or ran nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
-secs="${1:-30}"
+secs="${1:-60}"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/../target/fuzz}"
-# ASan needs its runtime; without it (some containers), run with --sanitizer none.
+# ASan needs its runtime; without it (some containers), run with FUZZ_SANITIZER=none.
 sanitizer="${FUZZ_SANITIZER:-address}"
+jobs="${FUZZ_JOBS:-$(nproc)}"
 targets=(config template known_hosts ssh_config)
 cargo fuzz build -O --sanitizer "$sanitizer"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# One target on a scratch copy of its corpus (new inputs found here are not added to the kept
+# corpus); its log goes to $work/<target>.log, its exit status to $work/<target>.rc.
+run_one() {
+  local t=$1 rc=0
+  mkdir -p "corpus/$t" "$work/$t"
+  cp -r "corpus/$t/." "$work/$t/"
+  cargo fuzz run -O --sanitizer "$sanitizer" "$t" "$work/$t" -- \
+    -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 >"$work/$t.log" 2>&1 || rc=$?
+  echo "$rc" >"$work/$t.rc"
+}
+
+running=0
 for t in "${targets[@]}"; do
-  mkdir -p "corpus/$t"
-  # A scratch copy: new inputs found here are not added to the kept corpus.
-  scratch=$(mktemp -d)
-  cp -r "corpus/$t/." "$scratch/"
-  echo "== $t (${secs}s)"
-  log="$scratch.log"
-  rc=0
-  cargo fuzz run -O --sanitizer "$sanitizer" "$t" "$scratch" -- \
-    -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1 || rc=$?
-  grep -E '^#[0-9]+[[:space:]]+DONE|ERROR|panicked|SUMMARY' "$log" || true
-  if [ "$rc" -ne 0 ]; then
-    tail -40 "$log" >&2
-    echo "fuzz target $t failed (artifacts in fuzz/artifacts/$t)" >&2
-    exit 1
+  run_one "$t" &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
   fi
-  rm -rf "$scratch" "$log"
 done
+wait
+
+failed=0
+for t in "${targets[@]}"; do
+  rc=$(cat "$work/$t.rc" 2>/dev/null || echo missing)
+  # libFuzzer's last status line: "#<execs> DONE cov: … corp: …".
+  done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$work/$t.log" | tail -1 || true)
+  execs=$(sed -E 's/^#([0-9]+).*/\1/' <<<"$done_line")
+  echo "== $t (${secs}s): ${done_line:-no DONE line} (exit $rc)"
+  if [ "$rc" != 0 ] || [ -z "$execs" ] || [ "$execs" -eq 0 ]; then
+    grep -E 'ERROR|panicked|SUMMARY' "$work/$t.log" >&2 || true
+    tail -40 "$work/$t.log" >&2
+    echo "fuzz target $t failed or ran nothing (crash inputs in fuzz/artifacts/$t)" >&2
+    failed=1
+  fi
+done
+exit "$failed"
