@@ -1,5 +1,6 @@
 //! The command line (clap derive) and what each command does.
 
+use crate::cloud::Stop;
 use crate::config::{ConfigError, Playbook, Project};
 use crate::inventory::Access;
 use crate::ops::Target;
@@ -317,9 +318,20 @@ fn read_stdin_key() -> Result<Arc<str>, String> {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
-    let g = &cli.global;
-    match &cli.command {
-        Command::Init { dir } => crate::scaffold::init(dir).map(|()| exit::OK),
+    command(&cli.global, &cli.command)
+        .await
+        .or_else(Stop::into_result)
+}
+
+/// One command. `Stop`: a config error, or an exit code decided on the way (an EC2 API
+/// failure while finding an env's instances).
+async fn command(g: &Global, command: &Command) -> Result<i32, Stop> {
+    let target = |env: &str| {
+        let env = env.to_string();
+        async move { Target::load(g.config.as_deref(), &env, g.limit.as_deref(), &g.access()).await }
+    };
+    match command {
+        Command::Init { dir } => Ok(crate::scaffold::init(dir).map(|()| exit::OK)?),
         Command::Completions { shell } => {
             use std::io::Write;
             let mut cmd = Cli::command();
@@ -329,9 +341,9 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
             let _ = std::io::stdout().write_all(&script);
             Ok(exit::OK)
         }
-        Command::Man { dir } => man(dir.as_deref()),
+        Command::Man { dir } => Ok(man(dir.as_deref())?),
         Command::Ssh { env, host, command } => {
-            let t = Target::load(g.config.as_deref(), env, g.limit.as_deref(), &g.access())?;
+            let t = target(env).await?;
             let h = crate::ops::ssh::pick(&t.hosts, host.as_deref(), &t.project.file)?;
             Ok(crate::ops::ssh::run(h, command).await)
         }
@@ -343,7 +355,7 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
             since,
             timestamps,
         } => {
-            let t = Target::load(g.config.as_deref(), env, g.limit.as_deref(), &g.access())?;
+            let t = target(env).await?;
             let o = crate::ops::logs::LogsOptions {
                 follow: *follow,
                 container: container.clone(),
@@ -354,43 +366,43 @@ async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
             Ok(crate::ops::logs::run(t, o, g.quiet).await)
         }
         Command::Status { env, container } => {
-            let t = Target::load(g.config.as_deref(), env, g.limit.as_deref(), &g.access())?;
+            let t = target(env).await?;
             Ok(crate::ops::status::run(t, container.as_deref(), g.forks, g.json(), g.quiet).await)
         }
         Command::Unlock { env } => {
             if !g.yes && !interactive() {
-                return Err(ConfigError::new(
+                return Err(Stop::Config(ConfigError::new(
                     Project::locate(g.config.as_deref())?,
                     "removing a deploy lock needs confirmation, and no one can answer here (no terminal on stdin, or CI is set)",
                 )
-                .with_help("pass --yes"));
+                .with_help("pass --yes")));
             }
-            let t = Target::load(g.config.as_deref(), env, g.limit.as_deref(), &g.access())?;
+            let t = target(env).await?;
             let ask = |q: &str| confirm(q);
             let confirm: Option<&dyn Fn(&str) -> bool> = if g.yes { None } else { Some(&ask) };
             Ok(crate::ops::unlock::run(t, confirm, g.json()).await)
         }
-        Command::Hosts { env } => hosts(g, env).await,
-        Command::Down { env } => down(g, env).await,
+        Command::Rollback { env, to } => rollback(g, target(env).await?, to.as_deref()).await,
+        Command::Releases { env } => Ok(releases(g, target(env).await?).await),
+        Command::Exec {
+            env,
+            timeout,
+            command,
+        } => Ok(exec(g, target(env).await?, &command.join(" "), *timeout).await),
+        Command::Hosts { env } => Ok(hosts(g, env).await?),
+        Command::Down { env } => Ok(down(g, env).await?),
         Command::Up {
             env,
             allow_recreate,
             retry_failed,
         } => {
             let g = &retry_limit(g, env, *retry_failed)?;
-            converge(g, env, Mode::Apply, false, *allow_recreate).await
+            Ok(converge(g, env, Mode::Apply, false, *allow_recreate).await?)
         }
         Command::Plan {
             env,
             detailed_exitcode,
-        } => converge(g, env, Mode::Check, *detailed_exitcode, false).await,
-        Command::Rollback { env, to } => rollback(g, env, to.as_deref()).await,
-        Command::Releases { env } => releases(g, env).await,
-        Command::Exec {
-            env,
-            timeout,
-            command,
-        } => exec(g, env, &command.join(" "), *timeout).await,
+        } => Ok(converge(g, env, Mode::Check, *detailed_exitcode, false).await?),
     }
 }
 
@@ -435,13 +447,7 @@ async fn hosts(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
     Ok(exit::OK)
 }
 
-async fn exec(g: &Global, env_name: &str, command: &str, timeout: u64) -> Result<i32, ConfigError> {
-    let t = Target::load(
-        g.config.as_deref(),
-        env_name,
-        g.limit.as_deref(),
-        &g.access(),
-    )?;
+async fn exec(g: &Global, t: Target, command: &str, timeout: u64) -> i32 {
     let o = crate::adhoc::ExecOptions {
         forks: g.forks,
         timeout: std::time::Duration::from_secs(timeout),
@@ -449,7 +455,7 @@ async fn exec(g: &Global, env_name: &str, command: &str, timeout: u64) -> Result
         quiet: g.quiet,
         prelude: t.prelude.clone(),
     };
-    Ok(crate::adhoc::run(t.hosts, command, o, t.redactor).await)
+    crate::adhoc::run(t.hosts, command, o, t.redactor).await
 }
 
 /// Print the man page, or write one page per command into `dir`.
@@ -495,11 +501,12 @@ fn confirm(question: &str) -> bool {
     matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-async fn rollback(g: &Global, env_name: &str, to: Option<&str>) -> Result<i32, ConfigError> {
-    let project = Project::load(&Project::locate(g.config.as_deref())?)?;
-    let env = project.env(env_name)?;
-    let hosts = crate::inventory::resolve_with(&project, env, g.limit.as_deref(), &g.access())?;
-    let first = hosts
+/// `rollback`: read the release log on the first host (static or running EC2 instance), then
+/// `up` with `ref` set to the release picked.
+async fn rollback(g: &Global, t: Target, to: Option<&str>) -> Result<i32, Stop> {
+    let (project, env_name) = (&t.project, t.env.name.as_str());
+    let first = t
+        .hosts
         .first()
         .ok_or_else(|| ConfigError::new(&project.file, "no host selected"))?;
     let records = match crate::releases::read(first, &project.app, env_name).await {
@@ -516,16 +523,14 @@ async fn rollback(g: &Global, env_name: &str, to: Option<&str>) -> Result<i32, C
     }
     let mut g2 = g.clone();
     g2.vars.push(("ref".into(), target));
-    converge(&g2, env_name, Mode::Apply, false, false).await
+    Ok(converge(&g2, env_name, Mode::Apply, false, false).await?)
 }
 
-async fn releases(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
-    let project = Project::load(&Project::locate(g.config.as_deref())?)?;
-    let env = project.env(env_name)?;
-    let hosts = crate::inventory::resolve_with(&project, env, g.limit.as_deref(), &g.access())?;
+async fn releases(g: &Global, t: Target) -> i32 {
+    let (app, env_name) = (&t.project.app, t.env.name.as_str());
     let mut code = exit::OK;
-    for h in &hosts {
-        match crate::releases::read(h, &project.app, env_name).await {
+    for h in &t.hosts {
+        match crate::releases::read(h, app, env_name).await {
             Err(e) if g.json() => {
                 println!(
                     "{}",
@@ -557,7 +562,7 @@ async fn releases(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
             }
         }
     }
-    Ok(code)
+    code
 }
 
 /// Prompts (key passphrases, confirmations) only when a person is there to answer: stdin is
@@ -666,7 +671,9 @@ fn retry_limit(g: &Global, env: &str, retry: bool) -> Result<Global, ConfigError
 async fn down(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
     let project = Project::load(&Project::locate(g.config.as_deref())?)?;
     let env = project.env(env_name)?;
-    crate::cloud::down(&project, env, cloud_options(g)).await
+    let access = g.access();
+    let resolve = |e: &_| crate::inventory::resolve_with(&project, e, None, &access);
+    crate::cloud::down(&project, env, cloud_options(g), resolve).await
 }
 
 fn cloud_options(g: &Global) -> crate::cloud::Options {

@@ -603,6 +603,10 @@ fn count_and_ingress_changes_are_applied_and_scaling_down_needs_yes() {
     assert_eq!(names(&acc.ours()), ["shop-test-1"]);
     assert_eq!(acc.state_of(&two["shop-test-2"]), "terminated");
     assert_eq!(acc.ours()["shop-test-1"], first["shop-test-1"]);
+    // Here every instance is reached at the one local sshd, so the pin of the terminated one
+    // is still the kept one's: it stays (tests/ec2.rs `down_…` sees a pin go).
+    assert_eq!(t.known_hosts().lines().count(), 1, "{}", t.known_hosts());
+    assert!(!down.stderr.contains("forgot"), "{}", down.dump());
 }
 
 #[test]
@@ -640,6 +644,7 @@ fn down_removes_what_it_created_and_nothing_else() {
         "nothing removed without --yes"
     );
 
+    assert_eq!(t.known_hosts().lines().count(), 1, "{}", t.known_hosts());
     let down = t.run(&["down", "test", "--yes"]);
     down.expect_code(0);
     assert!(
@@ -648,6 +653,15 @@ fn down_removes_what_it_created_and_nothing_else() {
         "{}",
         down.dump()
     );
+    // The host key pinned for the instances' address goes with them: a later machine given
+    // that address is not refused as a "changed key".
+    assert!(
+        down.stderr
+            .contains("ec2: forgot 1 pinned host key(s) of terminated instances"),
+        "{}",
+        down.dump()
+    );
+    assert_eq!(t.known_hosts(), "", "pins left after down");
     let acc = t.moto.account();
     for id in ours.values() {
         assert_eq!(acc.state_of(id), "terminated");
@@ -740,6 +754,35 @@ fn full_path_from_no_instance_to_the_playbook_applied() {
         "{}",
         again.dump()
     );
+    assert_eq!(t.moto.account().ours(), acc.ours());
+
+    // The operator commands find the instance through the EC2 API too (nothing is created).
+    let exec = t.run(&["exec", "test", "--", &format!("cat {dir}/index.html")]);
+    exec.expect_code(0);
+    assert!(
+        exec.stdout.contains("[shop-test-web-1] <h1>shop</h1>"),
+        "{}",
+        exec.dump()
+    );
+    let releases = t.run(&["releases", "test"]);
+    releases.expect_code(0);
+    assert!(
+        releases.stdout.contains("[shop-test-web-1] 1 release(s)"),
+        "{}",
+        releases.dump()
+    );
+    let status = t.run(&["status", "test"]);
+    status.expect_code(0);
+    assert!(
+        status
+            .stdout
+            .contains("[shop-test-web-1] lock:        free"),
+        "{}",
+        status.dump()
+    );
+    let ssh = t.run(&["ssh", "test", "shop-test-web-1", "--", "echo", "via-ssh"]);
+    ssh.expect_code(0);
+    assert!(ssh.stdout.contains("via-ssh"), "{}", ssh.dump());
     assert_eq!(t.moto.account().ours(), acc.ours());
 }
 

@@ -732,7 +732,15 @@ pub async fn print_hosts(
 
 /// `provision down <env>`: terminate the env's instances, delete the group and key pair
 /// provision created for it. Asks for the env name on a terminal, else needs `--yes`.
-pub async fn down(project: &Project, env: &Env, opts: Options) -> Result<i32, ConfigError> {
+/// `provision down <env>`: terminate the env's instances, delete its security group and key
+/// pair (what provision created, by tag), and forget the host keys pinned for the instances.
+/// `resolve` as for [`hosts_for_run`].
+pub async fn down(
+    project: &Project,
+    env: &Env,
+    opts: Options,
+    resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
+) -> Result<i32, ConfigError> {
     let Some(desired) = &env.ec2 else {
         return Err(ConfigError::new(
             &project.file,
@@ -744,13 +752,13 @@ pub async fn down(project: &Project, env: &Env, opts: Options) -> Result<i32, Co
     };
     #[cfg(feature = "ec2")]
     {
-        run::down(project, desired, opts)
+        run::down(project, env, desired, opts, &resolve)
             .await
             .or_else(Stop::into_result)
     }
     #[cfg(not(feature = "ec2"))]
     {
-        let _ = (desired, opts);
+        let _ = (desired, opts, resolve);
         not_built(project, env).into_result()
     }
 }

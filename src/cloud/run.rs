@@ -170,6 +170,8 @@ pub(super) async fn hosts_for_run(
         &user_data,
     )
     .await?;
+    let kept: Vec<Instance> = plan.keep.iter().chain(&plan.start).cloned().collect();
+    forget_pins(project, env, d, &plan.terminate, &kept, resolve)?;
     let deadline = Instant::now() + d.ssh_timeout;
     let mut waiting: Vec<String> = created.clone();
     waiting.extend(plan.start.iter().map(|i| i.id.clone()));
@@ -205,6 +207,64 @@ pub(super) async fn hosts_for_run(
         hosts: crate::inventory::ec2::select(hosts, limit, &project.file)?,
         ec2_pending: false,
     })
+}
+
+/// After terminating `gone`: drop the host keys provision pinned for their addresses, since a
+/// cloud address is handed to another machine later and its key would be refused as
+/// "changed". An address that a static host or a `kept` instance also uses keeps its pin.
+fn forget_pins(
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    gone: &[Instance],
+    kept: &[Instance],
+    resolve: Resolve<'_>,
+) -> Result<(), Stop> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let all: Vec<Ec2Host> = gone
+        .iter()
+        .chain(kept)
+        .filter(|i| i.address(d.address).is_some())
+        .map(|i| Ec2Host {
+            instance: i.clone(),
+            created: false,
+        })
+        .collect();
+    let pairs = crate::inventory::ec2::hosts(env, d, &all, &project.file, resolve)?;
+    let at = |h: &Host| (h.connect.address.clone(), h.connect.port);
+    let is_gone = |e: &Option<Ec2Host>| {
+        e.as_ref()
+            .is_some_and(|e| gone.iter().any(|g| g.id == e.instance.id))
+    };
+    let still_used: Vec<_> = pairs
+        .iter()
+        .filter(|(_, e)| !is_gone(e))
+        .map(|(h, _)| at(h))
+        .collect();
+    let mut by_file: std::collections::BTreeMap<&std::path::Path, Vec<(String, u16)>> =
+        Default::default();
+    for (h, _) in pairs.iter().filter(|(_, e)| is_gone(e)) {
+        if !still_used.contains(&at(h)) {
+            let file = h.connect.project_known_hosts.as_path();
+            by_file.entry(file).or_default().push(at(h));
+        }
+    }
+    for (file, hosts) in by_file {
+        match crate::transport::ssh::forget_pins(file, &hosts) {
+            Ok(0) => {}
+            Ok(n) => progress(&format!(
+                "ec2: forgot {n} pinned host key(s) of terminated instances ({})",
+                file.display()
+            )),
+            Err(e) => progress(&format!(
+                "ec2: could not forget the host keys of terminated instances in {}: {e}",
+                file.display()
+            )),
+        }
+    }
+    Ok(())
 }
 
 /// Static hosts plus these instances, as inventory hosts.
@@ -671,7 +731,13 @@ pub(super) async fn print_hosts(
     Ok(exit::OK)
 }
 
-pub(super) async fn down(project: &Project, d: &Ec2Env, opts: Options) -> Result<i32, Stop> {
+pub(super) async fn down(
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    opts: Options,
+    resolve: Resolve<'_>,
+) -> Result<i32, Stop> {
     let ec2 = connect(d).await?;
     let instances: Vec<Instance> = ec2.instances(&d.app, &d.env).await.map_err(fail)?;
     let groups = ec2.our_groups(&d.app, &d.env).await.map_err(fail)?;
@@ -722,6 +788,7 @@ pub(super) async fn down(project: &Project, d: &Ec2Env, opts: Options) -> Result
         let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
         progress(&format!("ec2: terminating {}", labels(&instances)));
         ec2.terminate(&ids).await.map_err(fail)?;
+        forget_pins(project, env, d, &instances, &[], resolve)?;
         wait_state(
             &ec2,
             &ids,

@@ -8,7 +8,8 @@ pub mod ssh;
 pub mod status;
 pub mod unlock;
 
-use crate::config::{ConfigError, Env, Project};
+use crate::cloud::Stop;
+use crate::config::{Env, Project};
 use crate::inventory::{Access, Host};
 use crate::secrets::{Redactor, Secrets};
 use crate::transport::script::quote;
@@ -27,18 +28,21 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn load(
+    /// The env's hosts as they are: its static hosts and, for an env with `ec2`, its running
+    /// instances (read from the EC2 API; nothing is created or started).
+    pub async fn load(
         config: Option<&Path>,
         env_name: &str,
         limit: Option<&str>,
         access: &Access,
-    ) -> Result<Target, ConfigError> {
+    ) -> Result<Target, Stop> {
         let project = Project::load(&Project::locate(config)?)?;
         let env = project.env(env_name)?.clone();
         let redactor = Redactor::default();
         // Loaded only so that secret values in what the hosts print are masked.
         let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
-        let hosts = crate::inventory::resolve_with(&project, &env, limit, access)?;
+        let resolve = |e: &Env| crate::inventory::resolve_with(&project, e, None, access);
+        let hosts = crate::cloud::running_hosts(&project, &env, limit, resolve).await?;
         mask_playbook_secrets(&project, &env, secrets, &hosts);
         let prelude = prelude(&env);
         Ok(Target {

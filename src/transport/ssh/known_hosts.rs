@@ -306,6 +306,37 @@ fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// Remove the keys provision pinned for these hosts (`(address, port)`) from the project
+/// known_hosts file: the lines it wrote itself, whose host field is exactly the host's
+/// `[addr]:port` (or `addr`) name. For `down`: a cloud address is handed to another machine
+/// later, whose key would then be refused as "changed". Other lines (hand-written patterns,
+/// hashed names, comments) are kept as they are. The file is replaced by rename, never left
+/// half-written. Returns how many lines went.
+pub fn forget_pins(file: &Path, hosts: &[(String, u16)]) -> std::io::Result<usize> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let names: Vec<String> = hosts.iter().map(|(a, p)| host_token(a, *p)).collect();
+    let mut removed = 0;
+    let mut kept = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if names.iter().any(|n| n == first) {
+            removed += 1;
+        } else {
+            kept.push_str(line);
+        }
+    }
+    if removed > 0 {
+        let tmp = file.with_extension(format!("provision-tmp-{}", std::process::id()));
+        std::fs::write(&tmp, kept)?;
+        std::fs::rename(&tmp, file)?;
+    }
+    Ok(removed)
+}
+
 /// Entries of `file` matching any of `lookup`. A missing or unreadable file has no entries;
 /// malformed lines are skipped, as OpenSSH does.
 fn read_entries(file: &Path, lookup: &[String]) -> Vec<Entry> {
@@ -423,6 +454,34 @@ mod tests {
     use super::*;
 
     const KEY_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+
+    #[test]
+    fn forget_pins_removes_only_the_exact_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let text = format!(
+            "# hand-written\n[10.0.0.5]:22022 ssh-ed25519 {KEY_A}\n10.0.0.6 ssh-ed25519 {KEY_A}\n[10.0.0.*]:22022 ssh-ed25519 {KEY_A}\n[10.0.0.50]:22022 ssh-ed25519 {KEY_A}\n10.0.0.6,web ssh-ed25519 {KEY_A}"
+        );
+        std::fs::write(&file, &text).unwrap();
+        let hosts = [
+            ("10.0.0.5".to_string(), 22022),
+            ("10.0.0.6".to_string(), 22),
+        ];
+        assert_eq!(forget_pins(&file, &hosts).unwrap(), 2);
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            format!(
+                "# hand-written\n[10.0.0.*]:22022 ssh-ed25519 {KEY_A}\n[10.0.0.50]:22022 ssh-ed25519 {KEY_A}\n10.0.0.6,web ssh-ed25519 {KEY_A}"
+            )
+        );
+        assert_eq!(forget_pins(&file, &hosts).unwrap(), 0);
+        assert_eq!(forget_pins(&dir.path().join("none"), &hosts).unwrap(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
 
     #[test]
     fn glob_and_negation() {

@@ -26,7 +26,7 @@ use super::{ConnectError, ConnectSpec, ExecError, ExecOutput, Transport, script}
 use handler::ClientHandler;
 
 pub use keyfile::{PASSPHRASE_ENV, check_inline_key, check_key_file};
-pub use known_hosts::{entries_in as known_hosts_entries, parse_pin};
+pub use known_hosts::{entries_in as known_hosts_entries, forget_pins, parse_pin};
 
 /// The decoded (and, with its passphrase, decrypted) private key given as text, in OpenSSH
 /// format: what `provision ssh` hands the system ssh client in a private temp file.
