@@ -22,6 +22,11 @@ static CACHE: LazyLock<Mutex<HashMap<PathBuf, Arc<PrivateKey>>>> = LazyLock::new
 /// Parallel connects must not prompt on the terminal at the same time.
 static PROMPT_LOCK: Mutex<()> = Mutex::new(());
 
+/// Keys whose passphrase the person failed to give (three wrong answers, or the terminal
+/// could not be read), with the reason: every other host of the run gets the same answer at
+/// once instead of three more prompts each.
+static GAVE_UP: LazyLock<Mutex<HashMap<PathBuf, String>>> = LazyLock::new(Default::default);
+
 /// Load (and decrypt if needed) the key at `path`. Runs on the blocking pool because
 /// decryption and the prompt block.
 pub(super) async fn load(path: &Path, allow_prompt: bool) -> Result<Arc<PrivateKey>, ConnectError> {
@@ -70,6 +75,20 @@ fn decrypt(path: &Path, allow_prompt: bool) -> Result<Arc<PrivateKey>, ConnectEr
     if let Some(key) = cached(path) {
         return Ok(key);
     }
+    let mut gave_up = GAVE_UP.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(reason) = gave_up.get(path) {
+        return Err(key_error(path, reason.clone()));
+    }
+    let reason = match ask_three_times(path) {
+        Ok(key) => return Ok(key),
+        Err(reason) => reason,
+    };
+    gave_up.insert(path.to_path_buf(), reason.clone());
+    Err(key_error(path, reason))
+}
+
+/// Prompt up to three times; the decrypted key (remembered for the run), or why not.
+fn ask_three_times(path: &Path) -> Result<Arc<PrivateKey>, String> {
     for _ in 0..3 {
         let pass = prompt(path)?;
         if let Ok(key) = load_secret_key(path, Some(&pass)) {
@@ -79,7 +98,7 @@ fn decrypt(path: &Path, allow_prompt: bool) -> Result<Arc<PrivateKey>, ConnectEr
         }
         let _ = console::Term::stderr().write_line("Bad passphrase, try again.");
     }
-    Err(key_error(path, "wrong passphrase".into()))
+    Err("wrong passphrase (asked three times)".into())
 }
 
 /// Decoded inline keys by source (`$PROVISION_SSH_KEY`, `stdin`).
@@ -205,11 +224,11 @@ fn load_inline_blocking(key: &InlineKey) -> Result<Arc<PrivateKey>, ConnectError
     Ok(decoded)
 }
 
-fn prompt(path: &Path) -> Result<String, ConnectError> {
+fn prompt(path: &Path) -> Result<String, String> {
     let term = console::Term::stderr();
     term.write_str(&format!("Enter passphrase for key '{}': ", path.display()))
         .and_then(|_| term.read_secure_line())
-        .map_err(|e| key_error(path, format!("cannot read the passphrase: {e}")))
+        .map_err(|e| format!("cannot read the passphrase: {e}"))
 }
 
 fn cached(path: &Path) -> Option<Arc<PrivateKey>> {

@@ -1,0 +1,250 @@
+//! What a person at a terminal sees: the binary run on a real pseudo-terminal (Python's `pty`
+//! module drives it, answering prompts as a person would, only after they appear).
+//! - `up` on a terminal draws the live per-host view (indicatif) and ends with the recap;
+//!   secret values are masked there too; a second `up` says nothing changed.
+//! - An encrypted key file is asked for once on the terminal (not echoed), a wrong passphrase
+//!   is asked again, and the right one is used for every host of the run.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use support::*;
+
+/// Runs `argv` on a new pty (120 columns), answering each `(expect, send)` in order once
+/// `expect` has appeared in the output after the previous answer. Prints a JSON object: the
+/// whole output, the exit code, and how many answers were sent.
+const PTY_DRIVER: &str = r#"
+import fcntl, json, os, pty, select, signal, struct, sys, termios, time
+script = json.loads(sys.argv[1])
+argv = sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+out, pos, sent = b"", 0, 0
+deadline = time.time() + 120
+while time.time() < deadline:
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            break
+        out += data
+    while sent < len(script):
+        at = out.find(script[sent][0].encode(), pos)
+        if at < 0:
+            break
+        pos = at + len(script[sent][0])
+        time.sleep(0.2)  # a person types after reading the prompt
+        os.write(fd, script[sent][1].encode())
+        sent += 1
+else:
+    os.kill(pid, signal.SIGKILL)
+_, status = os.waitpid(pid, 0)
+code = os.waitstatus_to_exitcode(status)
+print(json.dumps({"out": out.decode("utf-8", "replace"), "code": code, "sent": sent}))
+"#;
+
+struct TtyRun {
+    /// Everything the terminal received, escape sequences included.
+    raw: String,
+    code: i32,
+    /// Prompts answered.
+    sent: u64,
+}
+
+impl TtyRun {
+    /// The text with ANSI escape sequences and carriage returns taken out.
+    fn text(&self) -> String {
+        let mut out = String::new();
+        let mut chars = self.raw.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\x1b' => {
+                    // CSI: ESC [ params final-byte (0x40..=0x7e).
+                    if chars.peek() == Some(&'[') {
+                        chars.next();
+                        for c in chars.by_ref() {
+                            if ('\x40'..='\x7e').contains(&c) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                '\r' => {}
+                c => out.push(c),
+            }
+        }
+        out
+    }
+}
+
+/// Run provision on a pty in `p`'s project, with the person's answers in `script`.
+fn on_tty(p: &Project, args: &[&str], script: &[(&str, &str)], env: &[(&str, &str)]) -> TtyRun {
+    let mut argv = vec![
+        env!("CARGO_BIN_EXE_provision").to_string(),
+        "-C".into(),
+        p.dir.path().display().to_string(),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let script = serde_json::to_string(script).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c")
+        .arg(PTY_DRIVER)
+        .arg(script)
+        .args(&argv)
+        // A person's terminal: no CI, a terminal type, colours allowed.
+        .env_remove("CI")
+        .env_remove("NO_COLOR")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("SSH_AGENT_PID")
+        .env("HOME", &p.home)
+        .env("TERM", "xterm-256color");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run python3 (the pty driver)");
+    assert!(
+        out.status.success(),
+        "pty driver failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("driver JSON");
+    TtyRun {
+        raw: v["out"].as_str().unwrap().to_string(),
+        code: v["code"].as_i64().unwrap() as i32,
+        sent: v["sent"].as_u64().unwrap(),
+    }
+}
+
+#[test]
+fn up_on_a_terminal_draws_the_live_view_and_masks_secrets() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshds = start_many(&key, 2);
+    let p = Project::new();
+    let hosts: Vec<String> = sshds.iter().map(|s| s.addr("root")).collect();
+    let secret = "tty-secret-Zq81mVw3";
+    p.write(
+        "provision.toml",
+        &format!(
+            "{}secrets = \"secrets/test.env\"\n",
+            project_toml("tty", &hosts, &key, "")
+        ),
+    );
+    p.write("secrets/test.env", &format!("API_TOKEN={secret}\n"));
+    let dir = p.remote_path("site");
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"site dir\"\ndirectory = {{ path = \"{dir}/{{{{ host.name }}}}\" }}\n\n\
+             [[step]]\nname = \"env\"\nenv_file = {{ dest = \"{dir}/{{{{ host.name }}}}/app.env\" }}\n\n\
+             [[step]]\nname = \"say\"\ncommand = {{ run = \"cat {dir}/{{{{ host.name }}}}/app.env; sleep 1; touch {dir}/{{{{ host.name }}}}/said\", creates = \"{dir}/{{{{ host.name }}}}/said\" }}\n"
+        ),
+    );
+
+    let first = on_tty(&p, &["up", "test", "-v"], &[], &[]);
+    let text = first.text();
+    assert_eq!(first.code, 0, "{text}");
+    // Colour and cursor control: the live view, not plain lines.
+    assert!(first.raw.contains("\x1b["), "no escape sequences: {text}");
+    for h in &hosts {
+        let name = h.split('@').nth(1).unwrap();
+        assert!(text.contains(name), "host {name} missing: {text}");
+    }
+    assert!(text.contains("site dir") && text.contains("env"), "{text}");
+    assert!(
+        text.contains("API_TOKEN=********"),
+        "the command's output is shown, masked: {text}"
+    );
+    assert!(
+        !first.raw.contains(secret),
+        "secret on the terminal: {text}"
+    );
+    assert!(
+        text.contains("2 hosts: 0 failed, 0 unreachable; 6 changed"),
+        "{text}"
+    );
+
+    let again = on_tty(&p, &["up", "test"], &[], &[]);
+    let text = again.text();
+    assert_eq!(again.code, 0, "{text}");
+    assert!(text.contains("0 changed"), "{text}");
+    assert!(!again.raw.contains(secret), "{text}");
+}
+
+/// Encrypt `key` in place with `pass` (the server keeps trusting its public half).
+fn encrypt(key: &Path, pass: &str) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", pass, "-f"])
+        .arg(key)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("ssh-keygen -p");
+    assert!(st.success());
+}
+
+#[test]
+fn an_encrypted_key_is_asked_for_once_on_the_terminal_and_never_echoed() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let pass = "correct horse 7Qv";
+    encrypt(&key.private, pass);
+    let sshds = start_many(&key, 3);
+    let p = Project::new();
+    let hosts: Vec<String> = sshds.iter().map(|s| s.addr("root")).collect();
+    p.write("provision.toml", &project_toml("ttykey", &hosts, &key, ""));
+
+    let prompt = "Enter passphrase for key";
+    // A wrong passphrase first: asked again; then the right one, used for all three hosts.
+    let r = on_tty(
+        &p,
+        &["exec", "test", "--", "echo", "hello-from-host"],
+        &[(prompt, "wrong one\n"), (prompt, &format!("{pass}\n"))],
+        &[],
+    );
+    let text = r.text();
+    assert_eq!(r.code, 0, "{text}");
+    assert_eq!(r.sent, 2, "{text}");
+    assert_eq!(
+        text.matches(prompt).count(),
+        2,
+        "asked once more after the wrong one: {text}"
+    );
+    assert!(text.contains("Bad passphrase, try again."), "{text}");
+    assert_eq!(text.matches("hello-from-host").count(), 3, "{text}");
+    assert!(!r.raw.contains(pass), "the passphrase was echoed: {text}");
+    assert!(
+        !r.raw.contains("wrong one"),
+        "the passphrase was echoed: {text}"
+    );
+
+    // Three wrong answers: no more prompts for the other hosts, a clear error naming the key
+    // file on each, exit 4 (no host reached).
+    let r = on_tty(
+        &p,
+        &["exec", "test", "--", "true"],
+        &[(prompt, "a\n"), (prompt, "b\n"), (prompt, "c\n")],
+        &[],
+    );
+    let text = r.text();
+    assert_eq!(r.code, 4, "{text}");
+    assert_eq!(
+        text.matches(prompt).count(),
+        3,
+        "three prompts in all, not three per host: {text}"
+    );
+    assert_eq!(
+        text.matches("wrong passphrase (asked three times)").count(),
+        3,
+        "every host says why: {text}"
+    );
+    assert!(
+        text.contains(&key.private.display().to_string()),
+        "names the key file: {text}"
+    );
+}
