@@ -40,6 +40,10 @@ impl Human {
 
 impl Reporter for Human {
     fn event(&self, ev: &Event) {
+        if let Some((_, line)) = super::host_notice(ev, self.color) {
+            self.print(&line);
+            return;
+        }
         let mut st = self.state.lock().expect("reporter lock");
         match ev {
             Event::RunStarted {
@@ -75,18 +79,6 @@ impl Reporter for Human {
                     st.bars.insert(h.clone(), bar);
                 }
             }
-            Event::HostUnreachable { host, error } => {
-                self.print(&format!(
-                    "[{host}] {}: {error}",
-                    super::paint("UNREACHABLE", Status::Failed, self.color)
-                ));
-            }
-            Event::HostWarning { host, message } => {
-                self.print(&format!(
-                    "[{host}] {}: {message}",
-                    super::paint("WARNING", Status::Changed, self.color)
-                ));
-            }
             Event::StepStarted { host, step, .. } => {
                 if let Some(b) = st.bars.get(host) {
                     b.set_message(step.clone());
@@ -99,7 +91,6 @@ impl Reporter for Human {
                     self.print(&s);
                 }
             }
-            Event::Debug { host, message } => self.print(&format!("[{host}] debug: {message}")),
             Event::HostFinished {
                 host,
                 counts,

@@ -99,6 +99,29 @@ impl Sink {
     }
 }
 
+/// The one line both text reporters print for a host-level event that is not a step result
+/// (unreachable, warning, -vv debug), with the host it belongs to.
+pub(crate) fn host_notice(ev: &Event, color: bool) -> Option<(&str, String)> {
+    match ev {
+        Event::HostUnreachable { host, error } => Some((
+            host,
+            format!(
+                "[{host}] {}: {error}",
+                paint("UNREACHABLE", Status::Failed, color)
+            ),
+        )),
+        Event::HostWarning { host, message } => Some((
+            host,
+            format!(
+                "[{host}] {}: {message}",
+                paint("WARNING", Status::Changed, color)
+            ),
+        )),
+        Event::Debug { host, message } => Some((host, format!("[{host}] debug: {message}"))),
+        _ => None,
+    }
+}
+
 /// Shared formatting: "3.2s" / "140ms".
 pub(crate) fn fmt_ms(ms: u64) -> String {
     if ms >= 1000 {

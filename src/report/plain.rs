@@ -219,6 +219,13 @@ impl Reporter for Plain {
         let mut st = self.state.lock().expect("reporter lock");
         let st = &mut *st;
         let loud = !self.quiet;
+        if let Some((host, line)) = super::host_notice(ev, self.color) {
+            // -q keeps what needs acting on (unreachable, warnings), not -vv chatter.
+            if loud || !matches!(ev, Event::Debug { .. }) {
+                self.host_out(st, host, line);
+            }
+            return;
+        }
         match ev {
             Event::RunStarted {
                 env,
@@ -239,27 +246,10 @@ impl Reporter for Plain {
             Event::HostConnected { host, ms } if loud && self.verbosity >= 1 => {
                 self.host_out(st, host, format!("[{host}] connected ({})", fmt_ms(*ms)));
             }
-            Event::HostUnreachable { host, error } => {
-                let line = format!(
-                    "[{host}] {}: {error}",
-                    paint("UNREACHABLE", Status::Failed, self.color)
-                );
-                self.host_out(st, host, line);
-            }
-            Event::HostWarning { host, message } => {
-                let line = format!(
-                    "[{host}] {}: {message}",
-                    paint("WARNING", Status::Changed, self.color)
-                );
-                self.host_out(st, host, line);
-            }
             Event::StepFinished { host, status, .. } if loud || *status == Status::Failed => {
                 if let Some(s) = step_lines(ev, st.mode, self.verbosity, self.color) {
                     self.host_out(st, host, s);
                 }
-            }
-            Event::Debug { host, message } if loud => {
-                self.host_out(st, host, format!("[{host}] debug: {message}"));
             }
             Event::HostFinished {
                 host,
