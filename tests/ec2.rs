@@ -823,6 +823,18 @@ fn aws_errors_are_one_sentence_with_the_code() {
         "no Debug dump: {}",
         up.dump()
     );
+    // The operator commands read the instances the same way, and fail the same way.
+    let exec = t.run_with(
+        &["exec", "test", "--", "true"],
+        &[("AWS_ENDPOINT_URL", Some(&closed))],
+    );
+    exec.expect_code(3);
+    assert!(
+        exec.stderr.trim().starts_with("error: EC2 DescribeInstances failed: ")
+            && exec.stderr.contains("cannot reach the EC2 endpoint"),
+        "{}",
+        exec.dump()
+    );
 
     // No credentials anywhere (no env, no profile, no instance metadata).
     let up = t.run_with(
