@@ -11,7 +11,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use support::{ClientKey, Project, Run, Sshd};
+use support::{ClientKey, Project, Run, Servers, Sshd};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bad_input");
 const BASE: &str = "_base";
@@ -203,7 +203,7 @@ fn run_case(sshd: &Sshd, key: &ClientKey, case: &str) -> Result<(), String> {
     let run = if expect.env.is_empty() {
         project.run(&args)
     } else {
-        run_with_env(&project, &args, &expect.env)
+        project.run_env(&args, &expect.env)
     };
     let sshd_saw = sshd.log().get(log_before..).unwrap_or_default().to_string();
     if expect.exit != 1 {
@@ -235,30 +235,6 @@ fn run_case(sshd: &Sshd, key: &ClientKey, case: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{}\n{}", problems.join("\n"), run.dump()))
-    }
-}
-
-/// `Project::run` with more environment variables (config errors only: no timeout needed).
-fn run_with_env(project: &Project, args: &[&str], env: &[(String, String)]) -> Run {
-    let started = std::time::Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("-C")
-        .arg(project.dir.path())
-        .args(args)
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("SSH_AGENT_PID")
-        .env("HOME", &project.home)
-        .env("NO_COLOR", "1")
-        .env("CI", "1")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the provision binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: started.elapsed(),
     }
 }
 
@@ -330,10 +306,9 @@ fn check_run(run: &Run, expect: &Expect, problems: &mut Vec<String>) {
 
 #[test]
 fn every_bad_input_is_reported_with_its_location_and_touches_no_host() {
-    let keys = tempfile::tempdir().expect("key dir");
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    wait_quiet(&sshd);
+    let servers = Servers::start(1);
+    let (sshd, key) = (servers.sshd(), &servers.key);
+    wait_quiet(sshd);
     let cases = cases();
     assert!(
         cases.len() >= 50,
@@ -343,7 +318,7 @@ fn every_bad_input_is_reported_with_its_location_and_touches_no_host() {
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|case| {
-            run_case(&sshd, &key, case)
+            run_case(sshd, key, case)
                 .err()
                 .map(|e| format!("=== {case}: {e}"))
         })
@@ -361,10 +336,8 @@ fn every_bad_input_is_reported_with_its_location_and_touches_no_host() {
 /// "the marker is absent" in the cases above means something.
 #[test]
 fn the_base_project_converges_and_its_first_step_creates_the_marker() {
-    let keys = tempfile::tempdir().expect("key dir");
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    let (project, _) = materialize(&sshd, &key, None, None);
+    let servers = Servers::start(1);
+    let (project, _) = materialize(servers.sshd(), &servers.key, None, None);
     let run = project.run(&["up", "test"]);
     run.expect_code(0);
     assert!(

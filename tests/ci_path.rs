@@ -364,10 +364,9 @@ fn github_workflow_deploys_then_changes_nothing_and_refuses_a_wrong_host_key() {
 /// GitLab variable must be and the host key pinned by its fingerprint.
 #[test]
 fn gitlab_job_deploys_with_a_base64_key_and_a_fingerprint() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    let p = ci_project(&sshd);
+    let servers = Servers::start(1);
+    let (key, sshd) = (&servers.key, servers.sshd());
+    let p = ci_project(sshd);
     let bin = bin_dir();
     let yaml = example("gitlab-ci.yml");
     let before = gitlab_list(&yaml, "deploy", "before_script");
@@ -389,7 +388,7 @@ fn gitlab_job_deploys_with_a_base64_key_and_a_fingerprint() {
             .stdin
             .take()
             .unwrap()
-            .write_all(key_text(&key).as_bytes())
+            .write_all(key_text(key).as_bytes())
             .unwrap();
         String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
     };
@@ -821,17 +820,17 @@ fn every_event_variant_matches_the_schema() {
 /// unreachable host, and the per-host lines of exec, status, releases, hosts and unlock.
 #[test]
 fn json_events_of_real_runs_match_the_schema() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
+    let servers = Servers::start(1);
     let p = Project::new();
     let dead = format!("root@127.0.0.1:{}", closed_port());
     p.write(
         "provision.toml",
-        &project_toml("schemaapp", &[sshd.addr("root")], &key, "retries = 0").replace(
-            "[env.test]",
-            &format!("[env.dead]\nhosts = [\"{dead}\"]\n\n[env.test]"),
-        ),
+        &servers
+            .project_toml("schemaapp", "root", "retries = 0")
+            .replace(
+                "[env.test]",
+                &format!("[env.dead]\nhosts = [\"{dead}\"]\n\n[env.test]"),
+            ),
     );
     let f = p.remote_path("f.txt");
     p.write("files/f.txt", "one\n");
@@ -894,15 +893,8 @@ fn json_events_of_real_runs_match_the_schema() {
 /// then the recap and the one-line summary.
 #[test]
 fn plain_output_groups_lines_per_host() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshds = start_many(&key, 3);
-    let p = Project::new();
-    let hosts: Vec<String> = sshds.iter().map(|s| s.addr("root")).collect();
-    p.write(
-        "provision.toml",
-        &project_toml("groupapp", &hosts, &key, "retries = 0"),
-    );
+    let s = Setup::new("groupapp", 3, "retries = 0");
+    let p = &s.p;
     // Steps that take turns across hosts: each sleeps 0.1 to 0.5s, by its shell's pid.
     let steps: String = (0..4)
         .map(|i| {

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::{ClientKey, Project, Sshd, project_toml};
+use support::{Project, SECRETS_ENV, Servers, Sshd};
 
 const BIG: usize = 8 << 20;
 const MEDIUM: usize = 3 << 20;
@@ -55,15 +55,8 @@ fn blob(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn setup(app: &str, sshd: &Sshd, key: &ClientKey) -> Project {
-    let p = Project::new();
-    p.write(
-        "provision.toml",
-        &format!(
-            "{}secrets = \"secrets/test.env\"\n",
-            project_toml(app, &[sshd.addr("root")], key, "")
-        ),
-    );
+fn setup(app: &str, servers: &Servers) -> Project {
+    let p = servers.project(app, "root", "", SECRETS_ENV);
     std::fs::create_dir_all(p.path("files")).unwrap();
     std::fs::write(p.path("files/big.bin"), blob(BIG, 1)).unwrap();
     std::fs::write(p.path("files/medium.bin"), blob(MEDIUM, 2)).unwrap();
@@ -119,16 +112,7 @@ fn temp_files(root: &Path) -> Vec<String> {
 }
 
 fn spawn_up(p: &Project) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("-C")
-        .arg(p.dir.path())
-        .args(["up", "test", "--output", "json"])
-        .env("HOME", &p.home)
-        .env("CI", "1")
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+    p.command(&["up", "test", "--output", "json"])
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn provision")
@@ -231,12 +215,11 @@ fn lock_path(sshd: &Sshd, app: &str) -> PathBuf {
 
 #[test]
 fn sigkill_at_any_point_leaves_no_partial_file_and_the_next_up_converges() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
+    let servers = Servers::start(1);
+    let sshd = servers.sshd();
 
     // The reference: one uninterrupted run of the same playbook and files.
-    let reference = setup("crash", &sshd, &key);
+    let reference = setup("crash", &servers);
     reference.run(&["up", "test"]).expect_code(0);
     let want = snapshot(&reference.remote);
     assert!(want.contains_key("app/big.bin") && want.contains_key("app/app.env"));
@@ -245,9 +228,9 @@ fn sigkill_at_any_point_leaves_no_partial_file_and_the_next_up_converges() {
         .filter(|(_, v)| !v.starts_with("dir"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    reset(&reference, &sshd, "crash");
+    reset(&reference, sshd, "crash");
 
-    let p = setup("crash", &sshd, &key);
+    let p = setup("crash", &servers);
     let mut points: Vec<Point> = (1..=13).map(Point::Event).collect();
     points.extend([60, 150, 250, 400, 650].map(|ms| Point::After(Duration::from_millis(ms))));
     points.extend([
@@ -262,7 +245,7 @@ fn sigkill_at_any_point_leaves_no_partial_file_and_the_next_up_converges() {
     let (mut landed, mut locks_reported, mut unlocked, mut noop_kept_lock) = (Vec::new(), 0, 0, 0);
     let mut problems = Vec::new();
     for point in points {
-        reset(&p, &sshd, "crash");
+        reset(&p, sshd, "crash");
         if !kill_at(&p, point) {
             eprintln!("{point:?}: the run finished before the kill");
             continue;
@@ -291,14 +274,14 @@ fn sigkill_at_any_point_leaves_no_partial_file_and_the_next_up_converges() {
 
         // The lock a killed deploy leaves: reported with owner and age, then taken over after
         // its TTL, or released with `provision unlock`.
-        if lock_path(&sshd, "crash").exists() {
+        if lock_path(sshd, "crash").exists() {
             let held = p.run(&["up", "test"]);
             let all = format!("{}{}", held.stdout, held.stderr);
             if held.code == 0 {
                 // Either the lock was older than its TTL and taken over, or every change had
                 // been made before the kill: a no-op run does not take the lock, so it stays
                 // until the next change or `unlock`. Both say so, naming owner and age.
-                if lock_path(&sshd, "crash").exists() {
+                if lock_path(sshd, "crash").exists() {
                     noop_kept_lock += 1;
                     if !(all.contains("WARNING: the deploy lock is held by")
                         && all.contains("s ago")
@@ -344,7 +327,7 @@ fn sigkill_at_any_point_leaves_no_partial_file_and_the_next_up_converges() {
                 "{point:?}: the end state differs from an uninterrupted run:\nwant {want:#?}\ngot {got:#?}"
             ));
         }
-        if lock_path(&sshd, "crash").exists() {
+        if lock_path(sshd, "crash").exists() {
             problems.push(format!("{point:?}: the lock outlived a finished up"));
         }
     }

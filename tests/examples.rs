@@ -15,9 +15,15 @@ use std::time::{Duration, Instant};
 use docker_support::*;
 use support::*;
 
+/// The `vars` of the examples that run PostgreSQL behind nginx: local images, loopback only.
+const NGINX_POSTGRES_VARS: &str = "http_bind = \"127.0.0.1\", db_image = \"provision-local/postgres:15\", nginx_image = \"provision-local/nginx:1\"";
+
 /// An example copied into a project, its app renamed `<app><pid>` so concurrent runs never
-/// share containers, and an `[env.test]` appended.
+/// share containers, and an `[env.test]` appended. What the app leaves on the Docker engine is
+/// removed before the test and when it ends.
 struct Example {
+    // Dropped first: the containers go before the host and project they were deployed from.
+    _cleanup: Cleanup,
     p: Project,
     app: String,
     _sshd: Sshd,
@@ -25,6 +31,13 @@ struct Example {
 }
 
 impl Example {
+    /// [`Example::new`] for an example that serves through nginx from PostgreSQL, with the
+    /// local nginx image built first.
+    fn with_nginx_and_postgres(name: &str) -> Example {
+        nginx_image();
+        Example::new(name, NGINX_POSTGRES_VARS)
+    }
+
     fn new(name: &str, env_vars: &str) -> Example {
         docker_host();
         let p = Project::new();
@@ -60,7 +73,9 @@ impl Example {
             "secrets/test.env",
             &format!("DB_PASSWORD=ex{}pw\n", std::process::id()),
         );
+        cleanup(&app);
         Example {
+            _cleanup: Cleanup(app.clone()),
             p,
             app,
             _sshd: sshd,
@@ -71,6 +86,51 @@ impl Example {
     fn up(&self, env: &str) -> Run {
         self.p
             .run_timeout(&["up", env, "--output", "json"], Duration::from_secs(300))
+    }
+
+    /// `up test` with one more variable (`-e name=value`): it succeeds.
+    #[track_caller]
+    fn up_with_var(&self, var: &str) -> Run {
+        let r = self.p.run_timeout(
+            &["up", "test", "--output", "json", "-e", var],
+            Duration::from_secs(300),
+        );
+        r.expect_code(0);
+        r
+    }
+
+    /// `sql` run by psql in the app's database container (`<app>-db`, user and database
+    /// named after the app), unaligned and without headers.
+    fn psql(&self, sql: &str) -> String {
+        docker(&[
+            "exec",
+            &format!("{}-db", self.app),
+            "psql",
+            "-U",
+            &self.app,
+            "-d",
+            &self.app,
+            "-tAc",
+            sql,
+        ])
+    }
+
+    /// The first `up`: it succeeds with no failed step.
+    #[track_caller]
+    fn first_up(&self) -> Run {
+        let r = self.up("test");
+        r.expect_code(0);
+        assert_eq!(r.failed(), 0, "{}", r.dump());
+        r
+    }
+
+    /// Another `up` right after one that converged: it succeeds and changes nothing.
+    #[track_caller]
+    fn up_changes_nothing(&self) -> Run {
+        let r = self.up("test");
+        r.expect_code(0);
+        assert_eq!(r.changed(), 0, "second run changes nothing\n{}", r.dump());
+        r
     }
 }
 
@@ -201,17 +261,9 @@ fn nginx_image() {
 
 #[test]
 fn compose_three_tier() {
-    nginx_image();
-    let ex = Example::new(
-        "compose-three-tier",
-        "http_bind = \"127.0.0.1\", db_image = \"provision-local/postgres:15\", nginx_image = \"provision-local/nginx:1\"",
-    );
-    let _c = Cleanup(ex.app.clone());
-    cleanup(&ex.app);
+    let ex = Example::with_nginx_and_postgres("compose-three-tier");
 
-    let r = ex.up("test");
-    r.expect_code(0);
-    assert_eq!(r.failed(), 0, "{}", r.dump());
+    let r = ex.first_up();
     assert_eq!(r.step("seed")["status"], "changed", "{}", r.dump());
 
     // Smoke: the seeded rows, through nginx, from the app.
@@ -236,22 +288,10 @@ fn compose_three_tier() {
         "{conf}"
     );
     // The seed ran once: the rows are in the database.
-    let rows = docker(&[
-        "exec",
-        &format!("{}-db", ex.app),
-        "psql",
-        "-U",
-        &ex.app,
-        "-d",
-        &ex.app,
-        "-tAc",
-        "SELECT count(*) FROM items",
-    ]);
+    let rows = ex.psql("SELECT count(*) FROM items");
     assert_eq!(rows, "3");
 
-    let r = ex.up("test");
-    r.expect_code(0);
-    assert_eq!(r.changed(), 0, "second run changes nothing\n{}", r.dump());
+    let r = ex.up_changes_nothing();
     assert_eq!(r.step("nginx reload")["status"], "skipped", "{}", r.dump());
 
     // A config change reaches nginx without recreating anything.
@@ -296,17 +336,9 @@ fn compose_three_tier() {
 
 #[test]
 fn django_style_workshop() {
-    nginx_image();
-    let ex = Example::new(
-        "django-style-workshop",
-        "http_bind = \"127.0.0.1\", db_image = \"provision-local/postgres:15\", nginx_image = \"provision-local/nginx:1\"",
-    );
-    let _c = Cleanup(ex.app.clone());
-    cleanup(&ex.app);
+    let ex = Example::with_nginx_and_postgres("django-style-workshop");
 
-    let r = ex.up("test");
-    r.expect_code(0);
-    assert_eq!(r.failed(), 0, "{}", r.dump());
+    ex.first_up();
 
     // Both replicas serve, each with its two workers; production mode; visits in PostgreSQL.
     let mut replicas = std::collections::BTreeSet::new();
@@ -320,17 +352,7 @@ fn django_style_workshop() {
     }
     assert_eq!(replicas, set(&["1", "2"]), "both replicas answer");
     assert_eq!(upstreams.len(), 4, "2 replicas x 2 workers: {upstreams:?}");
-    let visits = docker(&[
-        "exec",
-        &format!("{}-db", ex.app),
-        "psql",
-        "-U",
-        &ex.app,
-        "-d",
-        &ex.app,
-        "-tAc",
-        "SELECT count(DISTINCT replica) FROM visits",
-    ]);
+    let visits = ex.psql("SELECT count(DISTINCT replica) FROM visits");
     assert_eq!(visits, "2");
 
     // Static files: gzip and cache headers from nginx.
@@ -343,16 +365,10 @@ fn django_style_workshop() {
     );
     assert_eq!(header(&head, "Vary"), Some("Accept-Encoding"), "{head}");
 
-    let r = ex.up("test");
-    r.expect_code(0);
-    assert_eq!(r.changed(), 0, "second run changes nothing\n{}", r.dump());
+    ex.up_changes_nothing();
 
     // Development mode: the env var changes, both replicas are recreated, nginx follows.
-    let r = ex.p.run_timeout(
-        &["up", "test", "--output", "json", "-e", "mode=development"],
-        Duration::from_secs(300),
-    );
-    r.expect_code(0);
+    let r = ex.up_with_var("mode=development");
     assert_eq!(
         r.steps_with("changed"),
         set(&["app env", "web 1", "web 2", "nginx reload"]),
@@ -371,8 +387,6 @@ fn code_config_state() {
         "code-config-state",
         "http_bind = \"127.0.0.1\", base_image = \"provision-local/base:1\"",
     );
-    let _c = Cleanup(ex.app.clone());
-    cleanup(&ex.app);
     // The code's repository: examples/code-config-state/app as its root.
     let bare = ex.p.path("counter.git");
     let work = ex.p.path("counter-work");
@@ -405,9 +419,7 @@ fn code_config_state() {
     r.expect_code(0);
     assert_eq!(page().trim(), format!("Hello, visit 1 (code {sha1})"));
     assert_eq!(page().trim(), format!("Hello, visit 2 (code {sha1})"));
-    let r = ex.up("test");
-    r.expect_code(0);
-    assert_eq!(r.changed(), 0, "second run changes nothing\n{}", r.dump());
+    ex.up_changes_nothing();
 
     // New code, shipped by the updater: only code steps change; config and state are kept.
     let env_file = std::path::PathBuf::from(ex.p.remote_path("srv/.env"));
@@ -452,11 +464,7 @@ fn code_config_state() {
     assert_eq!(r.changed(), 0, "no new code: nothing to do\n{}", r.dump());
 
     // New config: the full deploy rewrites .env and compose recreates the app; state kept.
-    let r = ex.p.run_timeout(
-        &["up", "test", "--output", "json", "-e", "greeting=Bonjour"],
-        Duration::from_secs(300),
-    );
-    r.expect_code(0);
+    let r = ex.up_with_var("greeting=Bonjour");
     assert_eq!(
         r.steps_with("changed"),
         set(&["config", "stack"]),

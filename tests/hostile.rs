@@ -5,9 +5,9 @@
 mod support;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{ClientKey, Project, Sshd, ensure_user, project_toml};
+use support::{Project, SECRETS_ENV, Servers, Setup, ensure_user};
 
 /// A playbook touching every upload kind plus a command, all under `remote`.
 fn full_playbook(p: &Project) -> String {
@@ -21,27 +21,21 @@ fn full_playbook(p: &Project) -> String {
     )
 }
 
-fn full_project(p: &Project, sshd: &Sshd, key: &ClientKey, user: &str) {
-    p.write(
-        "provision.toml",
-        &format!(
-            "{}secrets = \"secrets/test.env\"\n",
-            project_toml("hostile", &[sshd.addr(user)], key, "")
-        ),
-    );
+fn full_project(servers: &Servers, user: &str) -> Project {
+    let p = servers.project("hostile", user, "", SECRETS_ENV);
     p.write("files/blob.txt", "hello\n");
     p.write(
         "templates/app.conf.j2",
         "app = {{ app }} on {{ host.name }}\n",
     );
     p.write("secrets/test.env", "TOKEN=hostile-canary-1\n");
-    p.write("playbooks/deploy.toml", &full_playbook(p));
+    p.write("playbooks/deploy.toml", &full_playbook(&p));
+    p
 }
 
 /// The full playbook converges for `user`, then a second run changes nothing.
-fn converges_as(user: &str, sshd: &Sshd, key: &ClientKey) {
-    let p = Project::new();
-    full_project(&p, sshd, key, user);
+fn converges_as(user: &str, servers: &Servers) {
+    let p = full_project(servers, user);
     let first = p.run(&["up", "test", "--output", "plain"]);
     first.expect_code(0);
     let app = p.remote.join("app");
@@ -80,6 +74,15 @@ fn set_shell(user: &str, shell: &str) {
     assert!(st.success(), "usermod -s {shell} {user}");
 }
 
+/// A server to log in to as the local `user` (created if missing), whose login shell is now
+/// `shell`.
+fn server_for(user: &str, shell: &str) -> Servers {
+    let servers = Servers::start(1);
+    ensure_user(user, false);
+    set_shell(user, shell);
+    servers
+}
+
 fn write_home_file(user: &str, name: &str, text: &str) {
     let path = format!("/home/{user}/{name}");
     std::fs::write(&path, text).unwrap();
@@ -91,12 +94,8 @@ fn write_home_file(user: &str, name: &str, text: &str) {
 
 #[test]
 fn dash_login_shell() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    ensure_user("prov_dash", false);
-    set_shell("prov_dash", "/bin/dash");
-    converges_as("prov_dash", &sshd, &key);
+    let servers = server_for("prov_dash", "/bin/dash");
+    converges_as("prov_dash", &servers);
 }
 
 #[test]
@@ -111,38 +110,25 @@ fn busybox_sh_login_shell() {
     if !sh.exists() {
         let _ = std::os::unix::fs::symlink("/bin/busybox", sh);
     }
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    ensure_user("prov_busybox", false);
-    set_shell("prov_busybox", "/opt/provision-test-busybox/sh");
-    converges_as("prov_busybox", &sshd, &key);
+    let servers = server_for("prov_busybox", "/opt/provision-test-busybox/sh");
+    converges_as("prov_busybox", &servers);
 }
 
 #[test]
 fn rc_files_that_print_text() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    ensure_user("prov_chatty", false);
-    set_shell("prov_chatty", "/bin/bash");
+    let servers = server_for("prov_chatty", "/bin/bash");
     let noise = "echo 'Welcome! rc noise on stdout'; echo 'rc noise on stderr' >&2\n";
     for f in [".bashrc", ".profile", ".bash_profile", ".bash_login"] {
         write_home_file("prov_chatty", f, noise);
     }
-    converges_as("prov_chatty", &sshd, &key);
+    converges_as("prov_chatty", &servers);
 }
 
 #[test]
 fn bashrc_that_exits_fails_with_a_clear_message() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    ensure_user("prov_exit", false);
-    set_shell("prov_exit", "/bin/bash");
+    let servers = server_for("prov_exit", "/bin/bash");
     write_home_file("prov_exit", ".bashrc", "echo 'broken rc'; exit 1\n");
-    let p = Project::new();
-    full_project(&p, &sshd, &key, "prov_exit");
+    let p = full_project(&servers, "prov_exit");
     let run = p.run(&["up", "test", "--output", "plain"]);
     assert_ne!(run.code, 0, "{}", run.dump());
     assert!(
@@ -159,14 +145,8 @@ fn bashrc_that_exits_fails_with_a_clear_message() {
 
 #[test]
 fn invalid_utf8_and_a_10_mb_line() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    let p = Project::new();
-    p.write(
-        "provision.toml",
-        &project_toml("hostile", &[sshd.addr("root")], &key, ""),
-    );
+    let s = Setup::new("hostile", 1, "");
+    let p = &s.p;
     // \377\376: never valid UTF-8; then 10 MB without a newline; on both streams.
     p.write(
         "playbooks/deploy.toml",
@@ -196,14 +176,8 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 
 #[test]
 fn a_hundred_megabytes_of_stdout_keeps_memory_bounded() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    let p = Project::new();
-    p.write(
-        "provision.toml",
-        &project_toml("hostile", &[sshd.addr("root")], &key, ""),
-    );
+    let s = Setup::new("hostile", 1, "");
+    let p = &s.p;
     let done = p.remote_path("done");
     p.write(
         "playbooks/deploy.toml",
@@ -214,17 +188,8 @@ fn a_hundred_megabytes_of_stdout_keeps_memory_bounded() {
     );
     for output in ["plain", "json"] {
         let _ = std::fs::remove_file(&done);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provision"))
-            .arg("-C")
-            .arg(p.dir.path())
-            .args(["up", "test", "--output", output])
-            .env("HOME", &p.home)
-            .env("CI", "1")
-            .env("NO_COLOR", "1")
-            .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut child = p
+            .command(&["up", "test", "--output", output])
             .spawn()
             .unwrap();
         let pid = child.id();

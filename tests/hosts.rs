@@ -13,14 +13,14 @@ use support::*;
 
 /// A project whose hosts are `servers` (as root) plus `extra_hosts`; `env_extra` is appended
 /// to `[env.test]`.
-fn project(
+fn project<'a>(
     key_dir: &Project,
-    servers: &[&Sshd],
+    servers: impl IntoIterator<Item = &'a Sshd>,
     extra_hosts: &[String],
     key: &ClientKey,
     env_extra: &str,
 ) {
-    let mut hosts: Vec<String> = servers.iter().map(|s| s.addr("root")).collect();
+    let mut hosts: Vec<String> = servers.into_iter().map(|s| s.addr("root")).collect();
     hosts.extend(extra_hosts.iter().cloned());
     let mut toml = project_toml("fleet", &hosts, key, "connect_timeout = \"5s\"");
     toml.push_str(env_extra);
@@ -61,6 +61,32 @@ fn setup(n: usize) -> (Project, ClientKey, Vec<Sshd>) {
     (p, key, servers)
 }
 
+/// [`setup`] with one server, and the project on it (`env_extra` as in [`project`]) with the
+/// marker playbook: the start of every host key test.
+fn one_host(env_extra: &str) -> (Project, ClientKey, Vec<Sshd>) {
+    let (p, key, servers) = setup(1);
+    project(&p, &servers, &[], &key, env_extra);
+    marker_playbook(&p, 0);
+    (p, key, servers)
+}
+
+/// The project on `targets`, reached through `bastion` (`ssh.jump`), with the marker playbook.
+fn behind_bastion<'a>(
+    p: &Project,
+    targets: impl IntoIterator<Item = &'a Sshd>,
+    key: &ClientKey,
+    bastion: &Sshd,
+) {
+    project(
+        p,
+        targets,
+        &[],
+        key,
+        &format!("ssh = {{ jump = \"root@127.0.0.1:{}\" }}", bastion.port),
+    );
+    marker_playbook(p, 0);
+}
+
 /// `SHA256:...` strings in a text.
 fn fingerprints(text: &str) -> BTreeSet<String> {
     text.split(|c: char| c.is_whitespace() || "(),;\"".contains(c))
@@ -78,13 +104,7 @@ fn five_hosts_converge_in_parallel_and_an_unreachable_one_is_reported() {
     let (p, key, servers) = setup(5);
     let dead_port = closed_port();
     let dead = format!("127.0.0.1:{dead_port}");
-    project(
-        &p,
-        &servers.iter().collect::<Vec<_>>(),
-        &[format!("root@{dead}")],
-        &key,
-        "",
-    );
+    project(&p, &servers, &[format!("root@{dead}")], &key, "");
     marker_playbook(&p, 3);
 
     let r = p.run(&["up", "test", "--output", "json"]);
@@ -167,13 +187,7 @@ fn five_hosts_converge_in_parallel_and_an_unreachable_one_is_reported() {
 fn unreachable_takes_precedence_over_a_failed_step() {
     let (p, key, servers) = setup(2);
     let dead = format!("127.0.0.1:{}", closed_port());
-    project(
-        &p,
-        &servers.iter().collect::<Vec<_>>(),
-        &[format!("root@{dead}")],
-        &key,
-        "",
-    );
+    project(&p, &servers, &[format!("root@{dead}")], &key, "");
     let r = p.remote.display();
     // The step fails on the first server only.
     p.write(
@@ -200,14 +214,14 @@ fn unreachable_takes_precedence_over_a_failed_step() {
     );
 
     // Without the dead host, the failure alone gives 3.
-    project(&p, &servers.iter().collect::<Vec<_>>(), &[], &key, "");
+    project(&p, &servers, &[], &key, "");
     p.run(&["up", "test", "--output", "json"]).expect_code(3);
 }
 
 #[test]
 fn limit_runs_only_the_named_host() {
     let (p, key, servers) = setup(3);
-    project(&p, &servers.iter().collect::<Vec<_>>(), &[], &key, "");
+    project(&p, &servers, &[], &key, "");
     marker_playbook(&p, 0);
     let chosen = &servers[1];
 
@@ -275,7 +289,7 @@ fn limit_by_role_runs_only_its_hosts() {
 #[test]
 fn forks_one_runs_hosts_one_at_a_time() {
     let (p, key, servers) = setup(3);
-    project(&p, &servers.iter().collect::<Vec<_>>(), &[], &key, "");
+    project(&p, &servers, &[], &key, "");
     marker_playbook(&p, 1);
 
     let r = p.run(&["up", "test", "--forks", "1", "--output", "json"]);
@@ -322,18 +336,23 @@ fn known_hosts(p: &Project) -> String {
     std::fs::read_to_string(p.path(".provision/known_hosts")).unwrap_or_default()
 }
 
-#[test]
-fn strict_refuses_an_unknown_host_and_touches_nothing() {
-    let (p, key, servers) = setup(1);
-    let sshd = &servers[0];
-    project(&p, &[sshd], &[], &key, "ssh = { known_hosts = \"strict\" }");
-    marker_playbook(&p, 0);
-
+/// `up` on a project whose one host is refused: exit 4, one `host_unreachable` event; its
+/// error message.
+#[track_caller]
+fn refused_host_error(p: &Project) -> String {
     let r = p.run(&["up", "test", "--output", "json"]);
     r.expect_code(4);
     let unreachable = r.events_of("host_unreachable");
     assert_eq!(unreachable.len(), 1, "{}", r.dump());
-    let error = unreachable[0]["error"].as_str().unwrap();
+    unreachable[0]["error"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn strict_refuses_an_unknown_host_and_touches_nothing() {
+    let (p, _, servers) = one_host("ssh = { known_hosts = \"strict\" }");
+    let sshd = &servers[0];
+
+    let error = refused_host_error(&p);
     assert!(error.contains("not known"), "{error}");
     assert!(
         error.contains(&sshd.fingerprint()),
@@ -360,10 +379,8 @@ fn strict_refuses_an_unknown_host_and_touches_nothing() {
 
 #[test]
 fn strict_accepts_a_key_from_the_users_known_hosts() {
-    let (p, key, servers) = setup(1);
+    let (p, _, servers) = one_host("ssh = { known_hosts = \"strict\" }");
     let sshd = &servers[0];
-    project(&p, &[sshd], &[], &key, "ssh = { known_hosts = \"strict\" }");
-    marker_playbook(&p, 0);
     std::fs::create_dir_all(p.home.join(".ssh")).unwrap();
     // Hashed by OpenSSH itself, as with `HashKnownHosts yes`.
     let user_file = p.home.join(".ssh/known_hosts");
@@ -396,10 +413,8 @@ fn strict_accepts_a_key_from_the_users_known_hosts() {
 
 #[test]
 fn accept_new_pins_the_key_and_strict_then_accepts_it() {
-    let (p, key, servers) = setup(1);
+    let (p, key, servers) = one_host("");
     let sshd = &servers[0];
-    project(&p, &[sshd], &[], &key, "");
-    marker_playbook(&p, 0);
 
     p.run(&["up", "test", "--output", "json"]).expect_code(0);
     assert!(marker(&p, sshd.port).exists());
@@ -412,7 +427,7 @@ fn accept_new_pins_the_key_and_strict_then_accepts_it() {
 
     // Strict now finds the pinned key.
     std::fs::remove_file(marker(&p, sshd.port)).unwrap();
-    project(&p, &[sshd], &[], &key, "ssh = { known_hosts = \"strict\" }");
+    project(&p, [sshd], &[], &key, "ssh = { known_hosts = \"strict\" }");
     let r = p.run(&["up", "test", "--output", "json"]);
     r.expect_code(0);
     assert_eq!(r.changed(), 1);
@@ -422,10 +437,8 @@ fn accept_new_pins_the_key_and_strict_then_accepts_it() {
 
 #[test]
 fn changed_host_key_is_refused_even_under_accept_new() {
-    let (p, key, mut servers) = setup(1);
+    let (p, key, mut servers) = one_host("");
     let sshd = &mut servers[0];
-    project(&p, &[sshd], &[], &key, "");
-    marker_playbook(&p, 0);
 
     // First contact pins the key (plan changes nothing on the host).
     p.run(&["plan", "test", "--output", "json"]).expect_code(0);
@@ -438,14 +451,10 @@ fn changed_host_key_is_refused_even_under_accept_new() {
     assert_ne!(old, new);
     let log_from = sshd.log().len();
 
-    let r = p.run(&["up", "test", "--output", "json"]);
-    r.expect_code(4);
-    let unreachable = r.events_of("host_unreachable");
-    assert_eq!(unreachable.len(), 1, "{}", r.dump());
-    let error = unreachable[0]["error"].as_str().unwrap();
+    let error = refused_host_error(&p);
     assert!(error.contains("HOST KEY CHANGED"), "{error}");
     assert_eq!(
-        fingerprints(error),
+        fingerprints(&error),
         set([old.clone(), new.clone()]),
         "both fingerprints are shown: {error}"
     );
@@ -465,7 +474,13 @@ fn changed_host_key_is_refused_even_under_accept_new() {
     );
 
     // Same under strict, and in the text output.
-    project(&p, &[sshd], &[], &key, "ssh = { known_hosts = \"strict\" }");
+    project(
+        &p,
+        [&*sshd],
+        &[],
+        &key,
+        "ssh = { known_hosts = \"strict\" }",
+    );
     let text = p.run(&["up", "test"]);
     text.expect_code(4);
     assert!(text.stdout.contains("HOST KEY CHANGED"), "{}", text.dump());
@@ -486,14 +501,7 @@ fn one_bastion_for_several_targets_is_pinned_once_and_checked() {
     let (p, key, mut servers) = setup(3);
     let mut bastion = servers.remove(0);
     let targets = servers;
-    project(
-        &p,
-        &targets.iter().collect::<Vec<_>>(),
-        &[],
-        &key,
-        &format!("ssh = {{ jump = \"root@127.0.0.1:{}\" }}", bastion.port),
-    );
-    marker_playbook(&p, 0);
+    behind_bastion(&p, &targets, &key, &bastion);
 
     let r = p.run(&["up", "test", "--output", "json"]);
     r.expect_code(0);
@@ -534,14 +542,7 @@ fn jump_host_reaches_the_target_through_the_bastion() {
     let (p, key, mut servers) = setup(2);
     let target = servers.pop().unwrap();
     let mut bastion = servers.pop().unwrap();
-    project(
-        &p,
-        &[&target],
-        &[],
-        &key,
-        &format!("ssh = {{ jump = \"root@127.0.0.1:{}\" }}", bastion.port),
-    );
-    marker_playbook(&p, 0);
+    behind_bastion(&p, [&target], &key, &bastion);
 
     let r = p.run(&["up", "test", "--output", "json"]);
     r.expect_code(0);

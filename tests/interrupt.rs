@@ -3,21 +3,14 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{ClientKey, Project, Sshd, project_toml};
+use support::Setup;
 
 #[test]
 fn sigint_finishes_the_running_step_then_stops_and_releases_the_lock() {
-    let key_dir = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(key_dir.path());
-    let sshd = Sshd::start(&key);
-    let p = Project::new();
+    let s = Setup::new("intr", 1, "");
+    let (p, sshd) = (&s.p, s.sshd());
     let (first, second) = (p.remote_path("first"), p.remote_path("second"));
-    p.write(
-        "provision.toml",
-        &project_toml("intr", &[sshd.addr("root")], &key, ""),
-    );
     p.write(
         "playbooks/deploy.toml",
         &format!(
@@ -25,16 +18,8 @@ fn sigint_finishes_the_running_step_then_stops_and_releases_the_lock() {
              [[step]]\nname = \"after\"\ncommand = {{ run = \"touch {second}\", creates = \"{second}\" }}\n"
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("-C")
-        .arg(p.dir.path())
-        .args(["up", "test", "--output", "plain"])
-        .env("HOME", &p.home)
-        .env("CI", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let child = p
+        .command(&["up", "test", "--output", "plain"])
         .spawn()
         .unwrap();
     // Wait until the slow step has started on the host (its lock is taken with that change).

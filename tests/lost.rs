@@ -8,9 +8,9 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{ClientKey, Project, Sshd, project_toml, start_many};
+use support::{ClientKey, Project, Setup, Sshd, project_toml};
 
 /// Pids of every descendant of `pid`.
 fn descendants(pid: u32) -> Vec<u32> {
@@ -69,20 +69,8 @@ fn kill_sessions(port: u16) {
 
 #[test]
 fn two_of_twenty_hosts_lost_mid_run_then_retry_failed_completes_them() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let servers: Vec<Sshd> = start_many(&key, 20);
-    let p = Project::new();
-    let hosts: Vec<String> = servers.iter().map(|s| s.addr("root")).collect();
-    p.write(
-        "provision.toml",
-        &project_toml(
-            "lost",
-            &hosts,
-            &key,
-            "retries = 0\nconnect_timeout = \"5s\"",
-        ),
-    );
+    let setup = Setup::new("lost", 20, "retries = 0\nconnect_timeout = \"5s\"");
+    let (p, servers) = (&setup.p, &setup.servers.sshds);
     let r = p.remote.display();
     p.write(
         "playbooks/deploy.toml",
@@ -93,16 +81,8 @@ fn two_of_twenty_hosts_lost_mid_run_then_retry_failed_completes_them() {
         ),
     );
     let victims: Vec<&Sshd> = vec![&servers[3], &servers[11]];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("-C")
-        .arg(p.dir.path())
-        .args(["up", "test", "--output", "json", "--forks", "20"])
-        .env("HOME", &p.home)
-        .env("CI", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = p
+        .command(&["up", "test", "--output", "json", "--forks", "20"])
         .spawn()
         .unwrap();
     // Once the slow step runs on both victims, kill their sshd sessions.
@@ -244,14 +224,8 @@ fn a_host_that_never_speaks_ssh_times_out_within_connect_timeout() {
 
 #[test]
 fn a_hanging_command_is_stopped_by_its_step_timeout() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    let p = Project::new();
-    p.write(
-        "provision.toml",
-        &project_toml("hang", &[sshd.addr("root")], &key, ""),
-    );
+    let s = Setup::new("hang", 1, "");
+    let p = &s.p;
     let after = p.remote_path("after");
     p.write(
         "playbooks/deploy.toml",

@@ -18,14 +18,12 @@ use support::*;
 
 /// A key and `n` servers; each server's private /var/lib/provision holds a `name` file
 /// (`h0`, `h1`, …) so a command can tell the "machines" apart.
-fn servers(n: usize) -> (tempfile::TempDir, ClientKey, Vec<Sshd>) {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshds = start_many(&key, n);
-    for (i, s) in sshds.iter().enumerate() {
+fn servers(n: usize) -> Servers {
+    let servers = Servers::start(n);
+    for (i, s) in servers.sshds.iter().enumerate() {
         std::fs::write(s.state_dir().join("name"), format!("h{i}\n")).unwrap();
     }
-    (keys, key, sshds)
+    servers
 }
 
 fn project_on(app: &str, sshds: &[Sshd], key: &ClientKey, extra_env: &str) -> Project {
@@ -74,13 +72,13 @@ fn assert_grouped(text: &str) {
 
 #[test]
 fn exec_runs_everywhere_prefixes_by_host_and_fails_when_one_host_fails() {
-    let (_k, key, sshds) = servers(3);
+    let Servers { key, sshds, .. } = &servers(3);
     // h1 is the broken machine.
     std::fs::write(sshds[1].state_dir().join("broken"), "").unwrap();
     let p = project_on(
         "execapp",
-        &sshds,
-        &key,
+        sshds,
+        key,
         "remote_env = { GREETING = \"hi from\" }\n",
     );
     let cmd = "if [ -e /var/lib/provision/broken ]; then echo \"disk full on $(cat /var/lib/provision/name)\" >&2; exit 7; fi; \
@@ -134,7 +132,7 @@ fn exec_runs_everywhere_prefixes_by_host_and_fails_when_one_host_fails() {
     hosts.push(dead.clone());
     p.write(
         "provision.toml",
-        &project_toml("execapp", &hosts, &key, "retries = 0"),
+        &project_toml("execapp", &hosts, key, "retries = 0"),
     );
     let r = p.run(&["exec", "test", "--", cmd]);
     r.expect_code(4);
@@ -186,10 +184,10 @@ impl Drop for Container {
 
 #[test]
 fn status_after_a_deploy_while_locked_and_unlock() {
-    let (_k, key, sshds) = servers(1);
+    let Servers { key, sshds, .. } = &servers(1);
     let sshd = &sshds[0];
     let app = format!("opstatus{}", std::process::id());
-    let p = container_project(&app, sshd, &key);
+    let p = container_project(&app, sshd, key);
     let _c = Container(app.clone());
     let host = sshd.name();
 
@@ -356,10 +354,10 @@ fn status_after_a_deploy_while_locked_and_unlock() {
 
 #[test]
 fn logs_of_a_running_container_and_follow_until_stopped() {
-    let (_k, key, sshds) = servers(1);
+    let Servers { key, sshds, .. } = &servers(1);
     let sshd = &sshds[0];
     let app = format!("oplogs{}", std::process::id());
-    let p = container_project(&app, sshd, &key);
+    let p = container_project(&app, sshd, key);
     let _c = Container(app.clone());
     let host = sshd.name();
     p.run(&["up", "test"]).expect_code(0);
@@ -388,16 +386,8 @@ fn logs_of_a_running_container_and_follow_until_stopped() {
     assert!(r.stderr.contains("No such container"), "{}", r.dump());
 
     // --follow: new lines keep coming until SIGTERM, which also ends the remote `docker logs`.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_provision"))
-        .args(["-C"])
-        .arg(p.dir.path())
-        .args(["logs", "test", "--follow", "--tail", "0"])
-        .env("HOME", &p.home)
-        .env("CI", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = p
+        .command(&["logs", "test", "--follow", "--tail", "0"])
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -465,11 +455,38 @@ fn logins(sshd: &Sshd) -> usize {
     sshd.log().matches("Accepted publickey").count()
 }
 
+/// `provision ssh test -- command` as a CI job runs it: nothing in the environment but PATH,
+/// HOME and CI, the private key of `key` in `PROVISION_SSH_KEY` and the host key pins in
+/// `PROVISION_KNOWN_HOSTS`.
+fn ssh_with_env_credentials(
+    p: &Project,
+    key: &ClientKey,
+    pins: &str,
+    command: &str,
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_provision"))
+        .arg("-C")
+        .arg(p.dir.path())
+        .args(["ssh", "test", "--", command])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &p.home)
+        .env("CI", "true")
+        .env(
+            "PROVISION_SSH_KEY",
+            std::fs::read_to_string(&key.private).unwrap(),
+        )
+        .env("PROVISION_KNOWN_HOSTS", pins)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn ssh_runs_the_system_client_with_the_same_settings_jump_host_included() {
-    let (_k, key, sshds) = servers(2);
+    let Servers { key, sshds, .. } = &servers(2);
     let (target, jump) = (&sshds[0], &sshds[1]);
-    let p = project_on("sshapp", std::slice::from_ref(target), &key, "");
+    let p = project_on("sshapp", std::slice::from_ref(target), key, "");
     let host = target.name();
 
     // Direct; the host may be omitted with one host; exit codes pass through.
@@ -538,22 +555,7 @@ fn ssh_runs_the_system_client_with_the_same_settings_jump_host_included() {
         jump.known_hosts_line()
     );
     let before = (logins(target), logins(jump));
-    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("-C")
-        .arg(p.dir.path())
-        .args(["ssh", "test", "--", "cat /var/lib/provision/name"])
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", &p.home)
-        .env("CI", "true")
-        .env(
-            "PROVISION_SSH_KEY",
-            std::fs::read_to_string(&key.private).unwrap(),
-        )
-        .env("PROVISION_KNOWN_HOSTS", &pins)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = ssh_with_env_credentials(&p, key, &pins, "cat /var/lib/provision/name");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "h0\n",
@@ -573,22 +575,7 @@ fn ssh_runs_the_system_client_with_the_same_settings_jump_host_included() {
         jump.known_hosts_line()
     );
     let before = logins(target);
-    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("-C")
-        .arg(p.dir.path())
-        .args(["ssh", "test", "--", "true"])
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", &p.home)
-        .env("CI", "true")
-        .env(
-            "PROVISION_SSH_KEY",
-            std::fs::read_to_string(&key.private).unwrap(),
-        )
-        .env("PROVISION_KNOWN_HOSTS", &bad_pins)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = ssh_with_env_credentials(&p, key, &bad_pins, "true");
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the pinned host key"));
     assert_eq!(logins(target), before);
@@ -730,8 +717,8 @@ fn completions_man_help_and_version() {
 
 #[test]
 fn color_quiet_and_config_discovery() {
-    let (_k, key, sshds) = servers(1);
-    let p = project_on("convapp", &sshds, &key, "");
+    let Servers { key, sshds, .. } = &servers(1);
+    let p = project_on("convapp", sshds, key, "");
     let f = p.remote_path("f.txt");
     p.write("files/f.txt", "x\n");
     p.write(

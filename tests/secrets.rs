@@ -7,9 +7,9 @@ mod support;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{ClientKey, Project, Run, Sshd, project_toml};
+use support::{Project, Run, SECRETS_ENV, Setup};
 
 const DB_PASSWORD: &str = "Zq8-leak-canary-1";
 const API_TOKEN: &str = "Zq8-leak-canary-2";
@@ -20,35 +20,28 @@ const API_TOKEN_NEW: &str = "Zq8-leak-canary-4";
 const ALL_SECRETS: [&str; 4] = [DB_PASSWORD, API_TOKEN, DB_PASSWORD_NEW, API_TOKEN_NEW];
 const MASK: &str = "********";
 
-/// A host and a project whose playbook handles the two secrets every way a playbook can.
-struct Setup {
-    _keys: tempfile::TempDir,
-    _sshd: Sshd,
-    project: Project,
+/// A host and a project `leaky` whose secrets file holds `secrets` (`KEY=value` lines).
+fn leaky(secrets: &str) -> Setup {
+    let s = Setup::with_env("leaky", 1, "", SECRETS_ENV);
+    s.p.write("secrets/test.env", secrets);
+    s
 }
 
-impl Setup {
-    fn new() -> Setup {
-        let keys = tempfile::tempdir().expect("key dir");
-        let key = ClientKey::generate(keys.path());
-        let sshd = Sshd::start(&key);
-        let project = Project::new();
-        let mut toml = project_toml("leaky", &[sshd.addr("root")], &key, "");
-        toml.push_str("secrets = \"secrets/test.env\"\n");
-        project.write("provision.toml", &toml);
-        project.write(
-            "secrets/test.env",
-            &format!("# test secrets\nDB_PASSWORD={DB_PASSWORD}\nAPI_TOKEN={API_TOKEN}\n"),
-        );
-        project.write(
-            "templates/app.conf.j2",
-            "# {{ app }}\ntoken = {{ secrets.API_TOKEN }}\nport = 8000\n",
-        );
-        let app = project.remote_path("app");
-        project.write(
-            "playbooks/deploy.toml",
-            &format!(
-                r#"[[step]]
+/// A host and a project whose playbook handles the two secrets every way a playbook can.
+fn setup() -> Setup {
+    let s = leaky(&format!(
+        "# test secrets\nDB_PASSWORD={DB_PASSWORD}\nAPI_TOKEN={API_TOKEN}\n"
+    ));
+    let project = &s.p;
+    project.write(
+        "templates/app.conf.j2",
+        "# {{ app }}\ntoken = {{ secrets.API_TOKEN }}\nport = 8000\n",
+    );
+    let app = project.remote_path("app");
+    project.write(
+        "playbooks/deploy.toml",
+        &format!(
+            r#"[[step]]
 name = "app dir"
 directory = {{ path = "{app}", mode = "0755" }}
 
@@ -68,18 +61,14 @@ command = {{ run = "cat {app}/.env" }}
 name = "fail loudly"
 command = {{ run = "cat {app}/.env >&2; cat {app}/app.conf >&2; exit 1" }}
 "#
-            ),
-        );
-        Setup {
-            _keys: keys,
-            _sshd: sshd,
-            project,
-        }
-    }
+        ),
+    );
+    s
+}
 
-    fn env_file(&self) -> std::path::PathBuf {
-        self.project.remote.join("app/.env")
-    }
+/// The env file the playbook of [`setup`] writes on the host.
+fn env_file(s: &Setup) -> std::path::PathBuf {
+    s.p.remote.join("app/.env")
 }
 
 /// Fail (with the whole output) if any secret value is in what the run printed.
@@ -94,6 +83,16 @@ fn assert_no_secret(what: &str, run: &Run) {
             );
         }
     }
+}
+
+/// Run `args` with `env` added to provision's environment: it must stop at a config error
+/// (exit 1) without printing any secret value.
+#[track_caller]
+fn config_error(project: &Project, args: &[&str], env: &[(&str, &str)], what: &str) -> Run {
+    let run = project.run_env(args, env);
+    run.expect_code(1);
+    assert_no_secret(what, &run);
+    run
 }
 
 /// `ps -eo args` every 20 ms while `f` runs; returns `f`'s result and every sample.
@@ -127,10 +126,10 @@ fn watching_process_list<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
 
 /// Run `provision` with `args` while sampling the process list; no secret may show up there.
 fn up_watched(s: &Setup, args: &[&str]) -> Run {
-    let (run, samples) = watching_process_list(|| s.project.run(args));
+    let (run, samples) = watching_process_list(|| s.p.run(args));
     assert!(!samples.is_empty(), "no process list sample was taken");
     // The sampler really saw the run: the binary's own command line is in some sample.
-    let project_dir = s.project.dir.path().display().to_string();
+    let project_dir = s.p.dir.path().display().to_string();
     assert!(
         samples.iter().any(|p| p.contains(&project_dir)),
         "no sample of `ps -eo args` shows the provision process ({} samples)",
@@ -153,10 +152,10 @@ fn up_watched(s: &Setup, args: &[&str]) -> Run {
 
 #[test]
 fn secret_values_are_never_printed_nor_on_a_command_line() {
-    let s = Setup::new();
+    let s = setup();
 
     // plan: everything would change; the template diff would show the token, masked.
-    let plan = s.project.run(&["plan", "test"]);
+    let plan = s.p.run(&["plan", "test"]);
     plan.expect_code(0);
     assert_no_secret("plan", &plan);
     assert!(
@@ -182,13 +181,13 @@ fn secret_values_are_never_printed_nor_on_a_command_line() {
 
     // The values are really on the host, in a 0600 file: the test can see them, provision
     // just never shows them.
-    let on_host = std::fs::read_to_string(s.env_file()).expect("env file on the host");
+    let on_host = std::fs::read_to_string(env_file(&s)).expect("env file on the host");
     assert_eq!(
         on_host,
         format!("API_TOKEN={API_TOKEN}\nDB_PASSWORD={DB_PASSWORD}\n")
     );
-    assert_eq!(support::mode_of(&s.env_file()), 0o600);
-    let conf = std::fs::read_to_string(s.project.remote.join("app/app.conf")).expect("app.conf");
+    assert_eq!(support::mode_of(&env_file(&s)), 0o600);
+    let conf = std::fs::read_to_string(s.p.remote.join("app/app.conf")).expect("app.conf");
     assert!(conf.contains(&format!("token = {API_TOKEN}")), "{conf}");
 
     // -vv: scripts and raw remote output, still masked; stdin payloads never shown.
@@ -220,12 +219,12 @@ fn secret_values_are_never_printed_nor_on_a_command_line() {
     );
 
     // exec: the command's output is masked too.
-    let cat = s.project.run(&[
+    let cat = s.p.run(&[
         "exec",
         "test",
         "--",
         "cat",
-        &s.env_file().display().to_string(),
+        &env_file(&s).display().to_string(),
     ]);
     cat.expect_code(0);
     assert_no_secret("exec cat", &cat);
@@ -238,11 +237,11 @@ fn secret_values_are_never_printed_nor_on_a_command_line() {
     // Rotate both secrets. plan -vv fetches what is on the host to diff it: the env_file diff
     // names keys only, and neither the old values (still on the host, no longer in the
     // secrets file) nor the new ones may be printed.
-    s.project.write(
+    s.p.write(
         "secrets/test.env",
         &format!("DB_PASSWORD={DB_PASSWORD_NEW}\nAPI_TOKEN={API_TOKEN_NEW}\n"),
     );
-    let plan = s.project.run(&["plan", "test", "-vv"]);
+    let plan = s.p.run(&["plan", "test", "-vv"]);
     plan.expect_code(0);
     assert_no_secret("plan -vv after rotating the secrets", &plan);
     for key in ["DB_PASSWORD", "API_TOKEN"] {
@@ -258,58 +257,28 @@ fn secret_values_are_never_printed_nor_on_a_command_line() {
     let up = up_watched(&s, &["up", "test", "-v"]);
     up.expect_code(3);
     assert_no_secret("up -v after rotating the secrets", &up);
-    let on_host = std::fs::read_to_string(s.env_file()).expect("env file on the host");
+    let on_host = std::fs::read_to_string(env_file(&s)).expect("env file on the host");
     assert_eq!(
         on_host,
         format!("API_TOKEN={API_TOKEN_NEW}\nDB_PASSWORD={DB_PASSWORD_NEW}\n")
     );
-    let cat = s.project.run(&[
+    let cat = s.p.run(&[
         "exec",
         "test",
         "--",
         "cat",
-        &s.env_file().display().to_string(),
+        &env_file(&s).display().to_string(),
     ]);
     cat.expect_code(0);
     assert_no_secret("exec cat after rotating", &cat);
 }
 
-/// Run the binary with extra environment variables (secrets from provision's environment).
-fn run_with_env(project: &Project, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("-C")
-        .arg(project.dir.path())
-        .args(args)
-        .env_remove("SSH_AUTH_SOCK")
-        .env("HOME", &project.home)
-        .env("NO_COLOR", "1")
-        .env("CI", "1")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the provision binary");
-    Run {
-        code: out.status.code().expect("provision exited by a signal"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: started.elapsed(),
-    }
-}
-
 #[test]
 fn a_missing_secret_is_named_without_printing_the_others() {
-    let keys = tempfile::tempdir().expect("key dir");
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    let project = Project::new();
-    let mut toml = project_toml("leaky", &[sshd.addr("root")], &key, "");
-    toml.push_str("secrets = \"secrets/test.env\"\n");
-    project.write("provision.toml", &toml);
-    project.write(
-        "secrets/test.env",
-        &format!("DB_PASSWORD={DB_PASSWORD}\nAPI_TOKEN={API_TOKEN}\n"),
-    );
+    let s = leaky(&format!(
+        "DB_PASSWORD={DB_PASSWORD}\nAPI_TOKEN={API_TOKEN}\n"
+    ));
+    let project = &s.p;
     let marker = project.remote_path("marker");
     let dest = project.remote_path(".env");
     let playbook = |keys: &str| {
@@ -330,9 +299,12 @@ fn a_missing_secret_is_named_without_printing_the_others() {
         &["up", "test", "-vv"],
         &["up", "test", "--output", "json"],
     ] {
-        let run = run_with_env(&project, args, &env);
-        run.expect_code(1);
-        assert_no_secret(&format!("{args:?} with a missing secret"), &run);
+        let run = config_error(
+            project,
+            args,
+            &env,
+            &format!("{args:?} with a missing secret"),
+        );
         assert!(
             run.stderr
                 .contains("secret SMTP_PASSWORD is missing or empty"),
@@ -355,9 +327,7 @@ fn a_missing_secret_is_named_without_printing_the_others() {
         "playbooks/deploy.toml",
         &playbook(r#""DB_PASSWORD", "API_TOKEN""#),
     );
-    let run = run_with_env(&project, &["up", "test"], &env);
-    run.expect_code(1);
-    assert_no_secret("an empty secret", &run);
+    let run = config_error(project, &["up", "test"], &env, "an empty secret");
     assert!(
         run.stderr.contains("secret API_TOKEN is missing or empty"),
         "{}",
@@ -380,9 +350,12 @@ fn a_missing_secret_is_named_without_printing_the_others() {
             project.remote_path("app.conf")
         ),
     );
-    let run = run_with_env(&project, &["up", "test", "-vv"], &env);
-    run.expect_code(1);
-    assert_no_secret("a template using a missing secret", &run);
+    let run = config_error(
+        project,
+        &["up", "test", "-vv"],
+        &env,
+        "a template using a missing secret",
+    );
     assert!(
         run.stderr.contains("templates/app.conf.j2:4") && run.stderr.contains("SMTP_PASSWORD"),
         "the error should name the template line and the missing key\n{}",

@@ -7,59 +7,22 @@
 
 mod support;
 
-use support::{ClientKey, Project, Run, Sshd, mode_of, project_toml};
+use support::{Project, Run, SECRETS_ENV, Setup, mode_of};
 
 const IN_FILE: &str = "Kx9-corpus-canary-1";
 const IN_ENV: &str = "Kx9-corpus-canary-2";
 const SECRETS: [&str; 2] = [IN_FILE, IN_ENV];
 const MASK: &str = "********";
 
-struct Setup {
-    _keys: tempfile::TempDir,
-    _sshd: Sshd,
-    p: Project,
-}
-
 fn setup() -> Setup {
-    let keys = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(keys.path());
-    let sshd = Sshd::start(&key);
-    let p = Project::new();
-    p.write(
-        "provision.toml",
-        &format!(
-            "{}secrets = \"secrets/test.env\"\n",
-            project_toml("corpus", &[sshd.addr("root")], &key, "")
-        ),
-    );
-    p.write("secrets/test.env", &format!("DB_PASSWORD={IN_FILE}\n"));
-    Setup {
-        _keys: keys,
-        _sshd: sshd,
-        p,
-    }
+    let s = Setup::with_env("corpus", 1, "", SECRETS_ENV);
+    s.p.write("secrets/test.env", &format!("DB_PASSWORD={IN_FILE}\n"));
+    s
 }
 
 /// Run with the second secret in provision's environment (the CI way).
 fn run(p: &Project, args: &[&str]) -> Run {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("-C")
-        .arg(p.dir.path())
-        .args(args)
-        .env("HOME", &p.home)
-        .env("CI", "1")
-        .env("NO_COLOR", "1")
-        .env("API_TOKEN", IN_ENV)
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: std::time::Duration::ZERO,
-    }
+    p.run_env(args, &[("API_TOKEN", IN_ENV)])
 }
 
 fn assert_clean(what: &str, r: &Run) {

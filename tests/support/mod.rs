@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -467,7 +468,23 @@ impl Project {
         self.run_timeout(args, RUN_TIMEOUT)
     }
 
+    /// [`Project::run`] with more environment variables: secrets passed in provision's
+    /// environment, as a CI job passes them (120 s at most).
+    pub fn run_env<K: AsRef<OsStr>, V: AsRef<OsStr>>(&self, args: &[&str], env: &[(K, V)]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        wait_for(cmd, args, RUN_TIMEOUT)
+    }
+
+    /// [`Project::run`] with another time limit.
     pub fn run_timeout(&self, args: &[&str], timeout: Duration) -> Run {
+        wait_for(self.command(args), args, timeout)
+    }
+
+    /// The binary on this project as [`Project::run`] starts it (empty HOME, no ssh agent,
+    /// `CI=1`, `NO_COLOR=1`; stdin empty, stdout and stderr piped), not started yet: for tests
+    /// that must act while it runs (signal it, kill it, read its events as they come).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_provision"));
         cmd.arg("-C")
             .arg(self.dir.path())
@@ -480,45 +497,51 @@ impl Project {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let started = Instant::now();
-        let mut child = cmd.spawn().expect("run the provision binary");
-        let stdout = reader(child.stdout.take().expect("stdout"));
-        let stderr = reader(child.stderr.take().expect("stderr"));
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait for provision") {
-                break Some(s);
-            }
-            if started.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let stdout = stdout.join().expect("stdout reader");
-        let stderr = stderr.join().expect("stderr reader");
-        let Some(status) = status else {
-            panic!(
-                "provision {args:?} ran longer than {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-            );
-        };
-        let code = status.code().unwrap_or_else(|| {
-            panic!("provision {args:?} killed by a signal ({status})\nstderr:\n{stderr}")
-        });
-        let run = Run {
-            code,
-            stdout,
-            stderr,
-            elapsed: started.elapsed(),
-        };
-        eprintln!(
-            "$ provision {} → exit {} in {:?}",
-            args.join(" "),
-            run.code,
-            run.elapsed
-        );
-        run
+        cmd
     }
+}
+
+/// Start `cmd` (from [`Project::command`]) and collect its [`Run`], failing the test after
+/// `timeout`.
+fn wait_for(mut cmd: Command, args: &[&str], timeout: Duration) -> Run {
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("run the provision binary");
+    let stdout = reader(child.stdout.take().expect("stdout"));
+    let stderr = reader(child.stderr.take().expect("stderr"));
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for provision") {
+            break Some(s);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    let Some(status) = status else {
+        panic!(
+            "provision {args:?} ran longer than {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+    };
+    let code = status.code().unwrap_or_else(|| {
+        panic!("provision {args:?} killed by a signal ({status})\nstderr:\n{stderr}")
+    });
+    let run = Run {
+        code,
+        stdout,
+        stderr,
+        elapsed: started.elapsed(),
+    };
+    eprintln!(
+        "$ provision {} → exit {} in {:?}",
+        args.join(" "),
+        run.code,
+        run.elapsed
+    );
+    run
 }
 
 impl Default for Project {
@@ -691,6 +714,83 @@ pub fn project_toml(app: &str, hosts: &[String], key: &ClientKey, extra_ssh: &st
 /// Start `n` servers accepting `key`.
 pub fn start_many(key: &ClientKey, n: usize) -> Vec<Sshd> {
     (0..n).map(|_| Sshd::start(key)).collect()
+}
+
+/// The `[env.test]` line that makes `secrets/test.env` the environment's secrets file (append
+/// it to [`project_toml`]'s text, or pass it as `env_extra`).
+pub const SECRETS_ENV: &str = "secrets = \"secrets/test.env\"\n";
+
+/// A client key in a temp dir of its own and `n` servers accepting it: how nearly every test
+/// that talks to hosts starts. The key dir, which no project owns, lives exactly as long as the
+/// servers.
+pub struct Servers {
+    // Fields drop in this order: every sshd is stopped before the key and its dir go away.
+    pub sshds: Vec<Sshd>,
+    pub key: ClientKey,
+    _key_dir: TempDir,
+}
+
+impl Servers {
+    pub fn start(n: usize) -> Servers {
+        let key_dir = tempfile::tempdir().expect("key dir");
+        let key = ClientKey::generate(key_dir.path());
+        Servers {
+            sshds: start_many(&key, n),
+            key,
+            _key_dir: key_dir,
+        }
+    }
+
+    /// The first server: the one host of a single-host test.
+    pub fn sshd(&self) -> &Sshd {
+        self.sshds.first().expect("no server was started")
+    }
+
+    /// [`project_toml`] for every server as `user`, with this key.
+    pub fn project_toml(&self, app: &str, user: &str, extra_ssh: &str) -> String {
+        let hosts: Vec<String> = self.sshds.iter().map(|s| s.addr(user)).collect();
+        project_toml(app, &hosts, &self.key, extra_ssh)
+    }
+
+    /// A new project whose provision.toml is [`Servers::project_toml`] with `env_extra`
+    /// appended to `[env.test]`.
+    pub fn project(&self, app: &str, user: &str, extra_ssh: &str, env_extra: &str) -> Project {
+        let p = Project::new();
+        p.write(
+            "provision.toml",
+            &format!("{}{env_extra}", self.project_toml(app, user, extra_ssh)),
+        );
+        p
+    }
+}
+
+/// [`Servers`] and a project deploying to all of them as root: a test's whole setup in one
+/// line, the playbook left to the test.
+pub struct Setup {
+    // Fields drop in this order: the project before the servers it deploys to.
+    pub p: Project,
+    pub servers: Servers,
+}
+
+impl Setup {
+    /// `n` servers and a project `app` on them, with `extra_ssh` in `[ssh]`.
+    pub fn new(app: &str, n: usize, extra_ssh: &str) -> Setup {
+        Setup::with_env(app, n, extra_ssh, "")
+    }
+
+    /// [`Setup::new`] with `env_extra` appended to `[env.test]` (`secrets = ...`, `vars = ...`).
+    pub fn with_env(app: &str, n: usize, extra_ssh: &str, env_extra: &str) -> Setup {
+        let servers = Servers::start(n);
+        Setup {
+            p: servers.project(app, "root", extra_ssh, env_extra),
+            servers,
+        }
+    }
+
+    /// The first server: the one host of a single-host test.
+    pub fn sshd(&self) -> &Sshd {
+        self.servers.sshd()
+    }
 }
 
 /// Run a git command (as root, with a fixed identity), panicking with its output on failure.
