@@ -830,7 +830,9 @@ fn aws_errors_are_one_sentence_with_the_code() {
     );
     exec.expect_code(3);
     assert!(
-        exec.stderr.trim().starts_with("error: EC2 DescribeInstances failed: ")
+        exec.stderr
+            .trim()
+            .starts_with("error: EC2 DescribeInstances failed: ")
             && exec.stderr.contains("cannot reach the EC2 endpoint"),
         "{}",
         exec.dump()
