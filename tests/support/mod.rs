@@ -179,6 +179,28 @@ impl Sshd {
         self.path("var-lib-provision")
     }
 
+    /// Until no session of this server is left (sshd has no child process), at most
+    /// `timeout`: the remote side of a client that was killed can run on for a while.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return true;
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let children = Command::new("pgrep")
+                .args(["-P", &pid.to_string()])
+                .output()
+                .expect("run pgrep (procps)");
+            if children.stdout.is_empty() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// What sshd logged so far (it runs with `-e`, so this is everything).
     pub fn log(&self) -> String {
         read(&self.path("sshd.log"))
