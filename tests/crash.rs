@@ -274,7 +274,9 @@ fn sigkill_at_any_point_leaves_no_partial_file_and_the_next_up_converges() {
         // The killed run's remote side may still be winding down (it can even take the lock
         // after the kill); what it leaves is judged once it has finished.
         if !sshd.wait_idle(Duration::from_secs(30)) {
-            problems.push(format!("{point:?}: the remote side still runs 30 s after the kill"));
+            problems.push(format!(
+                "{point:?}: the remote side still runs 30 s after the kill"
+            ));
         }
 
         // The lock a killed deploy leaves: reported with owner and age, then taken over after
