@@ -197,6 +197,28 @@ fn wait_no_temp_files(root: &Path) -> Vec<String> {
     }
 }
 
+/// Until the killed run's remote side is over (30 s at most): no sshd session left, and no
+/// process running a script that names the test's remote dir. Without a pty, a remote shell
+/// outlives its session when the client dies: sshd may even start it from the request still
+/// buffered after the client is gone, and it then runs on as an orphan.
+fn wait_remote_done(sshd: &Sshd, remote: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let scripts = std::process::Command::new("pgrep")
+            .arg("-f")
+            .arg(remote)
+            .output()
+            .expect("run pgrep (procps)");
+        if sshd.wait_idle(Duration::ZERO) && scripts.stdout.is_empty() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn reset(p: &Project, sshd: &Sshd, app: &str) {
     for e in std::fs::read_dir(&p.remote).unwrap().flatten() {
         let path = e.path();
@@ -273,7 +295,7 @@ fn sigkill_at_any_point_leaves_no_partial_file_and_the_next_up_converges() {
         }
         // The killed run's remote side may still be winding down (it can even take the lock
         // after the kill); what it leaves is judged once it has finished.
-        if !sshd.wait_idle(Duration::from_secs(30)) {
+        if !wait_remote_done(sshd, &p.remote) {
             problems.push(format!(
                 "{point:?}: the remote side still runs 30 s after the kill"
             ));
