@@ -10,13 +10,16 @@
 
 #![cfg(feature = "ec2")]
 
+#[path = "support/moto.rs"]
+mod moto_support;
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
+use moto_support::Moto;
 use serde_json::Value;
 use support::*;
 
@@ -27,113 +30,12 @@ const APP: &str = "shop";
 // moto_server
 // ---------------------------------------------------------------------------------------------
 
-/// The venv `scripts/deps.sh` installs moto into.
-fn venv() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Some(v) = std::env::var_os("PROVISION_VENV") {
-        candidates.push(PathBuf::from(v));
-    }
-    candidates.push(PathBuf::from("/opt/provision-venv"));
-    if let Some(h) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(h).join(".cache/provision-venv"));
-    }
-    candidates
-        .iter()
-        .find(|v| v.join("bin/moto_server").exists())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "moto_server not found in {candidates:?}: run scripts/deps.sh (it installs moto[server] into a venv)"
-            )
-        })
-}
-
-/// A moto_server of its own (a fresh, empty account), killed on drop.
-struct Moto {
-    port: u16,
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 impl Moto {
-    fn start() -> Moto {
-        let bin = venv().join("bin/moto_server");
-        let dir = tempfile::Builder::new()
-            .prefix("prov-moto-")
-            .tempdir()
-            .expect("moto temp dir");
-        let log = dir.path().join("moto.log");
-        for _ in 0..5 {
-            let port = free_port();
-            let out = std::fs::File::create(&log).expect("moto log");
-            let err = out.try_clone().expect("moto log");
-            let mut child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    eprintln!(
-                        "moto_server on port {port} exited ({status}): {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                    break;
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Moto {
-                        port,
-                        child,
-                        log,
-                        _dir: dir,
-                    };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "moto_server did not listen on 127.0.0.1:{port} within 30s: {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!(
-            "moto_server would not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
     /// Run `PY_HELPER` with `args` and parse its JSON answer.
     fn py(&self, args: &[&str]) -> Value {
-        let out = Command::new(venv().join("bin/python"))
-            .arg("-c")
-            .arg(PY_HELPER)
-            .args(args)
-            .env("MOTO_URL", self.url())
-            .output()
-            .expect("run the venv's python");
-        assert!(
-            out.status.success(),
-            "python helper {args:?} failed: {}\nmoto log: {}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "python helper {args:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        let out = self.python(PY_HELPER, args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("python helper {args:?} printed no JSON ({e}): {out}"))
     }
 
     fn account(&self) -> Account {
@@ -141,19 +43,9 @@ impl Moto {
     }
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// boto3 against the emulator: `state` dumps the account; `run` launches an instance with
 /// the given `key=value` tags (none: untagged); `group NAME` creates an untagged group.
 const PY_HELPER: &str = r#"
-import json, os, sys, boto3
-ec2 = boto3.client("ec2", endpoint_url=os.environ["MOTO_URL"], region_name="us-east-1",
-                   aws_access_key_id="test", aws_secret_access_key="test")
 cmd = sys.argv[1]
 if cmd == "state":
     tags = lambda x: {t["Key"]: t["Value"] for t in x.get("Tags", [])}

@@ -24,11 +24,14 @@
 mod docker_support;
 #[path = "support/fresh_vm.rs"]
 mod fresh;
+#[path = "support/moto.rs"]
+mod moto_support;
 mod support;
 
 use std::time::{Duration, Instant};
 
 use fresh::*;
+use moto_support::Moto;
 use support::*;
 
 /// A project for one target: provision.toml pinning the target's host key, secrets, the
@@ -513,11 +516,12 @@ fn todomvc_ec2_example_on_the_emulator_and_a_fresh_vm() {
     assert!(r.stderr.contains("launched todo-prod-1"), "{}", r.dump());
     ph.lap("up: EC2 (key pair, group, instance) + apt docker.io/git + deploy");
     // The emulated account: one instance of ours, its group open on 22 and 80.
-    let account = moto.py(
+    let account = moto.python(
         "g = ec2.describe_security_groups(GroupNames=['provision-todo-prod'])['SecurityGroups'][0]\n\
          rules = sorted('%s %s' % (p['IpProtocol'], p['FromPort']) for p in g['IpPermissions'])\n\
          inst = [i['State']['Name'] for r in ec2.describe_instances()['Reservations'] for i in r['Instances']]\n\
          print(json.dumps([rules, inst]))",
+        &[],
     );
     assert_eq!(account, r#"[["tcp 22", "tcp 80"], ["running"]]"#);
 
