@@ -83,13 +83,7 @@ pub async fn run(hosts: Vec<Host>, command: &str, o: ExecOptions, redactor: Reda
             n - failed - unreachable
         );
     }
-    if unreachable > 0 {
-        exit::UNREACHABLE
-    } else if failed > 0 {
-        exit::FAILED
-    } else {
-        exit::OK
-    }
+    exit::of_hosts(failed, unreachable)
 }
 
 fn print_result(r: &HostResult, output: OutputFormat, redactor: &Redactor) {

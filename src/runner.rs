@@ -58,6 +58,18 @@ pub mod exit {
     pub const UNREACHABLE: i32 = 4;
     /// Stopped by Ctrl-C / SIGTERM (128 + SIGINT, as shells report it).
     pub const INTERRUPTED: i32 = 130;
+
+    /// The exit code of a command run on many hosts: an unreachable host outweighs a failed
+    /// one, which outweighs success.
+    pub fn of_hosts(failed: usize, unreachable: usize) -> i32 {
+        if unreachable > 0 {
+            UNREACHABLE
+        } else if failed > 0 {
+            FAILED
+        } else {
+            OK
+        }
+    }
 }
 
 /// Set on the first Ctrl-C or SIGTERM: hosts finish the step they are on (so nothing is left

@@ -141,11 +141,5 @@ pub async fn run(t: Target, o: LogsOptions, quiet: bool) -> i32 {
             hosts_n(n)
         ));
     }
-    if unreachable > 0 {
-        exit::UNREACHABLE
-    } else if failed > 0 {
-        exit::FAILED
-    } else {
-        exit::OK
-    }
+    exit::of_hosts(failed, unreachable)
 }

@@ -284,11 +284,7 @@ pub async fn run(t: Target, container: Option<&str>, forks: usize, json: bool, q
             n - unreachable
         ));
     }
-    if unreachable > 0 {
-        exit::UNREACHABLE
-    } else {
-        exit::OK
-    }
+    exit::of_hosts(0, unreachable)
 }
 
 async fn ask(h: &Host, script: &str, container: &str) -> Result<HostStatus, String> {
