@@ -1,9 +1,9 @@
 //! The command line (clap derive) and what each command does.
 
 use crate::cloud::Stop;
+use crate::commands::Target;
 use crate::config::{ConfigError, Playbook, Project};
 use crate::inventory::Access;
-use crate::ops::Target;
 use crate::plan::{PlanOptions, Planner};
 use crate::report::{Mode, OutputFormat, ReportOptions, Sink};
 use crate::runner::{self, RunOptions, exit};
@@ -331,7 +331,7 @@ async fn command(g: &Global, command: &Command) -> Result<i32, Stop> {
         async move { Target::load(g.config.as_deref(), &env, g.limit.as_deref(), &g.access()).await }
     };
     match command {
-        Command::Init { dir } => Ok(crate::scaffold::init(dir).map(|()| exit::OK)?),
+        Command::Init { dir } => Ok(crate::commands::init::init(dir).map(|()| exit::OK)?),
         Command::Completions { shell } => {
             use std::io::Write;
             let mut cmd = Cli::command();
@@ -344,8 +344,8 @@ async fn command(g: &Global, command: &Command) -> Result<i32, Stop> {
         Command::Man { dir } => Ok(man(dir.as_deref())?),
         Command::Ssh { env, host, command } => {
             let t = target(env).await?;
-            let h = crate::ops::ssh::pick(&t.hosts, host.as_deref(), &t.project.file)?;
-            Ok(crate::ops::ssh::run(h, command).await)
+            let h = crate::commands::ssh::pick(&t.hosts, host.as_deref(), &t.project.file)?;
+            Ok(crate::commands::ssh::run(h, command).await)
         }
         Command::Logs {
             env,
@@ -356,18 +356,21 @@ async fn command(g: &Global, command: &Command) -> Result<i32, Stop> {
             timestamps,
         } => {
             let t = target(env).await?;
-            let o = crate::ops::logs::LogsOptions {
+            let o = crate::commands::logs::LogsOptions {
                 follow: *follow,
                 container: container.clone(),
                 tail: tail.clone(),
                 since: since.clone(),
                 timestamps: *timestamps,
             };
-            Ok(crate::ops::logs::run(t, o, g.quiet).await)
+            Ok(crate::commands::logs::run(t, o, g.quiet).await)
         }
         Command::Status { env, container } => {
             let t = target(env).await?;
-            Ok(crate::ops::status::run(t, container.as_deref(), g.forks, g.json(), g.quiet).await)
+            Ok(
+                crate::commands::status::run(t, container.as_deref(), g.forks, g.json(), g.quiet)
+                    .await,
+            )
         }
         Command::Unlock { env } => {
             if !g.yes && !interactive() {
@@ -380,7 +383,7 @@ async fn command(g: &Global, command: &Command) -> Result<i32, Stop> {
             let t = target(env).await?;
             let ask = |q: &str| confirm(q);
             let confirm: Option<&dyn Fn(&str) -> bool> = if g.yes { None } else { Some(&ask) };
-            Ok(crate::ops::unlock::run(t, confirm, g.json()).await)
+            Ok(crate::commands::unlock::run(t, confirm, g.json()).await)
         }
         Command::Rollback { env, to } => rollback(g, target(env).await?, to.as_deref()).await,
         Command::Releases { env } => Ok(releases(g, target(env).await?).await),
@@ -448,14 +451,14 @@ async fn hosts(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
 }
 
 async fn exec(g: &Global, t: Target, command: &str, timeout: u64) -> i32 {
-    let o = crate::adhoc::ExecOptions {
+    let o = crate::commands::exec::ExecOptions {
         forks: g.forks,
         timeout: std::time::Duration::from_secs(timeout),
         output: g.output,
         quiet: g.quiet,
         prelude: t.prelude.clone(),
     };
-    crate::adhoc::run(t.hosts, command, o, t.redactor).await
+    crate::commands::exec::run(t.hosts, command, o, t.redactor).await
 }
 
 /// Print the man page, or write one page per command into `dir`.
@@ -486,7 +489,7 @@ fn man(dir: Option<&std::path::Path>) -> Result<i32, ConfigError> {
     for (file, page) in pages {
         let path = dir.join(&file);
         std::fs::write(&path, page).map_err(|e| ConfigError::new(&path, e.to_string()))?;
-        crate::ops::out_line(&path.display().to_string());
+        crate::commands::out_line(&path.display().to_string());
     }
     Ok(exit::OK)
 }
@@ -509,14 +512,17 @@ async fn rollback(g: &Global, t: Target, to: Option<&str>) -> Result<i32, Stop> 
         .hosts
         .first()
         .ok_or_else(|| ConfigError::new(&project.file, "no host selected"))?;
-    let records = match crate::releases::read(first, &project.app, env_name).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot read the release log: {e}");
-            return Ok(exit::UNREACHABLE);
-        }
-    };
-    let target = crate::releases::rollback_target(&records, to)
+    let records =
+        match crate::remote::releases::read(&first.name, &first.connect, &project.app, env_name)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot read the release log: {e}");
+                return Ok(exit::UNREACHABLE);
+            }
+        };
+    let target = crate::remote::releases::rollback_target(&records, to)
         .map_err(|m| ConfigError::new(&project.file, m))?;
     if !g.quiet {
         eprintln!("rolling back {env_name} to {target}");
@@ -530,7 +536,7 @@ async fn releases(g: &Global, t: Target) -> i32 {
     let (app, env_name) = (&t.project.app, t.env.name.as_str());
     let mut code = exit::OK;
     for h in &t.hosts {
-        match crate::releases::read(h, app, env_name).await {
+        match crate::remote::releases::read(&h.name, &h.connect, app, env_name).await {
             Err(e) if g.json() => {
                 println!(
                     "{}",

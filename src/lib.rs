@@ -5,19 +5,18 @@
 //! actions) → `transport` (SSH) → `report` (human, plain, JSON). `runner` drives a run,
 //! `cli` is the command line.
 
-pub mod adhoc;
 pub mod cli;
 pub mod cloud;
+pub mod commands;
 pub mod config;
+pub mod error;
 pub mod inventory;
-pub mod lock;
-pub mod ops;
 pub mod plan;
-pub mod releases;
+pub mod remote;
 pub mod report;
 pub mod runner;
-pub mod scaffold;
 pub mod secrets;
 pub mod steps;
 pub mod template;
 pub mod transport;
+pub mod value;

@@ -3,8 +3,8 @@
 //! script; a change and the re-probe of the steps after it share another.
 
 use crate::inventory::Host;
-use crate::lock::{self, Lock};
 use crate::plan::{HostPlan, Planner, batch};
+use crate::remote::lock::{self, Lock};
 use crate::report::{Counts, Event, Mode, Sink, Status};
 use crate::steps::{Decision, Outcome, Probe, StepKind, tail};
 use crate::transport::ssh::SshSession;
@@ -50,27 +50,7 @@ impl HostOutcome {
 }
 
 /// Exit codes, documented in the README.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const CONFIG: i32 = 1;
-    pub const PENDING: i32 = 2;
-    pub const FAILED: i32 = 3;
-    pub const UNREACHABLE: i32 = 4;
-    /// Stopped by Ctrl-C / SIGTERM (128 + SIGINT, as shells report it).
-    pub const INTERRUPTED: i32 = 130;
-
-    /// The exit code of a command run on many hosts: an unreachable host outweighs a failed
-    /// one, which outweighs success.
-    pub fn of_hosts(failed: usize, unreachable: usize) -> i32 {
-        if unreachable > 0 {
-            UNREACHABLE
-        } else if failed > 0 {
-            FAILED
-        } else {
-            OK
-        }
-    }
-}
+pub use crate::error::exit;
 
 /// Set on the first Ctrl-C or SIGTERM: hosts finish the step they are on (so nothing is left
 /// half-applied), release their deploy lock and stop. A second signal exits at once.

@@ -4,7 +4,7 @@
 //! when there is no file), from provision's own process environment. Every value handed out
 //! is registered with the redactor first, so no code path can print a secret it obtained.
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ impl Secrets {
     pub fn load(file: Option<&Path>, redactor: Redactor) -> Result<Secrets, ConfigError> {
         let mut values = BTreeMap::new();
         if let Some(path) = file.filter(|p| p.exists()) {
-            let text = crate::config::source::read(path, "the secrets file")?;
+            let text = crate::error::read(path, "the secrets file")?;
             for (i, line) in text.lines().enumerate() {
                 if line.trim().is_empty() || line.trim_start().starts_with('#') {
                     continue;

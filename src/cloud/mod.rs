@@ -6,129 +6,22 @@
 //! SDK lives in `ec2.rs` only (cargo feature `ec2`), and `run.rs` drives the two for `up`,
 //! `plan`, `hosts` and `down`.
 
-pub mod config;
 #[cfg(feature = "ec2")]
 mod ec2;
+pub mod hosts;
 #[cfg(feature = "ec2")]
 mod run;
 
-pub use config::Ec2Def;
+pub use crate::config::ec2::{
+    ALL_TRAFFIC, AddressKind, DEFAULT_ROLE, Ec2Def, Ec2Env, KeySource, RoleSpec, Rule, TAG_APP,
+    TAG_ENV, TAG_NAME, TAG_ROLE, UserData,
+};
 
 use crate::config::{ConfigError, Env, Project};
 use crate::inventory::Host;
-use crate::report::Mode;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::value::Mode;
+use std::collections::BTreeSet;
 use std::fmt;
-use std::path::PathBuf;
-use std::time::Duration;
-
-/// Tag keys provision sets on everything it creates; instances are found by them.
-pub const TAG_APP: &str = "provision:app";
-pub const TAG_ENV: &str = "provision:env";
-pub const TAG_ROLE: &str = "provision:role";
-pub const TAG_NAME: &str = "Name";
-
-/// The role of an environment whose `ec2` table has no `roles`.
-pub const DEFAULT_ROLE: &str = "all";
-
-// ---------------------------------------------------------------------------------------------
-// Desired state
-// ---------------------------------------------------------------------------------------------
-
-/// `[env.<name>.ec2]`, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ec2Env {
-    pub app: String,
-    pub env: String,
-    /// None: the standard chain (`AWS_REGION`, the profile).
-    pub region: Option<String>,
-    /// None: the standard chain (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_EC2`), else AWS.
-    pub endpoint_url: Option<String>,
-    pub key: KeySource,
-    pub security_group: String,
-    pub ingress: BTreeSet<Rule>,
-    /// None: the region's default VPC, a default subnet.
-    pub subnet: Option<String>,
-    pub roles: BTreeMap<String, RoleSpec>,
-    /// The login user on the instances (the AMI's: `ubuntu`, `ec2-user`, `admin`...).
-    pub ssh_user: Option<String>,
-    pub address: AddressKind,
-    /// How long a new instance may take to answer SSH.
-    pub ssh_timeout: Duration,
-}
-
-/// Where the key pair comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// Import this public key file under `name` (created and deleted by provision).
-    Import { name: String, public_key: PathBuf },
-    /// Use a key pair that exists already (never deleted by provision).
-    Existing { name: String },
-}
-
-impl KeySource {
-    pub fn name(&self) -> &str {
-        match self {
-            KeySource::Import { name, .. } | KeySource::Existing { name } => name,
-        }
-    }
-}
-
-/// The machines of one role.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleSpec {
-    pub count: u32,
-    pub ami: String,
-    pub instance_type: String,
-    pub root_volume_gb: Option<u32>,
-    pub user_data: Option<UserData>,
-    /// Extra tags (never `Name` or `provision:*`).
-    pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserData {
-    Inline(String),
-    /// A file of the project, read when instances are launched.
-    File(PathBuf),
-}
-
-/// Which address of an instance the inventory connects to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AddressKind {
-    #[default]
-    Public,
-    Private,
-}
-
-/// One ingress permission: a protocol, a port range and one CIDR (IPv4 or IPv6).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Rule {
-    pub protocol: String,
-    pub from: u16,
-    pub to: u16,
-    pub cidr: String,
-}
-
-/// EC2's protocol for "all traffic" (found on a group, never declared by provision).
-pub const ALL_TRAFFIC: &str = "-1";
-
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.protocol == ALL_TRAFFIC {
-            write!(f, "all traffic from {}", self.cidr)
-        } else if self.from == self.to {
-            write!(f, "{} {} from {}", self.protocol, self.from, self.cidr)
-        } else {
-            write!(
-                f,
-                "{} {}-{} from {}",
-                self.protocol, self.from, self.to, self.cidr
-            )
-        }
-    }
-}
 
 /// `Name` of the `index`-th machine of a role: `app-env-role-N`, or `app-env-N` for the
 /// default role.
@@ -662,7 +555,7 @@ pub async fn hosts_for_run(
     resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
 ) -> Result<RunHosts, Stop> {
     let Some(desired) = &env.ec2 else {
-        let hosts = crate::inventory::ec2::select(resolve(env)?, limit, &project.file)?;
+        let hosts = hosts::select(resolve(env)?, limit, &project.file)?;
         return Ok(RunHosts {
             hosts,
             ec2_pending: false,
@@ -689,11 +582,7 @@ pub async fn running_hosts(
     resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
 ) -> Result<Vec<Host>, Stop> {
     let Some(desired) = &env.ec2 else {
-        return Ok(crate::inventory::ec2::select(
-            resolve(env)?,
-            limit,
-            &project.file,
-        )?);
+        return Ok(hosts::select(resolve(env)?, limit, &project.file)?);
     };
     #[cfg(feature = "ec2")]
     {
@@ -780,6 +669,8 @@ fn not_built(project: &Project, env: &Env) -> Stop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
 
     fn rule(port: u16, cidr: &str) -> Rule {
         Rule {

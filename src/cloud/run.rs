@@ -6,17 +6,17 @@
 //! playbook's own connections: nothing here opens a socket to an instance by itself.
 
 use super::ec2::{Ec2, LaunchSpec};
+use super::hosts::Ec2Host;
 use super::{
     CloudError, Ec2Env, Ec2Plan, Instance, InstanceState, KeySource, Options, RunHosts, Stop,
     UserData,
 };
 use crate::config::{ConfigError, Env, Project};
+use crate::error::exit;
 use crate::inventory::Host;
-use crate::inventory::ec2::Ec2Host;
-use crate::report::Mode;
-use crate::runner::exit;
 use crate::transport::ssh::SshSession;
 use crate::transport::{ConnectError, Transport};
+use crate::value::Mode;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -131,7 +131,7 @@ pub(super) async fn hosts_for_run(
         }
         let hosts = hosts_of(project, env, d, &running, resolve)?;
         return Ok(RunHosts {
-            hosts: crate::inventory::ec2::select(hosts, limit, &project.file)?,
+            hosts: super::hosts::select(hosts, limit, &project.file)?,
             ec2_pending: !plan.is_empty(),
         });
     }
@@ -193,7 +193,7 @@ pub(super) async fn hosts_for_run(
             instance: i,
         })
         .collect();
-    let pairs = crate::inventory::ec2::hosts(env, d, &live, &project.file, resolve)?;
+    let pairs = super::hosts::hosts(env, d, &live, &project.file, resolve)?;
     let fresh: Vec<&Host> = pairs
         .iter()
         .filter(|(_, e)| e.as_ref().is_some_and(|e| waiting.contains(&e.instance.id)))
@@ -204,7 +204,7 @@ pub(super) async fn hosts_for_run(
     }
     let hosts = pairs.into_iter().map(|(h, _)| h).collect();
     Ok(RunHosts {
-        hosts: crate::inventory::ec2::select(hosts, limit, &project.file)?,
+        hosts: super::hosts::select(hosts, limit, &project.file)?,
         ec2_pending: false,
     })
 }
@@ -232,7 +232,7 @@ fn forget_pins(
             created: false,
         })
         .collect();
-    let pairs = crate::inventory::ec2::hosts(env, d, &all, &project.file, resolve)?;
+    let pairs = super::hosts::hosts(env, d, &all, &project.file, resolve)?;
     let at = |h: &Host| (h.connect.address.clone(), h.connect.port);
     let is_gone = |e: &Option<Ec2Host>| {
         e.as_ref()
@@ -275,7 +275,7 @@ fn hosts_of(
     instances: &[Ec2Host],
     resolve: Resolve<'_>,
 ) -> Result<Vec<Host>, Stop> {
-    let pairs = crate::inventory::ec2::hosts(env, d, instances, &project.file, resolve)?;
+    let pairs = super::hosts::hosts(env, d, instances, &project.file, resolve)?;
     Ok(pairs.into_iter().map(|(h, _)| h).collect())
 }
 
@@ -618,7 +618,7 @@ pub(super) async fn running_hosts(
         })
         .collect();
     let hosts = hosts_of(project, env, d, &running, resolve)?;
-    Ok(crate::inventory::ec2::select(hosts, limit, &project.file)?)
+    Ok(super::hosts::select(hosts, limit, &project.file)?)
 }
 
 pub(super) async fn print_hosts(
@@ -639,7 +639,7 @@ pub(super) async fn print_hosts(
             created: false,
         })
         .collect();
-    let pairs = crate::inventory::ec2::hosts(env, d, &reachable, &project.file, resolve)?;
+    let pairs = super::hosts::hosts(env, d, &reachable, &project.file, resolve)?;
     let connect_of = |id: &str| {
         pairs
             .iter()

@@ -2,15 +2,14 @@
 //!
 //! Parsing is strict (unknown keys are errors) and happens before any host is contacted.
 
-pub mod duration;
+pub mod ec2;
 pub mod hosts;
 pub mod playbook;
-pub mod source;
 
-pub use duration::Dur;
+pub use crate::error::ConfigError;
+pub use crate::value::{Dur, OneOrMany};
 pub use hosts::{HostAddr, HostsDef};
 pub use playbook::{Playbook, Step};
-pub use source::ConfigError;
 
 use crate::transport::KnownHostsPolicy;
 use serde::Deserialize;
@@ -19,26 +18,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const PROJECT_FILE: &str = "provision.toml";
-
-/// A value that may be written as one string or a list of strings.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(
-    untagged,
-    expecting = "invalid type: expected a string or a list of strings"
-)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    pub fn to_vec(&self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        }
-    }
-}
 
 /// `[ssh]` at the top level or `ssh = {…}` in an environment. Every field is optional so an
 /// environment overrides only what it sets.
@@ -128,7 +107,7 @@ struct ProjectFile {
 struct EnvFile {
     /// Optional when the env has `ec2`: its machines are then found or created on EC2.
     hosts: Option<HostsDef>,
-    ec2: Option<Spanned<crate::cloud::Ec2Def>>,
+    ec2: Option<Spanned<ec2::Ec2Def>>,
     #[serde(default)]
     vars: toml::Table,
     secrets: Option<String>,
@@ -173,7 +152,7 @@ pub struct Env {
     pub remote_env: BTreeMap<String, String>,
     pub playbook: Option<String>,
     /// `[env.<name>.ec2]`: machines found or created on EC2 by tags (their roles are in `roles`).
-    pub ec2: Option<crate::cloud::Ec2Env>,
+    pub ec2: Option<ec2::Ec2Env>,
     /// `vagrant = "<dir>"` or `ssh_config = "<file>"`: read by the inventory.
     pub ssh_source: Option<SshSource>,
 }
@@ -221,7 +200,7 @@ impl Project {
     }
 
     pub fn load(file: &Path) -> Result<Project, ConfigError> {
-        let text = source::read(file, "the project file")?;
+        let text = crate::error::read(file, "the project file")?;
         Self::parse(file, &text)
     }
 
@@ -355,7 +334,7 @@ fn build_env(
     let ssh = top_ssh.merged(&raw.ssh);
     let ec2 = match raw.ec2 {
         Some(def) => {
-            let at = crate::cloud::config::At {
+            let at = ec2::At {
                 file,
                 text,
                 offset: def.span().start,

@@ -119,7 +119,7 @@ pub struct Playbook {
 
 impl Playbook {
     pub fn load(file: &Path, display: &str) -> Result<Playbook, ConfigError> {
-        let text = super::source::read(file, "the playbook").map_err(|e| {
+        let text = crate::error::read(file, "the playbook").map_err(|e| {
             e.with_help("create it (see `provision init`) or choose another with --playbook")
         })?;
         Self::parse(file, display, &text)
@@ -165,7 +165,7 @@ impl Playbook {
                     return Err(err(format!("`{r}` is registered by two steps")));
                 }
             }
-            let line = super::source::line_col(text, offset).0;
+            let line = crate::error::line_col(text, offset).0;
             steps.push(Step {
                 index,
                 name,

@@ -1,7 +1,6 @@
 //! From an environment to the hosts of a run: each host's roles and fully resolved
 //! connection settings (host string, env `ssh` settings, then `~/.ssh/config`).
 
-pub mod ec2;
 pub mod ssh_config;
 pub mod vagrant;
 

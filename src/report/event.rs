@@ -13,12 +13,7 @@ pub enum Status {
     Skipped,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Apply,
-    Check,
-}
+pub use crate::value::Mode;
 
 /// Counts for one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,8 +13,8 @@
 use super::docker_install::{docker_missing, docker_ok_probe};
 use super::shell::HTTP_STATUS_FN;
 use super::{Action, Decision, Probe, StepKind};
-use crate::config::{Dur, OneOrMany};
 use crate::transport::script::quote;
+use crate::value::{Dur, OneOrMany};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! also restore the previous container when the new one is unhealthy.
 
 use super::wait;
-use crate::config::Dur;
+use crate::value::Dur;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -1,17 +1,8 @@
 //! Shell snippets several step kinds share: the app's state directory on the host, an HTTP
 //! status probe that works with curl or wget, and a bounded polling loop.
 
-use crate::transport::script::quote;
+pub use crate::remote::state_dir;
 use std::time::Duration;
-
-/// Sets `$st` to the app's state dir: /var/lib/provision/<app>/<env> as root, else under the
-/// user's ~/.local/state. Holds the deploy lock, the release log and migration markers.
-pub fn state_dir(app: &str, env: &str) -> String {
-    let (a, e) = (quote(app), quote(env));
-    format!(
-        "if [ \"$(id -u)\" = 0 ]; then st=/var/lib/provision/{a}/{e}; else st=\"${{HOME:-/tmp}}/.local/state/provision/\"{a}/{e}; fi\n"
-    )
-}
 
 /// Defines `http_status URL` printing the HTTP status code (000 when nothing answered).
 pub const HTTP_STATUS_FN: &str = r#"http_status() {

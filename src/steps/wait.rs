@@ -5,8 +5,8 @@
 
 use super::shell::{HTTP_STATUS_FN, poll};
 use super::{Action, Decision, Probe, StepKind};
-use crate::config::Dur;
 use crate::transport::script::quote;
+use crate::value::Dur;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -109,6 +109,17 @@ pub struct ConnectSpec {
     pub allow_prompt: bool,
 }
 
+impl ConnectSpec {
+    /// `addr:port` (`[v6]:port`) for messages.
+    pub fn target(&self) -> String {
+        if self.address.contains(':') {
+            format!("[{}]:{}", self.address, self.port)
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
+}
+
 /// A private key held as text. `Debug` shows where it came from, never the key.
 #[derive(Clone)]
 pub struct InlineKey {

@@ -165,7 +165,7 @@ impl Auth<'_> {
     fn lost(&self, e: russh::Error) -> ConnectError {
         ConnectError::Protocol(format!(
             "connection to {} lost during authentication: {e}",
-            super::connect::target(self.spec)
+            self.spec.target()
         ))
     }
 }
@@ -175,7 +175,7 @@ async fn bounded<T>(spec: &ConnectSpec, fut: impl Future<Output = T>) -> Result<
     tokio::time::timeout(spec.connect_timeout, fut)
         .await
         .map_err(|_| ConnectError::Timeout {
-            addr: super::connect::target(spec),
+            addr: spec.target(),
             timeout: spec.connect_timeout,
         })
 }

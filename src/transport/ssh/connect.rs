@@ -18,15 +18,6 @@ use crate::transport::{ConnectError, ConnectSpec};
 /// Backoff between attempts: 200 ms, 400 ms, ... capped here.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// `addr:port` (`[v6]:port`) for messages.
-pub(super) fn target(spec: &ConnectSpec) -> String {
-    if spec.address.contains(':') {
-        format!("[{}]:{}", spec.address, spec.port)
-    } else {
-        format!("{}:{}", spec.address, spec.port)
-    }
-}
-
 /// Jump host first (its own retries and host-key check), then the target through it.
 pub(super) async fn connect(spec: &ConnectSpec) -> Result<SshSession, ConnectError> {
     let mut jumps = Vec::new();
@@ -98,7 +89,7 @@ async fn handshake(
     };
     match tokio::time::timeout(spec.connect_timeout, attempt).await {
         Err(_) => Err(ConnectError::Timeout {
-            addr: target(spec),
+            addr: spec.target(),
             timeout: spec.connect_timeout,
         }),
         Ok(Ok(handle)) => Ok((handle, accepted_key(&verdict))),
@@ -111,7 +102,7 @@ async fn tcp_connect(spec: &ConnectSpec) -> Result<TcpStream, ConnectError> {
     let tcp = TcpStream::connect((spec.address.as_str(), spec.port))
         .await
         .map_err(|e| ConnectError::Network {
-            addr: target(spec),
+            addr: spec.target(),
             reason: e.to_string(),
         })?;
     // Small request/response packets: Nagle would only add latency.
@@ -128,7 +119,7 @@ async fn open_tunnel(
     via.channel_open_direct_tcpip(spec.address.clone(), u32::from(spec.port), "127.0.0.1", 0)
         .await
         .map_err(|e| ConnectError::Network {
-            addr: target(spec),
+            addr: spec.target(),
             reason: format!("the jump host could not open a tunnel to it ({e})"),
         })
 }
@@ -138,16 +129,16 @@ async fn open_tunnel(
 fn kex_error(spec: &ConnectSpec, e: russh::Error) -> ConnectError {
     match e {
         russh::Error::IO(io) => ConnectError::Network {
-            addr: target(spec),
+            addr: spec.target(),
             reason: io.to_string(),
         },
         russh::Error::Disconnect | russh::Error::HUP => ConnectError::Protocol(format!(
             "{} closed the connection during key exchange (server busy, or not an SSH server?)",
-            target(spec)
+            spec.target()
         )),
         other => ConnectError::Protocol(format!(
             "key exchange with {} failed: {other}",
-            target(spec)
+            spec.target()
         )),
     }
 }

@@ -3,7 +3,7 @@
 //! it needs `--yes`.
 
 use super::{Target, hosts_n, json_line, out_line};
-use crate::runner::exit;
+use crate::error::exit;
 use crate::steps::shell::state_dir;
 use crate::transport::Transport;
 use crate::transport::ssh::SshSession;

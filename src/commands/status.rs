@@ -4,9 +4,9 @@
 //! lock's holder when a lock is there.
 
 use super::{Target, hosts_n, json_line, out_line};
+use crate::error::exit;
 use crate::inventory::Host;
-use crate::releases::{Record, parse_log};
-use crate::runner::exit;
+use crate::remote::releases::{Record, parse_log};
 use crate::steps::shell::state_dir;
 use crate::transport::Transport;
 use crate::transport::script::quote;

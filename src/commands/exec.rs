@@ -6,9 +6,9 @@
 //! line prefixed `[host]`, then a summary line. A failing or unreachable host does not stop
 //! the others; the exit code says the worst (3 a command failed, 4 a host was unreachable).
 
+use crate::error::exit;
 use crate::inventory::Host;
 use crate::report::OutputFormat;
-use crate::runner::exit;
 use crate::secrets::Redactor;
 use crate::transport::Transport;
 use crate::transport::ssh::SshSession;
@@ -79,7 +79,7 @@ pub async fn run(hosts: Vec<Host>, command: &str, o: ExecOptions, redactor: Reda
         let _ = writeln!(
             o,
             "exec on {}: {} ok, {failed} failed, {unreachable} unreachable",
-            crate::ops::hosts_n(n),
+            crate::commands::hosts_n(n),
             n - failed - unreachable
         );
     }

@@ -185,7 +185,7 @@ pub async fn run(host: &Host, command: &[String]) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: [{name}] {e}");
-            return crate::runner::exit::UNREACHABLE;
+            return crate::error::exit::UNREACHABLE;
         }
     };
     let keys = session.host_keys().to_vec();

@@ -6,7 +6,7 @@
 //! older than its TTL, in which case it is taken over. When a run that took the lock ends, one
 //! script appends the release record (time, release, user, result) and removes the lock.
 
-use crate::steps::shell::state_dir;
+use super::state_dir;
 use crate::transport::script::quote;
 use std::time::Duration;
 

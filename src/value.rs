@@ -1,4 +1,5 @@
-//! Durations written as "30s", "5m", "1h 30m" in config files.
+//! Plain values shared by the config schema and the step kinds: durations written as "30s",
+//! "5m", "1h 30m", and fields that take one string or a list.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::Duration;
@@ -31,4 +32,32 @@ impl Serialize for Dur {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(self.0).to_string())
     }
+}
+
+/// A value that may be written as one string or a list of strings.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(
+    untagged,
+    expecting = "invalid type: expected a string or a list of strings"
+)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Whether a run changes hosts (`up`) or only looks (`plan`: check mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Apply,
+    Check,
 }

@@ -4,10 +4,9 @@
 //! playbook's git step (`ref = "{{ ref }}"`) checks it out, its image already exists, its
 //! migration marker is there, and `docker_run` swaps the container back.
 
-use crate::inventory::Host;
-use crate::lock::read_log_sh;
-use crate::transport::Transport;
+use super::lock::read_log_sh;
 use crate::transport::ssh::SshSession;
+use crate::transport::{ConnectSpec, Transport};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -58,15 +57,20 @@ pub fn rollback_target(records: &[Record], to: Option<&str>) -> Result<String, S
 }
 
 /// Read the release log of one host.
-pub async fn read(host: &Host, app: &str, env: &str) -> Result<Vec<Record>, String> {
-    let session = SshSession::connect(&host.connect)
+pub async fn read(
+    name: &str,
+    connect: &ConnectSpec,
+    app: &str,
+    env: &str,
+) -> Result<Vec<Record>, String> {
+    let session = SshSession::connect(connect)
         .await
-        .map_err(|e| format!("{}: {e}", host.name))?;
+        .map_err(|e| format!("{name}: {e}"))?;
     let out = session
         .exec(&read_log_sh(app, env), None, Duration::from_secs(60))
         .await;
     session.close().await;
-    let out = out.map_err(|e| format!("{}: {e}", host.name))?;
+    let out = out.map_err(|e| format!("{name}: {e}"))?;
     Ok(parse_log(&out.stdout_lossy()))
 }
 

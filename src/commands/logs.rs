@@ -5,7 +5,7 @@
 //! closing summary line (kept when a host failed).
 
 use super::{Lines, Target, err_line, hosts_n, interrupted, out_line};
-use crate::runner::exit;
+use crate::error::exit;
 use crate::transport::Transport;
 use crate::transport::script::quote;
 use crate::transport::ssh::{SshSession, Stream};

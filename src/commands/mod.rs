@@ -3,6 +3,8 @@
 //! settings and the environment's `remote_env`, and print one block or line per host,
 //! prefixed by host, with secret values masked.
 
+pub mod exec;
+pub mod init;
 pub mod logs;
 pub mod ssh;
 pub mod status;

@@ -2,9 +2,9 @@
 //! instance becomes a host string (`ssh_user@address`) looked up in ssh_config by its address
 //! (so `HostName`/`Port` apply to it), then named by its `Name` tag.
 
-use super::{Host, apply_limit};
 use crate::cloud::{Ec2Env, Instance};
 use crate::config::{ConfigError, Env, HostAddr, HostEntry};
+use crate::inventory::{Host, apply_limit};
 use crate::transport::KnownHostsPolicy;
 use std::collections::BTreeMap;
 use std::path::Path;
