@@ -37,6 +37,8 @@ impl Desired {
                 spec.tag
             ));
         }
+        super::shell::not_an_option("tag", &spec.tag)?;
+        super::shell::not_an_option("context", &spec.context)?;
         if spec.keep == Some(0) {
             return Err("keep must be at least 1 (the image just built)".into());
         }

@@ -95,6 +95,7 @@ impl Desired {
                 spec.name
             ));
         }
+        super::shell::not_an_option("image", &spec.image)?;
         if let Some(p) = spec
             .pull
             .as_deref()

@@ -33,6 +33,7 @@ impl Desired {
         if !spec.dest.starts_with('/') {
             return Err(format!("dest `{}` must be an absolute path", spec.dest));
         }
+        super::shell::not_an_option("repo", &spec.repo)?;
         let ref_ = spec.ref_.clone().unwrap_or_else(|| "HEAD".into());
         if ref_.is_empty() || ref_.starts_with('-') || ref_.contains(char::is_whitespace) {
             return Err(format!("ref `{ref_}` is not a branch, tag or commit"));
@@ -79,12 +80,12 @@ impl StepKind for Desired {
         let lsremote = if is_sha(&self.ref_) {
             String::new()
         } else if self.ref_ == "HEAD" {
-            format!("{GIT} ls-remote {repo} HEAD | sed 's/^/remote=/'\n")
+            format!("{GIT} ls-remote -- {repo} HEAD | sed 's/^/remote=/'\n")
         } else {
             // `ls-remote` matches patterns against whole ref names, so an annotated tag's
             // peeled commit (`refs/tags/v1^{}`) is only listed when asked for by name.
             let peeled = quote(&format!("{}^{{}}", self.ref_)).into_owned();
-            format!("{GIT} ls-remote {repo} {r} {peeled} | sed 's/^/remote=/'\n")
+            format!("{GIT} ls-remote -- {repo} {r} {peeled} | sed 's/^/remote=/'\n")
         };
         Some(format!(
             "if ! command -v git >/dev/null 2>&1; then echo git=missing; exit 0; fi\n\
@@ -113,16 +114,16 @@ impl StepKind for Desired {
                 tail(&p.out, 2)
             ));
         };
-        let short = &target[..target.len().min(12)];
+        let short = super::shell::prefix(&target, 12);
         match p.field("head") {
             None => Decision::change(format!("clone {} at {short}", self.repo)),
             Some(h) if p.field("origin") != Some(self.repo.as_str()) => Decision::change(format!(
                 "switch origin to {} and check out {short} (was {})",
                 self.repo,
-                &h[..h.len().min(12)]
+                super::shell::prefix(h, 12)
             )),
             Some(h) if h != target => {
-                Decision::change(format!("update {} → {short}", &h[..h.len().min(12)]))
+                Decision::change(format!("update {} → {short}", super::shell::prefix(h, 12)))
             }
             Some(_) if p.field("dirty").is_some() => {
                 Decision::change(format!("discard local changes at {short}"))
@@ -138,9 +139,9 @@ impl StepKind for Desired {
 dest={dest}; ref={r}
 if [ ! -d "$dest/.git" ]; then
   mkdir -p "$(dirname -- "$dest")"
-  {GIT} clone --quiet --no-checkout {repo} "$dest"
+  {GIT} clone --quiet --no-checkout -- {repo} "$dest"
 else
-  {GIT} -C "$dest" remote set-url origin {repo}
+  {GIT} -C "$dest" remote set-url -- origin {repo}
 fi
 {GIT} -C "$dest" fetch --quiet --force --tags origin '+refs/heads/*:refs/remotes/origin/*'
 if [ "$ref" = HEAD ]; then
@@ -171,7 +172,7 @@ printf 'sha=%s\n' "$({GIT} -C "$dest" rev-parse HEAD)"
             }
         });
         let sha = from_apply.or(from_probe).unwrap_or_default();
-        serde_json::json!({ "changed": o.changed, "sha": sha, "short_sha": &sha[..sha.len().min(12)] })
+        serde_json::json!({ "changed": o.changed, "sha": sha, "short_sha": super::shell::prefix(&sha, 12) })
     }
 }
 

@@ -23,7 +23,7 @@ impl Desired {
             return Err("`names` is empty: list the packages to install".into());
         }
         for n in &spec.names {
-            if n.is_empty()
+            if !n.starts_with(|c: char| c.is_ascii_alphanumeric())
                 || !n
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "+-.:_".contains(c))

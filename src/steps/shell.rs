@@ -4,6 +4,22 @@
 pub use crate::remote::state_dir;
 use std::time::Duration;
 
+/// Refuse a value that a remote tool would read as an option (`--upload-pack=…`, `-x`):
+/// values handed to tools as positional arguments must not start with `-`.
+pub fn not_an_option(field: &str, value: &str) -> Result<(), String> {
+    if value.starts_with('-') {
+        return Err(format!(
+            "{field} `{value}` starts with `-`, which the remote tool would read as an option"
+        ));
+    }
+    Ok(())
+}
+
+/// The first `n` characters of `text` (never splits a multibyte character).
+pub fn prefix(text: &str, n: usize) -> &str {
+    text.char_indices().nth(n).map_or(text, |(i, _)| &text[..i])
+}
+
 /// Defines `http_status URL` printing the HTTP status code (000 when nothing answered).
 pub const HTTP_STATUS_FN: &str = r#"http_status() {
   if command -v curl >/dev/null 2>&1; then
@@ -35,4 +51,24 @@ pub fn poll(check: &str, timeout: Duration, interval: Duration) -> String {
          done\n\
          printf 'ready=%s\\nwaited=%s\\nlast:\\n%s\\n' \"$ok\" \"$(( ($(now_ms) - start) / 1000 ))\" \"$last\"\n"
     )
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn prefix_never_splits_a_character() {
+        assert_eq!(prefix("abc", 12), "abc");
+        assert_eq!(prefix("", 12), "");
+        assert_eq!(prefix("ééééééééééééé", 12), "éééééééééééé");
+        assert_eq!(prefix("0123456789abcdef", 12), "0123456789ab");
+    }
+
+    #[test]
+    fn option_like_values_are_refused() {
+        assert!(not_an_option("repo", "--upload-pack=x").is_err());
+        assert!(not_an_option("repo", "-").is_err());
+        assert!(not_an_option("repo", "https://example.com/a-b.git").is_ok());
+    }
 }

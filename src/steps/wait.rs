@@ -57,10 +57,21 @@ impl Desired {
             .rsplit_once(':')
             .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
             .ok_or_else(|| format!("tcp `{target}` is not host:port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.starts_with('-')
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+        {
+            return Err(format!(
+                "tcp `{target}`: `{host}` is not a host name or address"
+            ));
+        }
         let (h, p) = (quote(host), quote(port));
-        // bash's /dev/tcp where bash exists, else nc.
+        // bash's /dev/tcp where bash exists, else nc. The host and port reach bash as
+        // positional parameters: its script is a constant, never parsed with their text in it.
         let check = format!(
-            "if command -v bash >/dev/null 2>&1; then last=$(timeout 3 bash -c \"exec 3<>/dev/tcp/\"{h}\"/\"{p} 2>&1) && ok=1; \
+            "if command -v bash >/dev/null 2>&1; then last=$(timeout 3 bash -c 'exec 3<>\"/dev/tcp/$1/$2\"' wait {h} {p} 2>&1) && ok=1; \
              elif command -v nc >/dev/null 2>&1; then last=$(nc -z -w 3 {h} {p} 2>&1) && ok=1; \
              else last='neither bash nor nc is installed'; fi"
         );
