@@ -100,13 +100,18 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// An upload's staging directory (`.provision.XXXXXX/`) or anything in it.
+fn is_staged(rel: &str) -> bool {
+    Path::new(rel)
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with(".provision."))
+}
+
 fn temp_files(root: &Path) -> Vec<String> {
     snapshot(root)
         .into_keys()
         .filter(|k| {
-            Path::new(k)
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".provision."))
+            is_staged(k)
         })
         .collect()
 }
@@ -161,7 +166,10 @@ fn kill_at(p: &Project, point: Point) -> bool {
             {
                 for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    if name.starts_with(".provision.") && e.metadata().is_ok_and(|m| m.len() >= at)
+                    // Uploads are staged in a private `.provision.XXXXXX/` directory.
+                    let staged = e.path().join("upload");
+                    if name.starts_with(".provision.")
+                        && std::fs::metadata(&staged).is_ok_and(|m| m.len() >= at)
                     {
                         landed = child.kill().is_ok() && !exited_before_kill(&mut child);
                         break 'poll;
@@ -276,13 +284,7 @@ fn sigkill_at_any_point_leaves_no_partial_file_and_the_next_up_converges() {
         // Files appear whole or not at all, even while the remote side winds down.
         let now = snapshot(&p.remote);
         for (rel, v) in &now {
-            if v.starts_with("dir")
-                || Path::new(rel)
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(".provision.")
-            {
+            if v.starts_with("dir") || is_staged(rel) {
                 continue;
             }
             if complete.get(rel) != Some(v) {

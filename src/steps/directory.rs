@@ -48,9 +48,9 @@ fn trim_trailing_slash(path: &str) -> String {
 pub fn stat_probe(path: &str) -> String {
     let p = quote(path);
     format!(
-        "if [ -d {p} ] && [ ! -L {p} ]; then echo state=dir; elif [ -f {p} ]; then echo state=file; \
-         elif [ -e {p} ] || [ -L {p} ]; then echo state=other; else echo state=missing; fi\n\
-         if [ -e {p} ]; then stat -c 'mode=%a\nowner=%U\ngroup=%G' {p}; fi"
+        "if [ -L {p} ]; then echo state=link; elif [ -d {p} ]; then echo state=dir; elif [ -f {p} ]; then echo state=file; \
+         elif [ -e {p} ]; then echo state=other; else echo state=missing; fi\n\
+         if [ -e {p} ] && [ ! -L {p} ]; then stat -c 'mode=%a\nowner=%U\ngroup=%G' {p}; fi"
     )
 }
 
@@ -80,7 +80,8 @@ pub fn attr_changes(
     out
 }
 
-/// `chmod`/`chown` lines for a path.
+/// `chown`/`chmod` lines for a path. Ownership first: chown clears setuid/setgid bits, so a
+/// mode like 2775 set before it would never converge. `-h`: a link is never followed.
 pub fn attr_script(
     target: &str,
     mode: Option<&str>,
@@ -88,14 +89,14 @@ pub fn attr_script(
     group: Option<&str>,
 ) -> String {
     let mut s = String::new();
+    match (owner, group) {
+        (Some(o), Some(g)) => s.push_str(&format!("chown -h {}:{} {target}\n", quote(o), quote(g))),
+        (Some(o), None) => s.push_str(&format!("chown -h {} {target}\n", quote(o))),
+        (None, Some(g)) => s.push_str(&format!("chgrp -h {} {target}\n", quote(g))),
+        (None, None) => {}
+    }
     if let Some(m) = mode {
         s.push_str(&format!("chmod {m} {target}\n"));
-    }
-    match (owner, group) {
-        (Some(o), Some(g)) => s.push_str(&format!("chown {}:{} {target}\n", quote(o), quote(g))),
-        (Some(o), None) => s.push_str(&format!("chown {} {target}\n", quote(o))),
-        (None, Some(g)) => s.push_str(&format!("chgrp {} {target}\n", quote(g))),
-        (None, None) => {}
     }
     s
 }
@@ -130,16 +131,30 @@ impl StepKind for Desired {
         }
     }
 
+    /// Mode and owner are set from inside the directory (`.`), after checking that the path
+    /// led to it without a link: a user who owns the parent can swap the directory for a link
+    /// at any moment, but not change which directory this shell is in (issue 12, #6).
     fn apply(&self) -> Action {
         let p = quote(&self.path).into_owned();
+        let attrs = attr_script(
+            ".",
+            self.mode.as_deref(),
+            self.owner.as_deref(),
+            self.group.as_deref(),
+        );
+        if attrs.is_empty() {
+            return Action::script(format!("set -e\nmkdir -p -- {p}\n"));
+        }
         let script = format!(
-            "set -e\nmkdir -p {p}\n{}",
-            attr_script(
-                &p,
-                self.mode.as_deref(),
-                self.owner.as_deref(),
-                self.group.as_deref()
-            )
+            "set -e\npath={p}\nmkdir -p -- \"$path\"\n\
+             parent=$(dirname -- \"$path\"); base=$(basename -- \"$path\")\n\
+             cd -P -- \"$parent\"\n\
+             case $(pwd -P) in /) expect=/$base;; *) expect=$(pwd -P)/$base;; esac\n\
+             [ \"$path\" = / ] && expect=/\n\
+             if [ \"$path\" != / ] && [ -L \"$base\" ]; then echo \"$path is a symbolic link: provision does not chown or chmod through links\" >&2; exit 1; fi\n\
+             cd -P -- \"$base\"\n\
+             if [ \"$(pwd -P)\" != \"$expect\" ]; then echo \"$path was replaced by a link while it was being set up; its mode and owner were not changed\" >&2; exit 1; fi\n\
+             {attrs}"
         );
         Action::script(script)
     }
@@ -180,9 +195,14 @@ mod tests {
     #[test]
     fn apply_script_is_quoted() {
         let a = d().apply();
-        assert_eq!(
-            a.script,
-            "set -e\nmkdir -p /srv/app\nchmod 750 /srv/app\nchown app /srv/app\n"
+        assert!(
+            a.script
+                .starts_with("set -e\npath=/srv/app\nmkdir -p -- \"$path\"\n")
+        );
+        assert!(
+            a.script.ends_with("chown -h app .\nchmod 750 .\n"),
+            "{}",
+            a.script
         );
     }
 

@@ -100,9 +100,12 @@ impl Upload {
         let p = quote(&self.dest);
         let mut s = stat_probe(&self.dest);
         s.push_str(&format!(
-            "\nif [ -f {p} ]; then printf 'sha256=%s\\n' \"$(sha256sum < {p} | cut -c1-64)\"; fi"
+            "\nif [ -f {p} ] && [ ! -L {p} ]; then printf 'sha256=%s\\n' \"$(sha256sum < {p} | cut -c1-64)\"; fi"
         ));
-        let fetch = format!("\nif [ -f {p} ] && [ \"$(wc -c < {p})\" -le {DIFF_LIMIT} ]; then ");
+        // Never through a link: a link to /etc/shadow must not be read into a plan's diff.
+        let fetch = format!(
+            "\nif [ -f {p} ] && [ ! -L {p} ] && [ \"$(wc -c < {p})\" -le {DIFF_LIMIT} ]; then "
+        );
         match self.diff {
             _ if !check => {}
             DiffStyle::Text => s.push_str(&format!("{fetch}printf '{}'; cat {p}; fi", CONTENT_MARK.replace('\n', "\\n"))),
@@ -187,6 +190,10 @@ impl Upload {
         }
     }
 
+    /// The upload is staged in a fresh root-owned 0700 directory beside the target and the
+    /// script works from inside it (`cd -P`): whoever owns the target directory can rename
+    /// entries in it, but cannot touch what is inside the staging directory, so no symlink
+    /// can be swapped in under the file that gets chowned and chmodded (issue 12, #6).
     pub fn apply(&self) -> Action {
         let dest = quote(&self.dest);
         let script = format!(
@@ -194,18 +201,20 @@ impl Upload {
              dest={dest}\n\
              dir=$(dirname -- \"$dest\")\n\
              mkdir -p -- \"$dir\"\n\
-             tmp=\n\
-             trap 'rm -f -- \"$tmp\"' EXIT\n\
-             trap 'rm -f -- \"$tmp\"; exit 1' HUP INT TERM PIPE\n\
-             tmp=$(mktemp \"$dir/.provision.XXXXXX\")\n\
-             cat > \"$tmp\"\n\
-             if [ \"$(sha256sum < \"$tmp\" | cut -c1-64)\" != {sum} ]; then echo \"upload of $dest arrived incomplete; the old file was left in place\" >&2; exit 1; fi\n\
+             stage=; staged=\n\
+             cleanup() {{ if [ -n \"$staged\" ]; then rm -f ./upload; cd ..; rmdir -- \"${{stage##*/}}\" 2>/dev/null || true; elif [ -n \"$stage\" ]; then rmdir -- \"$stage\" 2>/dev/null || true; fi; }}\n\
+             trap cleanup EXIT\n\
+             trap 'cleanup; trap - EXIT; exit 1' HUP INT TERM PIPE\n\
+             stage=$(mktemp -d \"$dir/.provision.XXXXXX\")\n\
+             cd -P -- \"$stage\"; staged=1\n\
+             if [ \"$(stat -c %u:%a .)\" != \"$(id -u):700\" ]; then echo \"the staging directory for $dest was replaced while in use; nothing was written\" >&2; exit 1; fi\n\
+             cat > ./upload\n\
+             if [ \"$(sha256sum < ./upload | cut -c1-64)\" != {sum} ]; then echo \"upload of $dest arrived incomplete; the old file was left in place\" >&2; exit 1; fi\n\
              {attrs}\
-             mv -f -- \"$tmp\" \"$dest\"\n\
-             trap - EXIT HUP INT TERM PIPE\n",
+             mv -f -- ./upload \"$dest\"\n",
             sum = self.sha256,
             attrs = attr_script(
-                "\"$tmp\"",
+                "./upload",
                 Some(&self.mode),
                 self.owner.as_deref(),
                 self.group.as_deref()
@@ -375,9 +384,53 @@ mod tests {
     #[test]
     fn apply_checks_hash_and_renames() {
         let a = up("x").apply();
-        assert!(a.script.contains("mktemp \"$dir/.provision.XXXXXX\""));
-        assert!(a.script.contains("mv -f -- \"$tmp\" \"$dest\""));
+        assert!(a.script.contains("mktemp -d \"$dir/.provision.XXXXXX\""));
+        assert!(a.script.contains("mv -f -- ./upload \"$dest\""));
         assert_eq!(a.stdin.as_deref(), Some(&b"x"[..]));
+    }
+
+    /// The staged upload in a real `sh`: the file lands whole with its mode, and neither the
+    /// staging directory nor its file is left behind; a wrong hash leaves the old file.
+    #[test]
+    fn apply_in_a_real_shell_leaves_no_staging_directory() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("conf/app.env");
+        let run = |u: &Upload, stdin: &[u8]| {
+            let mut child = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(&u.apply().script)
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(stdin).unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let u = Upload::new(dest.to_str().unwrap(), b"A=1\n".to_vec(), "640", None, None).unwrap();
+        let out = run(&u, b"A=1\n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), b"A=1\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        let u2 = Upload::new(dest.to_str().unwrap(), b"A=2\n".to_vec(), "640", None, None).unwrap();
+        let out = run(&u2, b"A=3\n");
+        assert!(!out.status.success());
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            b"A=1\n",
+            "the old file stays"
+        );
+        let left: Vec<_> = std::fs::read_dir(dest.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("app.env")], "{left:?}");
     }
 
     #[test]
