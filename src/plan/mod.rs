@@ -338,7 +338,7 @@ impl Planner {
             context: ctx,
             secrets: &self.secrets,
         };
-        Ok(Arc::from(spec.prepare(&cx)?))
+        Ok(Arc::from(spec.prepare(&cx).map_err(|e| e.to_string())?))
     }
 
     /// The release id recorded in the release log, rendered with the run's registered values.
@@ -364,17 +364,15 @@ impl Planner {
 
     fn render_spec(&self, step: &Step, ctx: &Value) -> Result<Spec, String> {
         let mut json = serde_json::to_value(&step.spec).map_err(|e| e.to_string())?;
-        let kind = step.spec.kind();
         let redactor = self.secrets.redactor();
         render_strings(&mut json, String::new(), &mut |path, s| {
             let out = self
                 .templates
                 .render_str(&step.name, s, ctx)
                 .map_err(|e| format!("field `{path}`: {}", e.message))?;
-            // Step fields end up in scripts, which are visible in the host's process list.
-            // Only env_file's extra values travel on stdin.
-            let on_stdin = kind == "env_file" && path.contains(".vars.");
-            if !on_stdin && redactor.redact(&out) != out {
+            // Step fields end up in scripts, which are visible in the host's process list,
+            // except those the kind sends on stdin (env_file's extra values).
+            if !step.spec.on_stdin(path) && redactor.redact(&out) != out {
                 return Err(format!(
                     "field `{path}` would put a secret on a command line; write it to the host with an env_file or template step instead"
                 ));
