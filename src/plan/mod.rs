@@ -555,4 +555,27 @@ mod tests {
         assert!(e.message.contains("secret on a command line"), "{e}");
         assert!(!e.to_string().contains("pl4n-secret"));
     }
+
+    #[test]
+    fn a_secret_may_be_in_what_the_kind_sends_on_stdin_only() {
+        let vars =
+            "env_file = { dest = \"/e\", vars = { PW = \"{{ secrets.PLAN_TEST_STDIN }}\" } }";
+        let (_, p, hosts) = setup(
+            &format!("[[step]]\n{vars}\n"),
+            &[("PLAN_TEST_STDIN", "st1n-secret")],
+        );
+        assert!(p.plan_host(&hosts[0]).is_ok());
+        let dest =
+            "env_file = { dest = \"/e/{{ secrets.PLAN_TEST_STDIN }}\", vars = { A = \"b\" } }";
+        let (_, p, hosts) = setup(
+            &format!("[[step]]\n{dest}\n"),
+            &[("PLAN_TEST_STDIN", "st1n-secret")],
+        );
+        let e = p.plan_host(&hosts[0]).unwrap_err();
+        assert!(
+            e.message
+                .contains("field `env_file.dest` would put a secret on a command line"),
+            "{e}"
+        );
+    }
 }
