@@ -1,12 +1,14 @@
 //! Playbooks: `playbooks/<name>.toml`, an ordered list of `[[step]]` tables. Each step has
-//! exactly one kind key (`command`, `directory`, `file`, `template`, `env_file`, `packages`,
-//! `git`) plus optional `name`, `on`, `when`, `register`, `tags`, `timeout`.
+//! exactly one kind key (any of `steps::NAMES`: `command`, `directory`, `file`, …) plus
+//! optional `name`, `on`, `when`, `register`, `tags`, `timeout`.
 
 use super::{ConfigError, Dur, OneOrMany};
 use crate::steps::{self, Spec};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_spanned::Spanned;
 use std::collections::BTreeSet;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,64 +23,139 @@ struct PlaybookFile {
     step: Vec<Spanned<StepDef>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[step]]` as written: the common keys and every kind key it has (exactly one is
+/// valid; `Playbook::parse` says which are there when not).
+#[derive(Debug, Default)]
 struct StepDef {
     name: Option<String>,
     on: Option<OneOrMany>,
     when: Option<String>,
     register: Option<String>,
-    #[serde(default)]
-    tags: Vec<String>,
+    tags: Option<Vec<String>>,
     timeout: Option<Dur>,
-    command: Option<steps::command::Spec>,
-    directory: Option<steps::directory::Spec>,
-    file: Option<steps::file::Spec>,
-    template: Option<steps::template::Spec>,
-    env_file: Option<steps::env_file::Spec>,
-    packages: Option<steps::packages::Spec>,
-    git: Option<steps::git::Spec>,
-    docker_install: Option<steps::docker_install::Spec>,
-    docker_build: Option<steps::docker_build::Spec>,
-    docker_run: Option<steps::docker_run::Spec>,
-    wait: Option<steps::wait::Spec>,
-    migrate: Option<steps::migrate::Spec>,
-    healthcheck: Option<steps::healthcheck::Spec>,
-    compose: Option<steps::compose::Spec>,
+    kinds: Vec<Spec>,
 }
 
-const KINDS: &str = "command, directory, file, template, env_file, packages, git, docker_install, docker_build, docker_run, wait, migrate, healthcheck, compose";
+/// The keys every step may have besides its kind.
+const COMMON: [&str; 6] = ["name", "on", "when", "register", "tags", "timeout"];
+
+/// Every key a `[[step]]` accepts, as an "unknown field" message lists them.
+const FIELDS: [&str; COMMON.len() + steps::NAMES.len()] = concat(&COMMON, steps::NAMES);
+
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - a.len()];
+        i += 1;
+    }
+    out
+}
+
+/// A key of a `[[step]]`. Checked while the key itself is read, so the toml deserializer
+/// places an unknown key's error at the key, as it does for a derived struct.
+enum StepKey {
+    Name,
+    On,
+    When,
+    Register,
+    Tags,
+    Timeout,
+    Kind(&'static str),
+}
+
+impl<'de> Deserialize<'de> for StepKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(StepKeyVisitor)
+    }
+}
+
+struct StepKeyVisitor;
+
+impl Visitor<'_> for StepKeyVisitor {
+    type Value = StepKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a step key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<StepKey, E> {
+        Ok(match key {
+            "name" => StepKey::Name,
+            "on" => StepKey::On,
+            "when" => StepKey::When,
+            "register" => StepKey::Register,
+            "tags" => StepKey::Tags,
+            "timeout" => StepKey::Timeout,
+            _ => match steps::NAMES.iter().find(|n| **n == key) {
+                Some(kind) => StepKey::Kind(kind),
+                None => return Err(E::unknown_field(key, &FIELDS)),
+            },
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for StepDef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_struct("StepDef", &FIELDS, StepDefVisitor)
+    }
+}
+
+struct StepDefVisitor;
+
+impl<'de> Visitor<'de> for StepDefVisitor {
+    type Value = StepDef;
+
+    /// Worded like a derived struct's, which `ConfigError::from_toml` turns into what to write.
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("struct StepDef")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StepDef, A::Error> {
+        let mut def = StepDef::default();
+        while let Some(key) = map.next_key::<StepKey>()? {
+            match key {
+                StepKey::Name => set(&mut def.name, "name", &mut map)?,
+                StepKey::On => set(&mut def.on, "on", &mut map)?,
+                StepKey::When => set(&mut def.when, "when", &mut map)?,
+                StepKey::Register => set(&mut def.register, "register", &mut map)?,
+                StepKey::Tags => set(&mut def.tags, "tags", &mut map)?,
+                StepKey::Timeout => set(&mut def.timeout, "timeout", &mut map)?,
+                StepKey::Kind(kind) => def.kinds.push(steps::deserialize_kind(kind, &mut map)?),
+            }
+        }
+        Ok(def)
+    }
+}
+
+/// Read the current entry's value into `slot`, which a key given twice would overwrite.
+fn set<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+    slot: &mut Option<T>,
+    key: &'static str,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(key));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
 
 impl StepDef {
     fn into_kind(self) -> (Vec<Spec>, StepCommon) {
-        let kinds: Vec<Spec> = [
-            self.command.map(Spec::Command),
-            self.directory.map(Spec::Directory),
-            self.file.map(Spec::File),
-            self.template.map(Spec::Template),
-            self.env_file.map(Spec::EnvFile),
-            self.packages.map(Spec::Packages),
-            self.git.map(Spec::Git),
-            self.docker_install.map(Spec::DockerInstall),
-            self.docker_build.map(Spec::DockerBuild),
-            self.docker_run.map(Spec::DockerRun),
-            self.wait.map(Spec::Wait),
-            self.migrate.map(Spec::Migrate),
-            self.healthcheck.map(Spec::Healthcheck),
-            self.compose.map(Spec::Compose),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
         let common = StepCommon {
             name: self.name,
             on: self.on.map(|o| o.to_vec()).unwrap_or_default(),
             when: self.when,
             register: self.register,
-            tags: self.tags,
+            tags: self.tags.unwrap_or_default(),
             timeout: self.timeout.map(|d| d.0),
         };
-        (kinds, common)
+        (self.kinds, common)
     }
 }
 
@@ -140,14 +217,17 @@ impl Playbook {
                 let what = if kinds.is_empty() {
                     "has no kind".to_string()
                 } else {
-                    format!(
-                        "has {} kinds ({})",
-                        kinds.len(),
-                        kinds.iter().map(Spec::kind).collect::<Vec<_>>().join(", ")
-                    )
+                    // Named in the order of the kinds list, whatever the order written.
+                    let given = steps::NAMES
+                        .iter()
+                        .filter(|n| kinds.iter().any(|k| k.kind() == **n));
+                    let given: Vec<&str> = given.copied().collect();
+                    format!("has {} kinds ({})", kinds.len(), given.join(", "))
                 };
-                return Err(err(format!("step {} {what}", index + 1))
-                    .with_help(format!("give each [[step]] exactly one of: {KINDS}")));
+                return Err(err(format!("step {} {what}", index + 1)).with_help(format!(
+                    "give each [[step]] exactly one of: {}",
+                    steps::NAMES.join(", ")
+                )));
             }
             let spec = kinds.remove(0);
             let name = c.name.unwrap_or_else(|| spec.default_name());
@@ -242,6 +322,34 @@ command = { run = "echo hi", creates = "/tmp/hi" }
         assert_eq!(p.steps[0].line, 2);
         assert_eq!(p.steps[1].on, vec!["web"]);
         assert_eq!(p.steps[1].timeout, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_step_with_each_kind_key_parses() {
+        for (kind, table) in crate::steps::registry::SAMPLES {
+            let p = parse(&format!("[[step]]\ntags = [\"t\"]\n{kind} = {table}\n"))
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(p.steps[0].spec.kind(), *kind);
+            assert_eq!(p.steps[0].tags, ["t"]);
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_placed_at_the_key_and_every_key_is_listed() {
+        let e = parse("[[step]]\ncommand = { run = \"x\" }\n  comand = 1\n").unwrap_err();
+        assert_eq!((e.line, e.col), (Some(3), Some(3)), "{e}");
+        let listed = format!("`{}`", FIELDS.join("`, `"));
+        assert!(e.message.ends_with(&listed), "{e}");
+        assert!(listed.starts_with("`name`, `on`, `when`") && listed.contains("`compose`"));
+    }
+
+    #[test]
+    fn kinds_are_named_in_list_order_and_the_help_lists_them_all() {
+        let e =
+            parse("[[step]]\nwait = { tcp = \"a:1\" }\ncommand = { run = \"x\" }\n").unwrap_err();
+        assert!(e.message.ends_with("has 2 kinds (command, wait)"), "{e}");
+        let help = e.help.unwrap();
+        assert!(help.ends_with(&steps::NAMES.join(", ")), "{help}");
     }
 
     #[test]

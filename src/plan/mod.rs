@@ -338,7 +338,7 @@ impl Planner {
             context: ctx,
             secrets: &self.secrets,
         };
-        Ok(Arc::from(spec.prepare(&cx)?))
+        Ok(Arc::from(spec.prepare(&cx).map_err(|e| e.to_string())?))
     }
 
     /// The release id recorded in the release log, rendered with the run's registered values.
@@ -364,17 +364,15 @@ impl Planner {
 
     fn render_spec(&self, step: &Step, ctx: &Value) -> Result<Spec, String> {
         let mut json = serde_json::to_value(&step.spec).map_err(|e| e.to_string())?;
-        let kind = step.spec.kind();
         let redactor = self.secrets.redactor();
         render_strings(&mut json, String::new(), &mut |path, s| {
             let out = self
                 .templates
                 .render_str(&step.name, s, ctx)
                 .map_err(|e| format!("field `{path}`: {}", e.message))?;
-            // Step fields end up in scripts, which are visible in the host's process list.
-            // Only env_file's extra values travel on stdin.
-            let on_stdin = kind == "env_file" && path.contains(".vars.");
-            if !on_stdin && redactor.redact(&out) != out {
+            // Step fields end up in scripts, which are visible in the host's process list,
+            // except those the kind sends on stdin (env_file's extra values).
+            if !step.spec.on_stdin(path) && redactor.redact(&out) != out {
                 return Err(format!(
                     "field `{path}` would put a secret on a command line; write it to the host with an env_file or template step instead"
                 ));
@@ -556,5 +554,28 @@ mod tests {
         let e = p.plan_host(&hosts[0]).unwrap_err();
         assert!(e.message.contains("secret on a command line"), "{e}");
         assert!(!e.to_string().contains("pl4n-secret"));
+    }
+
+    #[test]
+    fn a_secret_may_be_in_what_the_kind_sends_on_stdin_only() {
+        let vars =
+            "env_file = { dest = \"/e\", vars = { PW = \"{{ secrets.PLAN_TEST_STDIN }}\" } }";
+        let (_, p, hosts) = setup(
+            &format!("[[step]]\n{vars}\n"),
+            &[("PLAN_TEST_STDIN", "st1n-secret")],
+        );
+        assert!(p.plan_host(&hosts[0]).is_ok());
+        let dest =
+            "env_file = { dest = \"/e/{{ secrets.PLAN_TEST_STDIN }}\", vars = { A = \"b\" } }";
+        let (_, p, hosts) = setup(
+            &format!("[[step]]\n{dest}\n"),
+            &[("PLAN_TEST_STDIN", "st1n-secret")],
+        );
+        let e = p.plan_host(&hosts[0]).unwrap_err();
+        assert!(
+            e.message
+                .contains("field `env_file.dest` would put a secret on a command line"),
+            "{e}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! done) and/or `unless` (a command whose success means done). Without a guard it always runs
 //! and always reports changed, like a shell line would.
 
-use super::{Action, Decision, Outcome, Probe, StepKind};
+use super::{Action, Decision, Kind, Outcome, PrepareCx, PrepareError, Probe, StepKind};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,18 @@ pub struct Spec {
     pub unless: Option<String>,
     /// Working directory.
     pub chdir: Option<String>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "command";
+
+    fn target(&self) -> String {
+        self.run.lines().next().unwrap_or("").to_string()
+    }
+
+    fn prepare(&self, _cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(Desired::prepare(self)?))
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //! runs; otherwise `up -d --remove-orphans`, which itself recreates only what changed.
 
 use super::shell::state_dir;
-use super::{Action, Decision, Probe, StepKind};
+use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,18 @@ pub struct Spec {
     pub project: Option<String>,
     /// An env file whose content is part of the state (e.g. the `.env` next to the file).
     pub env_file: Option<String>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "compose";
+
+    fn target(&self) -> String {
+        self.file.clone()
+    }
+
+    fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(Desired::prepare(self, cx.app, cx.env)?))
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! `directory`: a directory exists with the given mode and owner.
 
-use super::{Action, Decision, Probe, StepKind, normalize_mode};
+use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind, normalize_mode};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +11,18 @@ pub struct Spec {
     pub mode: Option<String>,
     pub owner: Option<String>,
     pub group: Option<String>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "directory";
+
+    fn target(&self) -> String {
+        self.path.clone()
+    }
+
+    fn prepare(&self, _cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(Desired::prepare(self)?))
+    }
 }
 
 #[derive(Debug, Clone)]

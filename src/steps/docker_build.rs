@@ -3,7 +3,7 @@
 //! of the same repository beyond `keep` are pruned (those a container uses are kept).
 
 use super::docker_install::{docker_missing, docker_ok_probe};
-use super::{Action, Decision, Outcome, Probe, StepKind};
+use super::{Action, Decision, Kind, Outcome, PrepareCx, PrepareError, Probe, StepKind};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,6 +19,18 @@ pub struct Spec {
     pub build_args: BTreeMap<String, String>,
     /// Tags of this image repository to keep (default 5).
     pub keep: Option<usize>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "docker_build";
+
+    fn target(&self) -> String {
+        self.tag.clone()
+    }
+
+    fn prepare(&self, _cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(Desired::prepare(self)?))
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! (systemctl where systemd runs, else dockerd in the background), and the login user in the
 //! `docker` group when it is not root. An existing working install is reported `ok`.
 
-use super::{Action, Decision, Probe, StepKind, tail};
+use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind, tail};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,19 @@ pub struct Spec {
     pub packages: Option<Vec<String>>,
     /// User to add to the `docker` group (default: the login user, unless root).
     pub user: Option<String>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "docker_install";
+
+    fn target(&self) -> String {
+        String::new()
+    }
+
+    fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        let user = cx.login_user();
+        Ok(Box::new(Desired::prepare(self, user.as_deref())?))
+    }
 }
 
 #[derive(Debug, Clone)]

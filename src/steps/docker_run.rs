@@ -12,7 +12,7 @@
 
 use super::docker_install::{docker_missing, docker_ok_probe};
 use super::shell::HTTP_STATUS_FN;
-use super::{Action, Decision, Probe, StepKind};
+use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use crate::transport::script::quote;
 use crate::value::{Dur, OneOrMany};
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,18 @@ pub struct Spec {
     /// After (re)creating: this URL must answer `status` within `timeout`, else the previous
     /// container is restored and the step fails.
     pub healthcheck: Option<Health>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "docker_run";
+
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+
+    fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(Desired::prepare(self, cx.allow_recreate)?))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,8 +5,8 @@
 //! The format is one `KEY=value` per line with the value unquoted, which is what both
 //! `docker run --env-file` and dotenv readers accept.
 
-use super::PrepareCx;
 use super::upload::Upload;
+use super::{Kind, PrepareCx, PrepareError, StepKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -25,7 +25,24 @@ pub struct Spec {
     pub group: Option<String>,
 }
 
-pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
+impl Kind for Spec {
+    const NAME: &'static str = "env_file";
+
+    fn target(&self) -> String {
+        self.dest.clone()
+    }
+
+    /// The extra values are part of the file, which travels on stdin like every upload.
+    fn on_stdin(&self, field: &str) -> bool {
+        field.starts_with("vars.")
+    }
+
+    fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(prepare(self, cx)?))
+    }
+}
+
+pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> {
     let keys = match &spec.keys {
         Some(k) => k.clone(),
         None => cx.secrets.file_keys(),
@@ -35,21 +52,21 @@ pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
         lines.insert(k.clone(), v.clone());
     }
     for key in &keys {
-        let value = cx.secrets.require(key)?;
+        let value = cx.secrets.require(key).map_err(PrepareError::Secret)?;
         lines.insert(key.clone(), value);
     }
     if lines.is_empty() {
-        return Err(
+        return Err(PrepareError::Invalid(
             "nothing to write: the secrets file has no keys and no `keys`/`vars` are given".into(),
-        );
+        ));
     }
     let mut content = String::new();
     for (k, v) in &lines {
         check_key(k)?;
         if v.contains('\n') || v.contains('\r') {
-            return Err(format!(
+            return Err(PrepareError::Invalid(format!(
                 "the value of {k} spans several lines, which env files cannot hold"
-            ));
+            )));
         }
         content.push_str(&format!("{k}={v}\n"));
     }

@@ -1,7 +1,7 @@
 //! `file`: upload a local file (path relative to the project) to the host.
 
 use super::upload::Upload;
-use super::{Action, Decision, PrepareCx, Probe, StepKind};
+use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -15,10 +15,21 @@ pub struct Spec {
     pub group: Option<String>,
 }
 
-pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
+impl Kind for Spec {
+    const NAME: &'static str = "file";
+
+    fn target(&self) -> String {
+        self.dest.clone()
+    }
+
+    fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(prepare(self, cx)?))
+    }
+}
+
+pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> {
     let path = cx.root.join(&spec.src);
-    let content =
-        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let content = std::fs::read(&path).map_err(|source| PrepareError::Read { path, source })?;
     let up = Upload::new(
         &spec.dest,
         content,

@@ -2,7 +2,7 @@
 //! remote's HEAD). The probe asks the remote what the ref points to (`git ls-remote`) and
 //! compares with the checkout's HEAD; `register` exposes `sha` for later steps.
 
-use super::{Action, Decision, Outcome, Probe, StepKind, tail};
+use super::{Action, Decision, Kind, Outcome, PrepareCx, PrepareError, Probe, StepKind, tail};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +13,18 @@ pub struct Spec {
     pub dest: String,
     #[serde(rename = "ref")]
     pub ref_: Option<String>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "git";
+
+    fn target(&self) -> String {
+        self.dest.clone()
+    }
+
+    fn prepare(&self, _cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(Desired::prepare(self)?))
+    }
 }
 
 #[derive(Debug, Clone)]

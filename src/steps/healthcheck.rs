@@ -2,7 +2,7 @@
 //! timeout, or the step (and the host's run) fails. Use `docker_run`'s own `healthcheck` to
 //! also restore the previous container when the new one is unhealthy.
 
-use super::wait;
+use super::{Kind, PrepareCx, PrepareError, StepKind, wait};
 use crate::value::Dur;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -14,6 +14,18 @@ pub struct Spec {
     pub status: Option<u16>,
     pub timeout: Option<Dur>,
     pub interval: Option<Dur>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "healthcheck";
+
+    fn target(&self) -> String {
+        self.url.clone()
+    }
+
+    fn prepare(&self, _cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(prepare(self)?))
+    }
 }
 
 pub fn prepare(spec: &Spec) -> Result<wait::Desired, String> {

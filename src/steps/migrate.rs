@@ -4,7 +4,7 @@
 //! database so it only runs once the database accepts connections.
 
 use super::shell::state_dir;
-use super::{Action, Decision, Probe, StepKind};
+use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,6 +21,18 @@ pub struct Spec {
     pub release: Option<String>,
     /// "missing" (default), "never" or "always".
     pub pull: Option<String>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "migrate";
+
+    fn target(&self) -> String {
+        self.command.clone()
+    }
+
+    fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(Desired::prepare(self, cx.app, cx.env)?))
+    }
 }
 
 #[derive(Debug, Clone)]

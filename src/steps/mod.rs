@@ -1,6 +1,7 @@
-//! Step kinds. Each kind lives in one file holding its spec (what the playbook says), its
-//! desired state (the spec rendered and prepared for one host), its probe (a read-only `sh`
-//! snippet), its decision (a pure function of desired and observed state) and its apply.
+//! Step kinds. Each kind lives in one file holding its spec (what the playbook says, a
+//! [`Kind`]), its desired state (the spec rendered and prepared for one host), its probe (a
+//! read-only `sh` snippet), its decision (a pure function of desired and observed state) and
+//! its apply. `registry.rs` lists the kinds; `kind.rs` is what each of them implements.
 
 pub mod command;
 pub mod compose;
@@ -12,136 +13,19 @@ pub mod env_file;
 pub mod file;
 pub mod git;
 pub mod healthcheck;
+pub mod kind;
 pub mod migrate;
 pub mod packages;
+pub mod registry;
 pub mod shell;
 pub mod template;
 pub mod upload;
 pub mod wait;
 
-use crate::secrets::Secrets;
-use crate::template::Templates;
+pub use kind::{Kind, PrepareCx, PrepareError};
+pub use registry::{NAMES, Spec, deserialize_kind};
+
 use crate::transport::ExecOutput;
-use serde::{Deserialize, Serialize};
-use std::path::Path;
-
-/// The kind-specific part of a playbook step, as written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Spec {
-    Command(command::Spec),
-    Directory(directory::Spec),
-    File(file::Spec),
-    Template(template::Spec),
-    EnvFile(env_file::Spec),
-    Packages(packages::Spec),
-    Git(git::Spec),
-    DockerInstall(docker_install::Spec),
-    DockerBuild(docker_build::Spec),
-    DockerRun(docker_run::Spec),
-    Wait(wait::Spec),
-    Migrate(migrate::Spec),
-    Healthcheck(healthcheck::Spec),
-    Compose(compose::Spec),
-}
-
-impl Spec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Spec::Command(_) => "command",
-            Spec::Directory(_) => "directory",
-            Spec::File(_) => "file",
-            Spec::Template(_) => "template",
-            Spec::EnvFile(_) => "env_file",
-            Spec::Packages(_) => "packages",
-            Spec::Git(_) => "git",
-            Spec::DockerInstall(_) => "docker_install",
-            Spec::DockerBuild(_) => "docker_build",
-            Spec::DockerRun(_) => "docker_run",
-            Spec::Wait(_) => "wait",
-            Spec::Migrate(_) => "migrate",
-            Spec::Healthcheck(_) => "healthcheck",
-            Spec::Compose(_) => "compose",
-        }
-    }
-
-    /// A default step name from the kind's main field.
-    pub fn default_name(&self) -> String {
-        let what = match self {
-            Spec::Command(s) => s.run.lines().next().unwrap_or("").to_string(),
-            Spec::Directory(s) => s.path.clone(),
-            Spec::File(s) => s.dest.clone(),
-            Spec::Template(s) => s.dest.clone(),
-            Spec::EnvFile(s) => s.dest.clone(),
-            Spec::Packages(s) => s.names.join(", "),
-            Spec::Git(s) => s.dest.clone(),
-            Spec::DockerInstall(_) => String::new(),
-            Spec::DockerBuild(s) => s.tag.clone(),
-            Spec::DockerRun(s) => s.name.clone(),
-            Spec::Wait(s) => s
-                .tcp
-                .clone()
-                .or(s.http.clone())
-                .or(s.command.clone())
-                .unwrap_or_default(),
-            Spec::Migrate(s) => s.command.clone(),
-            Spec::Healthcheck(s) => s.url.clone(),
-            Spec::Compose(s) => s.file.clone(),
-        };
-        format!("{} {}", self.kind(), what).trim_end().to_string()
-    }
-
-    /// Template files this step reads (their variables count as the step's references).
-    pub fn template_file(&self) -> Option<&str> {
-        match self {
-            Spec::Template(s) => Some(&s.src),
-            _ => None,
-        }
-    }
-
-    /// Render the step for one host and prepare its desired state.
-    pub fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, String> {
-        Ok(match self {
-            Spec::Command(s) => Box::new(command::Desired::prepare(s)?),
-            Spec::Directory(s) => Box::new(directory::Desired::prepare(s)?),
-            Spec::File(s) => Box::new(file::prepare(s, cx)?),
-            Spec::Template(s) => Box::new(template::prepare(s, cx)?),
-            Spec::EnvFile(s) => Box::new(env_file::prepare(s, cx)?),
-            Spec::Packages(s) => Box::new(packages::Desired::prepare(s)?),
-            Spec::Git(s) => Box::new(git::Desired::prepare(s)?),
-            Spec::DockerInstall(s) => Box::new(docker_install::Desired::prepare(
-                s,
-                cx.login_user().as_deref(),
-            )?),
-            Spec::DockerBuild(s) => Box::new(docker_build::Desired::prepare(s)?),
-            Spec::DockerRun(s) => Box::new(docker_run::Desired::prepare(s, cx.allow_recreate)?),
-            Spec::Wait(s) => Box::new(wait::Desired::prepare(s)?),
-            Spec::Migrate(s) => Box::new(migrate::Desired::prepare(s, cx.app, cx.env)?),
-            Spec::Healthcheck(s) => Box::new(healthcheck::prepare(s)?),
-            Spec::Compose(s) => Box::new(compose::Desired::prepare(s, cx.app, cx.env)?),
-        })
-    }
-}
-
-/// What `prepare` may read locally: project files, templates, secrets, the host's context.
-pub struct PrepareCx<'a> {
-    pub app: &'a str,
-    pub env: &'a str,
-    /// `--allow-recreate`: stateful containers may be recreated.
-    pub allow_recreate: bool,
-    pub root: &'a Path,
-    pub templates: &'a Templates,
-    pub context: &'a minijinja::Value,
-    pub secrets: &'a Secrets,
-}
-
-impl PrepareCx<'_> {
-    /// The user provision logs in as on this host (`host.user` in the context).
-    pub fn login_user(&self) -> Option<String> {
-        let user = self.context.get_attr("host").ok()?.get_attr("user").ok()?;
-        user.as_str().map(str::to_string)
-    }
-}
 
 /// Output of one probe: what the snippet printed and its exit code.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

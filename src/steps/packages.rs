@@ -2,7 +2,7 @@
 //! /etc/os-release (apt on Debian/Ubuntu, dnf or yum on Amazon Linux/RHEL/Fedora); only what
 //! is missing is installed, and nothing already installed is upgraded.
 
-use super::{Action, Decision, Probe, StepKind, tail};
+use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind, tail};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +10,18 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub names: Vec<String>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "packages";
+
+    fn target(&self) -> String {
+        self.names.join(", ")
+    }
+
+    fn prepare(&self, _cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(Desired::prepare(self)?))
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! `template`: render a minijinja template locally (strict undefined) and upload the result
 //! like `file`. Plan mode shows a diff against what is on the host.
 
-use super::PrepareCx;
 use super::upload::Upload;
+use super::{Kind, PrepareCx, PrepareError, StepKind};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,11 +16,24 @@ pub struct Spec {
     pub group: Option<String>,
 }
 
-pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
-    let text = cx
-        .templates
-        .render_file(&spec.src, cx.context)
-        .map_err(|e| e.to_string())?;
+impl Kind for Spec {
+    const NAME: &'static str = "template";
+
+    fn target(&self) -> String {
+        self.dest.clone()
+    }
+
+    fn template_file(&self) -> Option<&str> {
+        Some(&self.src)
+    }
+
+    fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(prepare(self, cx)?))
+    }
+}
+
+pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> {
+    let text = cx.templates.render_file(&spec.src, cx.context)?;
     let up = Upload::new(
         &spec.dest,
         text.into_bytes(),

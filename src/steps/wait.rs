@@ -4,7 +4,7 @@
 //! In plan mode it is not evaluated (what it waits for may not exist yet).
 
 use super::shell::{HTTP_STATUS_FN, poll};
-use super::{Action, Decision, Probe, StepKind};
+use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use crate::transport::script::quote;
 use crate::value::Dur;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,22 @@ pub struct Spec {
     pub command: Option<String>,
     pub timeout: Option<Dur>,
     pub interval: Option<Dur>,
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "wait";
+
+    fn target(&self) -> String {
+        self.tcp
+            .clone()
+            .or(self.http.clone())
+            .or(self.command.clone())
+            .unwrap_or_default()
+    }
+
+    fn prepare(&self, _cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        Ok(Box::new(Desired::prepare(self)?))
+    }
 }
 
 #[derive(Debug, Clone)]
