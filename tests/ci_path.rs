@@ -783,6 +783,7 @@ fn every_event_variant_matches_the_schema() {
             ms: 9,
         },
     ];
+    let all: Vec<Event> = all.into_iter().chain(operator_events()).collect();
     for ev in &all {
         // Exhaustive on purpose: see the doc comment.
         match ev {
@@ -794,7 +795,12 @@ fn every_event_variant_matches_the_schema() {
             | Event::HostWarning { .. }
             | Event::Debug { .. }
             | Event::HostFinished { .. }
-            | Event::RunFinished { .. } => {}
+            | Event::RunFinished { .. }
+            | Event::Exec { .. }
+            | Event::Status { .. }
+            | Event::Release { .. }
+            | Event::Host { .. }
+            | Event::Unlock { .. } => {}
         }
     }
     let text: String = all
@@ -810,10 +816,67 @@ fn every_event_variant_matches_the_schema() {
         r#"{"event":"host_connected","host":"a","ms":1,"extra":2}"#,
         r#"{"event":"nope"}"#,
         r#"{"event":"step_finished","host":"a","index":0,"step":"s","kind":"k","status":"weird","message":"","ms":1}"#,
+        r#"{"event":"exec","host":"a","unreachable":false,"error":"e"}"#,
+        r#"{"event":"unlock","host":"a","removed":true,"owner":null,"extra":1}"#,
     ] {
         let value: Value = serde_json::from_str(bad).unwrap();
         assert!(v.check(&s, &value, "$").is_err(), "accepted: {bad}");
     }
+}
+
+/// Every variant of the operator commands' events, answered and unreachable.
+fn operator_events() -> Vec<provision::report::Event> {
+    use provision::remote::releases::Record;
+    use provision::report::{ContainerStatus, Event, ExecOutput, HostStatus, LockStatus};
+    let record = Record {
+        time: "2026-01-02T15:04:05Z".into(),
+        release: "abc".into(),
+        user: "u@m (pid 1)".into(),
+        result: "ok".into(),
+        changed: 2,
+    };
+    let status = HostStatus {
+        release: Some(record.clone()),
+        last_deploy: None,
+        container: ContainerStatus {
+            name: "app".into(),
+            state: "running".into(),
+            health: None,
+            image: Some("app:abc".into()),
+            started_at: None,
+            exit_code: Some(0),
+            error: None,
+        },
+        lock: Some(LockStatus {
+            owner: "u".into(),
+            since: 1,
+            age_secs: 2,
+        }),
+    };
+    let ran = ExecOutput {
+        exit: None,
+        stdout: "o".into(),
+        stderr: String::new(),
+    };
+    vec![
+        Event::exec("a", Ok(ran)),
+        Event::exec("a", Err("no".into())),
+        Event::status("a", Ok(status)),
+        Event::status("a", Err("no".into())),
+        Event::release("a", Ok(record)),
+        Event::release("a", Err("no".into())),
+        Event::Host {
+            host: "a".into(),
+            roles: vec!["web".into()],
+            address: "10.0.0.1".into(),
+            port: 22,
+            user: "root".into(),
+            jump: None,
+        },
+        Event::unlock("a", Ok(Some("u".into()))),
+        Event::unlock("a", Ok(None)),
+        Event::unlock("a", Err("no".into())),
+    ]
 }
 
 /// The events of real runs: a failing deploy with a diff and output (-v), a plan, an
