@@ -114,7 +114,10 @@ fn event_words_as_secret_values_do_not_break_json_events() {
     // The run released its lock: nothing is left on the host.
     let state = s.sshd().state_dir().join("words/test");
     assert!(state.join("releases.log").exists(), "no release recorded");
-    assert!(!state.join("lock").exists(), "the deploy lock was left behind");
+    assert!(
+        !state.join("lock").exists(),
+        "the deploy lock was left behind"
+    );
 }
 
 #[test]
