@@ -1,5 +1,5 @@
-//! The operator's everyday commands besides `up`: `status`, `logs`, `ssh`, `unlock`.
-//! (`exec` is `adhoc`, `releases` is `releases`.) They reuse the inventory's connection
+//! The operator's everyday commands besides `up`: `exec`, `status`, `logs`, `ssh`, `unlock`
+//! (and `init`). They reuse the inventory's connection
 //! settings and the environment's `remote_env`, and print one block or line per host,
 //! prefixed by host (or one event per host with `--output json`), through the env's
 //! [`Output`] channel, which masks the secret values.
