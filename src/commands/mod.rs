@@ -1,8 +1,8 @@
 //! The operator's everyday commands besides `up`: `exec`, `status`, `logs`, `ssh`, `unlock`
-//! (and `init`). They reuse the inventory's connection
-//! settings and the environment's `remote_env`, and print one block or line per host,
-//! prefixed by host (or one event per host with `--output json`), through the env's
-//! [`Output`] channel, which masks the secret values.
+//! (and `init`). They reuse the inventory's connection settings and the environment's
+//! `remote_env`, and print one block or line per host, prefixed by host (or one event per
+//! host with `--output json`), through the env's [`Output`] channel, which masks the secret
+//! values.
 
 pub mod exec;
 pub mod init;
