@@ -3,6 +3,8 @@
 //! an empty HOME), against a real sshd. Also: keys from stdin and encrypted keys without a
 //! prompt, host-key pins in every form, the JSON event schema against real runs.
 
+#[path = "support/schema.rs"]
+mod schema;
 mod support;
 
 use std::collections::BTreeMap;
@@ -11,6 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use schema::{Validator, schema, validate_lines};
 use serde_json::Value;
 use support::*;
 
@@ -560,150 +563,6 @@ fn key_from_stdin_encrypted_keys_and_pins_in_config() {
 // The JSON event schema
 // ---------------------------------------------------------------------------------------------
 
-fn schema() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/events.schema.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("the schema is JSON")
-}
-
-/// A JSON Schema (2020-12) validator for the keywords docs/events.schema.json uses; any
-/// other keyword is refused, so the schema cannot use one that would go unchecked here.
-struct Validator<'a> {
-    root: &'a Value,
-}
-
-const ANNOTATIONS: [&str; 5] = ["$schema", "$id", "title", "description", "$defs"];
-
-impl Validator<'_> {
-    fn check(&self, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
-        let obj = schema
-            .as_object()
-            .unwrap_or_else(|| panic!("schema at {at} is not an object"));
-        for (k, s) in obj {
-            match k.as_str() {
-                k if ANNOTATIONS.contains(&k) => {}
-                "$ref" => {
-                    let name = s.as_str().unwrap().strip_prefix("#/$defs/").unwrap();
-                    let target = &self.root["$defs"][name];
-                    assert!(!target.is_null(), "dangling $ref {name}");
-                    self.check(target, v, at)?;
-                }
-                "type" => {
-                    let types: Vec<&str> = match s {
-                        Value::String(t) => vec![t.as_str()],
-                        Value::Array(a) => a.iter().map(|t| t.as_str().unwrap()).collect(),
-                        _ => panic!("bad type at {at}"),
-                    };
-                    let ok = types.iter().any(|t| match *t {
-                        "object" => v.is_object(),
-                        "array" => v.is_array(),
-                        "string" => v.is_string(),
-                        "integer" => v.is_i64() || v.is_u64(),
-                        "number" => v.is_number(),
-                        "boolean" => v.is_boolean(),
-                        "null" => v.is_null(),
-                        other => panic!("unknown type {other}"),
-                    });
-                    if !ok {
-                        return Err(format!("{at}: {v} is not of type {types:?}"));
-                    }
-                }
-                "const" => {
-                    if v != s {
-                        return Err(format!("{at}: {v} is not {s}"));
-                    }
-                }
-                "enum" => {
-                    if !s.as_array().unwrap().contains(v) {
-                        return Err(format!("{at}: {v} is not one of {s}"));
-                    }
-                }
-                "minimum" => {
-                    if v.as_f64().is_some_and(|n| n < s.as_f64().unwrap()) {
-                        return Err(format!("{at}: {v} < {s}"));
-                    }
-                }
-                "required" => {
-                    for r in s.as_array().unwrap() {
-                        if v.is_object() && v.get(r.as_str().unwrap()).is_none() {
-                            return Err(format!("{at}: missing required `{r}` in {v}"));
-                        }
-                    }
-                }
-                "properties" => {
-                    if let Some(o) = v.as_object() {
-                        for (name, sub) in s.as_object().unwrap() {
-                            if let Some(x) = o.get(name) {
-                                self.check(sub, x, &format!("{at}.{name}"))?;
-                            }
-                        }
-                    }
-                }
-                "additionalProperties" => {
-                    if let (Some(o), Some(false)) = (v.as_object(), s.as_bool()) {
-                        let known = obj["properties"].as_object().unwrap();
-                        if let Some(extra) = o.keys().find(|k| !known.contains_key(*k)) {
-                            return Err(format!("{at}: unexpected field `{extra}` in {v}"));
-                        }
-                    }
-                }
-                "items" => {
-                    if let Some(a) = v.as_array() {
-                        for (i, x) in a.iter().enumerate() {
-                            self.check(s, x, &format!("{at}[{i}]"))?;
-                        }
-                    }
-                }
-                "oneOf" => {
-                    let errs: Vec<String> = s
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .filter_map(|sub| self.check(sub, v, at).err())
-                        .collect();
-                    let matched = s.as_array().unwrap().len() - errs.len();
-                    if matched != 1 {
-                        return Err(format!(
-                            "{at}: {v} matches {matched} of oneOf (exactly 1 wanted){}",
-                            if matched == 0 {
-                                format!("; closest: {}", shortest(&errs))
-                            } else {
-                                String::new()
-                            }
-                        ));
-                    }
-                }
-                other => {
-                    panic!("the schema uses `{other}` (at {at}), which this test does not check")
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn shortest(errs: &[String]) -> String {
-    errs.iter()
-        .filter(|e| !e.contains("is not \""))
-        .min_by_key(|e| e.len())
-        .or(errs.first())
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn validate_lines(schema: &Value, stdout: &str) -> usize {
-    let v = Validator { root: schema };
-    let mut n = 0;
-    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
-        let value: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        if let Err(e) = v.check(schema, &value, "$") {
-            panic!("event does not match docs/events.schema.json: {e}\nline: {line}");
-        }
-        n += 1;
-    }
-    n
-}
-
 /// Every event variant, built in Rust (a new variant fails to compile here until it is
 /// added, and then fails the schema until the schema documents it).
 #[test]
@@ -783,6 +642,7 @@ fn every_event_variant_matches_the_schema() {
             ms: 9,
         },
     ];
+    let all: Vec<Event> = all.into_iter().chain(operator_events()).collect();
     for ev in &all {
         // Exhaustive on purpose: see the doc comment.
         match ev {
@@ -794,7 +654,12 @@ fn every_event_variant_matches_the_schema() {
             | Event::HostWarning { .. }
             | Event::Debug { .. }
             | Event::HostFinished { .. }
-            | Event::RunFinished { .. } => {}
+            | Event::RunFinished { .. }
+            | Event::Exec { .. }
+            | Event::Status { .. }
+            | Event::Release { .. }
+            | Event::Host { .. }
+            | Event::Unlock { .. } => {}
         }
     }
     let text: String = all
@@ -810,10 +675,67 @@ fn every_event_variant_matches_the_schema() {
         r#"{"event":"host_connected","host":"a","ms":1,"extra":2}"#,
         r#"{"event":"nope"}"#,
         r#"{"event":"step_finished","host":"a","index":0,"step":"s","kind":"k","status":"weird","message":"","ms":1}"#,
+        r#"{"event":"exec","host":"a","unreachable":false,"error":"e"}"#,
+        r#"{"event":"unlock","host":"a","removed":true,"owner":null,"extra":1}"#,
     ] {
         let value: Value = serde_json::from_str(bad).unwrap();
         assert!(v.check(&s, &value, "$").is_err(), "accepted: {bad}");
     }
+}
+
+/// Every variant of the operator commands' events, answered and unreachable.
+fn operator_events() -> Vec<provision::report::Event> {
+    use provision::remote::releases::Record;
+    use provision::report::{ContainerStatus, Event, ExecOutput, HostStatus, LockStatus};
+    let record = Record {
+        time: "2026-01-02T15:04:05Z".into(),
+        release: "abc".into(),
+        user: "u@m (pid 1)".into(),
+        result: "ok".into(),
+        changed: 2,
+    };
+    let status = HostStatus {
+        release: Some(record.clone()),
+        last_deploy: None,
+        container: ContainerStatus {
+            name: "app".into(),
+            state: "running".into(),
+            health: None,
+            image: Some("app:abc".into()),
+            started_at: None,
+            exit_code: Some(0),
+            error: None,
+        },
+        lock: Some(LockStatus {
+            owner: "u".into(),
+            since: 1,
+            age_secs: 2,
+        }),
+    };
+    let ran = ExecOutput {
+        exit: None,
+        stdout: "o".into(),
+        stderr: String::new(),
+    };
+    vec![
+        Event::exec("a", Ok(ran)),
+        Event::exec("a", Err("no".into())),
+        Event::status("a", Ok(status)),
+        Event::status("a", Err("no".into())),
+        Event::release("a", Ok(record)),
+        Event::release("a", Err("no".into())),
+        Event::Host {
+            host: "a".into(),
+            roles: vec!["web".into()],
+            address: "10.0.0.1".into(),
+            port: 22,
+            user: "root".into(),
+            jump: None,
+        },
+        Event::unlock("a", Ok(Some("u".into()))),
+        Event::unlock("a", Ok(None)),
+        Event::unlock("a", Err("no".into())),
+    ]
 }
 
 /// The events of real runs: a failing deploy with a diff and output (-v), a plan, an

@@ -824,3 +824,137 @@ fn color_quiet_and_config_discovery() {
         text(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Secret values in what the hosts print (issue 19): masked in logs, status, releases, hosts
+// ---------------------------------------------------------------------------------------------
+
+/// A value of the env's secrets file that the host (a fake `docker`, its release log) prints.
+const CANARY: &str = "Zq8-operator-canary";
+const MASK: &str = "********";
+
+/// One server whose `docker` (first in the env's `remote_env` PATH) prints the canary in its
+/// logs and as the container's image, and whose release log has the canary as deployer.
+fn leaky_host(app: &str) -> (Servers, Project) {
+    let servers = servers(1);
+    let p = project_on(app, &servers.sshds, &servers.key, "");
+    let bin = p.remote.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let docker = bin.join("docker");
+    std::fs::write(
+        &docker,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n\
+             logs) echo \"token {CANARY} out\"; echo \"token {CANARY} err\" >&2 ;;\n\
+             container) echo \"running|healthy|app:{CANARY}|2026-01-01T00:00:00Z|0\" ;;\n\
+             esac\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&docker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
+    let toml = std::fs::read_to_string(p.path("provision.toml")).unwrap();
+    p.write(
+        "provision.toml",
+        &format!("{toml}{SECRETS_ENV}remote_env = {{ PATH = {path:?} }}\n"),
+    );
+    p.write("secrets/test.env", &format!("TOKEN={CANARY}\n"));
+    let state = servers.sshds[0].state_dir().join(app).join("test");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("releases.log"),
+        format!(
+            "{{\"time\":\"2026-01-01T00:00:00Z\",\"release\":\"v1\",\"user\":\"{CANARY}@box (pid 1)\",\"result\":\"ok\",\"changed\":1}}\n"
+        ),
+    )
+    .unwrap();
+    (servers, p)
+}
+
+/// The canary is nowhere in the output, and the mask is in `stream` (stdout or stderr).
+#[track_caller]
+fn assert_masked(r: &Run, stream: &str) {
+    assert!(
+        !r.stdout.contains(CANARY) && !r.stderr.contains(CANARY),
+        "the secret value was printed\n{}",
+        r.dump()
+    );
+    let text = if stream == "stdout" {
+        &r.stdout
+    } else {
+        &r.stderr
+    };
+    assert!(text.contains(MASK), "no mask on {stream}\n{}", r.dump());
+}
+
+#[test]
+fn logs_mask_secret_values_the_container_prints() {
+    let (_servers, p) = leaky_host("maskedlogs");
+    let r = p.run(&["logs", "test"]);
+    r.expect_code(0);
+    assert_masked(&r, "stdout");
+    assert_masked(&r, "stderr");
+    assert!(
+        r.stdout.contains(&format!("token {MASK} out")),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn status_masks_secret_values_in_text_and_json() {
+    let (_servers, p) = leaky_host("maskedstatus");
+    let r = p.run(&["status", "test"]);
+    r.expect_code(0);
+    assert_masked(&r, "stdout");
+    assert!(
+        r.stdout.contains(&format!("image app:{MASK}")),
+        "{}",
+        r.dump()
+    );
+    assert!(r.stdout.contains(&format!("by {MASK}@box")), "{}", r.dump());
+    let r = p.run(&["status", "test", "--output", "json"]);
+    r.expect_code(0);
+    assert_masked(&r, "stdout");
+    let ev = &r.events()[0];
+    assert_eq!(ev["event"], "status");
+    assert_eq!(ev["container"]["state"], "running");
+    assert_eq!(ev["container"]["image"], format!("app:{MASK}"));
+    assert_eq!(ev["release"]["user"], format!("{MASK}@box (pid 1)"));
+}
+
+#[test]
+#[ignore = "pending: cli.rs `releases` prints by itself; un-ignore once it prints through report::Output"]
+fn releases_mask_secret_values_of_the_release_log() {
+    let (_servers, p) = leaky_host("maskedreleases");
+    for args in [
+        &["releases", "test"][..],
+        &["releases", "test", "--output", "json"],
+    ] {
+        let r = p.run(args);
+        r.expect_code(0);
+        assert_masked(&r, "stdout");
+    }
+}
+
+#[test]
+#[ignore = "pending: cli.rs `hosts` loads no secrets and prints by itself; un-ignore once it prints through report::Output"]
+fn hosts_mask_secret_values_of_host_data() {
+    // `hosts` connects nowhere: a user that is a secret value is enough.
+    let p = Project::new();
+    p.write(
+        "provision.toml",
+        &format!(
+            "app = \"maskedhosts\"\n\n[env.test]\nhosts = [\"{CANARY}@10.9.8.7:22\"]\n{SECRETS_ENV}"
+        ),
+    );
+    p.write("secrets/test.env", &format!("TOKEN={CANARY}\n"));
+    for args in [
+        &["hosts", "test"][..],
+        &["hosts", "test", "--output", "json"],
+    ] {
+        let r = p.run(args);
+        r.expect_code(0);
+        assert_masked(&r, "stdout");
+    }
+}

@@ -8,11 +8,10 @@
 
 use crate::error::exit;
 use crate::inventory::Host;
-use crate::report::OutputFormat;
+use crate::report::{Event, ExecOutput, Output, OutputFormat, ReportOptions};
 use crate::secrets::Redactor;
 use crate::transport::Transport;
 use crate::transport::ssh::SshSession;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -20,7 +19,7 @@ use tokio::sync::Semaphore;
 /// What happened on one host.
 struct HostResult {
     host: String,
-    result: Result<(Option<u32>, String, String), String>,
+    result: Result<ExecOutput, String>,
 }
 
 /// How `exec` runs and prints.
@@ -36,7 +35,12 @@ pub struct ExecOptions {
 }
 
 pub async fn run(hosts: Vec<Host>, command: &str, o: ExecOptions, redactor: Redactor) -> i32 {
-    let (output, quiet) = (o.output, o.quiet);
+    let quiet = o.quiet;
+    let opts = ReportOptions {
+        quiet,
+        ..ReportOptions::default()
+    };
+    let out = Output::new(o.output, opts, redactor);
     let sem = Arc::new(Semaphore::new(o.forks.max(1)));
     let (timeout, n) = (o.timeout, hosts.len());
     let command = format!("{}{command}", o.prelude);
@@ -50,8 +54,12 @@ pub async fn run(hosts: Vec<Host>, command: &str, o: ExecOptions, redactor: Reda
                 Ok(s) => {
                     let r = s.exec(&command, None, timeout).await;
                     s.close().await;
-                    r.map(|o| (o.exit, o.stdout_lossy(), o.stderr_lossy()))
-                        .map_err(|e| e.to_string())
+                    r.map(|o| ExecOutput {
+                        exit: o.exit,
+                        stdout: o.stdout_lossy(),
+                        stderr: o.stderr_lossy(),
+                    })
+                    .map_err(|e| e.to_string())
                 }
             };
             HostResult {
@@ -63,55 +71,44 @@ pub async fn run(hosts: Vec<Host>, command: &str, o: ExecOptions, redactor: Reda
     let mut results = Vec::new();
     while let Some(r) = tasks.join_next().await {
         let r = r.expect("exec task panicked");
-        let ok = matches!(&r.result, Ok((Some(0), _, _)));
+        let ok = matches!(&r.result, Ok(o) if o.exit == Some(0));
         if !(quiet && ok) {
-            print_result(&r, output, &redactor);
+            print_result(&r, &out);
         }
         results.push(r);
     }
     let unreachable = results.iter().filter(|r| r.result.is_err()).count();
     let failed = results
         .iter()
-        .filter(|r| matches!(&r.result, Ok((code, _, _)) if *code != Some(0)))
+        .filter(|r| matches!(&r.result, Ok(o) if o.exit != Some(0)))
         .count();
-    if output != OutputFormat::Json {
-        let mut o = std::io::stdout().lock();
-        let _ = writeln!(
-            o,
+    if !out.json() {
+        out.line(&format!(
             "exec on {}: {} ok, {failed} failed, {unreachable} unreachable",
             crate::commands::hosts_n(n),
             n - failed - unreachable
-        );
+        ));
     }
     exit::of_hosts(failed, unreachable)
 }
 
-fn print_result(r: &HostResult, output: OutputFormat, redactor: &Redactor) {
-    let mut out = std::io::stdout().lock();
-    if output == OutputFormat::Json {
-        let mut v = match &r.result {
-            Ok((code, so, se)) => {
-                serde_json::json!({ "event": "exec", "host": r.host, "exit": code, "stdout": so, "stderr": se })
-            }
-            Err(e) => {
-                serde_json::json!({ "event": "exec", "host": r.host, "unreachable": true, "error": e })
-            }
-        };
-        redactor.redact_json(&mut v);
-        let _ = writeln!(out, "{v}");
+fn print_result(r: &HostResult, out: &Output) {
+    let host = &r.host;
+    if out.json() {
+        out.emit(Event::exec(host, r.result.clone()));
         return;
     }
     match &r.result {
-        Err(e) => {
-            let _ = writeln!(out, "[{}] UNREACHABLE: {}", r.host, redactor.redact(e));
-        }
-        Ok((code, so, se)) => {
-            for line in so.lines().chain(se.lines()) {
-                let _ = writeln!(out, "[{}] {}", r.host, redactor.redact(line));
+        Err(e) => out.line(&format!("[{host}] UNREACHABLE: {e}")),
+        Ok(o) => {
+            for line in o.stdout.lines().chain(o.stderr.lines()) {
+                out.line(&format!("[{host}] {line}"));
             }
-            if *code != Some(0) {
-                let code = code.map_or("none (killed)".to_string(), |c| c.to_string());
-                let _ = writeln!(out, "[{}] exit code {code}", r.host);
+            if o.exit != Some(0) {
+                let code = o
+                    .exit
+                    .map_or("none (killed)".to_string(), |c| c.to_string());
+                out.line(&format!("[{host}] exit code {code}"));
             }
         }
     }

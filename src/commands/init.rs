@@ -1,6 +1,8 @@
 //! `provision init`: a starting project that `provision plan` accepts as it is.
 
 use crate::config::ConfigError;
+use crate::report::Output;
+use crate::secrets::Redactor;
 use std::path::Path;
 
 const PROJECT: &str = r#"# provision.toml: the app, its environments and how to reach their hosts.
@@ -63,6 +65,8 @@ pub fn init(dir: &Path) -> Result<(), ConfigError> {
             );
         }
     }
+    // A new project has no secrets yet: nothing to mask.
+    let out = Output::text(Redactor::default());
     for (rel, content) in &files {
         let path = dir.join(rel);
         let io = |e: std::io::Error| ConfigError::new(&path, format!("cannot write: {e}"));
@@ -70,7 +74,7 @@ pub fn init(dir: &Path) -> Result<(), ConfigError> {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         std::fs::write(&path, content).map_err(io)?;
-        println!("created {}", path.display());
+        out.line(&format!("created {}", path.display()));
     }
     Ok(())
 }

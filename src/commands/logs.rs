@@ -4,7 +4,7 @@
 //! remote `docker logs` too. The log lines are the command's output, so `-q` only drops the
 //! closing summary line (kept when a host failed).
 
-use super::{Lines, Target, err_line, hosts_n, interrupted, out_line};
+use super::{Lines, Target, hosts_n, interrupted};
 use crate::error::exit;
 use crate::transport::Transport;
 use crate::transport::script::quote;
@@ -49,6 +49,7 @@ enum Ended {
 }
 
 pub async fn run(t: Target, o: LogsOptions, quiet: bool) -> i32 {
+    let out = t.output(false, quiet);
     let name = o.container.clone().unwrap_or_else(|| t.project.app.clone());
     let script = script(&t.prelude, &name, &o);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -56,7 +57,7 @@ pub async fn run(t: Target, o: LogsOptions, quiet: bool) -> i32 {
     let mut tasks = tokio::task::JoinSet::new();
     let n = t.hosts.len();
     for h in t.hosts {
-        let (script, redactor, mut stop) = (script.clone(), t.redactor.clone(), stop_rx.clone());
+        let (script, output, mut stop) = (script.clone(), out.clone(), stop_rx.clone());
         let seen = stop_rx.clone();
         tasks.spawn(async move {
             let session = match SshSession::connect(&h.connect).await {
@@ -66,10 +67,10 @@ pub async fn run(t: Target, o: LogsOptions, quiet: bool) -> i32 {
             let (mut out, mut err) = (Lines::default(), Lines::default());
             let prefix = format!("[{}] ", h.name);
             let print = |stream: Stream, line: &str| {
-                let line = redactor.redact(&format!("{prefix}{line}"));
+                let line = format!("{prefix}{line}");
                 match stream {
-                    Stream::Stdout => out_line(&line),
-                    Stream::Stderr => err_line(&line),
+                    Stream::Stdout => output.line(&line),
+                    Stream::Stderr => output.err_line(&line),
                 }
             };
             let stopped = async move {
@@ -125,18 +126,18 @@ pub async fn run(t: Target, o: LogsOptions, quiet: bool) -> i32 {
             Ended::Exit(code) => {
                 failed += 1;
                 let code = code.map_or("none (killed)".into(), |c| c.to_string());
-                err_line(&format!("[{host}] docker logs exit code {code}"));
+                out.err_line(&format!("[{host}] docker logs exit code {code}"));
             }
             Ended::Stopped => {}
             Ended::Unreachable(e) => {
                 unreachable += 1;
-                err_line(&t.redactor.redact(&format!("[{host}] UNREACHABLE: {e}")));
+                out.err_line(&format!("[{host}] UNREACHABLE: {e}"));
             }
         }
     }
     if !quiet || failed + unreachable > 0 {
         let how = if stopped { "stopped" } else { "done" };
-        err_line(&format!(
+        out.err_line(&format!(
             "logs of {name} on {}: {how}; {failed} failed, {unreachable} unreachable",
             hosts_n(n)
         ));

@@ -1,7 +1,8 @@
-//! The operator's everyday commands besides `up`: `status`, `logs`, `ssh`, `unlock`.
-//! (`exec` is `adhoc`, `releases` is `releases`.) They reuse the inventory's connection
-//! settings and the environment's `remote_env`, and print one block or line per host,
-//! prefixed by host, with secret values masked.
+//! The operator's everyday commands besides `up`: `exec`, `status`, `logs`, `ssh`, `unlock`
+//! (and `init`). They reuse the inventory's connection settings and the environment's
+//! `remote_env`, and print one block or line per host, prefixed by host (or one event per
+//! host with `--output json`), through the env's [`Output`] channel, which masks the secret
+//! values.
 
 pub mod exec;
 pub mod init;
@@ -13,9 +14,9 @@ pub mod unlock;
 use crate::cloud::Stop;
 use crate::config::{Env, Project};
 use crate::inventory::{Access, Host};
+use crate::report::{Output, OutputFormat, ReportOptions};
 use crate::secrets::{Redactor, Secrets};
 use crate::transport::script::quote;
-use std::io::Write;
 use std::path::Path;
 
 /// An environment loaded for an operator command.
@@ -54,6 +55,21 @@ impl Target {
             redactor,
             prelude,
         })
+    }
+
+    /// The channel a command on this env prints through (masking the env's secrets): NDJSON
+    /// events when `json`, text lines otherwise.
+    pub fn output(&self, json: bool, quiet: bool) -> Output {
+        let format = if json {
+            OutputFormat::Json
+        } else {
+            OutputFormat::Plain
+        };
+        let opts = ReportOptions {
+            quiet,
+            ..ReportOptions::default()
+        };
+        Output::new(format, opts, self.redactor.clone())
     }
 }
 
@@ -108,24 +124,10 @@ impl Lines {
     }
 }
 
-/// Print a line to stdout now (flushed: `logs --follow` output must not wait in a buffer).
+/// A line on stdout, through a channel that knows no secret (what cli.rs prints before it
+/// has an [`Output`] of its own: the man pages' paths). Goes when cli.rs is converted.
 pub fn out_line(text: &str) {
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{text}");
-    let _ = o.flush();
-}
-
-/// Print a line to stderr now.
-pub fn err_line(text: &str) {
-    let mut o = std::io::stderr().lock();
-    let _ = writeln!(o, "{text}");
-    let _ = o.flush();
-}
-
-/// Print one JSON value (masked) as a line on stdout.
-pub fn json_line(mut v: serde_json::Value, redactor: &Redactor) {
-    redactor.redact_json(&mut v);
-    out_line(&v.to_string());
+    Output::text(Redactor::default()).line(text);
 }
 
 /// "1 host" / "3 hosts".

@@ -10,6 +10,8 @@
 
 use crate::config::ConfigError;
 use crate::inventory::Host;
+use crate::report::Output;
+use crate::secrets::Redactor;
 use crate::transport::ssh::SshSession;
 use crate::transport::{ConnectSpec, Transport};
 use russh::keys::PublicKey;
@@ -180,11 +182,14 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Verify, then hand over to `ssh`. Returns ssh's exit status.
 pub async fn run(host: &Host, command: &[String]) -> i32 {
+    // cli.rs hands over no redactor yet: messages here are provision's own (connection and
+    // file errors), with no value from the secrets file in them.
+    let out = Output::text(Redactor::default());
     let name = &host.name;
     let session = match SshSession::connect(&host.connect).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: [{name}] {e}");
+            out.err_line(&format!("error: [{name}] {e}"));
             return crate::error::exit::UNREACHABLE;
         }
     };
@@ -195,13 +200,15 @@ pub async fn run(host: &Host, command: &[String]) -> i32 {
         specs.push(j);
     }
     if keys.len() != specs.len() {
-        eprintln!("error: [{name}] the verified host keys are missing; cannot hand over to ssh");
+        out.err_line(&format!(
+            "error: [{name}] the verified host keys are missing; cannot hand over to ssh"
+        ));
         return SSH_ERROR;
     }
     let dir = match TempDir::new() {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: cannot create a private temp folder: {e}");
+            out.err_line(&format!("error: cannot create a private temp folder: {e}"));
             return SSH_ERROR;
         }
     };
@@ -211,12 +218,12 @@ pub async fn run(host: &Host, command: &[String]) -> i32 {
         let text = match crate::transport::ssh::inline_key_openssh(key).await {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: {e}");
+                out.err_line(&format!("error: {e}"));
                 return SSH_ERROR;
             }
         };
         if let Err(e) = write_private(&key_path, &text) {
-            eprintln!("error: cannot write the key for ssh: {e}");
+            out.err_line(&format!("error: cannot write the key for ssh: {e}"));
             return SSH_ERROR;
         }
     }
@@ -224,7 +231,7 @@ pub async fn run(host: &Host, command: &[String]) -> i32 {
     let written = std::fs::write(dir.0.join("config"), config)
         .and_then(|()| std::fs::write(dir.0.join("known_hosts"), known_hosts_text(&keys)));
     if let Err(e) = written {
-        eprintln!("error: cannot write the ssh config: {e}");
+        out.err_line(&format!("error: cannot write the ssh config: {e}"));
         return SSH_ERROR;
     }
     // Ctrl-C belongs to ssh (and the remote side) now: keep provision alive to clean up.
@@ -233,7 +240,7 @@ pub async fn run(host: &Host, command: &[String]) -> i32 {
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.arg("-F").arg(dir.0.join("config"));
     if command.is_empty() && host.connect.become_user.is_some() {
-        eprintln!("note: ssh.become is not applied to `provision ssh`; use sudo on the host");
+        out.err_line("note: ssh.become is not applied to `provision ssh`; use sudo on the host");
     }
     cmd.arg(alias(0));
     if !command.is_empty() {
@@ -242,13 +249,11 @@ pub async fn run(host: &Host, command: &[String]) -> i32 {
     let status = match cmd.status().await {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
-                "error: `provision ssh` runs the OpenSSH client, and `ssh` is not in PATH (install openssh-client)"
-            );
+            out.err_line("error: `provision ssh` runs the OpenSSH client, and `ssh` is not in PATH (install openssh-client)");
             return SSH_ERROR;
         }
         Err(e) => {
-            eprintln!("error: cannot run ssh: {e}");
+            out.err_line(&format!("error: cannot run ssh: {e}"));
             return SSH_ERROR;
         }
     };

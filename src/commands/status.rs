@@ -3,15 +3,16 @@
 //! result), the app container's state and health (`docker container inspect`) and the deploy
 //! lock's holder when a lock is there.
 
-use super::{Target, hosts_n, json_line, out_line};
+use super::{Target, hosts_n};
 use crate::error::exit;
 use crate::inventory::Host;
-use crate::remote::releases::{Record, parse_log};
+use crate::remote::releases::parse_log;
+use crate::report::Event;
+pub use crate::report::{ContainerStatus, HostStatus, LockStatus};
 use crate::steps::shell::state_dir;
 use crate::transport::Transport;
 use crate::transport::script::quote;
 use crate::transport::ssh::SshSession;
-use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -19,36 +20,6 @@ use tokio::sync::Semaphore;
 const MARK: &str = "@@provision-status";
 /// `docker container inspect` format: state|health|image|started|exit code.
 const INSPECT: &str = "{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.Config.Image}}|{{.State.StartedAt}}|{{.State.ExitCode}}";
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContainerStatus {
-    pub name: String,
-    /// Docker's state (`running`, `exited`, `restarting`, …), `absent` when there is no such
-    /// container, `unknown` when docker could not be asked (see `error`).
-    pub state: String,
-    /// `healthy`, `unhealthy`, `starting`; none without a health check.
-    pub health: Option<String>,
-    pub image: Option<String>,
-    pub started_at: Option<String>,
-    pub exit_code: Option<i64>,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LockStatus {
-    pub owner: String,
-    /// Unix time the lock was taken.
-    pub since: u64,
-    pub age_secs: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HostStatus {
-    pub release: Option<Record>,
-    pub last_deploy: Option<Record>,
-    pub container: ContainerStatus,
-    pub lock: Option<LockStatus>,
-}
 
 /// The one script: the release log's tail, the lock, the container.
 pub fn script(prelude: &str, app: &str, env: &str, container: &str) -> String {
@@ -235,6 +206,7 @@ pub fn render(host: &str, s: &HostStatus) -> Vec<String> {
 /// Ask every host; print each host's block (or JSON line) as it answers; a summary line at
 /// the end. Exit 0, or 4 when a host could not be asked.
 pub async fn run(t: Target, container: Option<&str>, forks: usize, json: bool, quiet: bool) -> i32 {
+    let out = t.output(json, quiet);
     let container = container.unwrap_or(&t.project.app).to_string();
     let script = Arc::new(script(&t.prelude, &t.project.app, &t.env.name, &container));
     let sem = Arc::new(Semaphore::new(forks.max(1)));
@@ -251,34 +223,16 @@ pub async fn run(t: Target, container: Option<&str>, forks: usize, json: bool, q
     let mut unreachable = 0;
     while let Some(r) = tasks.join_next().await {
         let (host, r) = r.expect("status task panicked");
-        match (r, json) {
-            (Ok(s), true) => {
-                let mut v = serde_json::to_value(&s).expect("status serializes");
-                v["event"] = "status".into();
-                v["host"] = host.into();
-                v["unreachable"] = false.into();
-                json_line(v, &t.redactor);
-            }
-            (Ok(s), false) => {
-                if !quiet {
-                    for line in render(&host, &s) {
-                        out_line(&t.redactor.redact(&line));
-                    }
-                }
-            }
-            (Err(e), true) => {
-                unreachable += 1;
-                let v = serde_json::json!({ "event": "status", "host": host, "unreachable": true, "error": e });
-                json_line(v, &t.redactor);
-            }
-            (Err(e), false) => {
-                unreachable += 1;
-                out_line(&t.redactor.redact(&format!("[{host}] UNREACHABLE: {e}")));
-            }
+        unreachable += usize::from(r.is_err());
+        match r {
+            r if json => out.emit(Event::status(&host, r)),
+            Ok(s) if !quiet => render(&host, &s).iter().for_each(|l| out.line(l)),
+            Ok(_) => {}
+            Err(e) => out.line(&format!("[{host}] UNREACHABLE: {e}")),
         }
     }
     if !json {
-        out_line(&format!(
+        out.line(&format!(
             "status of {}: {} answered, {unreachable} unreachable",
             hosts_n(n),
             n - unreachable

@@ -2,8 +2,9 @@
 //! It asks first on a terminal; where no one can answer (no terminal on stdin, or `CI` set)
 //! it needs `--yes`.
 
-use super::{Target, hosts_n, json_line, out_line};
+use super::{Target, hosts_n};
 use crate::error::exit;
+use crate::report::{Event, Output};
 use crate::steps::shell::state_dir;
 use crate::transport::Transport;
 use crate::transport::ssh::SshSession;
@@ -58,6 +59,7 @@ async fn each(t: &Target, remove: bool) -> Vec<(String, Result<Option<String>, S
 
 /// `confirm` is asked (with the holders) before anything is removed; `None` means `--yes`.
 pub async fn run(t: Target, confirm: Option<&dyn Fn(&str) -> bool>, json: bool) -> i32 {
+    let out = t.output(json, false);
     if let Some(ask) = confirm {
         let found = each(&t, false).await;
         let held: Vec<String> = found
@@ -68,8 +70,8 @@ pub async fn run(t: Target, confirm: Option<&dyn Fn(&str) -> bool>, json: bool) 
             })
             .collect();
         if held.is_empty() {
-            out_line("no deploy lock is held on these hosts");
-            return report(&t, found, json);
+            out.line("no deploy lock is held on these hosts");
+            return report(&out, found);
         }
         let question = format!(
             "{}\nRemove the deploy lock on {}? A deploy still running there would no longer be protected. [y/N] ",
@@ -77,37 +79,27 @@ pub async fn run(t: Target, confirm: Option<&dyn Fn(&str) -> bool>, json: bool) 
             hosts_n(held.len())
         );
         if !ask(&question) {
-            out_line("nothing removed");
+            out.line("nothing removed");
             return exit::OK;
         }
     }
     let done = each(&t, true).await;
-    report(&t, done, json)
+    report(&out, done)
 }
 
-fn report(t: &Target, results: Vec<(String, Result<Option<String>, String>)>, json: bool) -> i32 {
+fn report(out: &Output, results: Vec<(String, Result<Option<String>, String>)>) -> i32 {
     let mut code = exit::OK;
     for (host, r) in results {
-        match (r, json) {
-            (Ok(owner), true) => json_line(
-                serde_json::json!({ "event": "unlock", "host": host, "removed": owner.is_some(), "owner": owner }),
-                &t.redactor,
-            ),
-            (Ok(Some(owner)), false) => {
-                out_line(&format!("[{host}] removed the deploy lock held by {owner}"))
+        if r.is_err() {
+            code = exit::UNREACHABLE;
+        }
+        match r {
+            r if out.json() => out.emit(Event::unlock(&host, r)),
+            Ok(Some(owner)) => {
+                out.line(&format!("[{host}] removed the deploy lock held by {owner}"))
             }
-            (Ok(None), false) => out_line(&format!("[{host}] no deploy lock")),
-            (Err(e), json) => {
-                code = exit::UNREACHABLE;
-                if json {
-                    json_line(
-                        serde_json::json!({ "event": "unlock", "host": host, "unreachable": true, "error": e }),
-                        &t.redactor,
-                    );
-                } else {
-                    out_line(&t.redactor.redact(&format!("[{host}] UNREACHABLE: {e}")));
-                }
-            }
+            Ok(None) => out.line(&format!("[{host}] no deploy lock")),
+            Err(e) => out.line(&format!("[{host}] UNREACHABLE: {e}")),
         }
     }
     code

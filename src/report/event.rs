@@ -1,6 +1,9 @@
 //! The one event type every reporter renders. `--output json` prints these as NDJSON, one
-//! object per line, with an `event` field naming the variant.
+//! object per line, with an `event` field naming the variant; `docs/events.schema.json`
+//! documents every variant (tests/ci_path.rs checks each one against it).
 
+use super::payload::{ExecOutput, HostStatus, Reply, Unlocked};
+use crate::remote::releases::Record;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +38,8 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Serialize only: nothing reads events back (the JSON is for the operator's tools).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
@@ -102,4 +106,84 @@ pub enum Event {
         exit_code: i32,
         ms: u64,
     },
+    /// `provision exec`: one host's command result.
+    Exec {
+        host: String,
+        #[serde(flatten)]
+        reply: Reply<ExecOutput>,
+    },
+    /// `provision status`: one host's release, last deploy, container and lock.
+    Status {
+        host: String,
+        unreachable: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Boxed: the other events are much smaller.
+        #[serde(flatten)]
+        status: Option<Box<HostStatus>>,
+    },
+    /// `provision releases`: one record of a host's release log.
+    Release {
+        host: String,
+        #[serde(flatten)]
+        reply: Reply<Record>,
+    },
+    /// `provision hosts`: one host of the env and how provision connects to it.
+    Host {
+        host: String,
+        roles: Vec<String>,
+        address: String,
+        port: u16,
+        user: String,
+        /// `user@address:port` of the jump host.
+        jump: Option<String>,
+    },
+    /// `provision unlock`: what was removed on one host.
+    Unlock {
+        host: String,
+        #[serde(flatten)]
+        reply: Reply<Unlocked>,
+    },
+}
+
+impl Event {
+    pub fn exec(host: &str, r: Result<ExecOutput, String>) -> Event {
+        Event::Exec {
+            host: host.to_string(),
+            reply: r.into(),
+        }
+    }
+
+    pub fn status(host: &str, r: Result<HostStatus, String>) -> Event {
+        let (status, error) = match r {
+            Ok(s) => (Some(Box::new(s)), None),
+            Err(e) => (None, Some(e)),
+        };
+        Event::Status {
+            host: host.to_string(),
+            unreachable: status.is_none(),
+            error,
+            status,
+        }
+    }
+
+    /// One record, or (`Err`) the host's release log could not be read.
+    pub fn release(host: &str, r: Result<Record, String>) -> Event {
+        Event::Release {
+            host: host.to_string(),
+            reply: r.into(),
+        }
+    }
+
+    /// `Ok(owner)`: the lock `owner` held was removed (none: there was no lock).
+    pub fn unlock(host: &str, r: Result<Option<String>, String>) -> Event {
+        let r = r.map(|owner| Unlocked {
+            removed: owner.is_some(),
+            owner,
+        });
+        Event::Unlock {
+            host: host.to_string(),
+            reply: r.into(),
+        }
+    }
 }

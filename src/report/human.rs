@@ -2,10 +2,11 @@
 //! changes and failures printed above the bars, and the recap at the end.
 
 use super::plain::{recap, step_lines};
+use super::stdio::{self, To};
 use super::{Counts, Event, Mode, Reporter, Status};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 pub(super) struct Human {
@@ -44,7 +45,7 @@ impl Reporter for Human {
             self.print(&line);
             return;
         }
-        let mut st = self.state.lock().expect("reporter lock");
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match ev {
             Event::RunStarted {
                 env,
@@ -67,7 +68,7 @@ impl Reporter for Human {
                     "{{spinner:.green}} {{prefix:{}}} {{wide_msg}}",
                     st.width
                 ))
-                .expect("valid template");
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
                 for h in hosts {
                     let bar = self.mp.add(
                         ProgressBar::new_spinner()
@@ -111,7 +112,8 @@ impl Reporter for Human {
             Event::RunFinished { .. } => {
                 let _ = self.mp.clear();
                 st.recap.sort_by(|a, b| a.0.cmp(&b.0));
-                println!("{}", recap(&st.recap, st.width, self.color, ev));
+                let text = recap(&st.recap, st.width, self.color, ev);
+                stdio::write(To::Stdout, &text, true);
             }
             _ => {}
         }

@@ -1,19 +1,25 @@
-//! `--output json`: one event per line on stdout.
+//! `--output json`: one event per line on stdout; notes go to stderr so stdout stays NDJSON.
 
+use super::stdio::{self, To};
 use super::{Event, Reporter};
-use std::io::Write;
 
 pub(super) struct Json;
 
 impl Reporter for Json {
     fn event(&self, ev: &Event) {
-        let line = serde_json::to_string(ev).expect("events serialize");
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        // Events are plain data and always serialize; should one ever not, say so on stderr
+        // rather than panic in the middle of a deploy (its locks would stay behind).
+        match serde_json::to_string(ev) {
+            Ok(line) => stdio::write(To::Stdout, &line, true),
+            Err(e) => stdio::write(
+                To::Stderr,
+                &format!("error: an event did not serialize: {e}"),
+                true,
+            ),
+        }
     }
 
     fn note(&self, msg: &str) {
-        eprintln!("{msg}");
+        stdio::write(To::Stderr, msg, true);
     }
 }

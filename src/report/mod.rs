@@ -1,15 +1,20 @@
-//! Reporting: the runner emits [`Event`]s into a [`Sink`], which scrubs every secret value
-//! from them (the one place this happens) and hands them to the chosen reporter.
+//! Reporting: everything provision prints goes through one [`Output`] channel, which masks
+//! every secret value (the one place this happens): the runner's and operator commands'
+//! [`Event`]s (rendered by the chosen reporter, or as NDJSON), notes, plain lines, prompts.
+//! `stdio.rs` is the only code writing to stdout and stderr.
 
 pub mod event;
 mod human;
 mod json;
+mod output;
+pub mod payload;
 mod plain;
+mod redact;
+mod stdio;
 
 pub use event::{Counts, Event, Mode, Status};
-
-use crate::secrets::Redactor;
-use std::sync::Arc;
+pub use output::Output;
+pub use payload::{ContainerStatus, ExecOutput, HostStatus, LockStatus, Reply, Unlocked};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -21,7 +26,7 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Renders events.
+/// Renders events (already masked by [`Output`]).
 pub trait Reporter: Send + Sync {
     fn event(&self, ev: &Event);
     /// Print a message that is not an event (warnings, summaries of other commands).
@@ -39,64 +44,12 @@ pub struct ReportOptions {
     pub color: bool,
 }
 
-/// Where the runner sends events: redact, then report.
-#[derive(Clone)]
-pub struct Sink {
-    redactor: Redactor,
-    reporter: Arc<dyn Reporter>,
-    verbosity: u8,
-}
+/// The runner's name for the channel (it was a type of its own before [`Output`]).
+pub type Sink = Output;
 
-impl Sink {
-    pub fn new(format: OutputFormat, verbosity: u8, redactor: Redactor, color: bool) -> Sink {
-        let opts = ReportOptions {
-            verbosity,
-            quiet: false,
-            color,
-        };
-        Sink::with_options(format, opts, redactor)
-    }
-
-    /// Human output becomes plain lines when stdout is not a terminal, when `CI` is set, and
-    /// in quiet mode.
-    pub fn with_options(format: OutputFormat, opts: ReportOptions, redactor: Redactor) -> Sink {
-        let ReportOptions {
-            verbosity,
-            quiet,
-            color,
-        } = opts;
-        let plain_only =
-            quiet || !console::Term::stdout().is_term() || std::env::var_os("CI").is_some();
-        let reporter: Arc<dyn Reporter> = match format {
-            OutputFormat::Json => Arc::new(json::Json),
-            OutputFormat::Human if !plain_only => Arc::new(human::Human::new(verbosity, color)),
-            _ => Arc::new(plain::Plain::new(verbosity, color, quiet)),
-        };
-        Sink {
-            redactor,
-            reporter,
-            verbosity: if quiet { 0 } else { verbosity },
-        }
-    }
-
-    pub fn verbosity(&self) -> u8 {
-        self.verbosity
-    }
-
-    pub fn emit(&self, ev: Event) {
-        if matches!(ev, Event::Debug { .. }) && self.verbosity < 2 {
-            return;
-        }
-        // Round-trip through JSON so every string field is scrubbed, including ones added later.
-        let mut v = serde_json::to_value(&ev).expect("events serialize");
-        self.redactor.redact_json(&mut v);
-        let ev: Event = serde_json::from_value(v).expect("events deserialize");
-        self.reporter.event(&ev);
-    }
-
-    pub fn note(&self, msg: &str) {
-        self.reporter.note(&self.redactor.redact(msg));
-    }
+/// Someone can answer a prompt: stdin is a terminal and `CI` is not set.
+pub fn interactive() -> bool {
+    stdio::interactive()
 }
 
 /// The one line both text reporters print for a host-level event that is not a step result

@@ -6,10 +6,10 @@
 //! A single-host run is therefore fully live, and a CI log never interleaves hosts.
 //! Quiet mode prints only failures, unreachable hosts and the final summary line.
 
+use super::stdio::{self, To};
 use super::{Counts, Event, Mode, Reporter, Status, fmt_ms, paint, recap_line};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 pub(super) struct Plain {
     verbosity: u8,
@@ -46,12 +46,12 @@ impl Plain {
 
     fn out(&self, text: &str) {
         if let Some(c) = &self.captured {
-            c.lock().expect("capture lock").push(text.to_string());
+            if let Ok(mut c) = c.lock() {
+                c.push(text.to_string());
+            }
             return;
         }
-        let mut o = std::io::stdout().lock();
-        let _ = writeln!(o, "{text}");
-        let _ = o.flush();
+        stdio::write(To::Stdout, text, true);
     }
 
     /// A line of `host`: out now if it is the live host (or none is), else held back.
@@ -216,7 +216,7 @@ pub(super) fn recap(
 
 impl Reporter for Plain {
     fn event(&self, ev: &Event) {
-        let mut st = self.state.lock().expect("reporter lock");
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let st = &mut *st;
         let loud = !self.quiet;
         if let Some((host, line)) = super::host_notice(ev, self.color) {
