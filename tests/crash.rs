@@ -110,9 +110,7 @@ fn is_staged(rel: &str) -> bool {
 fn temp_files(root: &Path) -> Vec<String> {
     snapshot(root)
         .into_keys()
-        .filter(|k| {
-            is_staged(k)
-        })
+        .filter(|k| is_staged(k))
         .collect()
 }
 

@@ -11,6 +11,6 @@ use crate::transport::script::quote;
 pub fn state_dir(app: &str, env: &str) -> String {
     let (a, e) = (quote(app), quote(env));
     format!(
-        "if [ \"$(id -u)\" = 0 ]; then st=/var/lib/provision/{a}/{e}; else st=\"${{HOME:-/tmp}}/.local/state/provision/\"{a}/{e}; fi\n"
+        "if [ \"$(id -u)\" = 0 ]; then st=/var/lib/provision/{a}/{e}; else if [ -z \"$HOME\" ]; then echo \"provision: $(id -un) has no home directory for its state (~/.local/state/provision)\" >&2; exit 1; fi; st=\"$HOME/.local/state/provision/\"{a}/{e}; fi\n"
     )
 }

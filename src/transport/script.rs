@@ -21,9 +21,16 @@ pub fn command_line(script: &str, become_user: Option<&str>) -> String {
             "exec {env} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c {}",
             quote(script)
         ),
+        // sudo -H sets HOME (and USER) to the target user's; the clean environment is made
+        // inside, keeping those two: without HOME a non-root user's state dir (lock, release
+        // log, markers) would have no home. The script is a positional parameter, never
+        // parsed twice.
         Some(user) => format!(
-            "exec sudo -n -H -u {} -- {env} /bin/sh -c {}",
+            "exec sudo -n -H -u {} -- /bin/sh -c {} provision {}",
             quote(user),
+            quote(&format!(
+                "exec {env} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c \"$1\""
+            )),
             quote(script)
         ),
     }
@@ -46,6 +53,10 @@ mod tests {
         assert!(line.starts_with("exec env -i PATH="));
         assert!(line.ends_with("/bin/sh -c 'echo hi'"));
         let line = command_line("echo hi", Some("root"));
-        assert!(line.starts_with("exec sudo -n -H -u root -- env -i"));
+        assert!(
+            line.starts_with("exec sudo -n -H -u root -- /bin/sh -c "),
+            "{line}"
+        );
+        assert!(line.ends_with(" provision 'echo hi'"), "{line}");
     }
 }
