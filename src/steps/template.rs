@@ -17,10 +17,10 @@ pub struct Spec {
 }
 
 pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
-    let text = cx
-        .templates
-        .render_file(&spec.src, cx.context)
-        .map_err(|e| e.to_string())?;
+    let (text, read_secret) = cx
+        .secrets
+        .track(cx.context, |ctx| cx.templates.render_file(&spec.src, ctx));
+    let text = text.map_err(|e| e.to_string())?;
     let up = Upload::new(
         &spec.dest,
         text.into_bytes(),
@@ -28,6 +28,7 @@ pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, String> {
         spec.owner.clone(),
         spec.group.clone(),
     )?;
-    // A file with secret values is never fetched for a diff: it may hold rotated-away ones.
-    Ok(up.hidden_if_secret(cx.secrets.redactor()))
+    // A file rendered from secrets is never fetched for a diff: it may hold rotated-away
+    // ones, and filters may have put them in a form the redactor does not know.
+    Ok(up.hidden_if(read_secret, cx.secrets.redactor()))
 }
