@@ -2,13 +2,10 @@
 //! `-vv`, JSON, plan diffs, `exec` output, error messages) and not on any command line a
 //! process list shows while a run is going on. Real sshd, real binary.
 
+mod process_list;
 mod support;
 
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
+use process_list::watching_process_list;
 use support::{Project, Run, SECRETS_ENV, Setup};
 
 const DB_PASSWORD: &str = "Zq8-leak-canary-1";
@@ -93,35 +90,6 @@ fn config_error(project: &Project, args: &[&str], env: &[(&str, &str)], what: &s
     run.expect_code(1);
     assert_no_secret(what, &run);
     run
-}
-
-/// `ps -eo args` every 20 ms while `f` runs; returns `f`'s result and every sample.
-fn watching_process_list<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let sampler = {
-        let (stop, samples) = (stop.clone(), samples.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                let out = Command::new("ps")
-                    .args(["-eo", "args"])
-                    .stdin(Stdio::null())
-                    .output()
-                    .expect("ps is required for this test (procps)");
-                assert!(out.status.success(), "ps -eo args failed");
-                samples
-                    .lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&out.stdout).into_owned());
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
-    let result = f();
-    stop.store(true, Ordering::SeqCst);
-    sampler.join().expect("ps sampler");
-    let samples = std::mem::take(&mut *samples.lock().unwrap());
-    (result, samples)
 }
 
 /// Run `provision` with `args` while sampling the process list; no secret may show up there.

@@ -20,17 +20,22 @@ const PATH: &AsciiSet = &COMPONENT.remove(b'/');
 
 /// Every form of `value` to mask, at least `min_chars` long, without duplicates.
 pub fn needles(value: &str, min_chars: usize) -> Vec<String> {
-    let mut out = vec![
+    // The texts a value becomes before a tool encodes it again (a config file holding it in
+    // upper case or JSON, then URL-encoded or base64'd whole): each one's encodings too.
+    let mut texts = vec![
         value.to_string(),
         value.to_uppercase(),
         value.to_lowercase(),
     ];
+    texts.extend(json_forms(value));
     if value.contains('\n') {
-        out.extend(value.lines().map(|l| l.trim().to_string()));
+        texts.extend(value.lines().map(|l| l.trim().to_string()));
     }
-    out.extend(json_forms(value));
-    out.extend(url_forms(value));
-    out.extend(base64_forms(value.as_bytes()));
+    let mut out = texts.clone();
+    for t in &texts {
+        out.extend(url_forms(t));
+        out.extend(base64_forms(t.as_bytes()));
+    }
     let mut seen = std::collections::BTreeSet::new();
     out.retain(|n| n.chars().count() >= min_chars && seen.insert(n.clone()));
     out
