@@ -340,3 +340,37 @@ fn every_form_of_every_value_is_masked_in_plan_up_exec_and_logs() {
         }
     }
 }
+
+const EXEC_ONLY: &str = "Qm7-exec-only-token";
+
+/// A value from provision's environment is a secret by its name only: `exec` masks it even
+/// when the one step naming it is deferred (it waits for a registered value) and unselected.
+#[test]
+fn exec_masks_a_secret_that_only_a_deferred_step_names() {
+    let s = setup();
+    let p = &s.p;
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"where\"\nregister = \"dir\"\ncommand = {{ run = \"echo {}\" }}\n\n\
+             [[step]]\nname = \"env\"\ntags = [\"later\"]\nenv_file = {{ dest = \"{{{{ dir.stdout | trim }}}}/.env\", keys = [\"API_TOKEN\"] }}\n",
+            p.remote_path("")
+        ),
+    );
+    for extra in OUTPUTS {
+        let mut args = vec!["exec", "test"];
+        args.extend_from_slice(extra);
+        // Its own value: this one is on a command line (echo's), which the process list
+        // check of the test running alongside must not see.
+        args.extend(["--", "echo", "token:", EXEC_ONLY]);
+        let r = p.run_env(&args, &[("API_TOKEN", EXEC_ONLY)]);
+        let what = format!("exec {extra:?}");
+        assert_eq!(r.code, 0, "{what}\n{}", r.dump());
+        assert_clean(&what, &r);
+        assert!(
+            r.stdout.contains(&format!("token: {MASK}")),
+            "{what}\n{}",
+            r.dump()
+        );
+    }
+}
