@@ -3,12 +3,21 @@
 //! Secrets come from the environment's dotenv file, or, for a key the file does not have (or
 //! when there is no file), from provision's own process environment. Every value handed out
 //! is registered with the redactor first, so no code path can print a secret it obtained.
+//! The redactor masks every form of a value a tool may print ([`forms`]); what it cannot know
+//! (a value through `| replace`) is caught earlier: [`Secrets::track`] tells which rendered
+//! texts read a secret, and those are never diffed nor put on a command line.
+
+mod forms;
+mod names;
 
 use crate::error::ConfigError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+
+pub use names::secret_names;
 
 const MASK: &str = "********";
 /// Shorter values are not masked (see [`Redactor::add`]).
@@ -31,19 +40,26 @@ impl fmt::Debug for Redactor {
 }
 
 impl Redactor {
+    /// Mask `value` and its other forms (lines, case, JSON, URL, base64) from now on.
     pub fn add(&self, value: &str) {
         // A value of one to three characters ("1", "x", "yes") cannot be told apart from
         // ordinary text: masking it would garble all output and make every path that happens
-        // to contain it look like a leaked secret. Such values are not treated as secret.
+        // to contain it look like a leaked secret. Such values (and such short forms or lines
+        // of longer ones) are not treated as secret.
         if value.chars().count() < MIN_SECRET_CHARS {
             return;
         }
         let mut n = self.needles.write().expect("redactor lock");
-        if !n.iter().any(|v| v == value) {
-            n.push(value.to_string());
-            // Longest first, so a secret containing another is masked whole.
-            n.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        if n.iter().any(|v| v == value) {
+            return;
         }
+        for form in forms::needles(value, MIN_SECRET_CHARS) {
+            if !n.contains(&form) {
+                n.push(form);
+            }
+        }
+        // Longest first, so a secret containing another (or its own line) is masked whole.
+        n.sort_by_key(|v| std::cmp::Reverse(v.len()));
     }
 
     pub fn redact(&self, text: &str) -> String {
@@ -74,6 +90,8 @@ pub struct Secrets {
     file: Option<PathBuf>,
     values: BTreeMap<String, String>,
     redactor: Redactor,
+    /// Template variables whose values were rendered from secrets (besides `secrets`).
+    derived: BTreeSet<String>,
 }
 
 impl fmt::Debug for Secrets {
@@ -91,32 +109,14 @@ impl Secrets {
         let mut values = BTreeMap::new();
         if let Some(path) = file.filter(|p| p.exists()) {
             let text = crate::error::read(path, "the secrets file")?;
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() || line.trim_start().starts_with('#') {
-                    continue;
-                }
-                // dotenvy parses one line at a time here so an error names its line.
-                let item = dotenvy::from_read_iter(line.as_bytes())
-                    .next()
-                    .transpose()
-                    .map_err(|e| {
-                        ConfigError::new(
-                            path,
-                            format!("not a KEY=value line ({})", describe_bad_line(line, &e)),
-                        )
-                        .at_line(i + 1)
-                        .with_help("write one KEY=value per line; quote values with spaces")
-                    })?;
-                if let Some((k, v)) = item {
-                    redactor.add(&v);
-                    values.insert(k, v);
-                }
-            }
+            values = parse_dotenv(path, &text)?;
+            values.values().for_each(|v| redactor.add(v));
         }
         Ok(Secrets {
             file: file.map(Path::to_path_buf),
             values,
             redactor,
+            derived: BTreeSet::new(),
         })
     }
 
@@ -143,6 +143,39 @@ impl Secrets {
         Some(v)
     }
 
+    /// Register the value of each `secrets.NAME` a text names (a playbook field, a template),
+    /// so that it is masked even before (or without) the step using it being rendered.
+    pub fn register_named_in(&self, text: &str) {
+        for name in secret_names(text) {
+            self.get(&name);
+        }
+    }
+
+    /// Note that template variable `name` holds a value rendered from secrets: it is
+    /// registered for masking, and texts reading it count as reading a secret.
+    pub fn mark_derived(&mut self, name: &str, value: &str) {
+        self.redactor.add(value);
+        self.derived.insert(name.to_string());
+    }
+
+    /// Render with `ctx` and tell whether the rendering read `secrets` or a variable derived
+    /// from them. This is what decides that a text depends on a secret, whatever filters
+    /// transformed the value on the way (the output need not contain it).
+    pub fn track<R>(
+        &self,
+        ctx: &minijinja::Value,
+        render: impl FnOnce(&minijinja::Value) -> R,
+    ) -> (R, bool) {
+        let hit = Arc::new(AtomicBool::new(false));
+        let tracked = minijinja::Value::from_object(Tracked {
+            ctx: ctx.clone(),
+            derived: self.derived.clone(),
+            hit: hit.clone(),
+        });
+        let out = render(&tracked);
+        (out, hit.load(Ordering::SeqCst))
+    }
+
     /// Like [`get`](Self::get), with an error that says where the value was looked for.
     pub fn require(&self, key: &str) -> Result<String, String> {
         self.get(key).ok_or_else(|| {
@@ -152,6 +185,38 @@ impl Secrets {
             };
             format!("secret {key} is missing or empty: set it in {place}")
         })
+    }
+}
+
+/// The whole file through dotenvy at once: quoted values may span lines (PEM keys) and
+/// `${VAR}` may refer to an earlier line. Nothing is put in the process environment.
+fn parse_dotenv(path: &Path, text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut values = BTreeMap::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        let (k, v) = item.map_err(|e| bad_line(path, text, &e))?;
+        values.insert(k, v);
+    }
+    Ok(values)
+}
+
+/// The error for a line dotenvy refused, at its line number, without its value.
+fn bad_line(path: &Path, text: &str, e: &dotenvy::Error) -> ConfigError {
+    let line = match e {
+        dotenvy::Error::LineParse(line, _) => line.as_str(),
+        _ => "",
+    };
+    let at = text
+        .find(line)
+        .filter(|_| !line.is_empty())
+        .map(|i| text[..i].matches('\n').count() + 1);
+    let err = ConfigError::new(
+        path,
+        format!("not a KEY=value line ({})", describe_bad_line(line, e)),
+    )
+    .with_help("write one KEY=value per line; quote values with spaces");
+    match at {
+        Some(n) => err.at_line(n),
+        None => err,
     }
 }
 
@@ -178,6 +243,31 @@ fn describe_bad_line(line: &str, e: &dotenvy::Error) -> String {
         }
         dotenvy::Error::Io(e) => e.to_string(),
         _ => "invalid line".into(),
+    }
+}
+
+/// The template context, noting reads of `secrets` and of variables derived from them.
+#[derive(Debug)]
+struct Tracked {
+    ctx: minijinja::Value,
+    derived: BTreeSet<String>,
+    hit: Arc<AtomicBool>,
+}
+
+impl minijinja::value::Object for Tracked {
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        let name = key.as_str()?;
+        if name == "secrets" || self.derived.contains(name) {
+            self.hit.store(true, Ordering::SeqCst);
+        }
+        self.ctx.get_attr(name).ok().filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        match self.ctx.try_iter() {
+            Ok(keys) => minijinja::value::Enumerator::Values(keys.collect()),
+            Err(_) => minijinja::value::Enumerator::Empty,
+        }
     }
 }
 
@@ -222,6 +312,59 @@ mod tests {
         assert_eq!(s.file_keys(), vec!["DB_PASSWORD", "QUOTED"]);
         assert_eq!(s.get("QUOTED").as_deref(), Some("a b"));
         assert_eq!(s.redactor().redact("pw=s3cr3t-value"), "pw=********");
+    }
+
+    #[test]
+    fn multi_line_values_are_masked_line_by_line_too() {
+        let r = Redactor::default();
+        r.add("-----BEGIN KEY-----\nAAAAline-one\nBBBBline-two\n-----END KEY-----\n");
+        // A diff of a new file prefixes each line; a log tail starts in the middle.
+        assert_eq!(
+            r.redact("+AAAAline-one\n+BBBBline-two\n"),
+            "+********\n+********\n"
+        );
+        assert_eq!(r.redact("  BBBBline-two"), "  ********");
+    }
+
+    #[test]
+    fn whole_file_parse_keeps_quoted_lines_and_earlier_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("prod.env");
+        std::fs::write(
+            &f,
+            "KEY=\"-----BEGIN KEY-----\nAAAA\n-----END KEY-----\"\nPROVISION_T_USER=app\nURL=\"pg://${PROVISION_T_USER}:x@h\"\nAFTER=1\n",
+        )
+        .unwrap();
+        let s = Secrets::load(Some(&f), Redactor::default()).unwrap();
+        assert_eq!(
+            s.get("KEY").as_deref(),
+            Some("-----BEGIN KEY-----\nAAAA\n-----END KEY-----")
+        );
+        assert_eq!(s.get("URL").as_deref(), Some("pg://app:x@h"));
+        assert_eq!(s.file_keys(), ["AFTER", "KEY", "PROVISION_T_USER", "URL"]);
+        assert!(
+            std::env::var("PROVISION_T_USER").is_err(),
+            "the process env was touched"
+        );
+    }
+
+    #[test]
+    fn tracking_tells_which_renders_read_a_secret() {
+        let mut s = Secrets::load(None, Redactor::default()).unwrap();
+        s.values.insert("PW".into(), "tr4ck-secret".into());
+        s.mark_derived("dsn", "pg://u:tr4ck-secret@h");
+        let ctx = minijinja::context! {
+            secrets => minijinja::Value::from_object(SecretsObject(s.clone())),
+            dsn => "pg://u:tr4ck-secret@h", port => 5,
+        };
+        let env = minijinja::Environment::new();
+        let render = |src: &str| s.track(&ctx, |c| env.render_str(src, c).unwrap());
+        assert_eq!(
+            render("{{ secrets.PW | upper }}"),
+            ("TR4CK-SECRET".into(), true)
+        );
+        assert!(render("{{ dsn | replace('u', 'v') }}").1);
+        assert_eq!(render("{{ port }}"), ("5".into(), false));
     }
 
     #[test]

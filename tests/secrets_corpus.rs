@@ -5,6 +5,7 @@
 //! grepped for every secret value: zero hits; where a value would have been, the mask is.
 //! The only place a value may be is the host's 0600 env file.
 
+mod process_list;
 mod support;
 
 use support::{Project, Run, SECRETS_ENV, Setup, mode_of};
@@ -88,6 +89,7 @@ fn template_errors_with_secrets_in_context_print_no_value() {
             assert!(r.stderr.contains("templates/app.conf.j2"), "{}", r.dump());
         }
         let plan = run(p, &["plan", "test"]);
+        assert_eq!(plan.code, 1, "plan with template #{i}\n{}", plan.dump());
         assert_clean(&format!("plan with template #{i}"), &plan);
         assert!(
             !std::path::Path::new(&dest).exists(),
@@ -130,10 +132,11 @@ fn remote_output_and_errors_holding_secret_values_are_masked() {
     assert_eq!(mode_of(std::path::Path::new(&env_file)) & 0o777, 0o600);
 
     // `exec` of commands that print the values, and one that fails with them.
-    for cmd in [
-        format!("cat {env_file}"),
-        format!("sh -c 'set -a; . {env_file}; env'"),
-        format!("sh -c 'cat {env_file} >&2; exit 5'"),
+    // Each must have run (its exit code) and printed the values, masked.
+    for (cmd, code) in [
+        (format!("cat {env_file}"), 0),
+        (format!("sh -c 'set -a; . {env_file}; env'"), 0),
+        (format!("sh -c 'cat {env_file} >&2; exit 5'"), 3),
     ] {
         for extra in OUTPUTS {
             let mut args = vec!["exec", "test"];
@@ -141,7 +144,233 @@ fn remote_output_and_errors_holding_secret_values_are_masked() {
             args.push("--");
             args.push(&cmd);
             let r = run(p, &args);
-            assert_clean(&format!("exec {cmd} {extra:?}"), &r);
+            let what = format!("exec {cmd} {extra:?}");
+            assert_eq!(r.code, code, "{what}\n{}", r.dump());
+            assert_clean(&what, &r);
+            let all = format!("{}{}", r.stdout, r.stderr);
+            assert!(
+                all.contains(&format!("DB_PASSWORD={MASK}")),
+                "{what}: nothing masked\n{}",
+                r.dump()
+            );
         }
+    }
+}
+
+/// A value with characters every encoding changes, and a PEM key longer than the 40-line
+/// tail of a failing step's output.
+const FANCY: &str = "Kx9\"corpus<canary>&3 /x?y=z";
+
+fn pem_key() -> String {
+    let body: Vec<String> = (0..50)
+        .map(|i| format!("Kx9pem{i:02}{}", "AbCdEfGh".repeat(7)))
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----",
+        body.join("\n")
+    )
+}
+
+/// Every form of `value` that must never be printed: itself, each of its lines, the
+/// filtered forms the templates write (`upper`, `replace`, `tojson`; `indent` only moves
+/// lines), JSON-escaped, URL-encoded, and base64 at each offset (what any base64 of a text
+/// holding the value contains, wherever the value starts).
+fn forms(value: &str) -> Vec<String> {
+    use base64::Engine;
+    let json = serde_json::to_string(value).unwrap();
+    let json = json[1..json.len() - 1].to_string();
+    let html_json = json
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026");
+    let mut texts = vec![
+        value.to_string(),
+        value.to_uppercase(),
+        value.replace('-', "_"),
+        json,
+        html_json,
+    ];
+    texts.extend(value.lines().filter(|l| l.len() >= 8).map(str::to_string));
+    let mut out = texts.clone();
+    for t in &texts {
+        // Python's quote(safe=""): all but letters, digits and `-._~`.
+        let url = percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+            .replace("%2D", "-")
+            .replace("%2E", ".")
+            .replace("%5F", "_")
+            .replace("%7E", "~");
+        out.push(url);
+        for skip in 0..3 {
+            let inner = &t.as_bytes()[skip..];
+            let inner = &inner[..inner.len() / 3 * 3];
+            out.push(base64::engine::general_purpose::STANDARD_NO_PAD.encode(inner));
+        }
+    }
+    out
+}
+
+/// No form of any value in `text`.
+#[track_caller]
+fn assert_no_form(what: &str, text: &str, values: &[String]) {
+    for v in values {
+        for f in forms(v) {
+            assert!(
+                !text.contains(&f),
+                "{what}: a form of a secret was printed: {f:?}\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_form_of_every_value_is_masked_in_plan_up_exec_and_logs() {
+    let s = setup();
+    let p = &s.p;
+    let key = pem_key();
+    p.write(
+        "secrets/test.env",
+        &format!("DB_PASSWORD={IN_FILE}\nFANCY='{FANCY}'\nTLS_KEY=\"{key}\"\n"),
+    );
+    let values = [IN_FILE, IN_ENV, FANCY, &key].map(str::to_string);
+    // Masked forms: the file `show.sh` prints (as is, base64 at three offsets, URL-encoded).
+    p.write(
+        "templates/forms.conf.j2",
+        "raw = {{ secrets.FANCY }}\nupper = {{ secrets.FANCY | upper }}\njson = {{ secrets.FANCY | tojson }}\n\
+         token = {{ secrets.API_TOKEN }}\nkey:\n  {{ secrets.TLS_KEY | indent(2) }}\n",
+    );
+    // A form no redactor can know: never printed, since nothing diffs nor shows it.
+    p.write(
+        "templates/replaced.conf.j2",
+        "pw = {{ secrets.DB_PASSWORD | replace('-', '_') }}\n",
+    );
+    let forms_conf = p.remote_path("forms.conf");
+    let show = p.remote_path("show.sh");
+    std::fs::write(
+        &show,
+        format!(
+            "f={forms_conf}\ncat \"$f\"\nfor p in '' a ab; do printf '%s%s' \"$p\" \"$(cat \"$f\")\" | base64 -w0; echo; done\n\
+             python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(open(sys.argv[1]).read(), safe=\"\"))' \"$f\"\n"
+        ),
+    )
+    .unwrap();
+    // `logs` runs `docker logs`: this one prints the forms.
+    let bin = p.remote.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("docker"), format!("#!/bin/sh\nexec sh {show}\n")).unwrap();
+    std::fs::set_permissions(
+        bin.join("docker"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let toml = std::fs::read_to_string(p.path("provision.toml")).unwrap();
+    p.write(
+        "provision.toml",
+        &format!(
+            "{toml}remote_env = {{ PATH = \"{}:/usr/bin:/bin\" }}\n",
+            bin.display()
+        ),
+    );
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"forms\"\ntemplate = {{ src = \"templates/forms.conf.j2\", dest = \"{forms_conf}\", mode = \"0600\" }}\n\n\
+             [[step]]\nname = \"replaced\"\ntemplate = {{ src = \"templates/replaced.conf.j2\", dest = \"{}\", mode = \"0600\" }}\n\n\
+             [[step]]\nname = \"show forms\"\ncommand = {{ run = \"sh {show}\" }}\n\n\
+             [[step]]\nname = \"fails\"\ncommand = {{ run = \"sh {show} >&2; exit 3\" }}\n",
+            p.remote_path("replaced.conf")
+        ),
+    );
+
+    // plan: two new files whose content is not shown at all.
+    for extra in OUTPUTS {
+        let mut args = vec!["plan", "test"];
+        args.extend_from_slice(extra);
+        let r = run(p, &args);
+        let what = format!("plan {extra:?}");
+        assert_eq!(r.code, 0, "{what}\n{}", r.dump());
+        assert_no_form(&what, &format!("{}{}", r.stdout, r.stderr), &values);
+        assert!(
+            r.stdout.contains("content not shown"),
+            "{what}\n{}",
+            r.dump()
+        );
+    }
+
+    // up, watched: every output style, and the process list while it runs.
+    for extra in OUTPUTS {
+        let mut args = vec!["up", "test"];
+        args.extend_from_slice(extra);
+        let (r, ps) = process_list::watching_process_list(|| run(p, &args));
+        let what = format!("up {extra:?}");
+        assert_eq!(r.code, 3, "{what}\n{}", r.dump());
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert_no_form(&what, &all, &values);
+        assert_no_form(
+            &format!("the process list during {what}"),
+            &ps.join("\n"),
+            &values,
+        );
+        assert!(all.contains(MASK), "{what}: nothing masked\n{}", r.dump());
+    }
+    let on_host = std::fs::read_to_string(&forms_conf).unwrap();
+    assert!(
+        on_host.contains(FANCY) && on_host.contains("  Kx9pem49"),
+        "{on_host}"
+    );
+
+    // exec and logs print the same forms: masked, and each ran.
+    for cmd in ["exec", "logs"] {
+        for extra in OUTPUTS {
+            let mut args = vec![cmd, "test"];
+            args.extend_from_slice(extra);
+            if cmd == "exec" {
+                args.extend(["--", "sh", &show]);
+            }
+            let r = run(p, &args);
+            let what = format!("{cmd} {extra:?}");
+            assert_eq!(r.code, 0, "{what}\n{}", r.dump());
+            let all = format!("{}{}", r.stdout, r.stderr);
+            assert_no_form(&what, &all, &values);
+            assert!(
+                all.contains(&format!("upper = {MASK}")),
+                "{what}: nothing masked\n{}",
+                r.dump()
+            );
+        }
+    }
+}
+
+const EXEC_ONLY: &str = "Qm7-exec-only-token";
+
+/// A value from provision's environment is a secret by its name only: `exec` masks it even
+/// when the one step naming it is deferred (it waits for a registered value) and unselected.
+#[test]
+fn exec_masks_a_secret_that_only_a_deferred_step_names() {
+    let s = setup();
+    let p = &s.p;
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"where\"\nregister = \"dir\"\ncommand = {{ run = \"echo {}\" }}\n\n\
+             [[step]]\nname = \"env\"\ntags = [\"later\"]\nenv_file = {{ dest = \"{{{{ dir.stdout | trim }}}}/.env\", keys = [\"API_TOKEN\"] }}\n",
+            p.remote_path("")
+        ),
+    );
+    for extra in OUTPUTS {
+        let mut args = vec!["exec", "test"];
+        args.extend_from_slice(extra);
+        // Its own value: this one is on a command line (echo's), which the process list
+        // check of the test running alongside must not see.
+        args.extend(["--", "echo", "token:", EXEC_ONLY]);
+        let r = p.run_env(&args, &[("API_TOKEN", EXEC_ONLY)]);
+        let what = format!("exec {extra:?}");
+        assert_eq!(r.code, 0, "{what}\n{}", r.dump());
+        assert_clean(&what, &r);
+        assert!(
+            r.stdout.contains(&format!("token: {MASK}")),
+            "{what}\n{}",
+            r.dump()
+        );
     }
 }

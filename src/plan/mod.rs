@@ -99,16 +99,6 @@ impl Planner {
         for (k, v) in &opts.vars {
             raw.insert(k.clone(), toml::Value::String(v.clone()));
         }
-        // remote_env is exported in every script, which the host's process list shows.
-        if let Some(k) = env
-            .remote_env
-            .iter()
-            .find(|(_, v)| secrets.redactor().redact(v) != **v)
-            .map(|(k, _)| k)
-        {
-            return Err(ConfigError::new(&project.file, format!("env `{env_name}`: remote_env {k} holds a secret value"))
-                .with_help("remote_env is visible in the hosts' process lists; write secrets with env_file instead"));
-        }
         let prelude = env
             .remote_env
             .iter()
@@ -126,6 +116,7 @@ impl Planner {
             opts,
             prelude,
         };
+        planner.register_named_secrets();
         // Vars may use other vars, at any depth: render each string after the vars it uses.
         planner.vars = raw
             .iter()
@@ -159,13 +150,58 @@ impl Planner {
             let Some(toml::Value::String(s)) = raw.get(&k) else {
                 continue;
             };
-            let rendered = planner
-                .templates
-                .render_str(&format!("var {k}"), s, &ctx)
-                .map_err(|e| var_err(&k, &e.message))?;
+            let (rendered, read_secret) = planner.secrets.track(&ctx, |ctx| {
+                planner.templates.render_str(&format!("var {k}"), s, ctx)
+            });
+            let rendered = rendered.map_err(|e| var_err(&k, &e.message))?;
+            // A var built from a secret is a secret: masked, and refused where secrets are.
+            if read_secret {
+                planner.secrets.mark_derived(&k, &rendered);
+            }
             planner.vars.insert(k, Value::from(rendered));
         }
+        // remote_env is exported in every script, which the host's process list shows.
+        let redactor = planner.secrets.redactor();
+        if let Some(k) = env
+            .remote_env
+            .iter()
+            .find(|(_, v)| redactor.redact(v) != **v)
+            .map(|(k, _)| k)
+        {
+            return Err(ConfigError::new(&project.file, format!("env `{env_name}`: remote_env {k} holds a secret value"))
+                .with_help("remote_env is visible in the hosts' process lists; write secrets with env_file instead"));
+        }
         Ok(planner)
+    }
+
+    /// Register every secret the playbook names (in any step, selected or not, deferred or
+    /// not, and in its template files) and every env_file key, before anything is rendered
+    /// or run: a value from provision's environment is known as a secret only by its name,
+    /// and `exec`, `logs` and the first `-v` lines must mask it already.
+    fn register_named_secrets(&self) {
+        let secrets = &self.secrets;
+        for text in self
+            .playbook
+            .release
+            .iter()
+            .chain(self.playbook.steps.iter().filter_map(|s| s.when.as_ref()))
+        {
+            secrets.register_named_in(text);
+        }
+        for step in &self.playbook.steps {
+            let mut json = serde_json::to_value(&step.spec).unwrap_or_default();
+            let _ = render_strings(&mut json, String::new(), &mut |path, s| {
+                secrets.register_named_in(s);
+                if step.spec.kind() == "env_file" && path.contains(".keys[") {
+                    secrets.get(s);
+                }
+                Ok(s.to_string())
+            });
+            let template = step.spec.template_file().map(|src| self.root.join(src));
+            if let Some(Ok(text)) = template.map(std::fs::read_to_string) {
+                secrets.register_named_in(&text);
+            }
+        }
     }
 
     /// The template context for a host (None: before hosts are known) and registered values.
@@ -366,13 +402,16 @@ impl Planner {
         let mut json = serde_json::to_value(&step.spec).map_err(|e| e.to_string())?;
         let redactor = self.secrets.redactor();
         render_strings(&mut json, String::new(), &mut |path, s| {
-            let out = self
-                .templates
-                .render_str(&step.name, s, ctx)
-                .map_err(|e| format!("field `{path}`: {}", e.message))?;
-            // Step fields end up in scripts, which are visible in the host's process list,
-            // except those the kind sends on stdin (env_file's extra values).
-            if !step.spec.on_stdin(path) && redactor.redact(&out) != out {
+            let (out, read_secret) = self
+                .secrets
+                .track(ctx, |ctx| self.templates.render_str(&step.name, s, ctx));
+            let out = out.map_err(|e| format!("field `{path}`: {}", e.message))?;
+            // Step fields end up in scripts, which are visible in the host's process list.
+            // Only env_file's extra values travel on stdin. A field that read a secret is
+            // refused whatever filters changed it (`| upper` output does not contain the
+            // value); one holding a known value by other means (a literal) is refused too.
+            let on_stdin = step.spec.on_stdin(path);
+            if !on_stdin && (read_secret || redactor.redact(&out) != out) {
                 return Err(format!(
                     "field `{path}` would put a secret on a command line; write it to the host with an env_file or template step instead"
                 ));
@@ -576,6 +615,99 @@ mod tests {
             e.message
                 .contains("field `env_file.dest` would put a secret on a command line"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_filtered_or_derived_secret_on_a_command_line_is_refused() {
+        let project_vars =
+            "[[step]]\ncommand = { run = \"echo {{ secrets.PLAN_TEST_PW2 | upper }}\" }\n";
+        let (_, p, hosts) = setup(project_vars, &[("PLAN_TEST_PW2", "pl4n-secret-two")]);
+        let e = p.plan_host(&hosts[0]).unwrap_err();
+        assert!(e.message.contains("secret on a command line"), "{e}");
+        for run in [
+            "{{ secrets.PLAN_TEST_PW2 | replace('-', '_') }}",
+            "{{ secrets.PLAN_TEST_PW2 | tojson }}",
+            "{% if secrets.PLAN_TEST_PW2 | length > 3 %}long{% endif %}",
+        ] {
+            let (_, p, hosts) = setup(
+                &format!("[[step]]\ncommand = {{ run = \"echo {run}\" }}\n"),
+                &[("PLAN_TEST_PW2", "pl4n-secret-two")],
+            );
+            let e = p.plan_host(&hosts[0]).unwrap_err();
+            assert!(e.message.contains("secret on a command line"), "{run}: {e}");
+            assert!(!e.to_string().to_lowercase().contains("pl4n"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_var_rendered_from_a_secret_is_a_secret() {
+        let project = Project::parse(
+            Path::new("/nonexistent/provision.toml"),
+            "app = \"demo\"\n[vars]\ndsn = \"pg://app:{{ secrets.PLAN_TEST_PW3 | replace(' ', '+') }}@db\"\nlabel = \"{{ dsn | upper }}\"\n[env.prod]\nhosts = [\"a\"]\n",
+        )
+        .unwrap();
+        let pb = Playbook::parse(
+            Path::new("p.toml"),
+            "playbooks/p.toml",
+            "[[step]]\ncommand = { run = \"echo {{ label | replace('P', 'Q') }}\" }\n",
+        )
+        .unwrap();
+        // SAFETY: tests in this module set distinct variable names.
+        unsafe { std::env::set_var("PLAN_TEST_PW3", "pl4n secret/3") };
+        let secrets = Secrets::load(None, Redactor::default()).unwrap();
+        let p = Planner::new(&project, "prod", pb, secrets, PlanOptions::default()).unwrap();
+        let hosts =
+            crate::inventory::resolve(&project, project.env("prod").unwrap(), None, false).unwrap();
+        let e = p.plan_host(&hosts[0]).unwrap_err();
+        assert!(e.message.contains("secret on a command line"), "{e}");
+        assert_eq!(
+            p.secrets.redactor().redact("x pg://app:pl4n+secret/3@db"),
+            "x ********"
+        );
+    }
+
+    #[test]
+    fn secrets_of_steps_not_rendered_yet_are_masked_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.j2"),
+            "k = {{ secrets['PLAN_TEST_TPL'] }}\n",
+        )
+        .unwrap();
+        let project = Project::parse(
+            &dir.path().join("provision.toml"),
+            "app = \"demo\"\n[env.prod]\nhosts = [\"a\"]\n",
+        )
+        .unwrap();
+        let pb = Playbook::parse(
+            Path::new("p.toml"),
+            "playbooks/p.toml",
+            "[[step]]\ngit = { repo = \"/r\", dest = \"/srv/x\" }\nregister = \"src\"\n\
+             [[step]]\ntags = [\"never\"]\nwhen = \"secrets.PLAN_TEST_WHEN is defined\"\ncommand = { run = \"true\" }\n\
+             [[step]]\ntemplate = { src = \"t.j2\", dest = \"/srv/{{ src.sha }}\" }\n\
+             [[step]]\ntags = [\"never\"]\nenv_file = { dest = \"/srv/.env\", keys = [\"PLAN_TEST_KEY\"] }\n",
+        )
+        .unwrap();
+        for (k, v) in [
+            ("PLAN_TEST_WHEN", "wh3n-secret"),
+            ("PLAN_TEST_TPL", "tpl-secret"),
+            ("PLAN_TEST_KEY", "k3y-secret"),
+        ] {
+            // SAFETY: tests in this module set distinct variable names.
+            unsafe { std::env::set_var(k, v) };
+        }
+        let secrets = Secrets::load(None, Redactor::default()).unwrap();
+        let opts = PlanOptions {
+            tags: vec!["other".into()],
+            ..PlanOptions::default()
+        };
+        let p = Planner::new(&project, "prod", pb, secrets, opts).unwrap();
+        assert_eq!(
+            p.secrets
+                .redactor()
+                .redact("wh3n-secret tpl-secret k3y-secret"),
+            "******** ******** ********"
         );
     }
 }

@@ -77,7 +77,7 @@ pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> 
         spec.owner.clone(),
         spec.group.clone(),
     )?;
-    Ok(up.keys_only())
+    Ok(up.keys_only(cx.secrets.redactor()))
 }
 
 fn check_key(k: &str) -> Result<(), String> {

@@ -33,7 +33,10 @@ impl Kind for Spec {
 }
 
 pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> {
-    let text = cx.templates.render_file(&spec.src, cx.context)?;
+    let (text, read_secret) = cx
+        .secrets
+        .track(cx.context, |ctx| cx.templates.render_file(&spec.src, ctx));
+    let text = text?;
     let up = Upload::new(
         &spec.dest,
         text.into_bytes(),
@@ -41,6 +44,7 @@ pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> 
         spec.owner.clone(),
         spec.group.clone(),
     )?;
-    // A file with secret values is never fetched for a diff: it may hold rotated-away ones.
-    Ok(up.hidden_if_secret(cx.secrets.redactor()))
+    // A file rendered from secrets is never fetched for a diff: it may hold rotated-away
+    // ones, and filters may have put them in a form the redactor does not know.
+    Ok(up.hidden_if(read_secret, cx.secrets.redactor()))
 }

@@ -26,7 +26,7 @@ pub enum DiffStyle {
     Text,
     /// dotenv lines: only key names are shown, values never.
     KeysOnly,
-    /// The content has secret values: a new file is shown (masked), a changed one is not.
+    /// The content depends on secret values: it is never fetched nor shown.
     Hidden,
 }
 
@@ -68,19 +68,33 @@ impl Upload {
     }
 
     /// Show only which dotenv keys change (env_file).
-    pub fn keys_only(mut self) -> Upload {
+    ///
+    /// `-vv` prints the probe script (with the salt) and its output (the line hashes): with
+    /// both, a guessed password could be confirmed offline, so the salt is masked like a
+    /// secret. So is the content's plain sha256, which confirms a guess just as well.
+    pub fn keys_only(mut self, redactor: &crate::secrets::Redactor) -> Upload {
         use rand::Rng;
         let salt: u128 = rand::rng().random();
         self.salt = format!("{salt:032x}");
+        redactor.add(&self.salt);
+        redactor.add(&self.sha256);
         self.diff = DiffStyle::KeysOnly;
         self
     }
 
-    /// Never fetch or diff the old content when the new one has secret values.
-    pub fn hidden_if_secret(mut self, redactor: &crate::secrets::Redactor) -> Upload {
+    /// Never fetch nor diff content that has secret values (found in it by the redactor).
+    pub fn hidden_if_secret(self, redactor: &crate::secrets::Redactor) -> Upload {
+        self.hidden_if(false, redactor)
+    }
+
+    /// Never fetch nor diff content that was rendered from secrets (`read_secret`: whatever
+    /// filters changed the values, so the redactor may not know them in this form) or has
+    /// secret values. Its sha256 is masked: it would confirm a guessed value offline.
+    pub fn hidden_if(mut self, read_secret: bool, redactor: &crate::secrets::Redactor) -> Upload {
         let text = String::from_utf8_lossy(&self.content);
-        if redactor.redact(&text) != text {
+        if read_secret || redactor.redact(&text) != text {
             self.diff = DiffStyle::Hidden;
+            redactor.add(&self.sha256);
         }
         self
     }
@@ -176,9 +190,10 @@ impl Upload {
         };
         match self.diff {
             DiffStyle::Text => out.split_once(CONTENT_MARK).map(|(_, current)| text_diff(current)),
-            // A new file: every value in it is a secret of this run, which the output masks.
-            DiffStyle::Hidden if out == CONTENT_MARK => Some(text_diff("")),
-            DiffStyle::Hidden => Some("(content not shown: it has secret values, and the file on the host may hold old ones)\n".into()),
+            // Not even for a new file: a value through `| replace(...)` or `| b64encode`-like
+            // filters is in no form the redactor knows, and a line-prefixed diff of a
+            // multi-line value is only masked line by line.
+            DiffStyle::Hidden => Some("(content not shown: it depends on secret values, and the file on the host may hold old ones)\n".into()),
             DiffStyle::KeysOnly => {
                 let old = match out.split_once(KEYS_MARK) {
                     Some((_, lines)) => lines.lines().filter_map(|l| l.split_once(' ')).map(|(k, h)| (k.to_string(), h.trim().to_string())).collect(),
@@ -327,7 +342,7 @@ mod tests {
             None,
         )
         .unwrap()
-        .keys_only();
+        .keys_only(&crate::secrets::Redactor::default());
         let p = probe_in_sh(&u.probe(true));
         assert!(
             !p.out.contains("old-secret-value") && !p.out.contains("=1"),
@@ -379,6 +394,47 @@ mod tests {
             .unwrap()
             .hidden_if_secret(&redactor);
         assert_eq!(plain.diff, DiffStyle::Text);
+    }
+
+    #[test]
+    fn printed_scripts_never_show_the_salt_next_to_the_line_hashes() {
+        let redactor = crate::secrets::Redactor::default();
+        let u = Upload::new("/srv/.env", b"PW=guessable\n".to_vec(), "600", None, None)
+            .unwrap()
+            .keys_only(&redactor);
+        // What -vv prints: the probe script and the apply script, through the redactor.
+        let shown = redactor.redact(&format!("{}\n{}", u.probe(true), u.apply().script));
+        assert!(!shown.contains(&u.salt), "{shown}");
+        assert!(!shown.contains(&u.sha256), "{shown}");
+    }
+
+    #[test]
+    fn content_rendered_from_secrets_is_never_diffed_even_when_new() {
+        let redactor = crate::secrets::Redactor::default();
+        redactor.add("current-secret");
+        // `| upper` output: not a form the redactor masks in a diff line by line.
+        let u = Upload::new("/x", b"+ pw = CURRENT_SECRET\n".to_vec(), "600", None, None)
+            .unwrap()
+            .hidden_if(true, &redactor);
+        let missing = Probe::with_out("state=missing\n");
+        match u.decide(Some(&missing)) {
+            Decision::Change { diff: Some(d), .. } => {
+                assert!(
+                    d.contains("content not shown") && !d.contains("CURRENT"),
+                    "{d}"
+                )
+            }
+            d => panic!("{d:?}"),
+        }
+        let with_value = Upload::new("/x", b"pw = current-secret\n".to_vec(), "600", None, None)
+            .unwrap()
+            .hidden_if_secret(&redactor);
+        match with_value.decide(Some(&missing)) {
+            Decision::Change { diff: Some(d), .. } => {
+                assert!(d.contains("content not shown"), "{d}")
+            }
+            d => panic!("{d:?}"),
+        }
     }
 
     #[test]
