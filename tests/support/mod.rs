@@ -343,6 +343,22 @@ impl Drop for Sshd {
     }
 }
 
+/// How long a test waits for something that should happen "soon" (a marker file, a log line,
+/// a process to go away). Generous: on a loaded 2-core runner, seconds become tens of seconds,
+/// and a condition that is met is met long before this.
+pub const SOON: Duration = Duration::from_secs(30);
+
+/// Poll `cond` every 20 ms until it holds; panic naming `what` after `timeout`. For waiting on
+/// states and events instead of sleeping a fixed time and hoping.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A port that was free a moment ago (bound to port 0, then released).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
