@@ -236,19 +236,13 @@ fn status_after_a_deploy_while_locked_and_unlock() {
     assert_eq!(e["container"]["state"], "running");
     assert!(e["lock"].is_null());
 
-    // A lock as an interrupted deploy leaves it (src/lock.rs), 2 minutes old.
-    let lock = sshd.state_dir().join(&app).join("test/lock");
-    std::fs::create_dir_all(&lock).unwrap();
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 120;
-    std::fs::write(
-        lock.join("info"),
-        format!("alice@laptop (pid 4242)\n{since}\n"),
-    )
-    .unwrap();
+    // A lock as an interrupted deploy leaves it, 2 minutes old.
+    let lock = sshd.leave_lock(
+        &app,
+        "test",
+        "alice@laptop (pid 4242)",
+        Duration::from_secs(120),
+    );
     let r = p.run(&["status", "test"]);
     r.expect_code(0);
     assert!(

@@ -179,6 +179,21 @@ impl Sshd {
         self.path("var-lib-provision")
     }
 
+    /// A deploy lock of `app`/`env` as a killed `up` leaves it on this machine (the layout
+    /// src/remote/lock.rs writes: a `lock` dir whose `info` holds the owner, then the unix
+    /// time it was taken), taken `age` ago. Its path.
+    pub fn leave_lock(&self, app: &str, env: &str, owner: &str, age: Duration) -> PathBuf {
+        let lock = self.state_dir().join(app).join(env).join("lock");
+        std::fs::create_dir_all(&lock).expect("create the lock dir");
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .saturating_sub(age)
+            .as_secs();
+        std::fs::write(lock.join("info"), format!("{owner}\n{since}\n")).expect("write lock info");
+        lock
+    }
+
     /// Until no session of this server is left (sshd has no child process), at most
     /// `timeout`: the remote side of a client that was killed can run on for a while.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
