@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -178,18 +177,8 @@ fn ci_shell_stdin(
         let mut w = child.stdin.take().unwrap();
         w.write_all(text.as_bytes()).unwrap();
     }
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
+    let t1 = reader(child.stdout.take().unwrap());
+    let t2 = reader(child.stderr.take().unwrap());
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -4,10 +4,9 @@
 
 mod support;
 
-use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Project, SECRETS_ENV, Servers, Setup, ensure_user};
+use support::{Project, SECRETS_ENV, Servers, Setup, ensure_user, reader};
 
 /// A playbook touching every upload kind plus a command, all under `remote`.
 fn full_playbook(p: &Project) -> String {
@@ -194,18 +193,8 @@ fn a_hundred_megabytes_of_stdout_keeps_memory_bounded() {
             .spawn()
             .unwrap();
         let pid = child.id();
-        let mut out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let out_reader = std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = out.read_to_end(&mut b);
-            b
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = err.read_to_end(&mut b);
-            b
-        });
+        let out_reader = reader(child.stdout.take().unwrap());
+        let err_reader = reader(child.stderr.take().unwrap());
         let started = Instant::now();
         let mut peak = 0;
         // VmHWM is the high-water mark, so one late sample would do; but a run that ended before
@@ -225,8 +214,8 @@ fn a_hundred_megabytes_of_stdout_keeps_memory_bounded() {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        let stdout = String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
+        let stdout = out_reader.join().unwrap();
+        let stderr = err_reader.join().unwrap();
         eprintln!(
             "--output {output}: exit {:?}, peak RSS {} MiB ({samples} samples), {} bytes of stdout, {:?}",
             status.code(),

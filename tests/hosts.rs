@@ -28,25 +28,31 @@ fn project<'a>(
     key_dir.write("provision.toml", &toml);
 }
 
-/// A playbook with one command per host that sleeps `secs` and leaves `marker-<port>`.
-fn marker_playbook(p: &Project, secs: u32) {
+/// A playbook with one command per host that runs `before`, then leaves `marker-<port>`
+/// (holding the host's name) unless it is there already.
+fn marker_step(p: &Project, before: &str) {
     let r = p.remote.display();
     p.write(
         "playbooks/deploy.toml",
         &format!(
-            "[[step]]\nname = \"marker\"\ncommand = {{ run = \"sleep {secs}\\necho {{{{ host.name }}}} > {r}/marker-{{{{ host.port }}}}\", creates = \"{r}/marker-{{{{ host.port }}}}\" }}\n"
+            "[[step]]\nname = \"marker\"\ncommand = {{ run = \"{before}; echo {{{{ host.name }}}} > {r}/marker-{{{{ host.port }}}}\", creates = \"{r}/marker-{{{{ host.port }}}}\" }}\n"
         ),
     );
 }
 
-/// [`marker_playbook`] whose command first waits (30 s at most, then fails) until `n` hosts
-/// are inside it: it can only succeed on every host when `n` hosts run it at the same time.
+/// [`marker_step`] after sleeping `secs`.
+fn marker_playbook(p: &Project, secs: u32) {
+    marker_step(p, &format!("sleep {secs}"));
+}
+
+/// [`marker_step`] after waiting (30 s at most, then failing) until `n` hosts are inside the
+/// step: it can only succeed on every host when `n` hosts run it at the same time.
 fn rendezvous_playbook(p: &Project, n: usize) {
     let r = p.remote.display();
-    p.write(
-        "playbooks/deploy.toml",
+    marker_step(
+        p,
         &format!(
-            "[[step]]\nname = \"marker\"\ncommand = {{ run = \"touch {r}/inside-{{{{ host.port }}}}; i=0; while [ $(ls {r} | grep -c '^inside-') -lt {n} ]; do i=$((i+1)); [ $i -gt 600 ] && exit 9; sleep 0.05; done; echo {{{{ host.name }}}} > {r}/marker-{{{{ host.port }}}}\", creates = \"{r}/marker-{{{{ host.port }}}}\" }}\n"
+            "touch {r}/inside-{{{{ host.port }}}}; i=0; while [ $(ls {r} | grep -c '^inside-') -lt {n} ]; do i=$((i+1)); [ $i -gt 600 ] && exit 9; sleep 0.05; done"
         ),
     );
 }

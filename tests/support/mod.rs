@@ -603,7 +603,9 @@ impl Default for Project {
     }
 }
 
-fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+/// Read a child's pipe to its end on a thread of its own (so neither of a child's two pipes
+/// can fill up and block it while the other is read); `join` gives the text, lossy UTF-8.
+pub fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = r.read_to_end(&mut buf);
