@@ -4,35 +4,147 @@
 # (tests/fresh_vm.rs, #[ignore]d in a plain `cargo test`), then a fuzz smoke run: every
 # cargo-fuzz target for 60 s from the kept corpus (scripts/fuzz-smoke.sh). PROVISION_FAST=1
 # skips the slow group and the fuzz run. Installs what it needs first (scripts/deps.sh).
+#
+# A green run must have run tests in every test binary: the summary line names each binary
+# with the tests it ran, and a binary that ran none fails the run (unless listed below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Binaries expected to run no test in the fast run, each for a reason:
+#   main      src/main.rs only calls cli::main(); its code and unit tests live in the lib.
+#   fresh_vm  every test is #[ignore]d: the slow group runs them (`--ignored`), so here it
+#             must report ignored tests (at least one) and run none.
+ZERO_OK="main fresh_vm"
+
+phases=()
+phase_start=0
+start_phase() {
+  phase_start=$(date +%s)
+  echo "== $1"
+}
+end_phase() {
+  local took=$(($(date +%s) - phase_start))
+  phases+=("$1 ${took}s")
+  echo "== $1 wall time: ${took}s"
+}
+
+# Per test binary in a `cargo test` output: "<name> <tests run> <ignored>" (run = passed +
+# failed; -1 when the binary printed no `test result` line, e.g. it crashed). A binary's
+# section opens with `Running tests/x.rs (...)` or `Running unittests src/lib.rs (...)`; its
+# name is the file name without `.rs`.
+per_binary() {
+  awk '
+    /^ +Running / {
+      name = $0
+      sub(/^ +Running (unittests )?/, "", name); sub(/ \(.*$/, "", name)
+      sub(/^.*\//, "", name); sub(/\.rs$/, "", name)
+      order[++n] = name; run[name] = -1; ign[name] = 0; next
+    }
+    /^test result: / && name != "" {
+      p = f = i = 0
+      if (match($0, /[0-9]+ passed/)) p = substr($0, RSTART, RLENGTH) + 0
+      if (match($0, /[0-9]+ failed/)) f = substr($0, RSTART, RLENGTH) + 0
+      if (match($0, /[0-9]+ ignored/)) i = substr($0, RSTART, RLENGTH) + 0
+      run[name] = p + f; ign[name] = i; name = ""
+    }
+    END { for (k = 1; k <= n; k++) print order[k], run[order[k]], ign[order[k]] }
+  ' "$1"
+}
+
+# Refuse a green run that ran nothing somewhere: every binary must have run a test (or be
+# one of ZERO_OK, for its reason), and every tests/*.rs must have run as a binary.
+# Prints the summary line, or the problems (to stderr) and fails.
+check_counts() {
+  local counts name run ignored f b problems summary total
+  counts=$(per_binary "$1")
+  problems=()
+  summary=()
+  total=0
+  while read -r name run ignored; do
+    [ -n "$name" ] || continue
+    if [ "$run" -lt 0 ]; then
+      problems+=("$name: no test result (did the binary crash?)")
+      continue
+    fi
+    total=$((total + run))
+    summary+=("$name $run")
+    case " $ZERO_OK " in
+      *" $name "*)
+        if [ "$name" = fresh_vm ] && { [ "$run" -ne 0 ] || [ "$ignored" -lt 1 ]; }; then
+          problems+=("fresh_vm: expected 0 run and its #[ignore]d tests listed, got $run run, $ignored ignored")
+        fi
+        ;;
+      *) [ "$run" -gt 0 ] || problems+=("$name: ran 0 tests") ;;
+    esac
+  done <<<"$counts"
+  for f in tests/*.rs; do
+    b=$(basename "$f" .rs)
+    grep -q "^$b " <<<"$counts" || problems+=("$b: tests/$b.rs did not run as a test binary")
+  done
+  if [ ${#problems[@]} -gt 0 ]; then
+    echo "a test binary ran nothing (the output: $1):" >&2
+    printf '  %s\n' "${problems[@]}" >&2
+    return 1
+  fi
+  echo "tests run: $(IFS=,; echo "${summary[*]}" | sed 's/,/, /g'); total $total"
+}
+
+# `scripts/test.sh --check-counts FILE`: only the check above, on a saved `cargo test` output.
+if [ "${1:-}" = --check-counts ]; then
+  check_counts "$2"
+  exit
+fi
+
+start_phase deps
 scripts/deps.sh
+end_phase deps
+
+start_phase fmt
 cargo fmt --check
+end_phase fmt
+
+start_phase clippy
 cargo clippy --all-targets --quiet -- -D warnings
+end_phase clippy
+
+start_phase build
+cargo test --all-targets --no-run --quiet
+end_phase build
+
 mkdir -p target
 # A failing fast suite still lets the slow group run (CI reports both); the exit code says.
 fast_ok=1
+start_phase "fast tests"
 cargo test --all-targets --no-fail-fast 2>&1 | tee target/test-output.txt || fast_ok=0
-# Refuse a green run that ran nothing (e.g. every test binary filtered out).
-grep -Eq '^test result: ok\. [1-9][0-9]* passed' target/test-output.txt || { echo "no tests ran" >&2; exit 1; }
+end_phase "fast tests"
+
+line=$(check_counts target/test-output.txt)
 
 # The slow group: fresh VMs (Debian containers with systemd, apt installs Docker and git).
+slow_ok=1
 if [ "${PROVISION_FAST:-0}" != 1 ]; then
-  echo "== slow group: fresh VMs (PROVISION_FAST=1 skips it)"
-  slow_start=$(date +%s)
-  cargo test --test fresh_vm -- --ignored --nocapture 2>&1 | tee target/test-output-slow.txt
-  grep -Eq '^test result: ok\. [1-9][0-9]* passed' target/test-output-slow.txt || { echo "the slow group ran nothing" >&2; exit 1; }
-  echo "== slow group wall time: $(( $(date +%s) - slow_start ))s"
+  start_phase "slow group: fresh VMs (PROVISION_FAST=1 skips it)"
+  cargo test --test fresh_vm -- --ignored --nocapture 2>&1 | tee target/test-output-slow.txt || slow_ok=0
+  end_phase "slow group"
+  read -r _ slow_run slow_ignored <<<"$(per_binary target/test-output-slow.txt | grep '^fresh_vm ' || echo "fresh_vm -1 0")"
+  if [ "$slow_run" -le 0 ]; then
+    echo "the slow group ran nothing (fresh_vm: $slow_run run)" >&2
+    exit 1
+  fi
+  line="$line; slow group: fresh_vm $slow_run run, $slow_ignored ignored"
+else
+  line="$line; slow group skipped (PROVISION_FAST=1)"
 fi
 # Fuzzing: the config/playbook loader, the template layer, the known_hosts and ssh_config
 # readers. ASan build into target/fuzz (~5 min cold), then 60 s per target, two at a time.
 fuzz_ok=1
 if [ "${PROVISION_FAST:-0}" != 1 ]; then
-  echo "== fuzz smoke run (60 s per target)"
-  fuzz_start=$(date +%s)
+  start_phase "fuzz smoke run (60 s per target)"
   scripts/fuzz-smoke.sh 60 || fuzz_ok=0
-  echo "== fuzz smoke wall time: $(( $(date +%s) - fuzz_start ))s"
+  end_phase fuzz
 fi
+echo "$line"
+echo "wall time: $(IFS=,; echo "${phases[*]}" | sed 's/,/, /g')"
 [ "$fast_ok" = 1 ] || { echo "the fast suite failed (see target/test-output.txt)" >&2; exit 1; }
+[ "$slow_ok" = 1 ] || { echo "the slow group failed (see target/test-output-slow.txt)" >&2; exit 1; }
 [ "$fuzz_ok" = 1 ] || { echo "the fuzz smoke run failed (see above)" >&2; exit 1; }

@@ -8,7 +8,6 @@ mod schema;
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -181,18 +180,8 @@ fn ci_shell_stdin(
         let mut w = child.stdin.take().unwrap();
         w.write_all(text.as_bytes()).unwrap();
     }
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
+    let t1 = reader(child.stdout.take().unwrap());
+    let t2 = reader(child.stderr.take().unwrap());
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -768,12 +757,18 @@ fn json_events_of_real_runs_match_the_schema() {
     let s = schema();
     let mut total = 0;
     let mut kinds = std::collections::BTreeSet::new();
+    let warnings = std::cell::RefCell::new(Vec::new());
     let mut check = |args: &[&str], code: i32| {
         let r = p.run(args);
         r.expect_code(code);
         total += validate_lines(&s, &r.stdout);
         for e in r.events() {
             kinds.insert(e["event"].as_str().unwrap().to_string());
+            if e["event"] == "host_warning" {
+                warnings
+                    .borrow_mut()
+                    .push(e["message"].as_str().unwrap().to_string());
+            }
         }
     };
     check(&["plan", "test", "--output", "json", "-vv"], 0);
@@ -790,13 +785,46 @@ fn json_events_of_real_runs_match_the_schema() {
     check(&["status", "dead", "--output", "json"], 4);
     check(&["releases", "test", "--output", "json"], 0);
     check(&["hosts", "test", "--output", "json"], 0);
+    // The warnings, from real runs too: a lock a killed deploy left long ago (older than any
+    // TTL) is taken over by the next change, a recent one is reported by a plan; `unlock`
+    // then removes a real lock.
+    let sshd = servers.sshd();
+    let old = sshd.leave_lock(
+        "schemaapp",
+        "test",
+        "gone@ci (pid 1)",
+        Duration::from_secs(86400 * 30),
+    );
+    check(&["up", "test", "--output", "json"], 3);
+    assert!(
+        !old.exists(),
+        "the up that took the lock over did not release it"
+    );
+    sshd.leave_lock(
+        "schemaapp",
+        "test",
+        "alice@laptop (pid 4242)",
+        Duration::from_secs(60),
+    );
+    check(&["plan", "test", "--output", "json"], 0);
     check(&["unlock", "test", "--yes", "--output", "json"], 0);
+    let warnings: Vec<String> = warnings.borrow().clone();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("took over the deploy lock of gone@ci (pid 1), left "),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("the deploy lock is held by alice@laptop (pid 4242) since "),
+        "{warnings:?}"
+    );
     for k in [
         "run_started",
         "host_connected",
         "host_unreachable",
         "step_started",
         "step_finished",
+        "host_warning",
         "debug",
         "host_finished",
         "run_finished",

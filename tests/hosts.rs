@@ -28,13 +28,31 @@ fn project<'a>(
     key_dir.write("provision.toml", &toml);
 }
 
-/// A playbook with one command per host that sleeps `secs` and leaves `marker-<port>`.
-fn marker_playbook(p: &Project, secs: u32) {
+/// A playbook with one command per host that runs `before`, then leaves `marker-<port>`
+/// (holding the host's name) unless it is there already.
+fn marker_step(p: &Project, before: &str) {
     let r = p.remote.display();
     p.write(
         "playbooks/deploy.toml",
         &format!(
-            "[[step]]\nname = \"marker\"\ncommand = {{ run = \"sleep {secs}\\necho {{{{ host.name }}}} > {r}/marker-{{{{ host.port }}}}\", creates = \"{r}/marker-{{{{ host.port }}}}\" }}\n"
+            "[[step]]\nname = \"marker\"\ncommand = {{ run = \"{before}; echo {{{{ host.name }}}} > {r}/marker-{{{{ host.port }}}}\", creates = \"{r}/marker-{{{{ host.port }}}}\" }}\n"
+        ),
+    );
+}
+
+/// [`marker_step`] after sleeping `secs`.
+fn marker_playbook(p: &Project, secs: u32) {
+    marker_step(p, &format!("sleep {secs}"));
+}
+
+/// [`marker_step`] after waiting (30 s at most, then failing) until `n` hosts are inside the
+/// step: it can only succeed on every host when `n` hosts run it at the same time.
+fn rendezvous_playbook(p: &Project, n: usize) {
+    let r = p.remote.display();
+    marker_step(
+        p,
+        &format!(
+            "touch {r}/inside-{{{{ host.port }}}}; i=0; while [ $(ls {r} | grep -c '^inside-') -lt {n} ]; do i=$((i+1)); [ $i -gt 600 ] && exit 9; sleep 0.05; done"
         ),
     );
 }
@@ -105,7 +123,8 @@ fn five_hosts_converge_in_parallel_and_an_unreachable_one_is_reported() {
     let dead_port = closed_port();
     let dead = format!("127.0.0.1:{dead_port}");
     project(&p, &servers, &[format!("root@{dead}")], &key, "");
-    marker_playbook(&p, 3);
+    // In parallel, or the step fails: each host waits inside it until all 5 are.
+    rendezvous_playbook(&p, 5);
 
     let r = p.run(&["up", "test", "--output", "json"]);
     r.expect_code(4);
@@ -150,12 +169,15 @@ fn five_hosts_converge_in_parallel_and_an_unreachable_one_is_reported() {
     assert_eq!(dead_finished.len(), 1);
     assert_eq!(dead_finished[0]["unreachable"], true);
 
-    // In parallel: 5 × 3 s of sleep took far less than 15 s.
-    assert!(
-        r.elapsed < Duration::from_secs(12),
-        "5 hosts ran one after another? took {:?}",
-        r.elapsed
-    );
+    // In parallel, as the events tell too: the step started on every host before it
+    // finished on any.
+    let kinds: Vec<String> = r
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "step_started" || e["event"] == "step_finished")
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds[..5], ["step_started"; 5], "{}", r.dump());
 
     // The text recap names the unreachable host too.
     let text = p.run(&["up", "test"]);

@@ -236,19 +236,13 @@ fn status_after_a_deploy_while_locked_and_unlock() {
     assert_eq!(e["container"]["state"], "running");
     assert!(e["lock"].is_null());
 
-    // A lock as an interrupted deploy leaves it (src/lock.rs), 2 minutes old.
-    let lock = sshd.state_dir().join(&app).join("test/lock");
-    std::fs::create_dir_all(&lock).unwrap();
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 120;
-    std::fs::write(
-        lock.join("info"),
-        format!("alice@laptop (pid 4242)\n{since}\n"),
-    )
-    .unwrap();
+    // A lock as an interrupted deploy leaves it, 2 minutes old.
+    let lock = sshd.leave_lock(
+        &app,
+        "test",
+        "alice@laptop (pid 4242)",
+        Duration::from_secs(120),
+    );
     let r = p.run(&["status", "test"]);
     r.expect_code(0);
     assert!(
@@ -339,17 +333,11 @@ fn status_after_a_deploy_while_locked_and_unlock() {
         "sleep",
         "300",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = p.run(&["status", "test", "--container", &healthy]);
-        if r.stdout
+    wait_until("status reports the container healthy", SOON, || {
+        p.run(&["status", "test", "--container", &healthy])
+            .stdout
             .contains(&format!("{healthy} running, healthy (image"))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never healthy: {}", r.dump());
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    });
 }
 
 #[test]
@@ -361,14 +349,21 @@ fn logs_of_a_running_container_and_follow_until_stopped() {
     let _c = Container(app.clone());
     let host = sshd.name();
     p.run(&["up", "test"]).expect_code(0);
-    std::thread::sleep(Duration::from_secs(3));
 
-    // The logs so far: stdout to stdout, stderr to stderr, each line prefixed.
-    let r = p.run(&["logs", "test"]);
+    // The logs so far: stdout to stdout, stderr to stderr, each line prefixed. The container
+    // ticks once a second: wait for its second tick instead of sleeping and hoping.
+    let mut last = None;
+    wait_until("the container logs two ticks", SOON, || {
+        let r = p.run(&["logs", "test"]);
+        let two = lines_of(&r.stdout, &host).len() >= 2;
+        last = Some(r);
+        two
+    });
+    let r = last.unwrap();
     r.expect_code(0);
     let ticks = lines_of(&r.stdout, &host);
-    assert!(ticks.len() >= 2, "{}", r.dump());
     assert_eq!(ticks[0], format!("[{host}] tick 1"));
+    assert_eq!(ticks[1], format!("[{host}] tick 2"));
     assert!(
         lines_of(&r.stderr, &host)
             .iter()
@@ -376,10 +371,6 @@ fn logs_of_a_running_container_and_follow_until_stopped() {
         "{}",
         r.dump()
     );
-    // The last line of the log, from whichever stream it was written to.
-    let r = p.run(&["logs", "test", "--tail", "1"]);
-    let n = lines_of(&r.stdout, &host).len() + lines_of(&r.stderr, &host).len();
-    assert_eq!(n, 1, "{}", r.dump());
     // A container that is not there: the host fails (exit 3), docker's message shown.
     let r = p.run(&["logs", "test", "--container", "no-such-container-here"]);
     r.expect_code(3);
@@ -430,20 +421,43 @@ fn logs_of_a_running_container_and_follow_until_stopped() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        if started.elapsed() > Duration::from_secs(10) {
+        if started.elapsed() > SOON {
             let _ = child.kill();
-            panic!("logs --follow did not stop within 10s of SIGTERM");
+            panic!("logs --follow did not stop within {SOON:?} of SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while remote() {
-        assert!(
-            Instant::now() < deadline,
-            "the remote docker logs --follow is still running"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    wait_until("the remote docker logs --follow ends", SOON, || !remote());
+
+    // --tail 1 is the last line of the log, from whichever stream it was written to. Judged
+    // on a stopped container, whose log no longer grows: each second it printed `tick N` on
+    // stdout, then `warn N` on stderr, so the last line is `warn N` when both reached the same
+    // N, else `tick N` (killed between the two).
+    docker(&["stop", "-t", "1", &app]);
+    let all = p.run(&["logs", "test"]);
+    all.expect_code(0);
+    let last_n = |lines: Vec<&str>, word: &str| -> u64 {
+        let prefix = format!("[{host}] {word} ");
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+            .max()
+            .unwrap_or_else(|| panic!("no `{word} N` lines\n{}", all.dump()))
+    };
+    let (ticks, warns) = (
+        last_n(lines_of(&all.stdout, &host), "tick"),
+        last_n(lines_of(&all.stderr, &host), "warn"),
+    );
+    let r = p.run(&["logs", "test", "--tail", "1"]);
+    r.expect_code(0);
+    let (out, err) = (lines_of(&r.stdout, &host), lines_of(&r.stderr, &host));
+    if warns == ticks {
+        assert!(out.is_empty(), "{}", r.dump());
+        assert_eq!(err, [format!("[{host}] warn {warns}")], "{}", r.dump());
+    } else {
+        assert!(err.is_empty(), "{}", r.dump());
+        assert_eq!(out, [format!("[{host}] tick {ticks}")], "{}", r.dump());
     }
 }
 
@@ -505,6 +519,7 @@ fn ssh_runs_the_system_client_with_the_same_settings_jump_host_included() {
     r.expect_code(1);
     assert!(r.stderr.contains("no host `nope`"), "{}", r.dump());
     // Interactive: a login shell on a pseudo-terminal (script(1) plays the person's terminal).
+    let before_shell = logins(target);
     let mut child = Command::new("script")
         .args(["-qec"])
         .arg(format!(
@@ -522,7 +537,12 @@ fn ssh_runs_the_system_client_with_the_same_settings_jump_host_included() {
         .spawn()
         .expect("script(1) from util-linux");
     let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // Type once the system ssh has logged in (provision's own host key check is the first
+    // login, ssh's the second), as a person types after seeing the prompt. What is typed then
+    // waits in the terminal until the remote shell reads it.
+    wait_until("provision ssh logs in to the target", SOON, || {
+        logins(target) >= before_shell + 2
+    });
     std::io::Write::write_all(&mut stdin, b"echo pty-$((6*7)); tty; exit 5\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let shown = text(&out.stdout).replace('\r', "");

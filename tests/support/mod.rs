@@ -179,6 +179,21 @@ impl Sshd {
         self.path("var-lib-provision")
     }
 
+    /// A deploy lock of `app`/`env` as a killed `up` leaves it on this machine (the layout
+    /// src/remote/lock.rs writes: a `lock` dir whose `info` holds the owner, then the unix
+    /// time it was taken), taken `age` ago. Its path.
+    pub fn leave_lock(&self, app: &str, env: &str, owner: &str, age: Duration) -> PathBuf {
+        let lock = self.state_dir().join(app).join(env).join("lock");
+        std::fs::create_dir_all(&lock).expect("create the lock dir");
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .saturating_sub(age)
+            .as_secs();
+        std::fs::write(lock.join("info"), format!("{owner}\n{since}\n")).expect("write lock info");
+        lock
+    }
+
     /// Until no session of this server is left (sshd has no child process), at most
     /// `timeout`: the remote side of a client that was killed can run on for a while.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
@@ -340,6 +355,22 @@ impl Sshd {
 impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// How long a test waits for something that should happen "soon" (a marker file, a log line,
+/// a process to go away). Generous: on a loaded 2-core runner, seconds become tens of seconds,
+/// and a condition that is met is met long before this.
+pub const SOON: Duration = Duration::from_secs(30);
+
+/// Poll `cond` every 20 ms until it holds; panic naming `what` after `timeout`. For waiting on
+/// states and events instead of sleeping a fixed time and hoping.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -572,7 +603,9 @@ impl Default for Project {
     }
 }
 
-fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+/// Read a child's pipe to its end on a thread of its own (so neither of a child's two pipes
+/// can fill up and block it while the other is read); `join` gives the text, lossy UTF-8.
+pub fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = r.read_to_end(&mut buf);
