@@ -3,15 +3,27 @@
 //! settings and the environment's `remote_env`, and print one block or line per host,
 //! prefixed by host, with secret values masked.
 
+pub mod completions;
+pub mod context;
+mod converge;
+pub mod down;
 pub mod exec;
+pub mod hosts;
 pub mod init;
+mod load;
 pub mod logs;
+pub mod man;
+pub mod ops;
+pub mod plan;
+pub mod releases;
+pub mod rollback;
 pub mod ssh;
 pub mod status;
 pub mod unlock;
+pub mod up;
 
-use crate::cloud::Stop;
 use crate::config::{Env, Project};
+use crate::error::Error;
 use crate::inventory::{Access, Host};
 use crate::secrets::{Redactor, Secrets};
 use crate::transport::script::quote;
@@ -37,7 +49,7 @@ impl Target {
         env_name: &str,
         limit: Option<&str>,
         access: &Access,
-    ) -> Result<Target, Stop> {
+    ) -> Result<Target, Error> {
         let project = Project::load(&Project::locate(config)?)?;
         let env = project.env(env_name)?.clone();
         let redactor = Redactor::default();
