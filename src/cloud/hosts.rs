@@ -211,4 +211,25 @@ mod tests {
         .unwrap();
         assert_eq!(only.len(), 1);
     }
+
+    #[test]
+    fn expected_hosts_are_named_as_up_launches_them() {
+        let text = "app = \"a\"\n[ssh]\nconfig = \"none\"\n[env.prod]\nhosts = { db = [\"root@192.0.2.1\"] }\n[env.prod.ec2]\nami = \"ami-1\"\nkey_pair = \"k\"\nssh_user = \"admin\"\n[env.prod.ec2.roles.web]\ncount = 2\n";
+        let project = Project::parse(std::path::Path::new("/p/provision.toml"), text).unwrap();
+        let env = project.env("prod").unwrap();
+        let resolve = |e: &Env| crate::inventory::resolve(&project, e, None, false);
+        let hosts = expected(env, env.ec2.as_ref().unwrap(), &project.file, &resolve).unwrap();
+        let seen: Vec<_> = hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.roles.join(","), h.connect.user.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("192.0.2.1", "db".to_string(), "root"),
+                ("a-prod-web-1", "web".to_string(), "admin"),
+                ("a-prod-web-2", "web".to_string(), "admin"),
+            ]
+        );
+    }
 }

@@ -3,12 +3,11 @@
 
 use super::ec2::Ec2;
 use super::hosts::Ec2Host;
+use super::run::Resolve;
 use super::{Ec2Env, Instance, Options};
-use crate::config::{ConfigError, Env, Project};
+use crate::config::{Env, Project};
 use crate::error::{Error, exit};
 use crate::inventory::Host;
-
-type Resolve<'a> = &'a dyn Fn(&Env) -> Result<Vec<Host>, ConfigError>;
 
 /// The env's hosts as `hosts` lists them.
 struct Listing {

@@ -7,6 +7,8 @@
 //! `plan`, `hosts` and `down`.
 
 #[cfg(feature = "ec2")]
+mod down;
+#[cfg(feature = "ec2")]
 mod ec2;
 pub mod hosts;
 #[cfg(feature = "ec2")]
@@ -585,7 +587,7 @@ pub async fn down(
     };
     #[cfg(feature = "ec2")]
     {
-        run::down(project, env, desired, opts, &resolve).await
+        down::down(project, env, desired, opts, &resolve).await
     }
     #[cfg(not(feature = "ec2"))]
     {

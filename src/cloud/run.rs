@@ -1,4 +1,4 @@
-//! `up`, `plan`, `hosts` and `down` for an env with `ec2`: observe, diff, confirm, apply,
+//! `up` and `plan` for an env with `ec2` (and the steps `down` shares): observe, diff, confirm, apply,
 //! wait until new machines run and answer SSH, then hand them to the inventory.
 //!
 //! Every connection, the wait for SSH included, goes through the inventory's resolution of
@@ -12,7 +12,7 @@ use super::{
     RunHosts, UserData,
 };
 use crate::config::{ConfigError, Env, Project};
-use crate::error::{Error, exit};
+use crate::error::Error;
 use crate::inventory::Host;
 use crate::transport::ssh::SshSession;
 use crate::transport::{ConnectError, Transport};
@@ -23,17 +23,15 @@ use std::time::{Duration, Instant};
 
 /// How often instance states are polled while waiting.
 const POLL: Duration = Duration::from_secs(2);
-/// How long terminated instances may take to go away in `down`.
-const TERMINATE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Progress lines while waiting come this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 /// AWS's limit on user data, before base64.
 const USER_DATA_MAX: usize = 16 * 1024;
 
-type Resolve<'a> = &'a dyn Fn(&Env) -> Result<Vec<Host>, ConfigError>;
+pub(super) type Resolve<'a> = &'a dyn Fn(&Env) -> Result<Vec<Host>, ConfigError>;
 
 /// Where EC2 lines go: stdout, or stderr when stdout carries JSON events.
-fn say(opts: Options, line: &str) {
+pub(super) fn say(opts: Options, line: &str) {
     if opts.json {
         eprintln!("{line}");
     } else {
@@ -42,7 +40,7 @@ fn say(opts: Options, line: &str) {
 }
 
 /// Progress goes to stderr: it is not part of any result.
-fn progress(line: &str) {
+pub(super) fn progress(line: &str) {
     eprintln!("{line}");
 }
 
@@ -235,7 +233,7 @@ async fn converged_hosts(
 /// After terminating `gone`: drop the host keys provision pinned for their addresses, since a
 /// cloud address is handed to another machine later and its key would be refused as
 /// "changed". An address that a static host or a `kept` instance also uses keeps its pin.
-fn forget_pins(
+pub(super) fn forget_pins(
     project: &Project,
     env: &Env,
     d: &Ec2Env,
@@ -324,8 +322,29 @@ async fn apply(
         progress(&format!("ec2: importing key pair {}", d.key.name()));
         ec2.import_key_pair(d, key).await?;
     }
-    let group_id = match &inputs.existing_group {
-        Some(id) if !plan.create_group => id.clone(),
+    let group_id = apply_group(ec2, d, vpc, plan, inputs.existing_group.as_deref()).await?;
+    if !plan.terminate.is_empty() {
+        let ids: Vec<String> = plan.terminate.iter().map(|i| i.id.clone()).collect();
+        progress(&format!("ec2: terminating {}", labels(&plan.terminate)));
+        ec2.terminate(&ids).await?;
+    }
+    if !plan.start.is_empty() {
+        start(ec2, d, &plan.start).await?;
+    }
+    launch(ec2, d, plan, &group_id, inputs).await
+}
+
+/// The security group (created when missing) with its rules brought to the declared set.
+/// Returns its id.
+async fn apply_group(
+    ec2: &Ec2,
+    d: &Ec2Env,
+    vpc: &str,
+    plan: &Ec2Plan,
+    existing: Option<&str>,
+) -> Result<String, Error> {
+    let group_id = match existing {
+        Some(id) if !plan.create_group => id.to_string(),
         _ => {
             progress(&format!(
                 "ec2: creating security group {}",
@@ -336,46 +355,45 @@ async fn apply(
     };
     // Authorize before revoking: a rule being replaced is never missing in between.
     if !plan.authorize.is_empty() {
-        progress(&format!(
-            "ec2: {} ingress rule(s) to authorize",
-            plan.authorize.len()
-        ));
+        let n = plan.authorize.len();
+        progress(&format!("ec2: {n} ingress rule(s) to authorize"));
         ec2.authorize(&group_id, &plan.authorize).await?;
     }
     if !plan.revoke.is_empty() {
-        progress(&format!(
-            "ec2: {} ingress rule(s) to revoke",
-            plan.revoke.len()
-        ));
+        let n = plan.revoke.len();
+        progress(&format!("ec2: {n} ingress rule(s) to revoke"));
         ec2.revoke(&group_id, &plan.revoke).await?;
     }
-    if !plan.terminate.is_empty() {
-        let ids: Vec<String> = plan.terminate.iter().map(|i| i.id.clone()).collect();
-        progress(&format!("ec2: terminating {}", labels(&plan.terminate)));
-        ec2.terminate(&ids).await?;
+    Ok(group_id)
+}
+
+/// Start stopped instances (those still stopping are waited for first: EC2 refuses them).
+async fn start(ec2: &Ec2, d: &Ec2Env, list: &[Instance]) -> Result<(), Error> {
+    let stopping: Vec<String> = list
+        .iter()
+        .filter(|i| i.state == InstanceState::Stopping)
+        .map(|i| i.id.clone())
+        .collect();
+    if !stopping.is_empty() {
+        let deadline = Instant::now() + d.ssh_timeout;
+        wait_state(ec2, &stopping, InstanceState::Stopped, deadline).await?;
     }
-    if !plan.start.is_empty() {
-        let stopping: Vec<String> = plan
-            .start
-            .iter()
-            .filter(|i| i.state == InstanceState::Stopping)
-            .map(|i| i.id.clone())
-            .collect();
-        if !stopping.is_empty() {
-            wait_state(
-                ec2,
-                &stopping,
-                InstanceState::Stopped,
-                Instant::now() + d.ssh_timeout,
-            )
-            .await?;
-        }
-        let ids: Vec<String> = plan.start.iter().map(|i| i.id.clone()).collect();
-        progress(&format!("ec2: starting {}", labels(&plan.start)));
-        ec2.start(&ids).await?;
-    }
+    let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
+    progress(&format!("ec2: starting {}", labels(list)));
+    Ok(ec2.start(&ids).await?)
+}
+
+/// Launch the planned instances; returns their IDs.
+async fn launch(
+    ec2: &Ec2,
+    d: &Ec2Env,
+    plan: &Ec2Plan,
+    group_id: &str,
+    inputs: &Inputs,
+) -> Result<Vec<String>, Error> {
     let mut created = Vec::new();
-    let mut root_devices = std::collections::BTreeMap::new();
+    // The AMI's root device name, asked once per AMI, when a role sizes its root volume.
+    let mut root_devices = BTreeMap::new();
     for l in &plan.launch {
         let spec = &d.roles[&l.role];
         if spec.root_volume_gb.is_some() && !root_devices.contains_key(&spec.ami) {
@@ -387,21 +405,19 @@ async fn apply(
                 desired: d,
                 role: &l.role,
                 name: &l.name,
-                group_id: &group_id,
+                group_id,
                 user_data: inputs.user_data.get(&l.role).map(String::as_str),
                 root_device: root_devices.get(&spec.ami).map(String::as_str),
             })
             .await?;
-        progress(&format!(
-            "ec2: launched {} ({id}, {}, {})",
-            l.name, spec.instance_type, spec.ami
-        ));
+        let (ty, ami) = (&spec.instance_type, &spec.ami);
+        progress(&format!("ec2: launched {} ({id}, {ty}, {ami})", l.name));
         created.push(id);
     }
     Ok(created)
 }
 
-fn labels(list: &[Instance]) -> String {
+pub(super) fn labels(list: &[Instance]) -> String {
     list.iter()
         .map(Instance::label)
         .collect::<Vec<_>>()
@@ -410,7 +426,7 @@ fn labels(list: &[Instance]) -> String {
 
 /// Poll until every instance is in `want`; fails when one ends up terminated on the way or
 /// at `deadline`.
-async fn wait_state(
+pub(super) async fn wait_state(
     ec2: &Ec2,
     ids: &[String],
     want: InstanceState,
@@ -538,7 +554,12 @@ async fn wait_ssh(hosts: &[&Host], deadline: Instant) {
 
 /// Ask before destroying. `--yes` answers; without a terminal it must be given. `typed`: the
 /// answer must be this word (the env name), else `y`/`yes`.
-fn confirm(project: &Project, opts: Options, what: &str, typed: Option<&str>) -> Result<(), Error> {
+pub(super) fn confirm(
+    project: &Project,
+    opts: Options,
+    what: &str,
+    typed: Option<&str>,
+) -> Result<(), Error> {
     if opts.yes {
         return Ok(());
     }
@@ -638,106 +659,4 @@ pub(super) async fn running_hosts(
         .collect();
     let hosts = hosts_of(project, env, d, &running, resolve)?;
     Ok(super::hosts::select(hosts, limit, &project.file)?)
-}
-
-pub(super) async fn down(
-    project: &Project,
-    env: &Env,
-    d: &Ec2Env,
-    opts: Options,
-    resolve: Resolve<'_>,
-) -> Result<i32, Error> {
-    let ec2 = Ec2::connect(d).await?;
-    let instances: Vec<Instance> = ec2.instances(&d.app, &d.env).await?;
-    let groups = ec2.our_groups(&d.app, &d.env).await?;
-    let keys = ec2.our_key_pairs(&d.app, &d.env).await?;
-    if instances.is_empty() && groups.is_empty() && keys.is_empty() {
-        say(
-            opts,
-            &format!(
-                "ec2 {} ({}/{}): nothing to remove",
-                ec2.region(),
-                d.app,
-                d.env
-            ),
-        );
-        return Ok(exit::OK);
-    }
-    say(
-        opts,
-        &format!(
-            "ec2 {} ({}/{}): {} instance(s), {} security group(s), {} key pair(s) to remove",
-            ec2.region(),
-            d.app,
-            d.env,
-            instances.len(),
-            groups.len(),
-            keys.len()
-        ),
-    );
-    for i in &instances {
-        say(
-            opts,
-            &format!("  - terminate {} [{}]", i.label(), i.state.as_str()),
-        );
-    }
-    for (id, name) in &groups {
-        say(opts, &format!("  - security group {name} ({id})"));
-    }
-    for k in &keys {
-        say(opts, &format!("  - key pair {k}"));
-    }
-    confirm(
-        project,
-        opts,
-        &format!("`down` removes these from {}/{} for good", d.app, d.env),
-        Some(&d.env),
-    )?;
-    if !instances.is_empty() {
-        let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
-        progress(&format!("ec2: terminating {}", labels(&instances)));
-        ec2.terminate(&ids).await?;
-        forget_pins(project, env, d, &instances, &[], resolve)?;
-        wait_state(
-            &ec2,
-            &ids,
-            InstanceState::Terminated,
-            Instant::now() + TERMINATE_TIMEOUT,
-        )
-        .await?;
-    }
-    // A group stays "in use" for a while after its instances are gone (their network
-    // interfaces are released late).
-    for (id, name) in &groups {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            if ec2.delete_group(id).await? {
-                progress(&format!("ec2: deleted security group {name} ({id})"));
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(CloudError {
-                    op: "DeleteSecurityGroup".into(),
-                    code: Some("DependencyViolation".into()),
-                    message: format!("{name} ({id}) is still in use after 300s"),
-                }
-                .into());
-            }
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    }
-    for k in &keys {
-        ec2.delete_key_pair(k).await?;
-        progress(&format!("ec2: deleted key pair {k}"));
-    }
-    say(
-        opts,
-        &format!(
-            "ec2: removed {} instance(s), {} security group(s), {} key pair(s)",
-            instances.len(),
-            groups.len(),
-            keys.len()
-        ),
-    );
-    Ok(exit::OK)
 }

@@ -94,3 +94,35 @@ fn selected(expected: Vec<Host>, limit: Option<&str>) -> Vec<Host> {
         _ => chosen,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts() -> Vec<Host> {
+        let text = "app = \"a\"\n[ssh]\nconfig = \"none\"\n[env.prod]\nhosts = { web = [\"10.0.0.1\", \"10.0.0.2\"], db = [\"10.0.0.3\"] }\n";
+        let project = Project::parse(std::path::Path::new("/p/provision.toml"), text).unwrap();
+        crate::inventory::resolve(&project, project.env("prod").unwrap(), None, false).unwrap()
+    }
+
+    fn names(hosts: &[Host]) -> Vec<&str> {
+        hosts.iter().map(|h| h.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_limit_selects_expected_hosts_and_unknown_words_stand_for_a_host_without_roles() {
+        assert_eq!(names(&selected(hosts(), None)).len(), 3);
+        assert_eq!(
+            names(&selected(hosts(), Some("web"))),
+            ["10.0.0.1", "10.0.0.2"]
+        );
+        assert_eq!(
+            names(&selected(hosts(), Some("10.0.0.3, i-0abc"))),
+            ["10.0.0.3"]
+        );
+        let stand_in = selected(hosts(), Some("i-0abc"));
+        assert_eq!(stand_in.len(), 1);
+        assert!(stand_in[0].roles.is_empty());
+        assert!(selected(Vec::new(), Some("web")).is_empty());
+    }
+}
