@@ -1,13 +1,11 @@
-//! The command line (clap derive) and what each command does.
+//! The command line: clap definitions, and one dispatch line per command (the commands are
+//! in `commands/`, one file each).
 
-use crate::cloud::Stop;
-use crate::commands::Target;
-use crate::config::{ConfigError, Playbook, Project};
+use crate::commands::context::{self, Context};
+use crate::commands::{self as cmd, up::UpOptions};
+use crate::error::{Error, exit};
 use crate::inventory::Access;
-use crate::plan::{PlanOptions, Planner};
-use crate::report::{Mode, OutputFormat, ReportOptions, Sink};
-use crate::runner::{self, RunOptions, exit};
-use crate::secrets::{Redactor, Secrets};
+use crate::report::{OutputFormat, ReportOptions};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -94,24 +92,27 @@ impl std::fmt::Debug for StdinKey {
 }
 
 impl Global {
-    /// Connection inputs from the command line and the terminal.
-    fn access(&self) -> Access {
-        Access {
-            allow_prompt: interactive() && !self.ssh_key_stdin,
-            stdin_key: self.stdin_key.0.clone(),
+    /// What the commands get: the options without clap, and the terminal's answers.
+    fn context(&self) -> Context {
+        Context {
+            config: self.config.clone(),
+            playbook: self.playbook.clone(),
+            limit: self.limit.clone(),
+            tags: self.tags.clone(),
+            forks: self.forks,
+            output: self.output,
+            vars: self.vars.clone(),
+            report: ReportOptions {
+                verbosity: self.verbose,
+                quiet: self.quiet,
+                color: console::colors_enabled(),
+            },
+            yes: self.yes,
+            access: Access {
+                allow_prompt: context::interactive() && !self.ssh_key_stdin,
+                stdin_key: self.stdin_key.0.clone(),
+            },
         }
-    }
-
-    fn report(&self) -> ReportOptions {
-        ReportOptions {
-            verbosity: self.verbose,
-            quiet: self.quiet,
-            color: console::colors_enabled(),
-        }
-    }
-
-    fn json(&self) -> bool {
-        self.output == OutputFormat::Json
     }
 }
 
@@ -242,48 +243,31 @@ pub enum Command {
     },
 }
 
-/// Parse arguments and run; returns the process exit code.
-pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+/// Parse arguments and run: the process exit code, or the error that stopped the command
+/// (`main` prints it and exits with its code).
+pub fn main() -> Result<i32, Error> {
+    let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
             // clap's own usage errors exit 2, which we keep for "changes pending".
-            return if e.use_stderr() {
+            return Ok(if e.use_stderr() {
                 exit::CONFIG
             } else {
                 exit::OK
-            };
+            });
         }
     };
     set_color(cli.global.color);
-    let mut cli = cli;
     if cli.global.ssh_key_stdin {
-        match read_stdin_key() {
-            Ok(k) => cli.global.stdin_key = StdinKey(Some(k)),
-            Err(m) => {
-                eprintln!("error: --ssh-key-stdin: {m}");
-                return exit::CONFIG;
-            }
-        }
+        let key = read_stdin_key().map_err(|m| Error::Usage(format!("--ssh-key-stdin: {m}")))?;
+        cli.global.stdin_key = StdinKey(Some(key));
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::CONFIG;
-        }
-    };
-    match rt.block_on(dispatch(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::CONFIG
-        }
-    }
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?
+        .block_on(dispatch(cli.command, cli.global.context()))
 }
 
 /// `--color` and NO_COLOR decide once, for stdout and stderr alike.
@@ -317,35 +301,40 @@ fn read_stdin_key() -> Result<Arc<str>, String> {
     Ok(text.into())
 }
 
-async fn dispatch(cli: Cli) -> Result<i32, ConfigError> {
-    command(&cli.global, &cli.command)
-        .await
-        .or_else(Stop::into_result)
-}
-
-/// One command. `Stop`: a config error, or an exit code decided on the way (an EC2 API
-/// failure while finding an env's instances).
-async fn command(g: &Global, command: &Command) -> Result<i32, Stop> {
-    let target = |env: &str| {
-        let env = env.to_string();
-        async move { Target::load(g.config.as_deref(), &env, g.limit.as_deref(), &g.access()).await }
-    };
+/// One line per command.
+async fn dispatch(command: Command, cx: Context) -> Result<i32, Error> {
+    let cx = &cx;
     match command {
-        Command::Init { dir } => Ok(crate::commands::init::init(dir).map(|()| exit::OK)?),
-        Command::Completions { shell } => {
-            use std::io::Write;
-            let mut cmd = Cli::command();
-            let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut cmd, "provision", &mut script);
-            // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = std::io::stdout().write_all(&script);
-            Ok(exit::OK)
+        Command::Up {
+            env,
+            allow_recreate,
+            retry_failed,
+        } => {
+            cmd::up::run(
+                cx,
+                &env,
+                UpOptions {
+                    allow_recreate,
+                    retry_failed,
+                },
+            )
+            .await
         }
-        Command::Man { dir } => Ok(man(dir.as_deref())?),
+        Command::Plan {
+            env,
+            detailed_exitcode,
+        } => cmd::plan::run(cx, &env, detailed_exitcode).await,
+        Command::Rollback { env, to } => cmd::rollback::run(cx, &env, to.as_deref()).await,
+        Command::Releases { env } => cmd::releases::run(cx, &env).await,
+        Command::Hosts { env } => cmd::hosts::run(cx, &env).await,
+        Command::Down { env } => cmd::down::run(cx, &env).await,
+        Command::Exec {
+            env,
+            timeout,
+            command,
+        } => cmd::ops::exec(cx, &env, &command.join(" "), timeout).await,
         Command::Ssh { env, host, command } => {
-            let t = target(env).await?;
-            let h = crate::commands::ssh::pick(&t.hosts, host.as_deref(), &t.project.file)?;
-            Ok(crate::commands::ssh::run(h, command).await)
+            cmd::ops::ssh(cx, &env, host.as_deref(), &command).await
         }
         Command::Logs {
             env,
@@ -355,338 +344,22 @@ async fn command(g: &Global, command: &Command) -> Result<i32, Stop> {
             since,
             timestamps,
         } => {
-            let t = target(env).await?;
-            let o = crate::commands::logs::LogsOptions {
-                follow: *follow,
-                container: container.clone(),
-                tail: tail.clone(),
-                since: since.clone(),
-                timestamps: *timestamps,
+            let o = cmd::logs::LogsOptions {
+                follow,
+                container,
+                tail,
+                since,
+                timestamps,
             };
-            Ok(crate::commands::logs::run(t, o, g.quiet).await)
+            cmd::ops::logs(cx, &env, o).await
         }
         Command::Status { env, container } => {
-            let t = target(env).await?;
-            Ok(
-                crate::commands::status::run(t, container.as_deref(), g.forks, g.json(), g.quiet)
-                    .await,
-            )
+            cmd::ops::status(cx, &env, container.as_deref()).await
         }
-        Command::Unlock { env } => {
-            if !g.yes && !interactive() {
-                return Err(Stop::Config(ConfigError::new(
-                    Project::locate(g.config.as_deref())?,
-                    "removing a deploy lock needs confirmation, and no one can answer here (no terminal on stdin, or CI is set)",
-                )
-                .with_help("pass --yes")));
-            }
-            let t = target(env).await?;
-            let ask = |q: &str| confirm(q);
-            let confirm: Option<&dyn Fn(&str) -> bool> = if g.yes { None } else { Some(&ask) };
-            Ok(crate::commands::unlock::run(t, confirm, g.json()).await)
-        }
-        Command::Rollback { env, to } => rollback(g, target(env).await?, to.as_deref()).await,
-        Command::Releases { env } => Ok(releases(g, target(env).await?).await),
-        Command::Exec {
-            env,
-            timeout,
-            command,
-        } => Ok(exec(g, target(env).await?, &command.join(" "), *timeout).await),
-        Command::Hosts { env } => Ok(hosts(g, env).await?),
-        Command::Down { env } => Ok(down(g, env).await?),
-        Command::Up {
-            env,
-            allow_recreate,
-            retry_failed,
-        } => {
-            let g = &retry_limit(g, env, *retry_failed)?;
-            Ok(converge(g, env, Mode::Apply, false, *allow_recreate).await?)
-        }
-        Command::Plan {
-            env,
-            detailed_exitcode,
-        } => Ok(converge(g, env, Mode::Check, *detailed_exitcode, false).await?),
-    }
-}
-
-async fn hosts(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
-    let project = Project::load(&Project::locate(g.config.as_deref())?)?;
-    let env = project.env(env_name)?;
-    let access = g.access();
-    let resolve = |e: &_| crate::inventory::resolve_with(&project, e, None, &access);
-    if let Some(r) = crate::cloud::print_hosts(&project, env, cloud_options(g), resolve).await {
-        return r;
-    }
-    let hosts = crate::inventory::resolve_with(&project, env, g.limit.as_deref(), &g.access())?;
-    if g.output == OutputFormat::Json {
-        for h in &hosts {
-            let c = &h.connect;
-            println!(
-                "{}",
-                serde_json::json!({ "event": "host", "host": h.name, "roles": h.roles, "address": c.address, "port": c.port, "user": c.user,
-                    "jump": c.jump.as_ref().map(|j| format!("{}@{}:{}", j.user, j.address, j.port)) })
-            );
-        }
-        return Ok(exit::OK);
-    }
-    let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(4).max(4);
-    println!("{:width$}  {:<16} CONNECT", "HOST", "ROLES");
-    for h in &hosts {
-        let c = &h.connect;
-        let via = c
-            .jump
-            .as_ref()
-            .map(|j| format!(" via {}@{}:{}", j.user, j.address, j.port))
-            .unwrap_or_default();
-        println!(
-            "{:width$}  {:<16} {}@{}:{}{via}",
-            h.name,
-            h.roles.join(","),
-            c.user,
-            c.address,
-            c.port
-        );
-    }
-    Ok(exit::OK)
-}
-
-async fn exec(g: &Global, t: Target, command: &str, timeout: u64) -> i32 {
-    let o = crate::commands::exec::ExecOptions {
-        forks: g.forks,
-        timeout: std::time::Duration::from_secs(timeout),
-        output: g.output,
-        quiet: g.quiet,
-        prelude: t.prelude.clone(),
-    };
-    crate::commands::exec::run(t.hosts, command, o, t.redactor).await
-}
-
-/// Print the man page, or write one page per command into `dir`.
-fn man(dir: Option<&std::path::Path>) -> Result<i32, ConfigError> {
-    let cmd = Cli::command();
-    let render = |c: clap::Command| -> Result<Vec<u8>, ConfigError> {
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(c)
-            .render(&mut buf)
-            .map_err(|e| ConfigError::new("man page", e.to_string()))?;
-        Ok(buf)
-    };
-    let Some(dir) = dir else {
-        use std::io::Write;
-        let page = render(cmd)?;
-        let _ = std::io::stdout().write_all(&page);
-        return Ok(exit::OK);
-    };
-    std::fs::create_dir_all(dir).map_err(|e| ConfigError::new(dir, e.to_string()))?;
-    let mut pages = vec![("provision.1".to_string(), render(cmd.clone())?)];
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-        let name = format!("provision-{}", sub.get_name());
-        // The page's title is the command's name: leaked, the process is about to end anyway.
-        let title: &'static str = Box::leak(name.clone().into_boxed_str());
-        let page = render(sub.clone().name(title))?;
-        pages.push((format!("{name}.1"), page));
-    }
-    for (file, page) in pages {
-        let path = dir.join(&file);
-        std::fs::write(&path, page).map_err(|e| ConfigError::new(&path, e.to_string()))?;
-        crate::commands::out_line(&path.display().to_string());
-    }
-    Ok(exit::OK)
-}
-
-/// Ask a yes/no question on the terminal (only called when one is there).
-fn confirm(question: &str) -> bool {
-    eprint!("{question}");
-    let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() {
-        return false;
-    }
-    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-}
-
-/// `rollback`: read the release log on the first host (static or running EC2 instance), then
-/// `up` with `ref` set to the release picked.
-async fn rollback(g: &Global, t: Target, to: Option<&str>) -> Result<i32, Stop> {
-    let (project, env_name) = (&t.project, t.env.name.as_str());
-    let first = t
-        .hosts
-        .first()
-        .ok_or_else(|| ConfigError::new(&project.file, "no host selected"))?;
-    let records =
-        match crate::remote::releases::read(&first.name, &first.connect, &project.app, env_name)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: cannot read the release log: {e}");
-                return Ok(exit::UNREACHABLE);
-            }
-        };
-    let target = crate::remote::releases::rollback_target(&records, to)
-        .map_err(|m| ConfigError::new(&project.file, m))?;
-    if !g.quiet {
-        eprintln!("rolling back {env_name} to {target}");
-    }
-    let mut g2 = g.clone();
-    g2.vars.push(("ref".into(), target));
-    Ok(converge(&g2, env_name, Mode::Apply, false, false).await?)
-}
-
-async fn releases(g: &Global, t: Target) -> i32 {
-    let (app, env_name) = (&t.project.app, t.env.name.as_str());
-    let mut code = exit::OK;
-    for h in &t.hosts {
-        match crate::remote::releases::read(&h.name, &h.connect, app, env_name).await {
-            Err(e) if g.json() => {
-                println!(
-                    "{}",
-                    serde_json::json!({ "event": "release", "host": h.name, "unreachable": true, "error": e })
-                );
-                code = exit::UNREACHABLE;
-            }
-            Err(e) => {
-                println!("[{}] UNREACHABLE: {e}", h.name);
-                code = exit::UNREACHABLE;
-            }
-            Ok(records) if g.output == OutputFormat::Json => {
-                for r in records {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "event": "release", "host": h.name, "time": r.time, "release": r.release, "user": r.user, "result": r.result, "changed": r.changed })
-                    );
-                }
-            }
-            Ok(_) if g.quiet => {}
-            Ok(records) => {
-                println!("[{}] {} release(s)", h.name, records.len());
-                for r in records {
-                    println!(
-                        "  {}  {:<8} {:<42} {} ({} changed)",
-                        r.time, r.result, r.release, r.user, r.changed
-                    );
-                }
-            }
-        }
-    }
-    code
-}
-
-/// Prompts (key passphrases, confirmations) only when a person is there to answer: stdin is
-/// a terminal and `CI` is not set. (stdout may well be piped: `provision up prod | tee log`.)
-pub fn interactive() -> bool {
-    std::io::stdin().is_terminal() && std::env::var_os("CI").is_none()
-}
-
-/// Load everything and plan every host before the first connection: any config, template
-/// or secret error stops the run here, with no host touched.
-async fn converge(
-    g: &Global,
-    env_name: &str,
-    mode: Mode,
-    detailed: bool,
-    allow_recreate: bool,
-) -> Result<i32, ConfigError> {
-    let file = Project::locate(g.config.as_deref())?;
-    let project = Project::load(&file)?;
-    let env = project.env(env_name)?;
-    let pb_path = project.playbook_path(env, g.playbook.as_deref());
-    let display = pb_path
-        .strip_prefix(&project.root)
-        .unwrap_or(&pb_path)
-        .display()
-        .to_string();
-    let playbook = Playbook::load(&pb_path, &display)?;
-    playbook.check_roles(&env.roles, env_name)?;
-    let redactor = Redactor::default();
-    let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
-    let tags: Vec<String> = g
-        .tags
-        .iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
-    let opts = PlanOptions {
-        tags,
-        vars: g.vars.clone(),
-        allow_recreate,
-    };
-    let planner = Planner::new(&project, env_name, playbook, secrets, opts)?;
-    // EC2 machines are found or created (up) or planned (plan) here, after every local check.
-    let access = g.access();
-    let resolve = |e: &_| crate::inventory::resolve_with(&project, e, None, &access);
-    let cloud = crate::cloud::hosts_for_run(
-        &project,
-        env,
-        g.limit.as_deref(),
-        mode,
-        cloud_options(g),
-        resolve,
-    )
-    .await;
-    let (hosts, ec2_pending) = match cloud {
-        Ok(r) => (r.hosts, r.ec2_pending),
-        Err(stop) => return stop.into_result(),
-    };
-    let plans = hosts
-        .iter()
-        .map(|h| planner.plan_host(h))
-        .collect::<Result<Vec<_>, _>>()?;
-    let sink = Sink::with_options(g.output, g.report(), redactor);
-    let summary = runner::run(
-        Arc::new(planner),
-        plans,
-        RunOptions {
-            mode,
-            forks: g.forks,
-        },
-        sink,
-        detailed,
-    )
-    .await;
-    if mode == Mode::Apply {
-        runner::record_unfinished(&project.root, env_name, &summary);
-    }
-    if ec2_pending && detailed && summary.exit_code == exit::OK {
-        return Ok(exit::PENDING);
-    }
-    Ok(summary.exit_code)
-}
-
-/// `up --retry-failed`: the global options with `--limit` set to the hosts the last `up` of
-/// `env` did not finish.
-fn retry_limit(g: &Global, env: &str, retry: bool) -> Result<Global, ConfigError> {
-    let mut g = g.clone();
-    if retry {
-        let project = Project::load(&Project::locate(g.config.as_deref())?)?;
-        if g.limit.is_some() {
-            return Err(ConfigError::new(
-                &project.file,
-                "--retry-failed and --limit cannot be used together",
-            )
-            .with_help("--retry-failed limits the run to the hosts the last `up` did not finish"));
-        }
-        let hosts = runner::read_unfinished(&project.root, env).map_err(|file| {
-            ConfigError::new(file, format!("no unfinished hosts recorded for env `{env}`"))
-                .with_help("the last `up` of this env finished on every host (or none ran here): run `provision up` without --retry-failed")
-        })?;
-        g.limit = Some(hosts.join(","));
-    }
-    Ok(g)
-}
-
-async fn down(g: &Global, env_name: &str) -> Result<i32, ConfigError> {
-    let project = Project::load(&Project::locate(g.config.as_deref())?)?;
-    let env = project.env(env_name)?;
-    let access = g.access();
-    let resolve = |e: &_| crate::inventory::resolve_with(&project, e, None, &access);
-    crate::cloud::down(&project, env, cloud_options(g), resolve).await
-}
-
-fn cloud_options(g: &Global) -> crate::cloud::Options {
-    crate::cloud::Options {
-        yes: g.yes,
-        interactive: interactive(),
-        json: g.output == OutputFormat::Json,
+        Command::Unlock { env } => cmd::ops::unlock(cx, &env).await,
+        Command::Init { dir } => Ok(cmd::init::init(&dir).map(|()| exit::OK)?),
+        Command::Completions { shell } => cmd::completions::run(shell, Cli::command()),
+        Command::Man { dir } => cmd::man::run(Cli::command(), dir.as_deref()),
     }
 }
 

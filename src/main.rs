@@ -1,3 +1,13 @@
+//! The one place the process exits: with the command's exit code, or with the code of the
+//! error that stopped it, printed as one `error: ` line.
+
 fn main() {
-    std::process::exit(provision::cli::main());
+    let code = match provision::cli::main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
 }

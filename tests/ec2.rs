@@ -750,3 +750,43 @@ fn aws_errors_are_one_sentence_with_the_code() {
     );
     assert!(t.moto.account().group(GROUP).is_none());
 }
+
+/// Everything that can be checked without a host is checked before EC2 is asked to create
+/// anything: a template typo in the playbook of an env with no instance yet stops `up` with
+/// the template's file:line, and the account stays empty.
+#[test]
+fn a_template_typo_stops_up_before_any_instance_is_created() {
+    let t = Ec2Test::new();
+    let dir = t.p.remote_path("site");
+    t.p.write(
+        "templates/app.conf.j2",
+        "app = {{ app }}\nname = {{ nmae }}\n",
+    );
+    t.p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"conf\"\ntemplate = {{ src = \"templates/app.conf.j2\", dest = \"{dir}/app.conf\" }}\n"
+        ),
+    );
+    t.config("count = 1\n[env.test.ec2.roles.web]\ncount = 1");
+    let up = t.run(&["up", "test"]);
+    up.expect_code(1);
+    assert!(
+        up.stderr.contains("templates/app.conf.j2:2") && up.stderr.contains("nmae"),
+        "{}",
+        up.dump()
+    );
+    assert!(!up.stderr.contains("launched"), "{}", up.dump());
+    let acc = t.moto.account();
+    assert!(
+        acc.instances().is_empty(),
+        "an instance was created: {}",
+        acc.0
+    );
+    assert!(
+        acc.group(GROUP).is_none(),
+        "the group was created: {}",
+        acc.0
+    );
+    assert!(acc.keys().is_empty(), "the key was imported: {}", acc.0);
+}

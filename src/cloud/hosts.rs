@@ -2,7 +2,7 @@
 //! instance becomes a host string (`ssh_user@address`) looked up in ssh_config by its address
 //! (so `HostName`/`Port` apply to it), then named by its `Name` tag.
 
-use crate::cloud::{Ec2Env, Instance};
+use crate::cloud::{Ec2Env, Instance, InstanceState};
 use crate::config::{ConfigError, Env, HostAddr, HostEntry};
 use crate::inventory::{Host, apply_limit};
 use crate::transport::KnownHostsPolicy;
@@ -71,6 +71,45 @@ pub fn hosts(
     Ok(out)
 }
 
+/// The hosts a run will have once EC2 matches the config: the static hosts plus one per
+/// instance the roles declare, named as `up` launches them (`app-env-role-N`). An address is
+/// not known before launch, so the name stands in for it. For planning the playbook before
+/// anything is created; never connected to.
+pub fn expected(
+    env: &Env,
+    ec2: &Ec2Env,
+    file: &Path,
+    resolve: &dyn Fn(&Env) -> Result<Vec<Host>, ConfigError>,
+) -> Result<Vec<Host>, ConfigError> {
+    let instances: Vec<Ec2Host> = ec2
+        .roles
+        .keys()
+        .flat_map(|role| (1..=ec2.roles[role].count).map(move |n| placeholder(ec2, role, n)))
+        .collect();
+    let pairs = hosts(env, ec2, &instances, file, resolve)?;
+    Ok(pairs.into_iter().map(|(h, _)| h).collect())
+}
+
+/// The `n`-th instance of `role` as it will be launched, its name standing for its address.
+fn placeholder(ec2: &Ec2Env, role: &str, n: u32) -> Ec2Host {
+    let name = crate::cloud::instance_name(&ec2.app, &ec2.env, role, n);
+    let spec = &ec2.roles[role];
+    Ec2Host {
+        instance: Instance {
+            id: name.clone(),
+            name: Some(name.clone()),
+            role: Some(role.to_string()),
+            state: InstanceState::Pending,
+            launch_time: 0,
+            public_ip: Some(name.clone()),
+            private_ip: Some(name),
+            instance_type: Some(spec.instance_type.clone()),
+            ami: Some(spec.ami.clone()),
+        },
+        created: false,
+    }
+}
+
 /// `Name` when it is set and unique among the instances, else the instance ID.
 fn display_names(instances: &[Ec2Host]) -> BTreeMap<String, String> {
     let count = |n: &str| {
@@ -107,7 +146,6 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::InstanceState;
     use crate::config::Project;
 
     fn instance(id: &str, name: &str, ip: &str) -> Instance {
@@ -172,5 +210,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(only.len(), 1);
+    }
+
+    #[test]
+    fn expected_hosts_are_named_as_up_launches_them() {
+        let text = "app = \"a\"\n[ssh]\nconfig = \"none\"\n[env.prod]\nhosts = { db = [\"root@192.0.2.1\"] }\n[env.prod.ec2]\nami = \"ami-1\"\nkey_pair = \"k\"\nssh_user = \"admin\"\n[env.prod.ec2.roles.web]\ncount = 2\n";
+        let project = Project::parse(std::path::Path::new("/p/provision.toml"), text).unwrap();
+        let env = project.env("prod").unwrap();
+        let resolve = |e: &Env| crate::inventory::resolve(&project, e, None, false);
+        let hosts = expected(env, env.ec2.as_ref().unwrap(), &project.file, &resolve).unwrap();
+        let seen: Vec<_> = hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.roles.join(","), h.connect.user.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("192.0.2.1", "db".to_string(), "root"),
+                ("a-prod-web-1", "web".to_string(), "admin"),
+                ("a-prod-web-2", "web".to_string(), "admin"),
+            ]
+        );
     }
 }

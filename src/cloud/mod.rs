@@ -7,8 +7,12 @@
 //! `plan`, `hosts` and `down`.
 
 #[cfg(feature = "ec2")]
+mod down;
+#[cfg(feature = "ec2")]
 mod ec2;
 pub mod hosts;
+#[cfg(feature = "ec2")]
+mod listing;
 #[cfg(feature = "ec2")]
 mod run;
 
@@ -17,11 +21,13 @@ pub use crate::config::ec2::{
     TAG_ENV, TAG_NAME, TAG_ROLE, UserData,
 };
 
+pub use crate::error::CloudError;
+
 use crate::config::{ConfigError, Env, Project};
+use crate::error::Error;
 use crate::inventory::Host;
 use crate::value::Mode;
 use std::collections::BTreeSet;
-use std::fmt;
 
 /// `Name` of the `index`-th machine of a role: `app-env-role-N`, or `app-env-N` for the
 /// default role.
@@ -280,119 +286,164 @@ impl Ec2Plan {
     }
 }
 
+/// Why [`plan`] refuses: EC2 holds something of the desired name that provision did not
+/// create for this app and env, or lacks the key pair the config names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "key pair `{name}` exists but was not created by provision for {app}/{env}: set ec2.key_pair = \"{name}\" without ec2.public_key to use it as it is, or choose another ec2.key_pair name to import the key under"
+    )]
+    ForeignKeyPair {
+        name: String,
+        app: String,
+        env: String,
+    },
+    #[error(
+        "key pair `{name}` does not exist in this region: create it, or set ec2.public_key to have provision import one"
+    )]
+    MissingKeyPair { name: String },
+    #[error(
+        "security group `{name}` ({id}) exists but was not created by provision for {app}/{env}: choose another ec2.security_group name"
+    )]
+    ForeignGroup {
+        name: String,
+        id: String,
+        app: String,
+        env: String,
+    },
+}
+
 /// The diff between `desired` and `observed`. Errors are refusals: a key pair or group of
 /// the desired name that provision did not create for this app and env.
-pub fn plan(desired: &Ec2Env, observed: &Observed) -> Result<Ec2Plan, String> {
-    let mut p = Ec2Plan::default();
-    match (&desired.key, &observed.key_pair) {
-        (KeySource::Import { .. }, None) => p.import_key = true,
-        (KeySource::Import { name, .. }, Some(k)) if !k.ours => {
-            return Err(format!(
-                "key pair `{name}` exists but was not created by provision for {}/{}: set ec2.key_pair = \"{name}\" without ec2.public_key to use it as it is, or choose another ec2.key_pair name to import the key under",
-                desired.app, desired.env
-            ));
-        }
-        (KeySource::Import { .. }, Some(_)) => {}
-        (KeySource::Existing { name }, None) => {
-            return Err(format!(
-                "key pair `{name}` does not exist in this region: create it, or set ec2.public_key to have provision import one"
-            ));
-        }
-        (KeySource::Existing { .. }, Some(_)) => {}
-    }
-    match &observed.group {
-        None => {
-            p.create_group = true;
-            p.authorize = desired.ingress.iter().cloned().collect();
-        }
-        Some(g) if !g.ours => {
-            return Err(format!(
-                "security group `{}` ({}) exists but was not created by provision for {}/{}: choose another ec2.security_group name",
-                g.name, g.id, desired.app, desired.env
-            ));
-        }
-        Some(g) => {
-            p.authorize = desired.ingress.difference(&g.rules).cloned().collect();
-            p.revoke = g.rules.difference(&desired.ingress).cloned().collect();
-        }
-    }
-
+pub fn plan(desired: &Ec2Env, observed: &Observed) -> Result<Ec2Plan, Refusal> {
+    let mut p = Ec2Plan {
+        import_key: plan_key(desired, observed.key_pair.as_ref())?,
+        ..Ec2Plan::default()
+    };
+    plan_group(desired, observed.group.as_ref(), &mut p)?;
     let live: Vec<&Instance> = observed
         .instances
         .iter()
         .filter(|i| i.state.is_live())
         .collect();
     // Instances of roles no longer declared (or without a role tag) are surplus.
-    for i in &live {
-        let declared = i
-            .role
-            .as_deref()
-            .is_some_and(|r| desired.roles.contains_key(r));
-        if !declared {
-            p.terminate.push((*i).clone());
-        }
-    }
+    p.terminate = live
+        .iter()
+        .filter(|i| {
+            !i.role
+                .as_deref()
+                .is_some_and(|r| desired.roles.contains_key(r))
+        })
+        .map(|i| (*i).clone())
+        .collect();
     for (role, spec) in &desired.roles {
-        let mut mine: Vec<&Instance> = live
-            .iter()
-            .copied()
-            .filter(|i| i.role.as_deref() == Some(role))
-            .collect();
-        let index = |i: &Instance| {
-            i.name
-                .as_deref()
-                .and_then(|n| name_index(&desired.app, &desired.env, role, n))
-                .unwrap_or(u32::MAX)
-        };
-        // Oldest first; the newest are the surplus.
-        mine.sort_by(|a, b| {
-            (a.launch_time, index(a), &a.id).cmp(&(b.launch_time, index(b), &b.id))
-        });
-        let want = spec.count as usize;
-        if mine.len() > want {
-            for i in mine.drain(want..) {
-                p.terminate.push(i.clone());
-            }
-        }
-        for i in &mine {
-            if matches!(i.state, InstanceState::Stopped | InstanceState::Stopping) {
-                p.start.push((*i).clone());
-            } else {
-                p.keep.push((*i).clone());
-            }
-            if let Some(t) = i
-                .instance_type
-                .as_deref()
-                .filter(|t| *t != spec.instance_type)
-            {
-                p.notes.push(format!(
-                    "{} is a {t}, the config says {}: not changed (terminate it, or scale down and up, to replace it)",
-                    i.label(),
-                    spec.instance_type
-                ));
-            }
-            if let Some(a) = i.ami.as_deref().filter(|a| *a != spec.ami) {
-                p.notes.push(format!(
-                    "{} runs {a}, the config says {}: not changed (terminate it, or scale down and up, to replace it)",
-                    i.label(),
-                    spec.ami
-                ));
-            }
-        }
-        let used: BTreeSet<u32> = mine.iter().map(|i| index(i)).collect();
-        let mut next = 1;
-        for _ in mine.len()..want {
-            while used.contains(&next) {
-                next += 1;
-            }
-            p.launch.push(Launch {
-                role: role.clone(),
-                name: instance_name(&desired.app, &desired.env, role, next),
-            });
-            next += 1;
-        }
+        plan_role(desired, role, spec, &live, &mut p);
     }
     Ok(p)
+}
+
+/// Whether the key pair is to be imported; refused when the name is taken by another's or
+/// an existing one to use is missing.
+fn plan_key(desired: &Ec2Env, found: Option<&KeyPairState>) -> Result<bool, Refusal> {
+    match (&desired.key, found) {
+        (KeySource::Import { .. }, None) => Ok(true),
+        (KeySource::Import { name, .. }, Some(k)) if !k.ours => Err(Refusal::ForeignKeyPair {
+            name: name.clone(),
+            app: desired.app.clone(),
+            env: desired.env.clone(),
+        }),
+        (KeySource::Existing { name }, None) => Err(Refusal::MissingKeyPair { name: name.clone() }),
+        (_, Some(_)) => Ok(false),
+    }
+}
+
+/// The group to create, or the rules to bring to the declared set.
+fn plan_group(
+    desired: &Ec2Env,
+    found: Option<&GroupState>,
+    p: &mut Ec2Plan,
+) -> Result<(), Refusal> {
+    match found {
+        None => {
+            p.create_group = true;
+            p.authorize = desired.ingress.iter().cloned().collect();
+        }
+        Some(g) if !g.ours => {
+            return Err(Refusal::ForeignGroup {
+                name: g.name.clone(),
+                id: g.id.clone(),
+                app: desired.app.clone(),
+                env: desired.env.clone(),
+            });
+        }
+        Some(g) => {
+            p.authorize = desired.ingress.difference(&g.rules).cloned().collect();
+            p.revoke = g.rules.difference(&desired.ingress).cloned().collect();
+        }
+    }
+    Ok(())
+}
+
+/// One role: the surplus (newest) to terminate, the stopped to start, the rest kept, and
+/// launches up to the count under the lowest free indexes.
+fn plan_role(desired: &Ec2Env, role: &str, spec: &RoleSpec, live: &[&Instance], p: &mut Ec2Plan) {
+    let index = |i: &Instance| {
+        i.name
+            .as_deref()
+            .and_then(|n| name_index(&desired.app, &desired.env, role, n))
+            .unwrap_or(u32::MAX)
+    };
+    let mut mine: Vec<&Instance> = live
+        .iter()
+        .copied()
+        .filter(|i| i.role.as_deref() == Some(role))
+        .collect();
+    // Oldest first; the newest are the surplus.
+    mine.sort_by(|a, b| (a.launch_time, index(a), &a.id).cmp(&(b.launch_time, index(b), &b.id)));
+    let want = spec.count as usize;
+    if mine.len() > want {
+        p.terminate.extend(mine.drain(want..).cloned());
+    }
+    for i in &mine {
+        if matches!(i.state, InstanceState::Stopped | InstanceState::Stopping) {
+            p.start.push((*i).clone());
+        } else {
+            p.keep.push((*i).clone());
+        }
+        p.notes.extend(drift_notes(i, spec));
+    }
+    let used: BTreeSet<u32> = mine.iter().map(|i| index(i)).collect();
+    let free = (1..).filter(|n| !used.contains(n));
+    p.launch
+        .extend(free.take(want - mine.len()).map(|n| Launch {
+            role: role.to_string(),
+            name: instance_name(&desired.app, &desired.env, role, n),
+        }));
+}
+
+/// What differs between a kept instance and its role's spec, which `up` does not fix.
+fn drift_notes(i: &Instance, spec: &RoleSpec) -> Vec<String> {
+    let advice = "not changed (terminate it, or scale down and up, to replace it)";
+    let mut notes = Vec::new();
+    if let Some(t) = i
+        .instance_type
+        .as_deref()
+        .filter(|t| *t != spec.instance_type)
+    {
+        notes.push(format!(
+            "{} is a {t}, the config says {}: {advice}",
+            i.label(),
+            spec.instance_type
+        ));
+    }
+    if let Some(a) = i.ami.as_deref().filter(|a| *a != spec.ami) {
+        notes.push(format!(
+            "{} runs {a}, the config says {}: {advice}",
+            i.label(),
+            spec.ami
+        ));
+    }
+    notes
 }
 
 /// Standard base64 with padding (EC2 wants user data encoded).
@@ -417,85 +468,8 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// Add a hint to an AWS error code: what the operator should check.
-pub fn hint(code: &str) -> Option<&'static str> {
-    let c = code;
-    Some(if c.starts_with("InvalidAMIID") {
-        "check ec2.ami: AMI IDs differ from region to region"
-    } else if c == "AuthFailure"
-        || c.starts_with("InvalidClientTokenId")
-        || c == "SignatureDoesNotMatch"
-    {
-        "check the AWS credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE) and the region"
-    } else if c == "UnauthorizedOperation" || c == "AccessDenied" || c.ends_with("AccessDenied") {
-        "the credentials lack an EC2 permission this needs"
-    } else if c.contains("LimitExceeded") || c == "InsufficientInstanceCapacity" {
-        "an EC2 quota or capacity limit: ask for more, or use another instance type or region"
-    } else if c.starts_with("InvalidSubnetID") {
-        "check ec2.subnet: it must exist in this region"
-    } else if c == "InvalidParameterValue" || c == "InvalidParameterCombination" {
-        "check the values of [env.<name>.ec2]"
-    } else if c == "OptInRequired" || c == "UnsupportedOperation" || c == "Unsupported" {
-        "this region or instance type is not available to the account"
-    } else if c == "DependencyViolation" {
-        "something else still uses it (an instance, a network interface)"
-    } else {
-        return None;
-    })
-}
-
-/// A hint for a failure without an AWS error code (AWS was not reached, or not asked).
-pub fn hint_for_message(m: &str) -> Option<&'static str> {
-    let m = m.to_ascii_lowercase();
-    Some(if m.contains("credentials") {
-        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
-    } else if m.contains("connect")
-        || m.contains("dns")
-        || m.contains("timed out")
-        || m.contains("timeout")
-    {
-        "cannot reach the EC2 endpoint: check the network, the region and ec2.endpoint_url / AWS_ENDPOINT_URL"
-    } else {
-        return None;
-    })
-}
-
-/// An AWS call that failed, as one sentence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloudError {
-    /// The API operation, e.g. `RunInstances`.
-    pub op: String,
-    /// The AWS error code (`InvalidAMIID.NotFound`), when AWS answered.
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for CloudError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EC2 {} failed: ", self.op)?;
-        match &self.code {
-            Some(code) => {
-                write!(f, "{code}: {}", self.message)?;
-                if let Some(h) = hint(code) {
-                    write!(f, " ({h})")?;
-                }
-                Ok(())
-            }
-            None => {
-                write!(f, "{}", self.message)?;
-                if let Some(h) = hint_for_message(&self.message) {
-                    write!(f, " ({h})")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl std::error::Error for CloudError {}
-
 // ---------------------------------------------------------------------------------------------
-// Entry points for the CLI
+// Entry points for the commands
 // ---------------------------------------------------------------------------------------------
 
 /// What the command line adds: confirmations and where output goes.
@@ -507,30 +481,6 @@ pub struct Options {
     pub interactive: bool,
     /// `--output json`: stdout is for NDJSON events only, so EC2 lines go to stderr.
     pub json: bool,
-}
-
-/// Why an EC2 entry point stopped: a config error (exit 1, printed by the CLI) or an exit code
-/// after the reason was printed.
-#[derive(Debug)]
-pub enum Stop {
-    Config(ConfigError),
-    Exit(i32),
-}
-
-impl Stop {
-    /// For `cli::dispatch`: a config error goes up, an exit code is the result.
-    pub fn into_result(self) -> Result<i32, ConfigError> {
-        match self {
-            Stop::Config(e) => Err(e),
-            Stop::Exit(code) => Ok(code),
-        }
-    }
-}
-
-impl From<ConfigError> for Stop {
-    fn from(e: ConfigError) -> Self {
-        Stop::Config(e)
-    }
 }
 
 /// The hosts `up` or `plan` runs the playbook on.
@@ -545,7 +495,8 @@ pub struct RunHosts {
 /// (creating, starting or, with confirmation, terminating instances, and waiting until new
 /// ones answer SSH); `plan` shows what that would do. `resolve` is the inventory's
 /// resolution (host string, ssh_config, env ssh settings) applied to an env: EC2 instances
-/// go through it by address like static hosts do.
+/// go through it by address like static hosts do. The caller plans the playbook on
+/// [`hosts::expected`] first, so that nothing is created for a playbook that cannot run.
 pub async fn hosts_for_run(
     project: &Project,
     env: &Env,
@@ -553,7 +504,7 @@ pub async fn hosts_for_run(
     mode: Mode,
     opts: Options,
     resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
-) -> Result<RunHosts, Stop> {
+) -> Result<RunHosts, Error> {
     let Some(desired) = &env.ec2 else {
         let hosts = hosts::select(resolve(env)?, limit, &project.file)?;
         return Ok(RunHosts {
@@ -580,7 +531,7 @@ pub async fn running_hosts(
     env: &Env,
     limit: Option<&str>,
     resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
-) -> Result<Vec<Host>, Stop> {
+) -> Result<Vec<Host>, Error> {
     let Some(desired) = &env.ec2 else {
         return Ok(hosts::select(resolve(env)?, limit, &project.file)?);
     };
@@ -596,40 +547,34 @@ pub async fn running_hosts(
 }
 
 /// `provision hosts <env>` for an env with `ec2`: the instances (id, state, address, role)
-/// and how they are reached. None when the env has no `ec2` (the CLI lists static hosts).
+/// and how they are reached. None when the env has no `ec2` (the command lists static hosts).
 pub async fn print_hosts(
     project: &Project,
     env: &Env,
     opts: Options,
     resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
-) -> Option<Result<i32, ConfigError>> {
+) -> Option<Result<i32, Error>> {
     let desired = env.ec2.as_ref()?;
     #[cfg(feature = "ec2")]
     {
-        Some(
-            run::print_hosts(project, env, desired, opts, &resolve)
-                .await
-                .or_else(Stop::into_result),
-        )
+        Some(listing::print_hosts(project, env, desired, opts, &resolve).await)
     }
     #[cfg(not(feature = "ec2"))]
     {
         let _ = (desired, opts, resolve);
-        Some(not_built(project, env).into_result())
+        Some(Err(not_built(project, env)))
     }
 }
 
-/// `provision down <env>`: terminate the env's instances, delete the group and key pair
-/// provision created for it. Asks for the env name on a terminal, else needs `--yes`.
 /// `provision down <env>`: terminate the env's instances, delete its security group and key
 /// pair (what provision created, by tag), and forget the host keys pinned for the instances.
-/// `resolve` as for [`hosts_for_run`].
+/// Asks for the env name on a terminal, else needs `--yes`. `resolve` as for [`hosts_for_run`].
 pub async fn down(
     project: &Project,
     env: &Env,
     opts: Options,
     resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
-) -> Result<i32, ConfigError> {
+) -> Result<i32, Error> {
     let Some(desired) = &env.ec2 else {
         return Err(ConfigError::new(
             &project.file,
@@ -637,33 +582,31 @@ pub async fn down(
                 "env `{}` has no [env.{}.ec2] table: `down` only removes EC2 machines provision created",
                 env.name, env.name
             ),
-        ));
+        )
+        .into());
     };
     #[cfg(feature = "ec2")]
     {
-        run::down(project, env, desired, opts, &resolve)
-            .await
-            .or_else(Stop::into_result)
+        down::down(project, env, desired, opts, &resolve).await
     }
     #[cfg(not(feature = "ec2"))]
     {
         let _ = (desired, opts, resolve);
-        not_built(project, env).into_result()
+        Err(not_built(project, env))
     }
 }
 
 #[cfg(not(feature = "ec2"))]
-fn not_built(project: &Project, env: &Env) -> Stop {
-    Stop::Config(
-        ConfigError::new(
-            &project.file,
-            format!(
-                "env `{}` uses EC2, but this provision was built without EC2 support",
-                env.name
-            ),
-        )
-        .with_help("build it with the default features (cargo feature `ec2`)"),
+fn not_built(project: &Project, env: &Env) -> Error {
+    ConfigError::new(
+        &project.file,
+        format!(
+            "env `{}` uses EC2, but this provision was built without EC2 support",
+            env.name
+        ),
     )
+    .with_help("build it with the default features (cargo feature `ec2`)")
+    .into()
 }
 
 #[cfg(test)]
@@ -825,30 +768,22 @@ mod tests {
     fn foreign_group_or_key_is_refused() {
         let mut obs = ours(&[]);
         obs.group.as_mut().unwrap().ours = false;
-        let e = plan(&desired(&[]), &obs).unwrap_err();
+        let e = plan(&desired(&[]), &obs).unwrap_err().to_string();
         assert!(e.contains("security group `provision-hello-prod`"), "{e}");
         let mut obs = ours(&[]);
         obs.key_pair.as_mut().unwrap().ours = false;
-        assert!(plan(&desired(&[]), &obs).unwrap_err().contains("key pair"));
+        assert!(
+            plan(&desired(&[]), &obs)
+                .unwrap_err()
+                .to_string()
+                .contains("key pair")
+        );
         let mut d = desired(&[]);
         d.key = KeySource::Existing {
             name: "mine".into(),
         };
-        let e = plan(&d, &Observed::default()).unwrap_err();
+        let e = plan(&d, &Observed::default()).unwrap_err().to_string();
         assert!(e.contains("`mine` does not exist"), "{e}");
-    }
-
-    #[test]
-    fn error_names_the_code_and_a_hint() {
-        let e = CloudError {
-            op: "RunInstances".into(),
-            code: Some("InvalidAMIID.NotFound".into()),
-            message: "The image id '[ami-x]' does not exist".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "EC2 RunInstances failed: InvalidAMIID.NotFound: The image id '[ami-x]' does not exist (check ec2.ami: AMI IDs differ from region to region)"
-        );
     }
 
     #[test]

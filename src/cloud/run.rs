@@ -1,4 +1,4 @@
-//! `up`, `plan`, `hosts` and `down` for an env with `ec2`: observe, diff, confirm, apply,
+//! `up` and `plan` for an env with `ec2` (and the steps `down` shares): observe, diff, confirm, apply,
 //! wait until new machines run and answer SSH, then hand them to the inventory.
 //!
 //! Every connection, the wait for SSH included, goes through the inventory's resolution of
@@ -8,31 +8,30 @@
 use super::ec2::{Ec2, LaunchSpec};
 use super::hosts::Ec2Host;
 use super::{
-    CloudError, Ec2Env, Ec2Plan, Instance, InstanceState, KeySource, Options, RunHosts, Stop,
-    UserData,
+    CloudError, Ec2Env, Ec2Plan, Instance, InstanceState, KeySource, Observed, Options, Refusal,
+    RunHosts, UserData,
 };
 use crate::config::{ConfigError, Env, Project};
-use crate::error::exit;
+use crate::error::Error;
 use crate::inventory::Host;
 use crate::transport::ssh::SshSession;
 use crate::transport::{ConnectError, Transport};
 use crate::value::Mode;
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 /// How often instance states are polled while waiting.
 const POLL: Duration = Duration::from_secs(2);
-/// How long terminated instances may take to go away in `down`.
-const TERMINATE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Progress lines while waiting come this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 /// AWS's limit on user data, before base64.
 const USER_DATA_MAX: usize = 16 * 1024;
 
-type Resolve<'a> = &'a dyn Fn(&Env) -> Result<Vec<Host>, ConfigError>;
+pub(super) type Resolve<'a> = &'a dyn Fn(&Env) -> Result<Vec<Host>, ConfigError>;
 
 /// Where EC2 lines go: stdout, or stderr when stdout carries JSON events.
-fn say(opts: Options, line: &str) {
+pub(super) fn say(opts: Options, line: &str) {
     if opts.json {
         eprintln!("{line}");
     } else {
@@ -41,22 +40,12 @@ fn say(opts: Options, line: &str) {
 }
 
 /// Progress goes to stderr: it is not part of any result.
-fn progress(line: &str) {
+pub(super) fn progress(line: &str) {
     eprintln!("{line}");
 }
 
-/// An AWS failure ends the command: one sentence, exit 3.
-fn fail(e: CloudError) -> Stop {
-    eprintln!("error: {e}");
-    Stop::Exit(exit::FAILED)
-}
-
-fn refuse(project: &Project, env: &str, m: String) -> Stop {
-    Stop::Config(ConfigError::new(&project.file, format!("env `{env}`: {m}")))
-}
-
-async fn connect(d: &Ec2Env) -> Result<Ec2, Stop> {
-    Ec2::connect(d).await.map_err(fail)
+fn refuse(project: &Project, env: &str, m: Refusal) -> Error {
+    ConfigError::new(&project.file, format!("env `{env}`: {m}")).into()
 }
 
 pub(super) async fn hosts_for_run(
@@ -67,12 +56,41 @@ pub(super) async fn hosts_for_run(
     mode: Mode,
     opts: Options,
     resolve: Resolve<'_>,
-) -> Result<RunHosts, Stop> {
-    let ec2 = connect(d).await?;
-    let vpc = ec2.vpc(d.subnet.as_deref()).await.map_err(fail)?;
-    let observed = ec2.observe(d, &vpc).await.map_err(fail)?;
-    let mut plan = super::plan(d, &observed).map_err(|m| refuse(project, &env.name, m))?;
-    // The key to import is read (and checked to be a public key) before anything else.
+) -> Result<RunHosts, Error> {
+    let ec2 = Ec2::connect(d).await?;
+    let vpc = ec2.vpc(d.subnet.as_deref()).await?;
+    let observed = ec2.observe(d, &vpc).await?;
+    let (plan, public_key) = diff(project, env, d, &observed)?;
+    show_plan(opts, &ec2, d, &plan);
+    let hosts = match mode {
+        Mode::Check => return check_hosts(project, env, d, limit, opts, &plan, resolve),
+        Mode::Apply => {
+            let inputs = Inputs {
+                user_data: launch_inputs(project, opts, d, &plan)?,
+                public_key: public_key.filter(|_| plan.import_key),
+                existing_group: observed.group.as_ref().map(|g| g.id.clone()),
+            };
+            let created = apply(&ec2, d, &vpc, &plan, &inputs).await?;
+            let kept: Vec<Instance> = plan.keep.iter().chain(&plan.start).cloned().collect();
+            forget_pins(project, env, d, &plan.terminate, &kept, resolve)?;
+            converged_hosts(&ec2, project, env, d, &plan, &created, resolve).await?
+        }
+    };
+    Ok(RunHosts {
+        hosts: super::hosts::select(hosts, limit, &project.file)?,
+        ec2_pending: false,
+    })
+}
+
+/// The plan and the public key to import (read, and checked to be a public key, before
+/// anything else), with a note when EC2 holds another key under the name.
+fn diff(
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    observed: &Observed,
+) -> Result<(Ec2Plan, Option<String>), Error> {
+    let mut plan = super::plan(d, observed).map_err(|m| refuse(project, &env.name, m))?;
     let public_key = match &d.key {
         KeySource::Import { public_key, .. } => Some(read_public_key(project, public_key)?),
         KeySource::Existing { .. } => None,
@@ -81,111 +99,118 @@ pub(super) async fn hosts_for_run(
         plan.notes
             .extend(super::key_note(&kp.name, key, kp.public_key.as_deref()));
     }
+    Ok((plan, public_key))
+}
+
+/// `ec2 <region> (app/env): <summary>` and one line per change.
+fn show_plan(opts: Options, ec2: &Ec2, d: &Ec2Env, plan: &Ec2Plan) {
+    let (region, summary) = (ec2.region(), plan.summary());
     say(
         opts,
-        &format!(
-            "ec2 {} ({}/{}): {}",
-            ec2.region(),
-            d.app,
-            d.env,
-            plan.summary()
-        ),
+        &format!("ec2 {region} ({}/{}): {summary}", d.app, d.env),
     );
     for line in plan.lines(d) {
         say(opts, &format!("  {line}"));
     }
-    if mode == Mode::Check {
-        let running: Vec<Ec2Host> = plan
-            .keep
-            .iter()
-            .filter(|i| i.state == InstanceState::Running)
-            .map(|i| Ec2Host {
-                instance: i.clone(),
-                created: false,
-            })
-            .collect();
-        let waiting: Vec<String> = plan
-            .launch
-            .iter()
-            .map(|l| l.name.clone())
-            .chain(
-                plan.start
-                    .iter()
-                    .chain(
-                        plan.keep
-                            .iter()
-                            .filter(|i| i.state != InstanceState::Running),
-                    )
-                    .map(Instance::label),
-            )
-            .collect();
-        if !waiting.is_empty() {
-            say(
-                opts,
-                &format!(
-                    "  the playbook would run on {} host(s) not running yet: {}",
-                    waiting.len(),
-                    waiting.join(", ")
-                ),
-            );
-        }
-        let hosts = hosts_of(project, env, d, &running, resolve)?;
-        return Ok(RunHosts {
-            hosts: super::hosts::select(hosts, limit, &project.file)?,
-            ec2_pending: !plan.is_empty(),
-        });
-    }
+}
 
-    // Everything that can be refused is checked before the first change.
-    if !plan.terminate.is_empty() {
-        let names: Vec<String> = plan.terminate.iter().map(Instance::label).collect();
-        confirm(
-            project,
+/// `plan`: the playbook is checked on the instances that run now; those that would be
+/// launched or started are named.
+fn check_hosts(
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    limit: Option<&str>,
+    opts: Options,
+    plan: &Ec2Plan,
+    resolve: Resolve<'_>,
+) -> Result<RunHosts, Error> {
+    let running = |i: &&Instance| i.state == InstanceState::Running;
+    let kept: Vec<Ec2Host> = plan
+        .keep
+        .iter()
+        .filter(running)
+        .map(|i| Ec2Host {
+            instance: i.clone(),
+            created: false,
+        })
+        .collect();
+    let not_running = plan.keep.iter().filter(|i| !running(i));
+    let waiting: Vec<String> = plan
+        .launch
+        .iter()
+        .map(|l| l.name.clone())
+        .chain(plan.start.iter().chain(not_running).map(Instance::label))
+        .collect();
+    if !waiting.is_empty() {
+        say(
             opts,
             &format!(
-                "`up` would terminate {} instance(s) of {}/{}: {}",
-                names.len(),
-                d.app,
-                d.env,
-                names.join(", ")
+                "  the playbook would run on {} host(s) not running yet: {}",
+                waiting.len(),
+                waiting.join(", ")
             ),
-            None,
-        )?;
+        );
     }
-    let mut user_data = std::collections::BTreeMap::new();
+    let hosts = hosts_of(project, env, d, &kept, resolve)?;
+    Ok(RunHosts {
+        hosts: super::hosts::select(hosts, limit, &project.file)?,
+        ec2_pending: !plan.is_empty(),
+    })
+}
+
+/// Everything that can be refused before the first change: the confirmation of
+/// terminations, and each launched role's user data (read and encoded).
+fn launch_inputs(
+    project: &Project,
+    opts: Options,
+    d: &Ec2Env,
+    plan: &Ec2Plan,
+) -> Result<BTreeMap<String, String>, Error> {
+    if !plan.terminate.is_empty() {
+        let names: Vec<String> = plan.terminate.iter().map(Instance::label).collect();
+        let what = format!(
+            "`up` would terminate {} instance(s) of {}/{}: {}",
+            names.len(),
+            d.app,
+            d.env,
+            names.join(", ")
+        );
+        confirm(project, opts, &what, None)?;
+    }
+    let mut user_data = BTreeMap::new();
     for l in &plan.launch {
         if let Some(u) = &d.roles[&l.role].user_data {
             user_data.insert(l.role.clone(), read_user_data(project, u)?);
         }
     }
+    Ok(user_data)
+}
 
-    let existing_group = observed.group.as_ref().map(|g| g.id.as_str());
-    let created = apply(
-        &ec2,
-        d,
-        &vpc,
-        &plan,
-        existing_group,
-        public_key.as_deref().filter(|_| plan.import_key),
-        &user_data,
-    )
-    .await?;
-    let kept: Vec<Instance> = plan.keep.iter().chain(&plan.start).cloned().collect();
-    forget_pins(project, env, d, &plan.terminate, &kept, resolve)?;
+/// After the changes: wait until the new, started and pending instances run, then return
+/// every running instance (and static host) as a host, the new ones once they answer SSH.
+async fn converged_hosts(
+    ec2: &Ec2,
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    plan: &Ec2Plan,
+    created: &[String],
+    resolve: Resolve<'_>,
+) -> Result<Vec<Host>, Error> {
     let deadline = Instant::now() + d.ssh_timeout;
-    let mut waiting: Vec<String> = created.clone();
-    waiting.extend(plan.start.iter().map(|i| i.id.clone()));
-    waiting.extend(
-        plan.keep
-            .iter()
-            .filter(|i| i.state == InstanceState::Pending)
-            .map(|i| i.id.clone()),
-    );
+    let pending = plan
+        .keep
+        .iter()
+        .filter(|i| i.state == InstanceState::Pending);
+    let mut waiting: Vec<String> = created.to_vec();
+    waiting.extend(plan.start.iter().chain(pending).map(|i| i.id.clone()));
     if !waiting.is_empty() {
-        wait_running(&ec2, &waiting, deadline).await?;
+        wait_state(ec2, &waiting, InstanceState::Running, deadline).await?;
     }
-    let now = ec2.instances(&d.app, &d.env).await.map_err(fail)?;
-    let live: Vec<Ec2Host> = now
+    let live: Vec<Ec2Host> = ec2
+        .instances(&d.app, &d.env)
+        .await?
         .into_iter()
         .filter(|i| i.state == InstanceState::Running)
         .map(|i| Ec2Host {
@@ -202,24 +227,20 @@ pub(super) async fn hosts_for_run(
     if !fresh.is_empty() {
         wait_ssh(&fresh, deadline).await;
     }
-    let hosts = pairs.into_iter().map(|(h, _)| h).collect();
-    Ok(RunHosts {
-        hosts: super::hosts::select(hosts, limit, &project.file)?,
-        ec2_pending: false,
-    })
+    Ok(pairs.into_iter().map(|(h, _)| h).collect())
 }
 
 /// After terminating `gone`: drop the host keys provision pinned for their addresses, since a
 /// cloud address is handed to another machine later and its key would be refused as
 /// "changed". An address that a static host or a `kept` instance also uses keeps its pin.
-fn forget_pins(
+pub(super) fn forget_pins(
     project: &Project,
     env: &Env,
     d: &Ec2Env,
     gone: &[Instance],
     kept: &[Instance],
     resolve: Resolve<'_>,
-) -> Result<(), Stop> {
+) -> Result<(), Error> {
     if gone.is_empty() {
         return Ok(());
     }
@@ -274,84 +295,109 @@ fn hosts_of(
     d: &Ec2Env,
     instances: &[Ec2Host],
     resolve: Resolve<'_>,
-) -> Result<Vec<Host>, Stop> {
+) -> Result<Vec<Host>, Error> {
     let pairs = super::hosts::hosts(env, d, instances, &project.file, resolve)?;
     Ok(pairs.into_iter().map(|(h, _)| h).collect())
 }
 
+/// What a launch needs besides the plan, read and checked before the first change.
+struct Inputs {
+    /// Base64 user data by role.
+    user_data: BTreeMap<String, String>,
+    /// The public key to import (when the plan imports one).
+    public_key: Option<String>,
+    /// The id of the security group found, when there is one.
+    existing_group: Option<String>,
+}
+
 /// Key pair, group and rules, terminations, starts, launches. Returns the launched IDs.
-#[allow(clippy::too_many_arguments)]
 async fn apply(
     ec2: &Ec2,
     d: &Ec2Env,
     vpc: &str,
     plan: &Ec2Plan,
-    existing_group: Option<&str>,
-    public_key: Option<&str>,
-    user_data: &std::collections::BTreeMap<String, String>,
-) -> Result<Vec<String>, Stop> {
-    if let Some(key) = public_key {
+    inputs: &Inputs,
+) -> Result<Vec<String>, Error> {
+    if let Some(key) = &inputs.public_key {
         progress(&format!("ec2: importing key pair {}", d.key.name()));
-        ec2.import_key_pair(d, key).await.map_err(fail)?;
+        ec2.import_key_pair(d, key).await?;
     }
-    let group_id = match existing_group {
+    let group_id = apply_group(ec2, d, vpc, plan, inputs.existing_group.as_deref()).await?;
+    if !plan.terminate.is_empty() {
+        let ids: Vec<String> = plan.terminate.iter().map(|i| i.id.clone()).collect();
+        progress(&format!("ec2: terminating {}", labels(&plan.terminate)));
+        ec2.terminate(&ids).await?;
+    }
+    if !plan.start.is_empty() {
+        start(ec2, d, &plan.start).await?;
+    }
+    launch(ec2, d, plan, &group_id, inputs).await
+}
+
+/// The security group (created when missing) with its rules brought to the declared set.
+/// Returns its id.
+async fn apply_group(
+    ec2: &Ec2,
+    d: &Ec2Env,
+    vpc: &str,
+    plan: &Ec2Plan,
+    existing: Option<&str>,
+) -> Result<String, Error> {
+    let group_id = match existing {
         Some(id) if !plan.create_group => id.to_string(),
         _ => {
             progress(&format!(
                 "ec2: creating security group {}",
                 d.security_group
             ));
-            ec2.create_group(d, vpc).await.map_err(fail)?
+            ec2.create_group(d, vpc).await?
         }
     };
     // Authorize before revoking: a rule being replaced is never missing in between.
     if !plan.authorize.is_empty() {
-        progress(&format!(
-            "ec2: {} ingress rule(s) to authorize",
-            plan.authorize.len()
-        ));
-        ec2.authorize(&group_id, &plan.authorize)
-            .await
-            .map_err(fail)?;
+        let n = plan.authorize.len();
+        progress(&format!("ec2: {n} ingress rule(s) to authorize"));
+        ec2.authorize(&group_id, &plan.authorize).await?;
     }
     if !plan.revoke.is_empty() {
-        progress(&format!(
-            "ec2: {} ingress rule(s) to revoke",
-            plan.revoke.len()
-        ));
-        ec2.revoke(&group_id, &plan.revoke).await.map_err(fail)?;
+        let n = plan.revoke.len();
+        progress(&format!("ec2: {n} ingress rule(s) to revoke"));
+        ec2.revoke(&group_id, &plan.revoke).await?;
     }
-    if !plan.terminate.is_empty() {
-        let ids: Vec<String> = plan.terminate.iter().map(|i| i.id.clone()).collect();
-        progress(&format!("ec2: terminating {}", labels(&plan.terminate)));
-        ec2.terminate(&ids).await.map_err(fail)?;
+    Ok(group_id)
+}
+
+/// Start stopped instances (those still stopping are waited for first: EC2 refuses them).
+async fn start(ec2: &Ec2, d: &Ec2Env, list: &[Instance]) -> Result<(), Error> {
+    let stopping: Vec<String> = list
+        .iter()
+        .filter(|i| i.state == InstanceState::Stopping)
+        .map(|i| i.id.clone())
+        .collect();
+    if !stopping.is_empty() {
+        let deadline = Instant::now() + d.ssh_timeout;
+        wait_state(ec2, &stopping, InstanceState::Stopped, deadline).await?;
     }
-    if !plan.start.is_empty() {
-        let stopping: Vec<String> = plan
-            .start
-            .iter()
-            .filter(|i| i.state == InstanceState::Stopping)
-            .map(|i| i.id.clone())
-            .collect();
-        if !stopping.is_empty() {
-            wait_state(
-                ec2,
-                &stopping,
-                InstanceState::Stopped,
-                Instant::now() + d.ssh_timeout,
-            )
-            .await?;
-        }
-        let ids: Vec<String> = plan.start.iter().map(|i| i.id.clone()).collect();
-        progress(&format!("ec2: starting {}", labels(&plan.start)));
-        ec2.start(&ids).await.map_err(fail)?;
-    }
+    let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
+    progress(&format!("ec2: starting {}", labels(list)));
+    Ok(ec2.start(&ids).await?)
+}
+
+/// Launch the planned instances; returns their IDs.
+async fn launch(
+    ec2: &Ec2,
+    d: &Ec2Env,
+    plan: &Ec2Plan,
+    group_id: &str,
+    inputs: &Inputs,
+) -> Result<Vec<String>, Error> {
     let mut created = Vec::new();
-    let mut root_devices = std::collections::BTreeMap::new();
+    // The AMI's root device name, asked once per AMI, when a role sizes its root volume.
+    let mut root_devices = BTreeMap::new();
     for l in &plan.launch {
         let spec = &d.roles[&l.role];
         if spec.root_volume_gb.is_some() && !root_devices.contains_key(&spec.ami) {
-            let dev = ec2.root_device(&spec.ami).await.map_err(fail)?;
+            let dev = ec2.root_device(&spec.ami).await?;
             root_devices.insert(spec.ami.clone(), dev);
         }
         let id = ec2
@@ -359,40 +405,33 @@ async fn apply(
                 desired: d,
                 role: &l.role,
                 name: &l.name,
-                group_id: &group_id,
-                user_data: user_data.get(&l.role).map(String::as_str),
+                group_id,
+                user_data: inputs.user_data.get(&l.role).map(String::as_str),
                 root_device: root_devices.get(&spec.ami).map(String::as_str),
             })
-            .await
-            .map_err(fail)?;
-        progress(&format!(
-            "ec2: launched {} ({id}, {}, {})",
-            l.name, spec.instance_type, spec.ami
-        ));
+            .await?;
+        let (ty, ami) = (&spec.instance_type, &spec.ami);
+        progress(&format!("ec2: launched {} ({id}, {ty}, {ami})", l.name));
         created.push(id);
     }
     Ok(created)
 }
 
-fn labels(list: &[Instance]) -> String {
+pub(super) fn labels(list: &[Instance]) -> String {
     list.iter()
         .map(Instance::label)
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-async fn wait_running(ec2: &Ec2, ids: &[String], deadline: Instant) -> Result<(), Stop> {
-    wait_state(ec2, ids, InstanceState::Running, deadline).await
-}
-
 /// Poll until every instance is in `want`; fails when one ends up terminated on the way or
 /// at `deadline`.
-async fn wait_state(
+pub(super) async fn wait_state(
     ec2: &Ec2,
     ids: &[String],
     want: InstanceState,
     deadline: Instant,
-) -> Result<(), Stop> {
+) -> Result<(), Error> {
     let started = Instant::now();
     let mut last_note = started;
     progress(&format!(
@@ -401,7 +440,7 @@ async fn wait_state(
         want.as_str()
     ));
     loop {
-        let now = ec2.describe(ids).await.map_err(fail)?;
+        let now = ec2.describe(ids).await?;
         let not_yet: Vec<&Instance> = now.iter().filter(|i| i.state != want).collect();
         if not_yet.is_empty() && now.len() == ids.len() {
             progress(&format!(
@@ -420,7 +459,7 @@ async fn wait_state(
                 )
         });
         if let Some(i) = gone {
-            return Err(fail(CloudError {
+            return Err(CloudError {
                 op: "DescribeInstances".into(),
                 code: None,
                 message: format!(
@@ -429,14 +468,15 @@ async fn wait_state(
                     i.state.as_str(),
                     want.as_str()
                 ),
-            }));
+            }
+            .into());
         }
         if Instant::now() >= deadline {
             let list: Vec<String> = not_yet
                 .iter()
                 .map(|i| format!("{} is {}", i.label(), i.state.as_str()))
                 .collect();
-            return Err(fail(CloudError {
+            return Err(CloudError {
                 op: "DescribeInstances".into(),
                 code: None,
                 message: format!(
@@ -444,7 +484,8 @@ async fn wait_state(
                     started.elapsed().as_secs(),
                     list.join(", ")
                 ),
-            }));
+            }
+            .into());
         }
         if last_note.elapsed() >= PROGRESS_EVERY {
             last_note = Instant::now();
@@ -513,12 +554,17 @@ async fn wait_ssh(hosts: &[&Host], deadline: Instant) {
 
 /// Ask before destroying. `--yes` answers; without a terminal it must be given. `typed`: the
 /// answer must be this word (the env name), else `y`/`yes`.
-fn confirm(project: &Project, opts: Options, what: &str, typed: Option<&str>) -> Result<(), Stop> {
+pub(super) fn confirm(
+    project: &Project,
+    opts: Options,
+    what: &str,
+    typed: Option<&str>,
+) -> Result<(), Error> {
     if opts.yes {
         return Ok(());
     }
     if !opts.interactive || !std::io::stdin().is_terminal() {
-        return Err(Stop::Config(
+        return Err(Error::Config(
             ConfigError::new(&project.file, format!("{what}; nothing was changed"))
                 .with_help("confirm with --yes (there is no terminal to ask on)"),
         ));
@@ -534,16 +580,11 @@ fn confirm(project: &Project, opts: Options, what: &str, typed: Option<&str>) ->
         Some(word) => answer == word,
         None => matches!(answer, "y" | "Y" | "yes"),
     };
-    if ok {
-        Ok(())
-    } else {
-        eprintln!("not confirmed: nothing was changed");
-        Err(Stop::Exit(exit::CONFIG))
-    }
+    if ok { Ok(()) } else { Err(Error::NotConfirmed) }
 }
 
 /// The public key to import, checked to be one (never a private key).
-fn read_public_key(project: &Project, path: &std::path::Path) -> Result<String, Stop> {
+fn read_public_key(project: &Project, path: &std::path::Path) -> Result<String, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(
             &project.file,
@@ -562,7 +603,7 @@ fn read_public_key(project: &Project, path: &std::path::Path) -> Result<String, 
     if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-"))
         || line.split_whitespace().count() < 2
     {
-        return Err(Stop::Config(
+        return Err(Error::Config(
             ConfigError::new(
                 &project.file,
                 format!("ec2: {} is not an OpenSSH public key", path.display()),
@@ -576,7 +617,7 @@ fn read_public_key(project: &Project, path: &std::path::Path) -> Result<String, 
 }
 
 /// User data, base64 as RunInstances wants it.
-fn read_user_data(project: &Project, u: &UserData) -> Result<String, Stop> {
+fn read_user_data(project: &Project, u: &UserData) -> Result<String, Error> {
     let bytes = match u {
         UserData::Inline(s) => s.clone().into_bytes(),
         UserData::File(p) => std::fs::read(p).map_err(|e| {
@@ -587,7 +628,7 @@ fn read_user_data(project: &Project, u: &UserData) -> Result<String, Stop> {
         })?,
     };
     if bytes.len() > USER_DATA_MAX {
-        return Err(Stop::Config(ConfigError::new(
+        return Err(Error::Config(ConfigError::new(
             &project.file,
             format!(
                 "ec2: user data is {} bytes; EC2 takes at most {USER_DATA_MAX}",
@@ -604,12 +645,11 @@ pub(super) async fn running_hosts(
     d: &Ec2Env,
     limit: Option<&str>,
     resolve: Resolve<'_>,
-) -> Result<Vec<Host>, Stop> {
-    let ec2 = connect(d).await?;
+) -> Result<Vec<Host>, Error> {
+    let ec2 = Ec2::connect(d).await?;
     let running: Vec<Ec2Host> = ec2
         .instances(&d.app, &d.env)
-        .await
-        .map_err(fail)?
+        .await?
         .into_iter()
         .filter(|i| i.state == InstanceState::Running)
         .map(|instance| Ec2Host {
@@ -619,215 +659,4 @@ pub(super) async fn running_hosts(
         .collect();
     let hosts = hosts_of(project, env, d, &running, resolve)?;
     Ok(super::hosts::select(hosts, limit, &project.file)?)
-}
-
-pub(super) async fn print_hosts(
-    project: &Project,
-    env: &Env,
-    d: &Ec2Env,
-    opts: Options,
-    resolve: Resolve<'_>,
-) -> Result<i32, Stop> {
-    let ec2 = connect(d).await?;
-    let mut instances = ec2.instances(&d.app, &d.env).await.map_err(fail)?;
-    instances.sort_by(|a, b| (&a.role, &a.name, &a.id).cmp(&(&b.role, &b.name, &b.id)));
-    let reachable: Vec<Ec2Host> = instances
-        .iter()
-        .filter(|i| i.address(d.address).is_some() && i.state.is_live())
-        .map(|i| Ec2Host {
-            instance: i.clone(),
-            created: false,
-        })
-        .collect();
-    let pairs = super::hosts::hosts(env, d, &reachable, &project.file, resolve)?;
-    let connect_of = |id: &str| {
-        pairs
-            .iter()
-            .find(|(_, e)| e.as_ref().is_some_and(|e| e.instance.id == id))
-            .map(|(h, _)| h)
-    };
-    let statics: Vec<&Host> = pairs
-        .iter()
-        .filter(|(_, e)| e.is_none())
-        .map(|(h, _)| h)
-        .collect();
-    let address_of = |i: &Instance| i.address(d.address).unwrap_or("-").to_string();
-    if opts.json {
-        for h in &statics {
-            let c = &h.connect;
-            println!(
-                "{}",
-                serde_json::json!({ "host": h.name, "roles": h.roles, "address": c.address, "port": c.port, "user": c.user })
-            );
-        }
-        for i in &instances {
-            let c = connect_of(&i.id).map(|h| &h.connect);
-            println!(
-                "{}",
-                serde_json::json!({
-                    "host": connect_of(&i.id).map_or(i.id.clone(), |h| h.name.clone()),
-                    "roles": [i.role.clone().unwrap_or_default()],
-                    "id": i.id, "state": i.state.as_str(), "instance_address": i.address(d.address),
-                    "instance_type": i.instance_type,
-                    "address": c.map(|c| c.address.clone()), "port": c.map(|c| c.port), "user": c.map(|c| c.user.clone()),
-                })
-            );
-        }
-        return Ok(exit::OK);
-    }
-    let name_of = |i: &Instance| i.name.clone().unwrap_or_else(|| i.id.clone());
-    let width = instances
-        .iter()
-        .map(|i| name_of(i).len())
-        .chain(statics.iter().map(|h| h.name.len()))
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    println!(
-        "{:width$}  {:<10} {:<20} {:<13} {:<16} CONNECT",
-        "HOST", "ROLE", "ID", "STATE", "ADDRESS"
-    );
-    for h in &statics {
-        let c = &h.connect;
-        println!(
-            "{:width$}  {:<10} {:<20} {:<13} {:<16} {}@{}:{}",
-            h.name,
-            h.roles.join(","),
-            "-",
-            "static",
-            h.name,
-            c.user,
-            c.address,
-            c.port
-        );
-    }
-    for i in &instances {
-        let connect = connect_of(&i.id)
-            .map(|h| {
-                format!(
-                    "{}@{}:{}",
-                    h.connect.user, h.connect.address, h.connect.port
-                )
-            })
-            .unwrap_or_else(|| "-".into());
-        println!(
-            "{:width$}  {:<10} {:<20} {:<13} {:<16} {connect}",
-            name_of(i),
-            i.role.as_deref().unwrap_or("-"),
-            i.id,
-            i.state.as_str(),
-            address_of(i),
-        );
-    }
-    if instances.is_empty() {
-        println!(
-            "(no EC2 instance of {}/{} in {}: `provision up {}` creates them)",
-            d.app,
-            d.env,
-            ec2.region(),
-            d.env
-        );
-    }
-    Ok(exit::OK)
-}
-
-pub(super) async fn down(
-    project: &Project,
-    env: &Env,
-    d: &Ec2Env,
-    opts: Options,
-    resolve: Resolve<'_>,
-) -> Result<i32, Stop> {
-    let ec2 = connect(d).await?;
-    let instances: Vec<Instance> = ec2.instances(&d.app, &d.env).await.map_err(fail)?;
-    let groups = ec2.our_groups(&d.app, &d.env).await.map_err(fail)?;
-    let keys = ec2.our_key_pairs(&d.app, &d.env).await.map_err(fail)?;
-    if instances.is_empty() && groups.is_empty() && keys.is_empty() {
-        say(
-            opts,
-            &format!(
-                "ec2 {} ({}/{}): nothing to remove",
-                ec2.region(),
-                d.app,
-                d.env
-            ),
-        );
-        return Ok(exit::OK);
-    }
-    say(
-        opts,
-        &format!(
-            "ec2 {} ({}/{}): {} instance(s), {} security group(s), {} key pair(s) to remove",
-            ec2.region(),
-            d.app,
-            d.env,
-            instances.len(),
-            groups.len(),
-            keys.len()
-        ),
-    );
-    for i in &instances {
-        say(
-            opts,
-            &format!("  - terminate {} [{}]", i.label(), i.state.as_str()),
-        );
-    }
-    for (id, name) in &groups {
-        say(opts, &format!("  - security group {name} ({id})"));
-    }
-    for k in &keys {
-        say(opts, &format!("  - key pair {k}"));
-    }
-    confirm(
-        project,
-        opts,
-        &format!("`down` removes these from {}/{} for good", d.app, d.env),
-        Some(&d.env),
-    )?;
-    if !instances.is_empty() {
-        let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
-        progress(&format!("ec2: terminating {}", labels(&instances)));
-        ec2.terminate(&ids).await.map_err(fail)?;
-        forget_pins(project, env, d, &instances, &[], resolve)?;
-        wait_state(
-            &ec2,
-            &ids,
-            InstanceState::Terminated,
-            Instant::now() + TERMINATE_TIMEOUT,
-        )
-        .await?;
-    }
-    // A group stays "in use" for a while after its instances are gone (their network
-    // interfaces are released late).
-    for (id, name) in &groups {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            if ec2.delete_group(id).await.map_err(fail)? {
-                progress(&format!("ec2: deleted security group {name} ({id})"));
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(fail(CloudError {
-                    op: "DeleteSecurityGroup".into(),
-                    code: Some("DependencyViolation".into()),
-                    message: format!("{name} ({id}) is still in use after 300s"),
-                }));
-            }
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    }
-    for k in &keys {
-        ec2.delete_key_pair(k).await.map_err(fail)?;
-        progress(&format!("ec2: deleted key pair {k}"));
-    }
-    say(
-        opts,
-        &format!(
-            "ec2: removed {} instance(s), {} security group(s), {} key pair(s)",
-            instances.len(),
-            groups.len(),
-            keys.len()
-        ),
-    );
-    Ok(exit::OK)
 }

@@ -4,15 +4,27 @@
 //! host with `--output json`), through the env's [`Output`] channel, which masks the secret
 //! values.
 
+pub mod completions;
+pub mod context;
+mod converge;
+pub mod down;
 pub mod exec;
+pub mod hosts;
 pub mod init;
+mod load;
 pub mod logs;
+pub mod man;
+pub mod ops;
+pub mod plan;
+pub mod releases;
+pub mod rollback;
 pub mod ssh;
 pub mod status;
 pub mod unlock;
+pub mod up;
 
-use crate::cloud::Stop;
 use crate::config::{Env, Project};
+use crate::error::Error;
 use crate::inventory::{Access, Host};
 use crate::report::{Output, OutputFormat, ReportOptions};
 use crate::secrets::{Redactor, Secrets};
@@ -38,7 +50,7 @@ impl Target {
         env_name: &str,
         limit: Option<&str>,
         access: &Access,
-    ) -> Result<Target, Stop> {
+    ) -> Result<Target, Error> {
         let project = Project::load(&Project::locate(config)?)?;
         let env = project.env(env_name)?.clone();
         let redactor = Redactor::default();

@@ -219,44 +219,8 @@ impl Ec2Def {
     ) -> Result<Ec2Env, ConfigError> {
         let env = at.env;
         let default_name = format!("provision-{app}-{env}");
-        let key = match (self.key_pair, self.public_key) {
-            (Some(name), None) => KeySource::Existing { name },
-            (name, Some(p)) => KeySource::Import {
-                name: name.unwrap_or_else(|| default_name.clone()),
-                public_key: expand(&p, root),
-            },
-            (None, None) => {
-                let identity = ssh
-                    .identity_file
-                    .as_ref()
-                    .and_then(|f| f.to_vec().into_iter().next());
-                match identity {
-                    Some(private) => KeySource::Import {
-                        name: default_name.clone(),
-                        public_key: expand(&format!("{private}.pub"), root),
-                    },
-                    None => {
-                        return Err(at
-                            .err(None, "no key pair for the instances".into())
-                            .with_help("set ec2.public_key = \"~/.ssh/id_ed25519.pub\" (imported as a key pair), ec2.key_pair = \"<existing key pair name>\", or ssh.identity_file (its .pub is imported)"));
-                    }
-                }
-            }
-        };
-        if key.name().trim().is_empty() {
-            return Err(at.err(None, "key_pair is empty".into()));
-        }
-        let security_group = self.security_group.unwrap_or(default_name);
-        if security_group.trim().is_empty() || security_group.starts_with("sg-") {
-            return Err(at
-                .err(
-                    None,
-                    format!("security_group `{security_group}` is not a group name"),
-                )
-                .with_help(
-                    "give the name of the group provision creates and manages (not an sg- ID)",
-                ));
-        }
+        let key = key_source(at, self.key_pair, self.public_key, &default_name, ssh, root)?;
+        let security_group = group_name(at, self.security_group.unwrap_or(default_name))?;
         let ingress = match self.ingress {
             Some(list) => rules(at, list)?,
             None => BTreeSet::from([Rule {
@@ -266,18 +230,8 @@ impl Ec2Def {
                 cidr: "0.0.0.0/0".into(),
             }]),
         };
-        if let Some(url) = &self.endpoint_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(at.err(None, format!("endpoint_url `{url}` is not an http(s) URL")));
-        }
-        if self
-            .ssh_user
-            .as_deref()
-            .is_some_and(|u| u.trim().is_empty() || u.contains(char::is_whitespace))
-        {
-            return Err(at.err(None, "ssh_user is not a user name".into()));
-        }
+        check_endpoint(at, self.endpoint_url.as_deref())?;
+        check_ssh_user(at, self.ssh_user.as_deref())?;
         let base = RoleDef {
             ami: self.ami,
             instance_type: self.instance_type,
@@ -287,29 +241,6 @@ impl Ec2Def {
             user_data_file: self.user_data_file,
             tags: Some(self.tags),
         };
-        let mut roles = BTreeMap::new();
-        if self.roles.is_empty() {
-            roles.insert(
-                DEFAULT_ROLE.to_string(),
-                role(at, None, &base, RoleDef::default(), root)?,
-            );
-        }
-        for (name, def) in self.roles {
-            let offset = def.span().start;
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err(at
-                    .err(Some(offset), format!("role name `{name}` is not valid"))
-                    .with_help(
-                        "use letters, digits, `-` or `_`: it is part of the instances' Name tag",
-                    ));
-            }
-            let spec = role(at, Some((&name, offset)), &base, def.into_inner(), root)?;
-            roles.insert(name, spec);
-        }
         Ok(Ec2Env {
             app: app.to_string(),
             env: env.to_string(),
@@ -319,12 +250,106 @@ impl Ec2Def {
             security_group,
             ingress,
             subnet: self.subnet,
-            roles,
+            roles: roles(at, &base, self.roles, root)?,
             ssh_user: self.ssh_user,
             address: self.address.unwrap_or_default(),
             ssh_timeout: self.ssh_timeout.map_or(DEFAULT_SSH_TIMEOUT, |d| d.0),
         })
     }
+}
+
+/// The key pair to use as it is (`key_pair` alone) or to import (`public_key`, else the
+/// identity file's `.pub`), under `key_pair` or the default name.
+fn key_source(
+    at: &At,
+    key_pair: Option<String>,
+    public_key: Option<String>,
+    default_name: &str,
+    ssh: &SshDef,
+    root: &Path,
+) -> Result<KeySource, ConfigError> {
+    let key = match (key_pair, public_key) {
+        (Some(name), None) => KeySource::Existing { name },
+        (name, Some(p)) => KeySource::Import {
+            name: name.unwrap_or_else(|| default_name.to_string()),
+            public_key: expand(&p, root),
+        },
+        (None, None) => {
+            let identity = ssh
+                .identity_file
+                .as_ref()
+                .and_then(|f| f.to_vec().into_iter().next());
+            let Some(private) = identity else {
+                return Err(at
+                    .err(None, "no key pair for the instances".into())
+                    .with_help("set ec2.public_key = \"~/.ssh/id_ed25519.pub\" (imported as a key pair), ec2.key_pair = \"<existing key pair name>\", or ssh.identity_file (its .pub is imported)"));
+            };
+            KeySource::Import {
+                name: default_name.to_string(),
+                public_key: expand(&format!("{private}.pub"), root),
+            }
+        }
+    };
+    if key.name().trim().is_empty() {
+        return Err(at.err(None, "key_pair is empty".into()));
+    }
+    Ok(key)
+}
+
+/// The security group is found and managed by name (never an `sg-` ID).
+fn group_name(at: &At, name: String) -> Result<String, ConfigError> {
+    if name.trim().is_empty() || name.starts_with("sg-") {
+        return Err(at
+            .err(None, format!("security_group `{name}` is not a group name"))
+            .with_help(
+                "give the name of the group provision creates and manages (not an sg- ID)",
+            ));
+    }
+    Ok(name)
+}
+
+fn check_endpoint(at: &At, url: Option<&str>) -> Result<(), ConfigError> {
+    match url {
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            Err(at.err(None, format!("endpoint_url `{url}` is not an http(s) URL")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_ssh_user(at: &At, user: Option<&str>) -> Result<(), ConfigError> {
+    if user.is_some_and(|u| u.trim().is_empty() || u.contains(char::is_whitespace)) {
+        return Err(at.err(None, "ssh_user is not a user name".into()));
+    }
+    Ok(())
+}
+
+/// Each role over the env-wide values; without roles, one default role of the env's values.
+fn roles(
+    at: &At,
+    base: &RoleDef,
+    defs: BTreeMap<String, Spanned<RoleDef>>,
+    root: &Path,
+) -> Result<BTreeMap<String, RoleSpec>, ConfigError> {
+    let mut roles = BTreeMap::new();
+    if defs.is_empty() {
+        let spec = role(at, None, base, RoleDef::default(), root)?;
+        roles.insert(DEFAULT_ROLE.to_string(), spec);
+    }
+    for (name, def) in defs {
+        let offset = def.span().start;
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if name.is_empty() || !name.chars().all(valid) {
+            return Err(at
+                .err(Some(offset), format!("role name `{name}` is not valid"))
+                .with_help(
+                    "use letters, digits, `-` or `_`: it is part of the instances' Name tag",
+                ));
+        }
+        let spec = role(at, Some((&name, offset)), base, def.into_inner(), root)?;
+        roles.insert(name, spec);
+    }
+    Ok(roles)
 }
 
 /// One role: its own values over the env-wide ones.

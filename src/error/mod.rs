@@ -1,7 +1,12 @@
-//! The bottom layer: the user-input error every layer can return ([`ConfigError`], pointing at
-//! file:line:col) and the process exit codes.
+//! The bottom layer: the program's one error type ([`Error`], with its exit code), the
+//! user-input error every layer can return ([`ConfigError`], pointing at file:line:col), the
+//! cloud API error ([`CloudError`]) and the process exit codes.
 
+mod cloud;
 mod config;
 pub mod exit;
+mod program;
 
+pub use cloud::CloudError;
 pub use config::{ConfigError, line_col, read};
+pub use program::Error;

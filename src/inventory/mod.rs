@@ -115,6 +115,15 @@ fn matches_limit(h: &Host, w: &str) -> bool {
     h.name == w || h.connect.address == w || h.roles.iter().any(|r| r == w)
 }
 
+/// Whether `limit` (comma-separated host names, addresses or roles) selects `h`; unlike
+/// [`resolve`], a word that matches no host is no error here.
+pub fn in_limit(h: &Host, limit: &str) -> bool {
+    limit
+        .split(',')
+        .map(str::trim)
+        .any(|w| !w.is_empty() && matches_limit(h, w))
+}
+
 /// The env's `ssh` settings with defaults applied.
 struct Settings<'a> {
     def: &'a SshDef,

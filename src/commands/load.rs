@@ -1,0 +1,54 @@
+//! Loading what a command works on, in the order errors should surface: the project file,
+//! the env, then (for a run) the playbook, the secrets and the planner.
+
+use super::context::Context;
+use crate::config::{ConfigError, Env, Playbook, Project};
+use crate::inventory::Host;
+use crate::plan::{PlanOptions, Planner};
+use crate::secrets::{Redactor, Secrets};
+
+/// The project `-C` names (or the one found upward from here).
+pub fn project(cx: &Context) -> Result<Project, ConfigError> {
+    Project::load(&Project::locate(cx.config.as_deref())?)
+}
+
+/// The inventory's resolution of an env (without `--limit`), as the EC2 entry points take it.
+pub fn resolver<'a>(
+    project: &'a Project,
+    cx: &'a Context,
+) -> impl Fn(&Env) -> Result<Vec<Host>, ConfigError> + 'a {
+    move |e: &Env| crate::inventory::resolve_with(project, e, None, &cx.access)
+}
+
+/// A run's planner: the env's playbook (checked against its roles) and secrets, with the
+/// command line's tags and vars. Every reference is checked when hosts are planned.
+pub fn planner(
+    cx: &Context,
+    project: &Project,
+    env: &Env,
+    allow_recreate: bool,
+) -> Result<(Planner, Redactor), ConfigError> {
+    let pb_path = project.playbook_path(env, cx.playbook.as_deref());
+    let display = pb_path
+        .strip_prefix(&project.root)
+        .unwrap_or(&pb_path)
+        .display()
+        .to_string();
+    let playbook = Playbook::load(&pb_path, &display)?;
+    playbook.check_roles(&env.roles, &env.name)?;
+    let redactor = Redactor::default();
+    let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
+    let tags: Vec<String> = cx
+        .tags
+        .iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let opts = PlanOptions {
+        tags,
+        vars: cx.vars.clone(),
+        allow_recreate,
+    };
+    let planner = Planner::new(project, &env.name, playbook, secrets, opts)?;
+    Ok((planner, redactor))
+}

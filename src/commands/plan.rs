@@ -1,0 +1,16 @@
+//! `provision plan <env>`: check mode; probe the hosts and show what `up` would change.
+
+use super::context::Context;
+use super::converge::{self, Converge};
+use crate::error::Error;
+use crate::report::Mode;
+
+/// `detailed`: exit 2 when changes are pending (`--detailed-exitcode`).
+pub async fn run(cx: &Context, env: &str, detailed: bool) -> Result<i32, Error> {
+    let how = Converge {
+        mode: Mode::Check,
+        detailed,
+        allow_recreate: false,
+    };
+    converge::run(cx, env, how).await
+}
