@@ -9,10 +9,10 @@ use russh::client::{self, Handle};
 use russh::keys::{Algorithm, PublicKey};
 use tokio::net::TcpStream;
 
-use super::{HostKey, SshSession};
 use super::auth;
 use super::handler::{ClientHandler, accepted_key, take_verdict};
 use super::known_hosts::HostKeyCheck;
+use super::{HostKey, SshSession};
 use crate::transport::{ConnectError, ConnectSpec};
 
 /// Backoff between attempts: 200 ms, 400 ms, ... capped here.
