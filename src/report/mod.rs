@@ -79,6 +79,15 @@ impl Sink {
         }
     }
 
+    /// Events to `reporter` (the runner's unit tests record them with one).
+    pub fn with_reporter(reporter: Arc<dyn Reporter>, redactor: Redactor, verbosity: u8) -> Sink {
+        Sink {
+            redactor,
+            reporter,
+            verbosity,
+        }
+    }
+
     pub fn verbosity(&self) -> u8 {
         self.verbosity
     }
