@@ -356,3 +356,32 @@ async fn ctrl_c_lets_the_step_in_progress_finish_then_stops_and_releases_the_loc
             .contains("\"result\":\"interrupted\"")
     );
 }
+
+#[tokio::test]
+async fn plan_mode_probes_once_and_changes_nothing() {
+    let local = Arc::new(LocalHosts::new());
+    let check = super::RunOptions {
+        mode: crate::report::Mode::Check,
+        forks: 5,
+    };
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], TWO_GUARDED, check).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(
+        trace(&rec.events(), "a"),
+        vec![
+            "connected",
+            "start one",
+            "one changed: run",
+            "start two",
+            "two changed: run",
+            "finished (1 trips)",
+        ]
+    );
+    // No lock in plan mode: only the two step probes and the lock's status probe.
+    assert_eq!(probed_steps(&local.scripts("a")[0]).len(), 3);
+    assert!(!local.home("a").join("one").exists());
+    assert!(
+        !local.home("a").join(".local").exists(),
+        "plan mode writes no state"
+    );
+}
