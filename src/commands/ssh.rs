@@ -13,8 +13,7 @@ use crate::inventory::Host;
 use crate::report::Output;
 use crate::secrets::Redactor;
 use crate::transport::ssh::SshSession;
-use crate::transport::{ConnectSpec, Transport};
-use russh::keys::PublicKey;
+use crate::transport::{ConnectSpec, HostKey, Transport};
 use std::fmt::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -126,7 +125,7 @@ pub fn config_text(specs: &[&ConnectSpec], dir: &Path, inline_key: Option<&Path>
 }
 
 /// known_hosts lines pinning each hop's verified key under its alias.
-pub fn known_hosts_text(keys: &[PublicKey]) -> String {
+pub fn known_hosts_text(keys: &[HostKey]) -> String {
     keys.iter()
         .enumerate()
         .filter_map(|(i, k)| {
@@ -300,7 +299,7 @@ mod tests {
         assert!(text.contains("  IdentityFile \"/keys/id one\"\n  IdentitiesOnly yes\n"));
         assert!(text.contains("  UserKnownHostsFile \"/tmp/x/known_hosts\"\n"));
         assert_eq!(text.matches("StrictHostKeyChecking yes").count(), 2);
-        let key = russh::keys::parse_public_key_base64(
+        let key = HostKey::from_base64(
             "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ",
         )
         .unwrap();

@@ -5,8 +5,8 @@
 //! migration marker is there, and `docker_run` swaps the container back.
 
 use super::lock::read_log_sh;
-use crate::transport::ssh::SshSession;
-use crate::transport::{ConnectSpec, Transport};
+use crate::transport::ssh::SshConnector;
+use crate::transport::{ConnectSpec, Connector, Transport};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -63,7 +63,8 @@ pub async fn read(
     app: &str,
     env: &str,
 ) -> Result<Vec<Record>, String> {
-    let session = SshSession::connect(connect)
+    let session = SshConnector
+        .connect(connect)
         .await
         .map_err(|e| format!("{name}: {e}"))?;
     let out = session

@@ -42,6 +42,21 @@ impl Output {
         Output::new(format, opts, redactor)
     }
 
+    /// Events and notes to `reporter` (the runner's unit tests record them with one).
+    pub fn with_reporter(
+        reporter: std::sync::Arc<dyn Reporter>,
+        redactor: Redactor,
+        verbosity: u8,
+    ) -> Output {
+        let opts = ReportOptions {
+            verbosity,
+            ..ReportOptions::default()
+        };
+        let out = Output::new(OutputFormat::Plain, opts, redactor);
+        let _ = out.inner.reporter.set(Box::new(Shared(reporter)));
+        out
+    }
+
     /// Plain text lines with default options (a command that has no `--output`).
     pub fn text(redactor: Redactor) -> Output {
         Output::new(OutputFormat::Plain, ReportOptions::default(), redactor)
@@ -151,6 +166,18 @@ fn reporter(format: OutputFormat, opts: ReportOptions) -> Box<dyn Reporter> {
 /// The answers that mean yes: `y` and `yes`, in any case, around any whitespace.
 fn is_yes(answer: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// A reporter someone else holds too (a test's recorder).
+struct Shared(Arc<dyn Reporter>);
+
+impl Reporter for Shared {
+    fn event(&self, ev: &Event) {
+        self.0.event(ev)
+    }
+    fn note(&self, msg: &str) {
+        self.0.note(msg)
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,14 @@
 //! Everything the steps do on a host is a POSIX `sh` script plus optional bytes on stdin, run
 //! through [`Transport::exec`]. Uploads are `cat > tmp && mv tmp dest` scripts built by
 //! `steps::upload`, so the trait needs no upload method and secrets travel on stdin only.
-//! The single real implementation is [`ssh::SshSession`] (russh).
+//! Every connection is opened through a [`Connector`], so the code that drives hosts is
+//! generic over how they are reached; the one real implementation is [`ssh::SshConnector`]
+//! (its sessions are [`ssh::SshSession`]s), and the runner's unit tests plug in a fake.
 
 pub mod script;
 pub mod ssh;
+
+pub use ssh::HostKey;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -55,6 +59,19 @@ pub trait Transport: Send + Sync {
     ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
 
     fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Opens connections: the one way to a host. Generic (not boxed) so a caller keeps its
+/// session's concrete type, e.g. [`ssh::SshSession::exec_streaming`] for `provision logs`.
+pub trait Connector: Send + Sync {
+    type Session: Transport;
+
+    /// Reach and authenticate `spec`, with its retries; every failure is a [`ConnectError`]
+    /// (the host is unreachable).
+    fn connect(
+        &self,
+        spec: &ConnectSpec,
+    ) -> impl Future<Output = Result<Self::Session, ConnectError>> + Send;
 }
 
 /// How strictly host keys are checked.
@@ -141,7 +158,7 @@ pub enum PinnedKey {
     /// `SHA256:...` as `ssh-keygen -l` prints it.
     Fingerprint(String),
     /// A full public key.
-    Key(russh::keys::PublicKey),
+    Key(HostKey),
 }
 
 /// One pinned host key.

@@ -9,10 +9,10 @@ use russh::client::{self, Handle};
 use russh::keys::{Algorithm, PublicKey};
 use tokio::net::TcpStream;
 
-use super::SshSession;
 use super::auth;
 use super::handler::{ClientHandler, accepted_key, take_verdict};
 use super::known_hosts::HostKeyCheck;
+use super::{HostKey, SshSession};
 use crate::transport::{ConnectError, ConnectSpec};
 
 /// Backoff between attempts: 200 ms, 400 ms, ... capped here.
@@ -37,7 +37,7 @@ pub(super) async fn connect(spec: &ConnectSpec) -> Result<SshSession, ConnectErr
     let (mut handle, key) = with_retries(spec, jumps.first()).await?;
     auth::authenticate(&mut handle, spec).await?;
     let mut session = SshSession::new(handle, jumps, spec);
-    session.host_keys = key.into_iter().chain(jump_keys).collect();
+    session.host_keys = key.into_iter().map(HostKey).chain(jump_keys).collect();
     Ok(session)
 }
 

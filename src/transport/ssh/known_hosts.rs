@@ -15,6 +15,7 @@ use russh::keys::ssh_encoding::base64::{Base64, Encoding};
 use russh::keys::{Algorithm, HashAlg, PublicKey};
 use sha1::Sha1;
 
+use super::HostKey;
 use crate::transport::{ConnectError, ConnectSpec, HostKeyPin, KnownHostsPolicy, PinnedKey};
 
 /// Everything needed to judge the key a server offers, taken from a [`ConnectSpec`].
@@ -83,7 +84,7 @@ impl HostKeyCheck {
         let mut algos: Vec<Algorithm> = Vec::new();
         if !self.pins.is_empty() {
             for pin in &self.pins {
-                if let PinnedKey::Key(key) = &pin.key
+                if let PinnedKey::Key(HostKey(key)) = &pin.key
                     && !algos.contains(&key.algorithm())
                 {
                     algos.push(key.algorithm());
@@ -122,14 +123,14 @@ impl HostKeyCheck {
         let fp = fingerprint(offered);
         let matches = |pin: &HostKeyPin| match &pin.key {
             PinnedKey::Fingerprint(f) => *f == fp,
-            PinnedKey::Key(k) => same_key(k, offered),
+            PinnedKey::Key(HostKey(k)) => same_key(k, offered),
         };
         if self.pins.iter().any(matches) {
             return Ok(());
         }
         let shown = |pin: &HostKeyPin| match &pin.key {
             PinnedKey::Fingerprint(f) => f.clone(),
-            PinnedKey::Key(k) => format!("{} {}", k.algorithm(), fingerprint(k)),
+            PinnedKey::Key(HostKey(k)) => format!("{} {}", k.algorithm(), fingerprint(k)),
         };
         let mut origins: Vec<&str> = self.pins.iter().map(|p| p.source.as_str()).collect();
         origins.dedup();
@@ -241,7 +242,7 @@ pub fn parse_pin(line: &str, source: &str) -> Result<Option<HostKeyPin>, String>
         [kt, b64, ..] if is_type(kt) => {
             let key = russh::keys::parse_public_key_base64(b64)
                 .map_err(|e| format!("the {kt} key is not valid base64 key data ({e})"))?;
-            PinnedKey::Key(key)
+            PinnedKey::Key(HostKey(key))
         }
         _ => {
             return Err("expected `SHA256:<fingerprint>`, `<key type> <base64 key>` or a known_hosts line `<hosts> <key type> <base64 key>`".into());

@@ -1,0 +1,148 @@
+//! A change: the apply script, the re-probe of the steps after it (an apply can change what
+//! they see) and, with the first change of the run, taking the deploy lock, all in one
+//! round trip.
+
+use super::DEFAULT_STEP_TIMEOUT;
+use super::host::{HostRun, Stop};
+use crate::plan::batch::{self, Parsed};
+use crate::remote::lock::{self, Lock};
+use crate::report::{Event, Status};
+use crate::steps::{Outcome, StepKind, tail};
+use crate::transport::{ExecOutput, Transport};
+use std::time::Instant;
+
+impl<T: Transport> HostRun<'_, T> {
+    pub(super) async fn apply(
+        &mut self,
+        i: usize,
+        kind: &dyn StepKind,
+        summary: String,
+        diff: Option<String>,
+        started: Instant,
+    ) -> Result<(), Stop> {
+        let probe_before = self.probes.remove(&i);
+        let action = kind.apply();
+        let rest = self.probe_items(i + 1);
+        let mut script = batch::apply_script(&self.nonce, &action.script, &rest);
+        let take_lock = self.lock.as_ref().filter(|_| !self.locked).cloned();
+        if let Some(lock) = &take_lock {
+            script = format!("{}{script}", lock.acquire_sh(&self.nonce));
+        }
+        let timeout = self.plan.steps[i]
+            .step
+            .timeout
+            .unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let out = match self.exec(&script, action.stdin.as_deref(), timeout).await {
+            Ok(o) => o,
+            Err(Stop::TimedOut(e)) => {
+                return Err(self.fail(i, format!("{summary}: {e}"), None, started));
+            }
+            Err(e) => return Err(e),
+        };
+        self.probes.clear();
+        if let Some(lock) = &take_lock {
+            self.lock_taken(i, lock, &out, started)?;
+        }
+        let mut parsed = batch::parse(&self.nonce, &out.stdout);
+        if let Some(held) = lock::take_taken_over(&self.nonce, &mut parsed.apply_out) {
+            self.sink.emit(Event::HostWarning {
+                host: self.host.name.clone(),
+                message: held.taken_over(),
+            });
+        }
+        let applied = applied_output(&parsed, &out);
+        let output = combined_output(&applied);
+        if applied.exit != Some(0) {
+            let msg = failure_message(&summary, &applied, &output);
+            return Err(self.fail(i, msg, Some(output), started));
+        }
+        self.probes.extend(parsed.probes);
+        let v = kind.register(&Outcome {
+            changed: true,
+            check_mode: false,
+            probe: probe_before.as_ref(),
+            applied: Some(&applied),
+        });
+        self.register(i, v);
+        let summary = with_truncation_note(summary, &out);
+        let output = Some(output).filter(|o| !o.is_empty());
+        self.finish(i, Status::Changed, summary, diff, output, started);
+        Ok(())
+    }
+
+    /// The lock rode in front of the apply: taken, taken over or refused. Either way it is
+    /// reported here, not at the end of the run.
+    fn lock_taken(
+        &mut self,
+        i: usize,
+        lock: &Lock,
+        out: &ExecOutput,
+        started: Instant,
+    ) -> Result<(), Stop> {
+        self.lock_seen = None;
+        if let Some(held) = lock::parse_held(&self.nonce, &out.stdout_lossy()) {
+            return Err(self.fail(i, held.message(lock.ttl), None, started));
+        }
+        self.locked = true;
+        Ok(())
+    }
+}
+
+/// What the apply part of the round trip printed and how it exited (its marker's status;
+/// the script's when the marker is missing).
+fn applied_output(parsed: &Parsed, out: &ExecOutput) -> ExecOutput {
+    let rc = parsed.apply_rc.or(out.exit.map(|e| e as i32));
+    ExecOutput {
+        stdout: parsed.apply_out.clone().into_bytes(),
+        stderr: out.stderr.clone(),
+        exit: rc.map(|r| r as u32),
+        signal: out.signal.clone(),
+    }
+}
+
+/// `<summary>: <why>: <last line>`: the last line the change printed usually says why
+/// (e.g. a failed health check).
+fn failure_message(summary: &str, applied: &ExecOutput, output: &str) -> String {
+    let why = match (applied.exit, &applied.signal) {
+        (_, Some(sig)) => format!("killed by signal {sig}"),
+        (Some(code), _) => format!("exit code {}", code as i32),
+        (None, _) => "no exit status".into(),
+    };
+    let last = output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if last.is_empty() {
+        format!("{summary}: {why}")
+    } else {
+        format!("{summary}: {why}: {last}")
+    }
+}
+
+/// The transport keeps the first 64 MiB of each stream and notes the cut at the end of
+/// stderr: say so where a plain report shows it too.
+fn with_truncation_note(summary: String, out: &ExecOutput) -> String {
+    let cut = out.stderr[out.stderr.len().saturating_sub(256)..]
+        .windows(10)
+        .any(|w| w == b"truncated ");
+    if cut {
+        format!("{summary} (output truncated: only the first 64 MiB per stream kept)")
+    } else {
+        summary
+    }
+}
+
+/// stdout and stderr of a change, trimmed to the last lines.
+fn combined_output(out: &ExecOutput) -> String {
+    let mut s = out.stdout_lossy();
+    let err = out.stderr_lossy();
+    if !err.trim().is_empty() {
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s.push_str(&err);
+    }
+    tail(&s, 40)
+}

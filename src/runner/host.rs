@@ -1,0 +1,295 @@
+//! One host: connect, run its steps in order, release the deploy lock, report how it ended.
+//! Every round trip goes through [`HostRun::exec`], which counts it.
+
+use super::outcome::HostOutcome;
+use super::{Interrupt, RunOptions};
+use crate::inventory::Host;
+use crate::plan::{HostPlan, Planner, batch};
+use crate::remote::lock::{self, Lock};
+use crate::report::{Event, Mode, Sink, Status};
+use crate::steps::{StepKind, tail};
+use crate::transport::{Connector, ExecError, ExecOutput, Transport};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Connect, run, close; an unreachable host is reported here and its steps never start.
+pub(super) async fn connect_and_run<C: Connector>(
+    connector: &C,
+    planner: &Planner,
+    plan: &HostPlan,
+    opts: RunOptions,
+    sink: &Sink,
+    interrupt: &Interrupt,
+) -> HostOutcome {
+    let started = Instant::now();
+    let host = &plan.host;
+    if interrupt.is_set() {
+        let mut o = HostOutcome::new(&host.name);
+        o.interrupted = true;
+        return o;
+    }
+    let mut outcome = match connector.connect(&host.connect).await {
+        Ok(session) => {
+            sink.emit(Event::HostConnected {
+                host: host.name.clone(),
+                ms: started.elapsed().as_millis() as u64,
+            });
+            let o = HostRun::new(planner, plan, opts, sink, &session, interrupt)
+                .run()
+                .await;
+            session.close().await;
+            o
+        }
+        Err(e) => {
+            sink.emit(Event::HostUnreachable {
+                host: host.name.clone(),
+                error: e.to_string(),
+            });
+            let mut o = HostOutcome::new(&host.name);
+            o.unreachable = true;
+            o
+        }
+    };
+    if outcome.unreachable && outcome.stopped_at.is_none() {
+        outcome.stopped_at = Some("connect".into());
+    }
+    sink.emit(Event::HostFinished {
+        host: host.name.clone(),
+        counts: outcome.counts.clone(),
+        unreachable: outcome.unreachable,
+        stopped_at: outcome.stopped_at.clone(),
+        round_trips: outcome.round_trips,
+        ms: started.elapsed().as_millis() as u64,
+    });
+    outcome
+}
+
+/// The state of one host's run. The step itself is in `step.rs`, its round trips in
+/// `probe.rs` and `apply.rs`.
+pub(super) struct HostRun<'a, T: Transport> {
+    pub(super) planner: &'a Planner,
+    pub(super) plan: &'a HostPlan,
+    pub(super) host: &'a Host,
+    opts: RunOptions,
+    pub(super) sink: &'a Sink,
+    t: &'a T,
+    pub(super) nonce: String,
+    /// Each step's kind once rendered (at plan time, or on its turn when it is deferred).
+    pub(super) prepared: Vec<Option<Arc<dyn StepKind>>>,
+    /// Probe results still valid (cleared after every change).
+    pub(super) probes: BTreeMap<usize, crate::steps::Probe>,
+    pub(super) registers: BTreeMap<String, serde_json::Value>,
+    pub(super) outcome: HostOutcome,
+    /// The deploy lock (apply mode only) and whether this run holds it.
+    pub(super) lock: Option<Lock>,
+    pub(super) locked: bool,
+    /// Whether the first probe batch has looked for a lock, and what it found.
+    pub(super) lock_probed: bool,
+    pub(super) lock_seen: Option<lock::Held>,
+    interrupt: &'a Interrupt,
+    /// Plan mode: host files earlier steps would rewrite.
+    pub(super) predicted: BTreeSet<String>,
+}
+
+/// Why a step stopped the host.
+pub(super) enum Stop {
+    Failed,
+    Lost(String),
+    /// A script ran past its timeout; the step fails, the connection is still usable.
+    TimedOut(String),
+}
+
+impl<'a, T: Transport> HostRun<'a, T> {
+    fn new(
+        planner: &'a Planner,
+        plan: &'a HostPlan,
+        opts: RunOptions,
+        sink: &'a Sink,
+        t: &'a T,
+        interrupt: &'a Interrupt,
+    ) -> Self {
+        HostRun {
+            planner,
+            plan,
+            host: &plan.host,
+            opts,
+            sink,
+            t,
+            nonce: batch::nonce(),
+            prepared: plan.steps.iter().map(|s| s.prepared.clone()).collect(),
+            probes: BTreeMap::new(),
+            registers: BTreeMap::new(),
+            outcome: HostOutcome::new(&plan.host.name),
+            lock: (opts.mode == Mode::Apply)
+                .then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_ttl)),
+            locked: false,
+            lock_probed: false,
+            lock_seen: None,
+            interrupt,
+            predicted: Default::default(),
+        }
+    }
+
+    async fn run(mut self) -> HostOutcome {
+        for i in 0..self.plan.steps.len() {
+            let name = self.plan.steps[i].step.name.clone();
+            // Checked between steps only: a step in progress finishes, so no change is cut in half.
+            if self.interrupt.is_set() {
+                self.outcome.interrupted = true;
+                self.outcome.stopped_at = Some(name);
+                break;
+            }
+            if let Err(stop) = self.step(i).await {
+                self.stopped(name, stop);
+                break;
+            }
+        }
+        if self.locked && !self.outcome.unreachable {
+            self.release_lock().await;
+        }
+        self.warn_of_left_lock();
+        self.outcome
+    }
+
+    /// Record where the host stopped; a lost connection makes it unreachable.
+    fn stopped(&mut self, step: String, stop: Stop) {
+        if let Stop::Lost(e) = stop {
+            self.sink.emit(Event::HostUnreachable {
+                host: self.host.name.clone(),
+                error: format!("lost during step `{step}`: {e}"),
+            });
+            self.outcome.unreachable = true;
+        }
+        self.outcome.stopped_at = Some(step);
+    }
+
+    /// A lock the first probe saw and this run never took (a killed deploy's, or a no-op run
+    /// beside a running one) is worth a warning.
+    fn warn_of_left_lock(&mut self) {
+        if let Some(held) = self.lock_seen.take().filter(|_| !self.locked) {
+            let ttl = self.planner.playbook.lock_ttl.unwrap_or(lock::DEFAULT_TTL);
+            self.sink.emit(Event::HostWarning {
+                host: self.host.name.clone(),
+                message: held.left_behind(ttl, &self.planner.env, self.check()),
+            });
+        }
+    }
+
+    /// Record the release and drop the lock, in one round trip.
+    async fn release_lock(&mut self) {
+        let Some(lock) = self.lock.clone() else {
+            return;
+        };
+        let ctx = self.planner.context(Some(self.host), &self.registers);
+        let result = if self.outcome.counts.failed > 0 {
+            "failed"
+        } else if self.outcome.interrupted {
+            "interrupted"
+        } else {
+            "ok"
+        };
+        let script = lock.release_sh(
+            &self.planner.release(&ctx),
+            result,
+            self.outcome.counts.changed,
+        );
+        match self.exec(&script, None, Duration::from_secs(60)).await {
+            Ok(out) if out.success() => {}
+            Ok(out) => self.sink.note(&format!(
+                "[{}] could not release the deploy lock: {}",
+                self.host.name,
+                tail(&out.stderr_lossy(), 3)
+            )),
+            Err(_) => self.sink.note(&format!(
+                "[{}] could not release the deploy lock (connection lost)",
+                self.host.name
+            )),
+        }
+    }
+
+    pub(super) fn check(&self) -> bool {
+        self.opts.mode == Mode::Check
+    }
+
+    /// Report step `i` done with `status`.
+    pub(super) fn finish(
+        &mut self,
+        i: usize,
+        status: Status,
+        message: String,
+        diff: Option<String>,
+        output: Option<String>,
+        started: Instant,
+    ) {
+        let ps = &self.plan.steps[i];
+        self.outcome.counts.add(status);
+        self.sink.emit(Event::StepFinished {
+            host: self.host.name.clone(),
+            index: ps.step.index,
+            step: ps.step.name.clone(),
+            kind: ps.step.spec.kind().to_string(),
+            status,
+            message,
+            diff,
+            output,
+            ms: started.elapsed().as_millis() as u64,
+        });
+    }
+
+    /// Report step `i` failed: the host stops there.
+    pub(super) fn fail(
+        &mut self,
+        i: usize,
+        message: String,
+        output: Option<String>,
+        started: Instant,
+    ) -> Stop {
+        self.finish(i, Status::Failed, message, None, output, started);
+        Stop::Failed
+    }
+
+    /// One round trip: the env's prelude and `script`, with -vv showing both directions.
+    pub(super) async fn exec(
+        &mut self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, Stop> {
+        self.outcome.round_trips += 1;
+        let script = &format!("{}{script}", self.planner.prelude);
+        self.debug(|| {
+            format!(
+                "exec ({} bytes on stdin):\n{script}",
+                stdin.map_or(0, <[u8]>::len)
+            )
+        });
+        let out = self
+            .t
+            .exec(script, stdin, timeout)
+            .await
+            .map_err(|e| match e {
+                ExecError::Timeout(_) => Stop::TimedOut(e.to_string()),
+                ExecError::Disconnected(m) => Stop::Lost(m),
+            })?;
+        self.debug(|| {
+            format!(
+                "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+                out.exit,
+                out.stdout_lossy(),
+                out.stderr_lossy()
+            )
+        });
+        Ok(out)
+    }
+
+    /// A -vv event, built only when it will be shown.
+    fn debug(&self, message: impl FnOnce() -> String) {
+        if self.sink.verbosity() >= 2 {
+            self.sink.emit(Event::Debug {
+                host: self.host.name.clone(),
+                message: message(),
+            });
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Probe round trips: the steps that can be rendered now go in one batch with the step in
+//! turn (gates excepted: they are probed only in their own turn), and the first batch also
+//! looks for a deploy lock left on the host.
+
+use super::DEFAULT_STEP_TIMEOUT;
+use super::host::{HostRun, Stop};
+use crate::plan::batch;
+use crate::remote::lock;
+use crate::steps::{StepKind, tail};
+use crate::transport::{ExecOutput, Transport};
+use std::time::{Duration, Instant};
+
+/// The id of the deploy-lock probe in the first probe batch (no step has it).
+const LOCK_PROBE: usize = usize::MAX;
+
+impl<T: Transport> HostRun<'_, T> {
+    /// Make sure step `i` has a probe result when its kind has a probe: one round trip
+    /// (with every later step that can be probed ahead) unless an earlier batch brought it.
+    pub(super) async fn ensure_probed(
+        &mut self,
+        i: usize,
+        kind: &dyn StepKind,
+        started: Instant,
+    ) -> Result<(), Stop> {
+        if kind.probe(self.check()).is_none() || self.probes.contains_key(&i) {
+            return Ok(());
+        }
+        let out = match self.probe_batch(i).await {
+            Err(Stop::TimedOut(e)) => {
+                return Err(self.fail(i, format!("inspecting the host: {e}"), None, started));
+            }
+            other => other?,
+        };
+        let mut parsed = batch::parse(&self.nonce, &out.stdout);
+        if let Some(p) = parsed.probes.remove(&LOCK_PROBE) {
+            self.lock_probed = true;
+            self.lock_seen = lock::parse_status(&p.out);
+        }
+        self.probes.extend(parsed.probes);
+        if !self.probes.contains_key(&i) {
+            let err = no_probe_output(&self.nonce, &out);
+            return Err(self.fail(i, err, None, started));
+        }
+        Ok(())
+    }
+
+    /// Send the probes from step `i` on (and the lock probe, the first time).
+    async fn probe_batch(&mut self, i: usize) -> Result<ExecOutput, Stop> {
+        let mut items = self.probe_items(i);
+        let timeout = self.timeout_for(&items);
+        if !self.lock_probed {
+            let probe = lock::status_probe_sh(&self.planner.app, &self.planner.env);
+            items.push((LOCK_PROBE, probe));
+        }
+        let script = batch::probe_script(&self.nonce, &items);
+        self.exec(&script, None, timeout).await
+    }
+
+    /// Probes to send in one batch, starting at step `from`: every later step that can be
+    /// rendered now and has no valid probe result yet.
+    pub(super) fn probe_items(&mut self, from: usize) -> Vec<(usize, String)> {
+        let mut items = Vec::new();
+        for j in from..self.plan.steps.len() {
+            if self.probes.contains_key(&j) {
+                continue;
+            }
+            self.try_render(j);
+            let Some(kind) = self.prepared[j].as_ref() else {
+                continue;
+            };
+            if j > from && !kind.probe_ahead() {
+                continue;
+            }
+            if let Some(script) = kind.probe(self.check()) {
+                items.push((j, script));
+            }
+        }
+        items
+    }
+
+    /// Render deferred step `j` if every value it needs is registered. Errors surface when
+    /// the step's turn comes; here we only try.
+    fn try_render(&mut self, j: usize) {
+        let ps = &self.plan.steps[j];
+        if self.prepared[j].is_some() || !ps.deps.iter().all(|d| self.registers.contains_key(d)) {
+            return;
+        }
+        let ctx = self.planner.context(Some(self.host), &self.registers);
+        self.prepared[j] = self.planner.prepare(&ps.step, &ctx).ok();
+    }
+
+    /// A batch may run as long as the slowest of its steps may.
+    fn timeout_for(&self, items: &[(usize, String)]) -> Duration {
+        items
+            .iter()
+            .map(|(j, _)| {
+                self.plan.steps[*j]
+                    .step
+                    .timeout
+                    .unwrap_or(DEFAULT_STEP_TIMEOUT)
+            })
+            .max()
+            .unwrap_or(DEFAULT_STEP_TIMEOUT)
+    }
+}
+
+/// Why a probe script gave nothing for a step, with what the host did say. When none of the
+/// script's markers came back, the script never ran: the remote login shell (or an rc file it
+/// reads, such as a ~/.bashrc that exits) stopped it.
+fn no_probe_output(nonce: &str, out: &ExecOutput) -> String {
+    let status = match (out.exit, &out.signal) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        (None, None) => "no exit status".to_string(),
+    };
+    let said: Vec<String> = [out.stderr_lossy(), out.stdout_lossy()]
+        .iter()
+        .map(|t| tail(t, 3))
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    let said = if said.is_empty() {
+        "no output".to_string()
+    } else {
+        format!("output: {}", said.join(" / "))
+    };
+    if out.stdout_lossy().contains(nonce) {
+        format!("could not inspect the host ({status}, {said})")
+    } else {
+        format!(
+            "could not inspect the host: provision's script did not run ({status}, {said}); check the remote user's login shell and the rc files it reads (e.g. a ~/.bashrc that exits)"
+        )
+    }
+}

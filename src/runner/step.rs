@@ -1,0 +1,124 @@
+//! One step on one host, in order: `when` (skip), render if deferred, probe (see `probe.rs`),
+//! decide, then report and register, or apply (see `apply.rs`).
+
+use super::host::{HostRun, Stop};
+use crate::report::{Event, Status};
+use crate::steps::{Decision, Outcome, StepKind};
+use crate::transport::Transport;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl<T: Transport> HostRun<'_, T> {
+    pub(super) async fn step(&mut self, i: usize) -> Result<(), Stop> {
+        let started = Instant::now();
+        self.emit_started(i);
+        if self.skipped_by_when(i, started)? {
+            return Ok(());
+        }
+        let kind = self.render(i, started)?;
+        self.ensure_probed(i, kind.as_ref(), started).await?;
+        match self.decide(kind.as_ref(), i) {
+            Decision::Ok(msg) => {
+                self.register_outcome(i, kind.as_ref(), false);
+                self.finish(i, Status::Ok, msg, None, None, started);
+                Ok(())
+            }
+            Decision::Fail(msg) => Err(self.fail(i, msg, None, started)),
+            Decision::Change { summary, diff } if self.check() => {
+                self.predicted.extend(kind.outputs());
+                self.register_outcome(i, kind.as_ref(), true);
+                self.finish(i, Status::Changed, summary, diff, None, started);
+                Ok(())
+            }
+            Decision::Change { summary, diff } => {
+                self.apply(i, kind.as_ref(), summary, diff, started).await
+            }
+        }
+    }
+
+    fn emit_started(&self, i: usize) {
+        let ps = &self.plan.steps[i];
+        self.sink.emit(Event::StepStarted {
+            host: self.host.name.clone(),
+            index: ps.step.index,
+            step: ps.step.name.clone(),
+            kind: ps.step.spec.kind().to_string(),
+        });
+    }
+
+    /// `when` is false: the step is reported skipped (and registers that). An error in the
+    /// expression fails it.
+    fn skipped_by_when(&mut self, i: usize, started: Instant) -> Result<bool, Stop> {
+        let ctx = self.planner.context(Some(self.host), &self.registers);
+        match self.planner.when(&self.plan.steps[i].step, &ctx) {
+            Ok(true) => Ok(false),
+            Ok(false) => {
+                self.register(i, serde_json::json!({ "changed": false, "skipped": true }));
+                let msg = "`when` is false".to_string();
+                self.finish(i, Status::Skipped, msg, None, None, started);
+                Ok(true)
+            }
+            Err(m) => Err(self.fail(i, m, None, started)),
+        }
+    }
+
+    /// The step's kind: prepared at plan time, or rendered now with the values registered so
+    /// far (a deferred step).
+    fn render(&mut self, i: usize, started: Instant) -> Result<Arc<dyn StepKind>, Stop> {
+        if let Some(kind) = &self.prepared[i] {
+            return Ok(kind.clone());
+        }
+        let ctx = self.planner.context(Some(self.host), &self.registers);
+        match self.planner.prepare(&self.plan.steps[i].step, &ctx) {
+            Ok(kind) => {
+                self.prepared[i] = Some(kind.clone());
+                Ok(kind)
+            }
+            Err(m) => Err(self.fail(i, m, None, started)),
+        }
+    }
+
+    /// The kind's verdict on its probe; plan mode also counts inputs earlier steps rewrite.
+    fn decide(&self, kind: &dyn StepKind, i: usize) -> Decision {
+        let decision = kind.decide(self.probes.get(&i));
+        if self.check() {
+            self.with_predicted_inputs(kind, decision)
+        } else {
+            decision
+        }
+    }
+
+    /// Plan mode: a step that is fine now but reads a file an earlier step would rewrite
+    /// (a container and its env file) would change too.
+    fn with_predicted_inputs(&self, kind: &dyn StepKind, decision: Decision) -> Decision {
+        match decision {
+            Decision::Ok(_) => match kind
+                .inputs()
+                .into_iter()
+                .find(|f| self.predicted.contains(f))
+            {
+                Some(f) => Decision::change(format!("update: {f} changes earlier in this run")),
+                None => decision,
+            },
+            other => other,
+        }
+    }
+
+    /// Register what a step that was not applied (ok, or a predicted change) knows.
+    fn register_outcome(&mut self, i: usize, kind: &dyn StepKind, changed: bool) {
+        let v = kind.register(&Outcome {
+            changed,
+            check_mode: self.check(),
+            probe: self.probes.get(&i),
+            applied: None,
+        });
+        self.register(i, v);
+    }
+
+    /// Keep `value` under the step's `register` name, for the steps after it.
+    pub(super) fn register(&mut self, i: usize, value: serde_json::Value) {
+        if let Some(name) = &self.plan.steps[i].step.register {
+            self.registers.insert(name.clone(), value);
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The runner in process, against [`LocalHosts`]: batching, deferral, gates, failures,
+//! unreachable hosts, `--forks` and Ctrl-C, asserted on the events, the round trips and the
+//! hosts' folders. The real-sshd integration tests (tests/*.rs) cover the same loop over SSH.
+
+use super::testing::{LocalHosts, apply, run_local};
+use super::{Interrupt, exit};
+use crate::report::{Event, Status};
+use std::sync::Arc;
+
+/// One host's events, each as a short line: `connected`, `start one`, `one changed: run`,
+/// `unreachable: …`, `finished (2 trips)`.
+fn trace(events: &[Event], host: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::HostConnected { host: h, .. } if h == host => Some("connected".into()),
+            Event::StepStarted { host: h, step, .. } if h == host => Some(format!("start {step}")),
+            Event::StepFinished {
+                host: h,
+                step,
+                status,
+                message,
+                ..
+            } if h == host => Some(format!("{step} {}: {message}", status_word(*status))),
+            Event::HostUnreachable { host: h, error } if h == host => {
+                Some(format!("unreachable: {error}"))
+            }
+            Event::HostFinished {
+                host: h,
+                round_trips,
+                ..
+            } if h == host => Some(format!("finished ({round_trips} trips)")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::Changed => "changed",
+        Status::Failed => "failed",
+        Status::Skipped => "skipped",
+    }
+}
+
+fn touch(local: &LocalHosts, host: &str, file: &str) {
+    std::fs::write(local.home(host).join(file), "").unwrap();
+}
+
+/// Probe markers (`@@P<nonce> <step>`) in a script: which steps it inspects.
+fn probed_steps(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter_map(|l| l.split_once("@@P"))
+        .filter_map(|(_, rest)| rest.split_whitespace().nth(1))
+        .map(|id| id.trim_end_matches("\\n'").to_string())
+        .collect()
+}
+
+const TWO_GUARDED: &str = "[[step]]\nname = \"one\"\ncommand = { run = \"touch one\", unless = \"test -e one\" }\n\
+    [[step]]\nname = \"two\"\ncommand = { run = \"touch two\", unless = \"test -e one\" }\n";
+
+#[tokio::test]
+async fn a_no_op_run_is_one_round_trip_per_host() {
+    let local = Arc::new(LocalHosts::new());
+    for h in ["a", "b"] {
+        touch(&local, h, "one");
+    }
+    let (summary, rec) = run_local(
+        &local,
+        Interrupt::default(),
+        &["a", "b"],
+        TWO_GUARDED,
+        apply(5),
+    )
+    .await;
+    assert_eq!(summary.exit_code, exit::OK);
+    for h in ["a", "b"] {
+        assert_eq!(
+            trace(&rec.events(), h),
+            vec![
+                "connected",
+                "start one",
+                "one ok: `unless` succeeded",
+                "start two",
+                "two ok: `unless` succeeded",
+                "finished (1 trips)",
+            ]
+        );
+        let scripts = local.scripts(h);
+        assert_eq!(scripts.len(), 1);
+        // Both steps and the lock status, in the one script.
+        assert_eq!(probed_steps(&scripts[0]).len(), 3, "{}", scripts[0]);
+    }
+    let events = rec.events();
+    assert!(
+        matches!(events.first(), Some(Event::RunStarted { hosts, .. }) if hosts == &["a", "b"])
+    );
+    assert!(matches!(
+        events.last(),
+        Some(Event::RunFinished { exit_code: 0, .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_change_shares_its_round_trip_with_the_re_probe_of_later_steps() {
+    let local = Arc::new(LocalHosts::new());
+    let (summary, rec) =
+        run_local(&local, Interrupt::default(), &["a"], TWO_GUARDED, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    // `two` was probed before `one` ran (not ok then) and again after it (ok): had the
+    // stale probe been used, `two` would have changed.
+    assert_eq!(
+        trace(&rec.events(), "a"),
+        vec![
+            "connected",
+            "start one",
+            "one changed: run",
+            "start two",
+            "two ok: `unless` succeeded",
+            "finished (4 trips)",
+        ]
+    );
+    let scripts = local.scripts("a");
+    assert_eq!(
+        probed_steps(&scripts[0]),
+        ["0", "1", &usize::MAX.to_string()]
+    );
+    assert!(scripts[1].contains("touch one"));
+    // A later step already probed in the first batch is not re-probed with the apply (its
+    // stale result still counts as "has a probe" when the apply script is built), so it
+    // takes a round trip of its own. Only never-probed steps ride with the apply.
+    assert_eq!(probed_steps(&scripts[1]), Vec::<String>::new());
+    assert_eq!(probed_steps(&scripts[2]), ["1"]);
+    assert!(scripts[3].contains("releases.log"), "the lock release");
+    assert!(local.home("a").join("one").exists());
+    assert!(!local.home("a").join("two").exists());
+}
+
+#[tokio::test]
+async fn a_deferred_step_is_rendered_on_its_turn_with_the_registered_value() {
+    let local = Arc::new(LocalHosts::new());
+    let playbook = "[[step]]\nname = \"make\"\ncommand = { run = \"echo v42\" }\nregister = \"made\"\n\
+        [[step]]\nname = \"use\"\ncommand = { run = \"echo {{ made.stdout }} > got\", unless = \"grep -qx {{ made.stdout }} got\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(
+        trace(&rec.events(), "a"),
+        vec![
+            "connected",
+            "start make",
+            "make changed: run",
+            "start use",
+            "use changed: run",
+            "finished (4 trips)",
+        ]
+    );
+    let scripts = local.scripts("a");
+    // 1: apply `make` (`use` cannot be rendered yet, so nothing is re-probed);
+    // 2: probe `use`, rendered with the value; 3: apply `use`; 4: release the lock.
+    assert!(!scripts[0].contains("grep"), "{}", scripts[0]);
+    assert!(scripts[1].contains("grep -qx v42 got"), "{}", scripts[1]);
+    assert!(scripts[2].contains("echo v42 > got"), "{}", scripts[2]);
+    assert_eq!(
+        std::fs::read_to_string(local.home("a").join("got")).unwrap(),
+        "v42\n"
+    );
+}
+
+#[tokio::test]
+async fn a_gate_is_probed_in_its_turn_only() {
+    let local = Arc::new(LocalHosts::new());
+    touch(&local, "a", "one");
+    touch(&local, "a", "gate-open");
+    let playbook = "[[step]]\nname = \"one\"\ncommand = { run = \"touch one\", unless = \"test -e one\" }\n\
+        [[step]]\nname = \"gate\"\nwait = { command = \"test -e gate-open\", timeout = \"5s\", interval = \"1s\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    let t = trace(&rec.events(), "a");
+    assert!(
+        t[4].starts_with("gate ok: `test -e gate-open` ready after"),
+        "{t:?}"
+    );
+    assert_eq!(t[5], "finished (2 trips)");
+    let scripts = local.scripts("a");
+    assert!(
+        !scripts[0].contains("gate-open"),
+        "not batched ahead: {}",
+        scripts[0]
+    );
+    assert!(scripts[1].contains("gate-open"));
+}
+
+#[tokio::test]
+async fn a_gate_after_a_change_rides_in_the_apply_round_trip() {
+    let local = Arc::new(LocalHosts::new());
+    let playbook = "[[step]]\nname = \"start\"\ncommand = { run = \"touch started\" }\n\
+        [[step]]\nname = \"gate\"\nwait = { command = \"test -e started\", timeout = \"5s\", interval = \"1s\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    let t = trace(&rec.events(), "a");
+    assert_eq!(t[2], "start changed: run");
+    assert!(
+        t[4].starts_with("gate ok: `test -e started` ready after 0s"),
+        "{t:?}"
+    );
+    // The apply with the gate's probe, then the lock release.
+    assert_eq!(t[5], "finished (2 trips)");
+}
+
+#[tokio::test]
+async fn a_failed_step_stops_its_host_and_is_reported() {
+    let local = Arc::new(LocalHosts::new());
+    let playbook = "[[step]]\nname = \"first\"\ncommand = { run = \"touch first\" }\n\
+        [[step]]\nname = \"breaks\"\ncommand = { run = \"echo about to fail\\nexit 3\" }\n\
+        [[step]]\nname = \"never\"\ncommand = { run = \"touch never\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::FAILED);
+    assert_eq!(
+        trace(&rec.events(), "a"),
+        vec![
+            "connected",
+            "start first",
+            "first changed: run",
+            "start breaks",
+            "breaks failed: run: exit code 3: about to fail",
+            "finished (3 trips)",
+        ]
+    );
+    let host = &summary.hosts[0];
+    assert_eq!(host.stopped_at.as_deref(), Some("breaks"));
+    assert_eq!((host.counts.changed, host.counts.failed), (1, 1));
+    assert!(!local.home("a").join("never").exists());
+    let log = local
+        .home("a")
+        .join(".local/state/provision/demo/test/releases.log");
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("\"result\":\"failed\""), "{log}");
+    let failed_output = rec.events().into_iter().find_map(|ev| match ev {
+        Event::StepFinished {
+            status: Status::Failed,
+            output,
+            ..
+        } => output,
+        _ => None,
+    });
+    assert_eq!(failed_output.as_deref(), Some("about to fail"));
+}
+
+#[tokio::test]
+async fn a_step_past_its_timeout_fails_and_the_host_stops() {
+    let local = Arc::new(LocalHosts::new());
+    let playbook = "[[step]]\nname = \"slow\"\ntimeout = \"1s\"\ncommand = { run = \"sleep 5\" }\n\
+        [[step]]\nname = \"never\"\ncommand = { run = \"touch never\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::FAILED);
+    let t = trace(&rec.events(), "a");
+    assert_eq!(t[2], "slow failed: run: remote command timed out after 1s");
+    assert_eq!(t.len(), 4, "{t:?}");
+    assert!(!summary.hosts[0].unreachable);
+}
+
+#[tokio::test]
+async fn an_unreachable_host_exits_4_while_the_others_finish() {
+    let local = Arc::new(LocalHosts::new().unreachable("b"));
+    let (summary, rec) = run_local(
+        &local,
+        Interrupt::default(),
+        &["a", "b", "c"],
+        TWO_GUARDED,
+        apply(5),
+    )
+    .await;
+    assert_eq!(summary.exit_code, exit::UNREACHABLE);
+    assert_eq!(
+        trace(&rec.events(), "b"),
+        vec![
+            "unreachable: cannot connect to b:22: Connection refused (os error 111)",
+            "finished (0 trips)",
+        ]
+    );
+    let b = summary.hosts.iter().find(|h| h.name == "b").unwrap();
+    assert!(b.unreachable && b.stopped_at.as_deref() == Some("connect"));
+    for h in ["a", "c"] {
+        assert_eq!(
+            trace(&rec.events(), h).last().unwrap(),
+            "finished (4 trips)"
+        );
+        assert!(local.home(h).join("one").exists());
+    }
+    assert!(matches!(
+        rec.events().last(),
+        Some(Event::RunFinished { unreachable_hosts, failed_hosts, .. })
+            if unreachable_hosts == &["b"] && failed_hosts.is_empty()
+    ));
+}
+
+#[tokio::test]
+async fn a_connection_lost_mid_run_makes_the_host_unreachable_at_that_step() {
+    let local = Arc::new(LocalHosts::new().lose_after("a", 1));
+    let (summary, rec) =
+        run_local(&local, Interrupt::default(), &["a"], TWO_GUARDED, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::UNREACHABLE);
+    assert_eq!(
+        trace(&rec.events(), "a")[2..],
+        [
+            "unreachable: lost during step `one`: scripted loss",
+            "finished (2 trips)",
+        ]
+    );
+    assert_eq!(summary.hosts[0].stopped_at.as_deref(), Some("one"));
+}
+
+#[tokio::test]
+async fn forks_bounds_the_hosts_connected_at_once() {
+    let local = Arc::new(LocalHosts::new());
+    let hosts = ["a", "b", "c", "d"];
+    let playbook = "[[step]]\ncommand = { run = \"sleep 0.3\" }\n";
+    let (summary, _) = run_local(&local, Interrupt::default(), &hosts, playbook, apply(2)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(
+        local.max_live(),
+        2,
+        "two at a time, and two did run together"
+    );
+    assert!(hosts.iter().all(|h| local.scripts(h).len() == 2));
+}
+
+#[tokio::test]
+async fn ctrl_c_lets_the_step_in_progress_finish_then_stops_and_releases_the_lock() {
+    let interrupt = Interrupt::default();
+    let local = Arc::new(LocalHosts::new().interrupt_after(&interrupt, 1));
+    let playbook = "[[step]]\nname = \"first\"\ncommand = { run = \"touch first\" }\n\
+        [[step]]\nname = \"after\"\ncommand = { run = \"touch after\" }\n";
+    let (summary, rec) = run_local(&local, interrupt, &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::INTERRUPTED);
+    assert_eq!(
+        trace(&rec.events(), "a"),
+        vec![
+            "connected",
+            "start first",
+            "first changed: run",
+            "finished (2 trips)"
+        ]
+    );
+    assert!(summary.hosts[0].interrupted);
+    assert_eq!(rec.notes(), vec!["interrupted: a before `after`"]);
+    assert!(!local.home("a").join("after").exists());
+    let log = local
+        .home("a")
+        .join(".local/state/provision/demo/test/releases.log");
+    assert!(
+        std::fs::read_to_string(log)
+            .unwrap()
+            .contains("\"result\":\"interrupted\"")
+    );
+}
+
+#[tokio::test]
+async fn plan_mode_probes_once_and_changes_nothing() {
+    let local = Arc::new(LocalHosts::new());
+    let check = super::RunOptions {
+        mode: crate::report::Mode::Check,
+        forks: 5,
+    };
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], TWO_GUARDED, check).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(
+        trace(&rec.events(), "a"),
+        vec![
+            "connected",
+            "start one",
+            "one changed: run",
+            "start two",
+            "two changed: run",
+            "finished (1 trips)",
+        ]
+    );
+    // No lock in plan mode: only the two step probes and the lock's status probe.
+    assert_eq!(probed_steps(&local.scripts("a")[0]).len(), 3);
+    assert!(!local.home("a").join("one").exists());
+    assert!(
+        !local.home("a").join(".local").exists(),
+        "plan mode writes no state"
+    );
+}
