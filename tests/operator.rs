@@ -944,7 +944,6 @@ fn status_masks_secret_values_in_text_and_json() {
 }
 
 #[test]
-#[ignore = "pending: cli.rs `releases` prints by itself; un-ignore once it prints through report::Output"]
 fn releases_mask_secret_values_of_the_release_log() {
     let (_servers, p) = leaky_host("maskedreleases");
     for args in [
@@ -958,7 +957,6 @@ fn releases_mask_secret_values_of_the_release_log() {
 }
 
 #[test]
-#[ignore = "pending: cli.rs `hosts` loads no secrets and prints by itself; un-ignore once it prints through report::Output"]
 fn hosts_mask_secret_values_of_host_data() {
     // `hosts` connects nowhere: a user that is a secret value is enough.
     let p = Project::new();
