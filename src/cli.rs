@@ -1,11 +1,12 @@
 //! The command line: clap definitions, and one dispatch line per command (the commands are
 //! in `commands/`, one file each).
 
-use crate::commands::context::{self, Context};
+use crate::commands::context::Context;
 use crate::commands::{self as cmd, up::UpOptions};
 use crate::error::{Error, exit};
 use crate::inventory::Access;
-use crate::report::{OutputFormat, ReportOptions};
+use crate::report::{Output, OutputFormat, ReportOptions};
+use crate::secrets::Redactor;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -92,8 +93,9 @@ impl std::fmt::Debug for StdinKey {
 }
 
 impl Global {
-    /// What the commands get: the options without clap, and the terminal's answers.
-    fn context(&self) -> Context {
+    /// What the commands get: the options without clap, the terminal's answers, and the
+    /// process's redactor.
+    fn context(&self, redactor: Redactor) -> Context {
         Context {
             config: self.config.clone(),
             playbook: self.playbook.clone(),
@@ -109,9 +111,10 @@ impl Global {
             },
             yes: self.yes,
             access: Access {
-                allow_prompt: context::interactive() && !self.ssh_key_stdin,
+                allow_prompt: crate::report::interactive() && !self.ssh_key_stdin,
                 stdin_key: self.stdin_key.0.clone(),
             },
+            redactor,
         }
     }
 }
@@ -243,9 +246,21 @@ pub enum Command {
     },
 }
 
-/// Parse arguments and run: the process exit code, or the error that stopped the command
-/// (`main` prints it and exits with its code).
-pub fn main() -> Result<i32, Error> {
+/// Parse arguments and run: the process exit code. The error that stopped the command is
+/// printed here, as one `error: ` line through the channel, masking every secret value
+/// loaded before it (a template error may quote one), and its code is returned.
+pub fn main() -> i32 {
+    let redactor = Redactor::default();
+    match parse_and_run(redactor.clone()) {
+        Ok(code) => code,
+        Err(e) => {
+            Output::text(redactor).err_line(&format!("error: {e}"));
+            e.exit_code()
+        }
+    }
+}
+
+fn parse_and_run(redactor: Redactor) -> Result<i32, Error> {
     let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -267,7 +282,7 @@ pub fn main() -> Result<i32, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?
-        .block_on(dispatch(cli.command, cli.global.context()))
+        .block_on(dispatch(cli.command, cli.global.context(redactor)))
 }
 
 /// `--color` and NO_COLOR decide once, for stdout and stderr alike.
@@ -332,9 +347,9 @@ async fn dispatch(command: Command, cx: Context) -> Result<i32, Error> {
             env,
             timeout,
             command,
-        } => cmd::ops::exec(cx, &env, &command.join(" "), timeout).await,
+        } => cmd::exec::run(cx, &env, &command.join(" "), timeout).await,
         Command::Ssh { env, host, command } => {
-            cmd::ops::ssh(cx, &env, host.as_deref(), &command).await
+            cmd::ssh::run(cx, &env, host.as_deref(), &command).await
         }
         Command::Logs {
             env,
@@ -351,15 +366,15 @@ async fn dispatch(command: Command, cx: Context) -> Result<i32, Error> {
                 since,
                 timestamps,
             };
-            cmd::ops::logs(cx, &env, o).await
+            cmd::logs::run(cx, &env, o).await
         }
         Command::Status { env, container } => {
-            cmd::ops::status(cx, &env, container.as_deref()).await
+            cmd::status::run(cx, &env, container.as_deref()).await
         }
-        Command::Unlock { env } => cmd::ops::unlock(cx, &env).await,
+        Command::Unlock { env } => cmd::unlock::run(cx, &env).await,
         Command::Init { dir } => Ok(cmd::init::init(&dir).map(|()| exit::OK)?),
-        Command::Completions { shell } => cmd::completions::run(shell, Cli::command()),
-        Command::Man { dir } => cmd::man::run(Cli::command(), dir.as_deref()),
+        Command::Completions { shell } => cmd::completions::run(shell, Cli::command(), &cx.out()),
+        Command::Man { dir } => cmd::man::run(Cli::command(), dir.as_deref(), &cx.out()),
     }
 }
 

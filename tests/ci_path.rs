@@ -666,6 +666,8 @@ fn every_event_variant_matches_the_schema() {
         r#"{"event":"step_finished","host":"a","index":0,"step":"s","kind":"k","status":"weird","message":"","ms":1}"#,
         r#"{"event":"exec","host":"a","unreachable":false,"error":"e"}"#,
         r#"{"event":"unlock","host":"a","removed":true,"owner":null,"extra":1}"#,
+        r#"{"event":"host","host":"a","roles":[],"address":null,"port":null,"user":null,"jump":null,"state":7}"#,
+        r#"{"event":"host","host":"a","roles":[],"address":"x","port":22,"user":"u","jump":null,"extra":1}"#,
     ] {
         let value: Value = serde_json::from_str(bad).unwrap();
         assert!(v.check(&s, &value, "$").is_err(), "accepted: {bad}");
@@ -675,7 +677,9 @@ fn every_event_variant_matches_the_schema() {
 /// Every variant of the operator commands' events, answered and unreachable.
 fn operator_events() -> Vec<provision::report::Event> {
     use provision::remote::releases::Record;
-    use provision::report::{ContainerStatus, Event, ExecOutput, HostStatus, LockStatus};
+    use provision::report::{
+        ContainerStatus, Event, ExecOutput, HostInstance, HostStatus, LockStatus,
+    };
     let record = Record {
         time: "2026-01-02T15:04:05Z".into(),
         release: "abc".into(),
@@ -716,10 +720,40 @@ fn operator_events() -> Vec<provision::report::Event> {
         Event::Host {
             host: "a".into(),
             roles: vec!["web".into()],
-            address: "10.0.0.1".into(),
-            port: 22,
-            user: "root".into(),
+            address: Some("10.0.0.1".into()),
+            port: Some(22),
+            user: Some("root".into()),
             jump: None,
+            instance: None,
+        },
+        // An EC2 instance provision reaches, and one it cannot (stopped: no address).
+        Event::Host {
+            host: "shop-prod-web-1".into(),
+            roles: vec!["web".into()],
+            address: Some("203.0.113.7".into()),
+            port: Some(22),
+            user: Some("ubuntu".into()),
+            jump: Some("ops@bastion:22".into()),
+            instance: Some(HostInstance {
+                id: "i-0abc".into(),
+                state: "running".into(),
+                instance_address: Some("203.0.113.7".into()),
+                instance_type: Some("t3.micro".into()),
+            }),
+        },
+        Event::Host {
+            host: "i-0def".into(),
+            roles: vec![],
+            address: None,
+            port: None,
+            user: None,
+            jump: None,
+            instance: Some(HostInstance {
+                id: "i-0def".into(),
+                state: "stopped".into(),
+                instance_address: None,
+                instance_type: None,
+            }),
         },
         Event::unlock("a", Ok(Some("u".into()))),
         Event::unlock("a", Ok(None)),

@@ -9,11 +9,6 @@ use std::path::{Path, PathBuf};
 /// The one file allowed to write to the process's streams.
 const WRITER: &str = "src/report/stdio.rs";
 
-/// Files still printing by themselves, converted to `report::Output` by the lead after the
-/// cli.rs split. This list must become empty; a file that no longer prints must leave it
-/// (the test fails until it does), and no file may join it.
-const PENDING: &[&str] = &["src/cli.rs", "src/cloud/run.rs"];
-
 /// What prints without the channel.
 const PRINTS: &[&str] = &[
     "println!",
@@ -54,7 +49,6 @@ fn nothing_prints_outside_the_output_channel() {
     files.sort();
     assert!(files.len() > 50, "src/ was not read: {files:?}");
     let mut offenders = Vec::new();
-    let mut still_pending = Vec::new();
     for path in &files {
         let rel = path
             .strip_prefix(root)
@@ -67,10 +61,6 @@ fn nothing_prints_outside_the_output_channel() {
                 !found.is_empty(),
                 "{WRITER} no longer writes: update this test"
             );
-        } else if PENDING.contains(&rel.as_str()) {
-            if !found.is_empty() {
-                still_pending.push(rel);
-            }
         } else {
             offenders.extend(found.into_iter().map(|f| format!("{rel}:{f}")));
         }
@@ -79,14 +69,6 @@ fn nothing_prints_outside_the_output_channel() {
         offenders.is_empty(),
         "print through report::Output (line, err_line, emit, note, confirm), not directly:\n{}",
         offenders.join("\n")
-    );
-    let converted: Vec<&&str> = PENDING
-        .iter()
-        .filter(|p| !still_pending.iter().any(|s| s == *p))
-        .collect();
-    assert!(
-        converted.is_empty(),
-        "{converted:?} no longer print by themselves: remove them from PENDING"
     );
 }
 

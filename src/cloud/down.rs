@@ -2,8 +2,8 @@
 //! security groups and key pairs provision created for it (by tag), after one confirmation.
 
 use super::ec2::Ec2;
-use super::run::{Resolve, confirm, forget_pins, labels, progress, say, wait_state};
-use super::{CloudError, Ec2Env, Instance, InstanceState, Options};
+use super::run::{Resolve, confirm, forget_pins, labels, wait_state};
+use super::{CloudError, Console, Ec2Env, Instance, InstanceState, Options};
 use crate::config::{Env, Project};
 use crate::error::{Error, exit};
 use std::time::{Duration, Instant};
@@ -36,9 +36,10 @@ pub(super) async fn down(
     project: &Project,
     env: &Env,
     d: &Ec2Env,
-    opts: Options,
+    opts: Options<'_>,
     resolve: Resolve<'_>,
 ) -> Result<i32, Error> {
+    let out = opts.out;
     let ec2 = Ec2::connect(d).await?;
     let ours = Ours {
         instances: ec2.instances(&d.app, &d.env).await?,
@@ -47,54 +48,54 @@ pub(super) async fn down(
     };
     let at = format!("ec2 {} ({}/{})", ec2.region(), d.app, d.env);
     if ours.instances.is_empty() && ours.groups.is_empty() && ours.keys.is_empty() {
-        say(opts, &format!("{at}: nothing to remove"));
+        opts.out.say(&format!("{at}: nothing to remove"));
         return Ok(exit::OK);
     }
-    say(opts, &format!("{at}: {} to remove", ours.counts()));
+    opts.out.say(&format!("{at}: {} to remove", ours.counts()));
     show(opts, &ours);
     let what = format!("`down` removes these from {}/{} for good", d.app, d.env);
     confirm(project, opts, &what, Some(&d.env))?;
     if !ours.instances.is_empty() {
-        terminate(&ec2, &ours.instances).await?;
-        forget_pins(project, env, d, &ours.instances, &[], resolve)?;
+        terminate(&ec2, &ours.instances, out).await?;
+        forget_pins(project, env, d, &ours.instances, &[], resolve, out)?;
         let ids: Vec<String> = ours.instances.iter().map(|i| i.id.clone()).collect();
         let deadline = Instant::now() + TERMINATE_TIMEOUT;
-        wait_state(&ec2, &ids, InstanceState::Terminated, deadline).await?;
+        wait_state(&ec2, &ids, InstanceState::Terminated, deadline, out).await?;
     }
     for (id, name) in &ours.groups {
-        delete_group(&ec2, id, name).await?;
+        delete_group(&ec2, id, name, out).await?;
     }
     for k in &ours.keys {
         ec2.delete_key_pair(k).await?;
-        progress(&format!("ec2: deleted key pair {k}"));
+        out.progress(&format!("ec2: deleted key pair {k}"));
     }
-    say(opts, &format!("ec2: removed {}", ours.counts()));
+    opts.out.say(&format!("ec2: removed {}", ours.counts()));
     Ok(exit::OK)
 }
 
 /// One line per thing to remove.
-fn show(opts: Options, ours: &Ours) {
+fn show(opts: Options<'_>, ours: &Ours) {
     for i in &ours.instances {
         let line = format!("  - terminate {} [{}]", i.label(), i.state.as_str());
-        say(opts, &line);
+        opts.out.say(&line);
     }
     for (id, name) in &ours.groups {
-        say(opts, &format!("  - security group {name} ({id})"));
+        opts.out.say(&format!("  - security group {name} ({id})"));
     }
     for k in &ours.keys {
-        say(opts, &format!("  - key pair {k}"));
+        opts.out.say(&format!("  - key pair {k}"));
     }
 }
 
-async fn terminate(ec2: &Ec2, instances: &[Instance]) -> Result<(), Error> {
+async fn terminate(ec2: &Ec2, instances: &[Instance], out: &dyn Console) -> Result<(), Error> {
     let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
-    progress(&format!("ec2: terminating {}", labels(instances)));
+    out.progress(&format!("ec2: terminating {}", labels(instances)));
     Ok(ec2.terminate(&ids).await?)
 }
 
 /// A group stays "in use" for a while after its instances are gone (their network
 /// interfaces are released late): retried until [`GROUP_TIMEOUT`].
-async fn delete_group(ec2: &Ec2, id: &str, name: &str) -> Result<(), Error> {
+async fn delete_group(ec2: &Ec2, id: &str, name: &str, out: &dyn Console) -> Result<(), Error> {
     let deadline = Instant::now() + GROUP_TIMEOUT;
     while !ec2.delete_group(id).await? {
         if Instant::now() >= deadline {
@@ -110,6 +111,6 @@ async fn delete_group(ec2: &Ec2, id: &str, name: &str) -> Result<(), Error> {
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
-    progress(&format!("ec2: deleted security group {name} ({id})"));
+    out.progress(&format!("ec2: deleted security group {name} ({id})"));
     Ok(())
 }

@@ -472,15 +472,26 @@ pub fn base64(bytes: &[u8]) -> String {
 // Entry points for the commands
 // ---------------------------------------------------------------------------------------------
 
+/// Where the EC2 entry points print and ask. `cloud` sits below `report` (tests/layers.rs):
+/// the commands hand in their `report::Output`, which masks the env's secret values.
+pub trait Console: Sync {
+    /// A result line (the EC2 plan, what `down` removes): stdout, or stderr when stdout
+    /// carries NDJSON events.
+    fn say(&self, line: &str);
+    /// Progress, on stderr: it is not part of any result.
+    fn progress(&self, line: &str);
+    /// Ask `question`: with `word`, yes only when exactly that word is typed; without, yes
+    /// for `y` or `yes` in any case. None when no one can answer (no terminal on stdin, or
+    /// `CI` set), and then nothing is asked.
+    fn ask(&self, question: &str, word: Option<&str>) -> Option<bool>;
+}
+
 /// What the command line adds: confirmations and where output goes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+#[derive(Clone, Copy)]
+pub struct Options<'a> {
     /// `--yes`: confirmations are answered yes.
     pub yes: bool,
-    /// A person is at a terminal to answer a prompt.
-    pub interactive: bool,
-    /// `--output json`: stdout is for NDJSON events only, so EC2 lines go to stderr.
-    pub json: bool,
+    pub out: &'a dyn Console,
 }
 
 /// The hosts `up` or `plan` runs the playbook on.
@@ -502,7 +513,7 @@ pub async fn hosts_for_run(
     env: &Env,
     limit: Option<&str>,
     mode: Mode,
-    opts: Options,
+    opts: Options<'_>,
     resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
 ) -> Result<RunHosts, Error> {
     let Some(desired) = &env.ec2 else {
@@ -546,24 +557,51 @@ pub async fn running_hosts(
     }
 }
 
-/// `provision hosts <env>` for an env with `ec2`: the instances (id, state, address, role)
-/// and how they are reached. None when the env has no `ec2` (the command lists static hosts).
-pub async fn print_hosts(
+/// `provision hosts <env>` for an env with `ec2`: its instances (id, state, address, role)
+/// and how they are reached, next to its static hosts. None when the env has no `ec2` (the
+/// command lists static hosts).
+pub async fn list_hosts(
     project: &Project,
     env: &Env,
-    opts: Options,
     resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
-) -> Option<Result<i32, Error>> {
+) -> Option<Result<Listing, Error>> {
     let desired = env.ec2.as_ref()?;
     #[cfg(feature = "ec2")]
     {
-        Some(listing::print_hosts(project, env, desired, opts, &resolve).await)
+        Some(listing::list_hosts(project, env, desired, &resolve).await)
     }
     #[cfg(not(feature = "ec2"))]
     {
-        let _ = (desired, opts, resolve);
+        let _ = (desired, resolve);
         Some(Err(not_built(project, env)))
     }
+}
+
+/// An env with `ec2` as `provision hosts` lists it.
+#[derive(Debug)]
+pub struct Listing {
+    /// `ec2.region`, as the client resolved it.
+    pub region: String,
+    pub statics: Vec<Host>,
+    /// Sorted by role, name and id.
+    pub instances: Vec<Listed>,
+}
+
+impl Listing {
+    /// The hosts the instances are reached as.
+    pub fn reached(&self) -> impl Iterator<Item = &Host> {
+        self.instances.iter().filter_map(|l| l.host.as_ref())
+    }
+}
+
+/// One instance of a [`Listing`].
+#[derive(Debug)]
+pub struct Listed {
+    pub instance: Instance,
+    /// Its address of the kind the env connects to (`ec2.address`).
+    pub address: Option<String>,
+    /// The host it is reached as: none when it has no address or is on its way out.
+    pub host: Option<Host>,
 }
 
 /// `provision down <env>`: terminate the env's instances, delete its security group and key
@@ -572,7 +610,7 @@ pub async fn print_hosts(
 pub async fn down(
     project: &Project,
     env: &Env,
-    opts: Options,
+    opts: Options<'_>,
     resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
 ) -> Result<i32, Error> {
     let Some(desired) = &env.ec2 else {

@@ -8,8 +8,8 @@
 use super::ec2::{Ec2, LaunchSpec};
 use super::hosts::Ec2Host;
 use super::{
-    CloudError, Ec2Env, Ec2Plan, Instance, InstanceState, KeySource, Observed, Options, Refusal,
-    RunHosts, UserData,
+    CloudError, Console, Ec2Env, Ec2Plan, Instance, InstanceState, KeySource, Observed, Options,
+    Refusal, RunHosts, UserData,
 };
 use crate::config::{ConfigError, Env, Project};
 use crate::error::Error;
@@ -18,7 +18,6 @@ use crate::transport::ssh::SshSession;
 use crate::transport::{ConnectError, Transport};
 use crate::value::Mode;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 /// How often instance states are polled while waiting.
@@ -30,20 +29,6 @@ const USER_DATA_MAX: usize = 16 * 1024;
 
 pub(super) type Resolve<'a> = &'a dyn Fn(&Env) -> Result<Vec<Host>, ConfigError>;
 
-/// Where EC2 lines go: stdout, or stderr when stdout carries JSON events.
-pub(super) fn say(opts: Options, line: &str) {
-    if opts.json {
-        eprintln!("{line}");
-    } else {
-        println!("{line}");
-    }
-}
-
-/// Progress goes to stderr: it is not part of any result.
-pub(super) fn progress(line: &str) {
-    eprintln!("{line}");
-}
-
 fn refuse(project: &Project, env: &str, m: Refusal) -> Error {
     ConfigError::new(&project.file, format!("env `{env}`: {m}")).into()
 }
@@ -54,7 +39,7 @@ pub(super) async fn hosts_for_run(
     d: &Ec2Env,
     limit: Option<&str>,
     mode: Mode,
-    opts: Options,
+    opts: Options<'_>,
     resolve: Resolve<'_>,
 ) -> Result<RunHosts, Error> {
     let ec2 = Ec2::connect(d).await?;
@@ -70,10 +55,18 @@ pub(super) async fn hosts_for_run(
                 public_key: public_key.filter(|_| plan.import_key),
                 existing_group: observed.group.as_ref().map(|g| g.id.clone()),
             };
-            let created = apply(&ec2, d, &vpc, &plan, &inputs).await?;
+            let out = opts.out;
+            let created = apply(&ec2, d, &vpc, &plan, &inputs, out).await?;
             let kept: Vec<Instance> = plan.keep.iter().chain(&plan.start).cloned().collect();
-            forget_pins(project, env, d, &plan.terminate, &kept, resolve)?;
-            converged_hosts(&ec2, project, env, d, &plan, &created, resolve).await?
+            forget_pins(project, env, d, &plan.terminate, &kept, resolve, out)?;
+            let deadline = Instant::now() + d.ssh_timeout;
+            let waiting = wait_running(&ec2, &plan, &created, deadline, out).await?;
+            let (hosts, fresh) =
+                converged_hosts(&ec2, project, env, d, &created, &waiting, resolve).await?;
+            if !fresh.is_empty() {
+                wait_ssh(&fresh, deadline, out).await;
+            }
+            hosts
         }
     };
     Ok(RunHosts {
@@ -103,14 +96,12 @@ fn diff(
 }
 
 /// `ec2 <region> (app/env): <summary>` and one line per change.
-fn show_plan(opts: Options, ec2: &Ec2, d: &Ec2Env, plan: &Ec2Plan) {
+fn show_plan(opts: Options<'_>, ec2: &Ec2, d: &Ec2Env, plan: &Ec2Plan) {
     let (region, summary) = (ec2.region(), plan.summary());
-    say(
-        opts,
-        &format!("ec2 {region} ({}/{}): {summary}", d.app, d.env),
-    );
+    opts.out
+        .say(&format!("ec2 {region} ({}/{}): {summary}", d.app, d.env));
     for line in plan.lines(d) {
-        say(opts, &format!("  {line}"));
+        opts.out.say(&format!("  {line}"));
     }
 }
 
@@ -121,7 +112,7 @@ fn check_hosts(
     env: &Env,
     d: &Ec2Env,
     limit: Option<&str>,
-    opts: Options,
+    opts: Options<'_>,
     plan: &Ec2Plan,
     resolve: Resolve<'_>,
 ) -> Result<RunHosts, Error> {
@@ -143,14 +134,11 @@ fn check_hosts(
         .chain(plan.start.iter().chain(not_running).map(Instance::label))
         .collect();
     if !waiting.is_empty() {
-        say(
-            opts,
-            &format!(
-                "  the playbook would run on {} host(s) not running yet: {}",
-                waiting.len(),
-                waiting.join(", ")
-            ),
-        );
+        opts.out.say(&format!(
+            "  the playbook would run on {} host(s) not running yet: {}",
+            waiting.len(),
+            waiting.join(", ")
+        ));
     }
     let hosts = hosts_of(project, env, d, &kept, resolve)?;
     Ok(RunHosts {
@@ -163,7 +151,7 @@ fn check_hosts(
 /// terminations, and each launched role's user data (read and encoded).
 fn launch_inputs(
     project: &Project,
-    opts: Options,
+    opts: Options<'_>,
     d: &Ec2Env,
     plan: &Ec2Plan,
 ) -> Result<BTreeMap<String, String>, Error> {
@@ -187,18 +175,15 @@ fn launch_inputs(
     Ok(user_data)
 }
 
-/// After the changes: wait until the new, started and pending instances run, then return
-/// every running instance (and static host) as a host, the new ones once they answer SSH.
-async fn converged_hosts(
+/// After the changes: wait until the new, started and pending instances run. Returns their
+/// IDs.
+async fn wait_running(
     ec2: &Ec2,
-    project: &Project,
-    env: &Env,
-    d: &Ec2Env,
     plan: &Ec2Plan,
     created: &[String],
-    resolve: Resolve<'_>,
-) -> Result<Vec<Host>, Error> {
-    let deadline = Instant::now() + d.ssh_timeout;
+    deadline: Instant,
+    out: &dyn Console,
+) -> Result<Vec<String>, Error> {
     let pending = plan
         .keep
         .iter()
@@ -206,8 +191,22 @@ async fn converged_hosts(
     let mut waiting: Vec<String> = created.to_vec();
     waiting.extend(plan.start.iter().chain(pending).map(|i| i.id.clone()));
     if !waiting.is_empty() {
-        wait_state(ec2, &waiting, InstanceState::Running, deadline).await?;
+        wait_state(ec2, &waiting, InstanceState::Running, deadline, out).await?;
     }
+    Ok(waiting)
+}
+
+/// Every running instance (and static host) as a host, and those of them that were
+/// `waiting` for (they must answer SSH before the run).
+async fn converged_hosts(
+    ec2: &Ec2,
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    created: &[String],
+    waiting: &[String],
+    resolve: Resolve<'_>,
+) -> Result<(Vec<Host>, Vec<Host>), Error> {
     let live: Vec<Ec2Host> = ec2
         .instances(&d.app, &d.env)
         .await?
@@ -219,15 +218,12 @@ async fn converged_hosts(
         })
         .collect();
     let pairs = super::hosts::hosts(env, d, &live, &project.file, resolve)?;
-    let fresh: Vec<&Host> = pairs
+    let fresh: Vec<Host> = pairs
         .iter()
         .filter(|(_, e)| e.as_ref().is_some_and(|e| waiting.contains(&e.instance.id)))
-        .map(|(h, _)| h)
+        .map(|(h, _)| h.clone())
         .collect();
-    if !fresh.is_empty() {
-        wait_ssh(&fresh, deadline).await;
-    }
-    Ok(pairs.into_iter().map(|(h, _)| h).collect())
+    Ok((pairs.into_iter().map(|(h, _)| h).collect(), fresh))
 }
 
 /// After terminating `gone`: drop the host keys provision pinned for their addresses, since a
@@ -240,6 +236,7 @@ pub(super) fn forget_pins(
     gone: &[Instance],
     kept: &[Instance],
     resolve: Resolve<'_>,
+    out: &dyn Console,
 ) -> Result<(), Error> {
     if gone.is_empty() {
         return Ok(());
@@ -275,11 +272,11 @@ pub(super) fn forget_pins(
     for (file, hosts) in by_file {
         match crate::transport::ssh::forget_pins(file, &hosts) {
             Ok(0) => {}
-            Ok(n) => progress(&format!(
+            Ok(n) => out.progress(&format!(
                 "ec2: forgot {n} pinned host key(s) of terminated instances ({})",
                 file.display()
             )),
-            Err(e) => progress(&format!(
+            Err(e) => out.progress(&format!(
                 "ec2: could not forget the host keys of terminated instances in {}: {e}",
                 file.display()
             )),
@@ -317,21 +314,22 @@ async fn apply(
     vpc: &str,
     plan: &Ec2Plan,
     inputs: &Inputs,
+    out: &dyn Console,
 ) -> Result<Vec<String>, Error> {
     if let Some(key) = &inputs.public_key {
-        progress(&format!("ec2: importing key pair {}", d.key.name()));
+        out.progress(&format!("ec2: importing key pair {}", d.key.name()));
         ec2.import_key_pair(d, key).await?;
     }
-    let group_id = apply_group(ec2, d, vpc, plan, inputs.existing_group.as_deref()).await?;
+    let group_id = apply_group(ec2, d, vpc, plan, inputs.existing_group.as_deref(), out).await?;
     if !plan.terminate.is_empty() {
         let ids: Vec<String> = plan.terminate.iter().map(|i| i.id.clone()).collect();
-        progress(&format!("ec2: terminating {}", labels(&plan.terminate)));
+        out.progress(&format!("ec2: terminating {}", labels(&plan.terminate)));
         ec2.terminate(&ids).await?;
     }
     if !plan.start.is_empty() {
-        start(ec2, d, &plan.start).await?;
+        start(ec2, d, &plan.start, out).await?;
     }
-    launch(ec2, d, plan, &group_id, inputs).await
+    launch(ec2, d, plan, &group_id, inputs, out).await
 }
 
 /// The security group (created when missing) with its rules brought to the declared set.
@@ -342,11 +340,12 @@ async fn apply_group(
     vpc: &str,
     plan: &Ec2Plan,
     existing: Option<&str>,
+    out: &dyn Console,
 ) -> Result<String, Error> {
     let group_id = match existing {
         Some(id) if !plan.create_group => id.to_string(),
         _ => {
-            progress(&format!(
+            out.progress(&format!(
                 "ec2: creating security group {}",
                 d.security_group
             ));
@@ -356,19 +355,19 @@ async fn apply_group(
     // Authorize before revoking: a rule being replaced is never missing in between.
     if !plan.authorize.is_empty() {
         let n = plan.authorize.len();
-        progress(&format!("ec2: {n} ingress rule(s) to authorize"));
+        out.progress(&format!("ec2: {n} ingress rule(s) to authorize"));
         ec2.authorize(&group_id, &plan.authorize).await?;
     }
     if !plan.revoke.is_empty() {
         let n = plan.revoke.len();
-        progress(&format!("ec2: {n} ingress rule(s) to revoke"));
+        out.progress(&format!("ec2: {n} ingress rule(s) to revoke"));
         ec2.revoke(&group_id, &plan.revoke).await?;
     }
     Ok(group_id)
 }
 
 /// Start stopped instances (those still stopping are waited for first: EC2 refuses them).
-async fn start(ec2: &Ec2, d: &Ec2Env, list: &[Instance]) -> Result<(), Error> {
+async fn start(ec2: &Ec2, d: &Ec2Env, list: &[Instance], out: &dyn Console) -> Result<(), Error> {
     let stopping: Vec<String> = list
         .iter()
         .filter(|i| i.state == InstanceState::Stopping)
@@ -376,10 +375,10 @@ async fn start(ec2: &Ec2, d: &Ec2Env, list: &[Instance]) -> Result<(), Error> {
         .collect();
     if !stopping.is_empty() {
         let deadline = Instant::now() + d.ssh_timeout;
-        wait_state(ec2, &stopping, InstanceState::Stopped, deadline).await?;
+        wait_state(ec2, &stopping, InstanceState::Stopped, deadline, out).await?;
     }
     let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
-    progress(&format!("ec2: starting {}", labels(list)));
+    out.progress(&format!("ec2: starting {}", labels(list)));
     Ok(ec2.start(&ids).await?)
 }
 
@@ -390,6 +389,7 @@ async fn launch(
     plan: &Ec2Plan,
     group_id: &str,
     inputs: &Inputs,
+    out: &dyn Console,
 ) -> Result<Vec<String>, Error> {
     let mut created = Vec::new();
     // The AMI's root device name, asked once per AMI, when a role sizes its root volume.
@@ -411,7 +411,7 @@ async fn launch(
             })
             .await?;
         let (ty, ami) = (&spec.instance_type, &spec.ami);
-        progress(&format!("ec2: launched {} ({id}, {ty}, {ami})", l.name));
+        out.progress(&format!("ec2: launched {} ({id}, {ty}, {ami})", l.name));
         created.push(id);
     }
     Ok(created)
@@ -431,10 +431,11 @@ pub(super) async fn wait_state(
     ids: &[String],
     want: InstanceState,
     deadline: Instant,
+    out: &dyn Console,
 ) -> Result<(), Error> {
     let started = Instant::now();
     let mut last_note = started;
-    progress(&format!(
+    out.progress(&format!(
         "ec2: waiting until {} instance(s) are {}",
         ids.len(),
         want.as_str()
@@ -443,7 +444,7 @@ pub(super) async fn wait_state(
         let now = ec2.describe(ids).await?;
         let not_yet: Vec<&Instance> = now.iter().filter(|i| i.state != want).collect();
         if not_yet.is_empty() && now.len() == ids.len() {
-            progress(&format!(
+            out.progress(&format!(
                 "ec2: {} instance(s) {} after {}s",
                 ids.len(),
                 want.as_str(),
@@ -489,7 +490,7 @@ pub(super) async fn wait_state(
         }
         if last_note.elapsed() >= PROGRESS_EVERY {
             last_note = Instant::now();
-            progress(&format!(
+            out.progress(&format!(
                 "ec2: still waiting ({}s): {} not {} yet",
                 started.elapsed().as_secs(),
                 not_yet.len(),
@@ -503,12 +504,12 @@ pub(super) async fn wait_state(
 /// Until each host accepts an SSH connection (key exchange, host key check, authentication)
 /// through its resolved settings, or `deadline`. New hosts' keys get pinned on the way
 /// (accept-new). A host that never answers is left to the run, which reports it unreachable.
-async fn wait_ssh(hosts: &[&Host], deadline: Instant) {
+async fn wait_ssh(hosts: &[Host], deadline: Instant, out: &dyn Console) {
     let waits = hosts.iter().map(|h| async move {
         let started = Instant::now();
         let mut spec = h.connect.clone();
         spec.retries = 0;
-        progress(&format!(
+        out.progress(&format!(
             "ec2: waiting for SSH on {} ({}@{}:{})",
             h.name, spec.user, spec.address, spec.port
         ));
@@ -517,7 +518,7 @@ async fn wait_ssh(hosts: &[&Host], deadline: Instant) {
             let err = match SshSession::connect(&spec).await {
                 Ok(session) => {
                     session.close().await;
-                    progress(&format!(
+                    out.progress(&format!(
                         "ec2: {} answers SSH after {}s",
                         h.name,
                         started.elapsed().as_secs()
@@ -531,7 +532,7 @@ async fn wait_ssh(hosts: &[&Host], deadline: Instant) {
                 ConnectError::HostKeyChanged { .. } | ConnectError::KeyFile { .. }
             );
             if final_error || Instant::now() >= deadline {
-                progress(&format!(
+                out.progress(&format!(
                     "ec2: {} does not answer SSH after {}s: {err}",
                     h.name,
                     started.elapsed().as_secs()
@@ -540,7 +541,7 @@ async fn wait_ssh(hosts: &[&Host], deadline: Instant) {
             }
             if last_note.elapsed() >= PROGRESS_EVERY {
                 last_note = Instant::now();
-                progress(&format!(
+                out.progress(&format!(
                     "ec2: still waiting for SSH on {} ({}s): {err}",
                     h.name,
                     started.elapsed().as_secs()
@@ -553,34 +554,28 @@ async fn wait_ssh(hosts: &[&Host], deadline: Instant) {
 }
 
 /// Ask before destroying. `--yes` answers; without a terminal it must be given. `typed`: the
-/// answer must be this word (the env name), else `y`/`yes`.
+/// answer must be this word (the env name), else `y`/`yes` in any case ([`Console::ask`]).
 pub(super) fn confirm(
     project: &Project,
-    opts: Options,
+    opts: Options<'_>,
     what: &str,
     typed: Option<&str>,
 ) -> Result<(), Error> {
     if opts.yes {
         return Ok(());
     }
-    if !opts.interactive || !std::io::stdin().is_terminal() {
-        return Err(Error::Config(
+    let question = match typed {
+        Some(word) => format!("{what}.\nType `{word}` to confirm: "),
+        None => format!("{what}.\nProceed? [y/N] "),
+    };
+    match opts.out.ask(&question, typed) {
+        Some(true) => Ok(()),
+        Some(false) => Err(Error::NotConfirmed),
+        None => Err(Error::Config(
             ConfigError::new(&project.file, format!("{what}; nothing was changed"))
                 .with_help("confirm with --yes (there is no terminal to ask on)"),
-        ));
+        )),
     }
-    match typed {
-        Some(word) => eprint!("{what}.\nType `{word}` to confirm: "),
-        None => eprint!("{what}.\nProceed? [y/N] "),
-    }
-    let mut answer = String::new();
-    let _ = std::io::stdin().read_line(&mut answer);
-    let answer = answer.trim();
-    let ok = match typed {
-        Some(word) => answer == word,
-        None => matches!(answer, "y" | "Y" | "yes"),
-    };
-    if ok { Ok(()) } else { Err(Error::NotConfirmed) }
 }
 
 /// The public key to import, checked to be one (never a private key).

@@ -1,9 +1,10 @@
-//! What every command gets from the command line (the global options, without clap), and
-//! the two questions about the person at the terminal: is one there, and do they agree.
+//! What every command gets from the command line: the global options (without clap) and
+//! the process's one [`Redactor`], so that an error printed at the end masks every secret
+//! value loaded before it.
 
 use crate::inventory::Access;
-use crate::report::{OutputFormat, ReportOptions};
-use std::io::IsTerminal;
+use crate::report::{Output, OutputFormat, ReportOptions};
+use crate::secrets::Redactor;
 use std::path::PathBuf;
 
 /// The global options of a command, as `cli` parsed them.
@@ -26,6 +27,9 @@ pub struct Context {
     pub yes: bool,
     /// Connection inputs from the command line and the terminal.
     pub access: Access,
+    /// Every secret value loaded so far (shared by its clones): what the command prints
+    /// and the error it may end with are masked with it.
+    pub redactor: Redactor,
 }
 
 impl Context {
@@ -37,28 +41,41 @@ impl Context {
         self.report.quiet
     }
 
-    /// The EC2 entry points' view of it.
-    pub fn cloud(&self) -> crate::cloud::Options {
-        crate::cloud::Options {
-            yes: self.yes,
-            interactive: interactive(),
-            json: self.json(),
+    /// The channel the command prints through: `--output`, `-q`/`-v`, color, and the
+    /// secrets registered with [`Context::redactor`] masked.
+    pub fn out(&self) -> Output {
+        Output::new(self.output, self.report, self.redactor.clone())
+    }
+
+    /// The EC2 entry points' view of it: `--yes`, and `out` to print and ask through.
+    pub fn cloud<'a>(&self, out: &'a Output) -> crate::cloud::Options<'a> {
+        crate::cloud::Options { yes: self.yes, out }
+    }
+}
+
+/// EC2's lines through the channel: results on stdout (on stderr when stdout carries
+/// NDJSON), progress on stderr, questions asked by [`Output::confirm`] (`y`/`yes` in any
+/// case) or [`Output::confirm_word`] (exactly the word).
+impl crate::cloud::Console for Output {
+    fn say(&self, line: &str) {
+        if self.json() {
+            self.err_line(line);
+        } else {
+            self.line(line);
         }
     }
-}
 
-/// Prompts (key passphrases, confirmations) only when a person is there to answer: stdin is
-/// a terminal and `CI` is not set. (stdout may well be piped: `provision up prod | tee log`.)
-pub fn interactive() -> bool {
-    std::io::stdin().is_terminal() && std::env::var_os("CI").is_none()
-}
-
-/// Ask a yes/no question on the terminal (only called when one is there).
-pub fn confirm(question: &str) -> bool {
-    eprint!("{question}");
-    let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() {
-        return false;
+    fn progress(&self, line: &str) {
+        self.err_line(line);
     }
-    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+
+    fn ask(&self, question: &str, word: Option<&str>) -> Option<bool> {
+        if !crate::report::interactive() {
+            return None;
+        }
+        Some(match word {
+            Some(word) => self.confirm_word(question, word),
+            None => self.confirm(question),
+        })
+    }
 }

@@ -29,16 +29,17 @@ pub async fn run(cx: &Context, env_name: &str, how: Converge) -> Result<i32, Err
     let (planner, redactor) = load::planner(cx, &project, env, how.allow_recreate)?;
     plan_expected(cx, &planner, &project, env)?;
     // EC2 machines are found or created (up) or planned (plan) here, after every local check.
+    // One channel for the EC2 lines and the run's events.
+    let sink = Sink::with_options(cx.output, cx.report, redactor);
     let resolve = load::resolver(&project, cx);
     let limit = cx.limit.as_deref();
-    let cloud =
-        crate::cloud::hosts_for_run(&project, env, limit, how.mode, cx.cloud(), resolve).await?;
+    let opts = cx.cloud(&sink);
+    let cloud = crate::cloud::hosts_for_run(&project, env, limit, how.mode, opts, resolve).await?;
     let plans = cloud
         .hosts
         .iter()
         .map(|h| planner.plan_host(h))
         .collect::<Result<Vec<_>, _>>()?;
-    let sink = Sink::with_options(cx.output, cx.report, redactor);
     let options = RunOptions {
         mode: how.mode,
         forks: cx.forks,

@@ -6,7 +6,9 @@
 //! line prefixed `[host]`, then a summary line. A failing or unreachable host does not stop
 //! the others; the exit code says the worst (3 a command failed, 4 a host was unreachable).
 
-use crate::error::exit;
+use super::Target;
+use super::context::Context;
+use crate::error::{Error, exit};
 use crate::inventory::Host;
 use crate::report::{Event, ExecOutput, Output, OutputFormat, ReportOptions};
 use crate::secrets::Redactor;
@@ -34,7 +36,22 @@ pub struct ExecOptions {
     pub prelude: String,
 }
 
-pub async fn run(hosts: Vec<Host>, command: &str, o: ExecOptions, redactor: Redactor) -> i32 {
+/// `provision exec <env> -- <command>`: on the env's hosts as they are (static hosts and
+/// running EC2 instances, nothing created).
+pub async fn run(cx: &Context, env: &str, command: &str, timeout: u64) -> Result<i32, Error> {
+    let t = Target::load(cx, env).await?;
+    let o = ExecOptions {
+        forks: cx.forks,
+        timeout: Duration::from_secs(timeout),
+        output: cx.output,
+        quiet: cx.quiet(),
+        prelude: t.prelude.clone(),
+    };
+    Ok(run_on(t.hosts, command, o, t.redactor).await)
+}
+
+/// Run `command` on `hosts`, print each host's block (or JSON line) and a summary line.
+pub async fn run_on(hosts: Vec<Host>, command: &str, o: ExecOptions, redactor: Redactor) -> i32 {
     let quiet = o.quiet;
     let opts = ReportOptions {
         quiet,

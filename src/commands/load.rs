@@ -36,7 +36,7 @@ pub fn planner(
         .to_string();
     let playbook = Playbook::load(&pb_path, &display)?;
     playbook.check_roles(&env.roles, &env.name)?;
-    let redactor = Redactor::default();
+    let redactor = cx.redactor.clone();
     let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
     let tags: Vec<String> = cx
         .tags

@@ -4,8 +4,9 @@
 //! remote `docker logs` too. The log lines are the command's output, so `-q` only drops the
 //! closing summary line (kept when a host failed).
 
+use super::context::Context;
 use super::{Lines, Target, hosts_n, interrupted};
-use crate::error::exit;
+use crate::error::{Error, exit};
 use crate::transport::Transport;
 use crate::transport::script::quote;
 use crate::transport::ssh::{SshSession, Stream};
@@ -48,7 +49,15 @@ enum Ended {
     Unreachable(String),
 }
 
-pub async fn run(t: Target, o: LogsOptions, quiet: bool) -> i32 {
+/// `provision logs <env>`: on the env's hosts as they are (static hosts and running EC2
+/// instances, nothing created).
+pub async fn run(cx: &Context, env: &str, o: LogsOptions) -> Result<i32, Error> {
+    let t = Target::load(cx, env).await?;
+    Ok(stream(t, o, cx.quiet()).await)
+}
+
+/// Stream every host's logs until they end or provision is interrupted.
+async fn stream(t: Target, o: LogsOptions, quiet: bool) -> i32 {
     let out = t.output(false, quiet);
     let name = o.container.clone().unwrap_or_else(|| t.project.app.clone());
     let script = script(&t.prelude, &name, &o);

@@ -2,21 +2,21 @@
 
 use crate::config::ConfigError;
 use crate::error::{Error, exit};
+use crate::report::Output;
 use std::path::Path;
 
 /// `cmd`: the whole command line definition (clap's, from `cli`).
-pub fn run(cmd: clap::Command, dir: Option<&Path>) -> Result<i32, Error> {
+pub fn run(cmd: clap::Command, dir: Option<&Path>, out: &Output) -> Result<i32, Error> {
     let Some(dir) = dir else {
-        use std::io::Write;
-        let page = render(cmd)?;
-        let _ = std::io::stdout().write_all(&page);
+        // roff is text clap_mangen wrote: UTF-8.
+        out.write(&String::from_utf8_lossy(&render(cmd)?));
         return Ok(exit::OK);
     };
     std::fs::create_dir_all(dir).map_err(|e| ConfigError::new(dir, e.to_string()))?;
     for (file, page) in pages(cmd)? {
         let path = dir.join(&file);
         std::fs::write(&path, page).map_err(|e| ConfigError::new(&path, e.to_string()))?;
-        super::out_line(&path.display().to_string());
+        out.line(&path.display().to_string());
     }
     Ok(exit::OK)
 }

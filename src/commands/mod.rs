@@ -14,7 +14,6 @@ pub mod init;
 mod load;
 pub mod logs;
 pub mod man;
-pub mod ops;
 pub mod plan;
 pub mod releases;
 pub mod rollback;
@@ -25,11 +24,11 @@ pub mod up;
 
 use crate::config::{Env, Project};
 use crate::error::Error;
-use crate::inventory::{Access, Host};
+use crate::inventory::Host;
 use crate::report::{Output, OutputFormat, ReportOptions};
 use crate::secrets::{Redactor, Secrets};
 use crate::transport::script::quote;
-use std::path::Path;
+use context::Context;
 
 /// An environment loaded for an operator command.
 pub struct Target {
@@ -45,18 +44,15 @@ pub struct Target {
 impl Target {
     /// The env's hosts as they are: its static hosts and, for an env with `ec2`, its running
     /// instances (read from the EC2 API; nothing is created or started).
-    pub async fn load(
-        config: Option<&Path>,
-        env_name: &str,
-        limit: Option<&str>,
-        access: &Access,
-    ) -> Result<Target, Error> {
-        let project = Project::load(&Project::locate(config)?)?;
+    /// `--limit` applies; the env's secrets are registered with `cx.redactor`.
+    pub async fn load(cx: &Context, env_name: &str) -> Result<Target, Error> {
+        let project = load::project(cx)?;
         let env = project.env(env_name)?.clone();
-        let redactor = Redactor::default();
+        let redactor = cx.redactor.clone();
         // Loaded only so that secret values in what the hosts print are masked.
         let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
-        let resolve = |e: &Env| crate::inventory::resolve_with(&project, e, None, access);
+        let resolve = load::resolver(&project, cx);
+        let limit = cx.limit.as_deref();
         let hosts = crate::cloud::running_hosts(&project, &env, limit, resolve).await?;
         mask_playbook_secrets(&project, &env, secrets, &hosts);
         let prelude = prelude(&env);
@@ -134,12 +130,6 @@ impl Lines {
         let rest = std::mem::take(&mut self.buf);
         (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest).into_owned())
     }
-}
-
-/// A line on stdout, through a channel that knows no secret (what cli.rs prints before it
-/// has an [`Output`] of its own: the man pages' paths). Goes when cli.rs is converted.
-pub fn out_line(text: &str) {
-    Output::text(Redactor::default()).line(text);
 }
 
 /// "1 host" / "3 hosts".

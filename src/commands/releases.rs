@@ -1,50 +1,49 @@
-//! `provision releases <env>`: the release history recorded on each host.
+//! `provision releases <env>`: the release history recorded on each host, through the env's
+//! channel (a record may hold a secret value: a release named after one, say).
 
 use super::Target;
 use super::context::Context;
 use crate::error::{Error, exit};
 use crate::inventory::Host;
 use crate::remote::releases::{self, Record};
+use crate::report::{Event, Output};
 
 pub async fn run(cx: &Context, env: &str) -> Result<i32, Error> {
-    let t = Target::load(cx.config.as_deref(), env, cx.limit.as_deref(), &cx.access).await?;
+    let t = Target::load(cx, env).await?;
+    let out = t.output(cx.json(), cx.quiet());
     let mut code = exit::OK;
     for h in &t.hosts {
         match releases::read(&h.name, &h.connect, &t.project.app, &t.env.name).await {
             Err(e) => {
-                show_unreachable(cx, h, &e);
+                show_unreachable(&out, h, e);
                 code = exit::UNREACHABLE;
             }
-            Ok(records) => show(cx, h, &records),
+            Ok(records) => show(&out, h, records),
         }
     }
     Ok(code)
 }
 
-fn show_unreachable(cx: &Context, h: &Host, e: &str) {
-    if cx.json() {
-        out(&serde_json::json!({ "event": "release", "host": h.name, "unreachable": true, "error": e }).to_string());
+fn show_unreachable(out: &Output, h: &Host, e: String) {
+    if out.json() {
+        out.emit(Event::release(&h.name, Err(e)));
     } else {
-        out(&format!("[{}] UNREACHABLE: {e}", h.name));
+        out.line(&format!("[{}] UNREACHABLE: {e}", h.name));
     }
 }
 
-fn show(cx: &Context, h: &Host, records: &[Record]) {
-    if cx.json() {
+fn show(out: &Output, h: &Host, records: Vec<Record>) {
+    if out.json() {
         for r in records {
-            out(&serde_json::json!({ "event": "release", "host": h.name, "time": r.time, "release": r.release, "user": r.user, "result": r.result, "changed": r.changed }).to_string());
+            out.emit(Event::release(&h.name, Ok(r)));
         }
-    } else if !cx.quiet() {
-        out(&format!("[{}] {} release(s)", h.name, records.len()));
-        for r in records {
-            out(&format!(
+    } else if !out.quiet() {
+        out.line(&format!("[{}] {} release(s)", h.name, records.len()));
+        for r in &records {
+            out.line(&format!(
                 "  {}  {:<8} {:<42} {} ({} changed)",
                 r.time, r.result, r.release, r.user, r.changed
             ));
         }
     }
-}
-
-fn out(line: &str) {
-    println!("{line}");
 }

@@ -11,10 +11,12 @@ use crate::report::Mode;
 
 /// `to`: a prefix of a recorded release; None: the one before the current.
 pub async fn run(cx: &Context, env: &str, to: Option<&str>) -> Result<i32, Error> {
-    let t = Target::load(cx.config.as_deref(), env, cx.limit.as_deref(), &cx.access).await?;
+    let t = Target::load(cx, env).await?;
     let release = pick(&t, to).await?;
     if !cx.quiet() {
-        say(&format!("rolling back {env} to {release}"));
+        // Progress goes to stderr: stdout is the run's (NDJSON with `--output json`).
+        cx.out()
+            .err_line(&format!("rolling back {env} to {release}"));
     }
     let mut cx = cx.clone();
     cx.vars.push(("ref".into(), release));
@@ -37,9 +39,4 @@ async fn pick(t: &Target, to: Option<&str>) -> Result<String, Error> {
         .await
         .map_err(|e| Error::Unreachable(format!("cannot read the release log: {e}")))?;
     Ok(releases::rollback_target(&records, to).map_err(|m| ConfigError::new(file, m))?)
-}
-
-/// Progress goes to stderr.
-fn say(line: &str) {
-    eprintln!("{line}");
 }

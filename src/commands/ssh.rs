@@ -8,10 +8,12 @@
 //! `HostKeyAlias`), and the key given as text if there is one; runs `ssh -F <that config>`;
 //! and removes the folder when ssh exits. ssh's exit status is provision's.
 
+use super::Target;
+use super::context::Context;
 use crate::config::ConfigError;
+use crate::error::Error;
 use crate::inventory::Host;
 use crate::report::Output;
-use crate::secrets::Redactor;
 use crate::transport::ssh::SshSession;
 use crate::transport::{ConnectSpec, HostKey, Transport};
 use std::fmt::Write as _;
@@ -179,11 +181,21 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// `provision ssh <env> [host] [-- command]`: the host picked from the env's hosts as they
+/// are (static hosts and running EC2 instances, nothing created).
+pub async fn run(
+    cx: &Context,
+    env: &str,
+    host: Option<&str>,
+    command: &[String],
+) -> Result<i32, Error> {
+    let t = Target::load(cx, env).await?;
+    let h = pick(&t.hosts, host, &t.project.file)?;
+    Ok(hand_over(h, command, &Output::text(t.redactor.clone())).await)
+}
+
 /// Verify, then hand over to `ssh`. Returns ssh's exit status.
-pub async fn run(host: &Host, command: &[String]) -> i32 {
-    // cli.rs hands over no redactor yet: messages here are provision's own (connection and
-    // file errors), with no value from the secrets file in them.
-    let out = Output::text(Redactor::default());
+async fn hand_over(host: &Host, command: &[String], out: &Output) -> i32 {
     let name = &host.name;
     let session = match SshSession::connect(&host.connect).await {
         Ok(s) => s,

@@ -3,8 +3,9 @@
 //! result), the app container's state and health (`docker container inspect`) and the deploy
 //! lock's holder when a lock is there.
 
+use super::context::Context;
 use super::{Target, hosts_n};
-use crate::error::exit;
+use crate::error::{Error, exit};
 use crate::inventory::Host;
 use crate::remote::releases::parse_log;
 use crate::report::Event;
@@ -203,9 +204,23 @@ pub fn render(host: &str, s: &HostStatus) -> Vec<String> {
     out
 }
 
+/// `provision status <env>`: on the env's hosts as they are (static hosts and running EC2
+/// instances, nothing created).
+pub async fn run(cx: &Context, env: &str, container: Option<&str>) -> Result<i32, Error> {
+    let t = Target::load(cx, env).await?;
+    let (forks, json, quiet) = (cx.forks, cx.json(), cx.quiet());
+    Ok(show_all(t, container, forks, json, quiet).await)
+}
+
 /// Ask every host; print each host's block (or JSON line) as it answers; a summary line at
 /// the end. Exit 0, or 4 when a host could not be asked.
-pub async fn run(t: Target, container: Option<&str>, forks: usize, json: bool, quiet: bool) -> i32 {
+async fn show_all(
+    t: Target,
+    container: Option<&str>,
+    forks: usize,
+    json: bool,
+    quiet: bool,
+) -> i32 {
     let out = t.output(json, quiet);
     let container = container.unwrap_or(&t.project.app).to_string();
     let script = Arc::new(script(&t.prelude, &t.project.app, &t.env.name, &container));

@@ -2,8 +2,10 @@
 //! It asks first on a terminal; where no one can answer (no terminal on stdin, or `CI` set)
 //! it needs `--yes`.
 
+use super::context::Context;
 use super::{Target, hosts_n};
-use crate::error::exit;
+use crate::config::{ConfigError, Project};
+use crate::error::{Error, exit};
 use crate::report::{Event, Output};
 use crate::steps::shell::state_dir;
 use crate::transport::Transport;
@@ -57,11 +59,29 @@ async fn each(t: &Target, remove: bool) -> Vec<(String, Result<Option<String>, S
     all
 }
 
+/// `provision unlock <env>`: asks first, unless `--yes`; refused where no one can answer.
+pub async fn run(cx: &Context, env: &str) -> Result<i32, Error> {
+    if !cx.yes && !crate::report::interactive() {
+        let file = Project::locate(cx.config.as_deref())?;
+        return Err(ConfigError::new(
+            file,
+            "removing a deploy lock needs confirmation, and no one can answer here (no terminal on stdin, or CI is set)",
+        )
+        .with_help("pass --yes")
+        .into());
+    }
+    let t = Target::load(cx, env).await?;
+    let out = t.output(cx.json(), false);
+    // Asked through the channel, so that a secret in a lock owner's name is masked.
+    let ask = |q: &str| out.confirm(q);
+    let confirm: Option<&dyn Fn(&str) -> bool> = if cx.yes { None } else { Some(&ask) };
+    Ok(remove(&t, &out, confirm).await)
+}
+
 /// `confirm` is asked (with the holders) before anything is removed; `None` means `--yes`.
-pub async fn run(t: Target, confirm: Option<&dyn Fn(&str) -> bool>, json: bool) -> i32 {
-    let out = t.output(json, false);
+async fn remove(t: &Target, out: &Output, confirm: Option<&dyn Fn(&str) -> bool>) -> i32 {
     if let Some(ask) = confirm {
-        let found = each(&t, false).await;
+        let found = each(t, false).await;
         let held: Vec<String> = found
             .iter()
             .filter_map(|(h, r)| match r {
@@ -71,7 +91,7 @@ pub async fn run(t: Target, confirm: Option<&dyn Fn(&str) -> bool>, json: bool) 
             .collect();
         if held.is_empty() {
             out.line("no deploy lock is held on these hosts");
-            return report(&out, found);
+            return report(out, found);
         }
         let question = format!(
             "{}\nRemove the deploy lock on {}? A deploy still running there would no longer be protected. [y/N] ",
@@ -83,8 +103,8 @@ pub async fn run(t: Target, confirm: Option<&dyn Fn(&str) -> bool>, json: bool) 
             return exit::OK;
         }
     }
-    let done = each(&t, true).await;
-    report(&out, done)
+    let done = each(t, true).await;
+    report(out, done)
 }
 
 fn report(out: &Output, results: Vec<(String, Result<Option<String>, String>)>) -> i32 {

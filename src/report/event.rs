@@ -2,7 +2,8 @@
 //! object per line, with an `event` field naming the variant; `docs/events.schema.json`
 //! documents every variant (tests/ci_path.rs checks each one against it).
 
-use super::payload::{ExecOutput, HostStatus, Reply, Unlocked};
+use super::payload::{ExecOutput, HostInstance, HostStatus, Reply, Unlocked};
+use crate::inventory::Host;
 use crate::remote::releases::Record;
 use serde::{Deserialize, Serialize};
 
@@ -128,15 +129,19 @@ pub enum Event {
         #[serde(flatten)]
         reply: Reply<Record>,
     },
-    /// `provision hosts`: one host of the env and how provision connects to it.
+    /// `provision hosts`: one host of the env and how provision connects to it. For an env
+    /// with `ec2`, an instance line also carries the instance, and the connection fields are
+    /// null for an instance provision cannot reach (not running, or without an address).
     Host {
         host: String,
         roles: Vec<String>,
-        address: String,
-        port: u16,
-        user: String,
+        address: Option<String>,
+        port: Option<u16>,
+        user: Option<String>,
         /// `user@address:port` of the jump host.
         jump: Option<String>,
+        #[serde(flatten)]
+        instance: Option<HostInstance>,
     },
     /// `provision unlock`: what was removed on one host.
     Unlock {
@@ -172,6 +177,24 @@ impl Event {
         Event::Release {
             host: host.to_string(),
             reply: r.into(),
+        }
+    }
+
+    /// A host line of `provision hosts`: how provision connects to `h` (and, for an EC2
+    /// instance, the instance).
+    pub fn host(h: &Host, instance: Option<HostInstance>) -> Event {
+        let c = &h.connect;
+        Event::Host {
+            host: h.name.clone(),
+            roles: h.roles.clone(),
+            address: Some(c.address.clone()),
+            port: Some(c.port),
+            user: Some(c.user.clone()),
+            jump: c
+                .jump
+                .as_ref()
+                .map(|j| format!("{}@{}:{}", j.user, j.address, j.port)),
+            instance,
         }
     }
 

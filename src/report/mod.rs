@@ -14,7 +14,9 @@ mod stdio;
 
 pub use event::{Counts, Event, Mode, Status};
 pub use output::Output;
-pub use payload::{ContainerStatus, ExecOutput, HostStatus, LockStatus, Reply, Unlocked};
+pub use payload::{
+    ContainerStatus, ExecOutput, HostInstance, HostStatus, LockStatus, Reply, Unlocked,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {

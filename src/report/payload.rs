@@ -77,3 +77,15 @@ pub struct HostStatus {
     pub container: ContainerStatus,
     pub lock: Option<LockStatus>,
 }
+
+/// `provision hosts` for an env with `ec2`: the instance behind a host line, as EC2 lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostInstance {
+    /// The instance ID (`i-0abc…`).
+    pub id: String,
+    /// EC2's state: `pending`, `running`, `stopping`, `stopped`, `shutting-down`, `terminated`.
+    pub state: String,
+    /// The instance's address of the kind the env connects to (`ec2.address`).
+    pub instance_address: Option<String>,
+    pub instance_type: Option<String>,
+}

@@ -7,7 +7,9 @@
 //! decision here.
 
 use super::event::Event;
-use super::payload::{ContainerStatus, ExecOutput, HostStatus, LockStatus, Reply, Unlocked};
+use super::payload::{
+    ContainerStatus, ExecOutput, HostInstance, HostStatus, LockStatus, Reply, Unlocked,
+};
 use crate::remote::releases::Record;
 use crate::secrets::Redactor;
 
@@ -93,6 +95,24 @@ impl Mask for Record {
             user: user.mask(r),
             result,
             changed,
+        }
+    }
+}
+
+/// `state` is EC2's word (`running`, `stopped`): kept as it is.
+impl Mask for HostInstance {
+    fn mask(self, r: &Redactor) -> HostInstance {
+        let HostInstance {
+            id,
+            state,
+            instance_address,
+            instance_type,
+        } = self;
+        HostInstance {
+            id: id.mask(r),
+            state,
+            instance_address: instance_address.mask(r),
+            instance_type: instance_type.mask(r),
         }
     }
 }
@@ -284,6 +304,7 @@ impl Event {
                 port,
                 user,
                 jump,
+                instance,
             } => Event::Host {
                 host: host.mask(r),
                 roles: roles.mask(r),
@@ -291,6 +312,7 @@ impl Event {
                 port,
                 user: user.mask(r),
                 jump: jump.mask(r),
+                instance: instance.mask(r),
             },
             Event::Unlock { host, reply } => Event::Unlock {
                 host: host.mask(r),
