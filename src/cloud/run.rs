@@ -14,7 +14,8 @@ use super::{
 use crate::config::{ConfigError, Env, Project};
 use crate::error::Error;
 use crate::inventory::Host;
-use crate::transport::ssh::SshSession;
+use crate::transport::Connector;
+use crate::transport::ssh::SshConnector;
 use crate::transport::{ConnectError, Transport};
 use crate::value::Mode;
 use std::collections::BTreeMap;
@@ -515,7 +516,7 @@ async fn wait_ssh(hosts: &[Host], deadline: Instant, out: &dyn Console) {
         ));
         let mut last_note = started;
         loop {
-            let err = match SshSession::connect(&spec).await {
+            let err = match SshConnector.connect(&spec).await {
                 Ok(session) => {
                     session.close().await;
                     out.progress(&format!(

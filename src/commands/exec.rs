@@ -13,7 +13,8 @@ use crate::inventory::Host;
 use crate::report::{Event, ExecOutput, Output, OutputFormat, ReportOptions};
 use crate::secrets::Redactor;
 use crate::transport::Transport;
-use crate::transport::ssh::SshSession;
+use crate::transport::Connector;
+use crate::transport::ssh::SshConnector;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -66,7 +67,7 @@ pub async fn run_on(hosts: Vec<Host>, command: &str, o: ExecOptions, redactor: R
         let (sem, command) = (sem.clone(), command.clone());
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            let result = match SshSession::connect(&h.connect).await {
+            let result = match SshConnector.connect(&h.connect).await {
                 Err(e) => Err(e.to_string()),
                 Ok(s) => {
                     let r = s.exec(&command, None, timeout).await;

@@ -9,7 +9,8 @@ use super::{Lines, Target, hosts_n, interrupted};
 use crate::error::{Error, exit};
 use crate::transport::Transport;
 use crate::transport::script::quote;
-use crate::transport::ssh::{SshSession, Stream};
+use crate::transport::Connector;
+use crate::transport::ssh::{SshConnector, Stream};
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, Default)]
@@ -69,7 +70,7 @@ async fn stream(t: Target, o: LogsOptions, quiet: bool) -> i32 {
         let (script, output, mut stop) = (script.clone(), out.clone(), stop_rx.clone());
         let seen = stop_rx.clone();
         tasks.spawn(async move {
-            let session = match SshSession::connect(&h.connect).await {
+            let session = match SshConnector.connect(&h.connect).await {
                 Ok(s) => s,
                 Err(e) => return (h.name, Ended::Unreachable(e.to_string())),
             };

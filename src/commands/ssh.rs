@@ -14,7 +14,8 @@ use crate::config::ConfigError;
 use crate::error::Error;
 use crate::inventory::Host;
 use crate::report::Output;
-use crate::transport::ssh::SshSession;
+use crate::transport::Connector;
+use crate::transport::ssh::SshConnector;
 use crate::transport::{ConnectSpec, HostKey, Transport};
 use std::fmt::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -197,7 +198,7 @@ pub async fn run(
 /// Verify, then hand over to `ssh`. Returns ssh's exit status.
 async fn hand_over(host: &Host, command: &[String], out: &Output) -> i32 {
     let name = &host.name;
-    let session = match SshSession::connect(&host.connect).await {
+    let session = match SshConnector.connect(&host.connect).await {
         Ok(s) => s,
         Err(e) => {
             out.err_line(&format!("error: [{name}] {e}"));

@@ -13,7 +13,8 @@ pub use crate::report::{ContainerStatus, HostStatus, LockStatus};
 use crate::steps::shell::state_dir;
 use crate::transport::Transport;
 use crate::transport::script::quote;
-use crate::transport::ssh::SshSession;
+use crate::transport::Connector;
+use crate::transport::ssh::SshConnector;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -257,7 +258,7 @@ async fn show_all(
 }
 
 async fn ask(h: &Host, script: &str, container: &str) -> Result<HostStatus, String> {
-    let session = SshSession::connect(&h.connect)
+    let session = SshConnector.connect(&h.connect)
         .await
         .map_err(|e| e.to_string())?;
     let out = session.exec(script, None, Duration::from_secs(60)).await;
