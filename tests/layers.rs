@@ -2,8 +2,10 @@
 //! in non-test code must point to a lower layer (or inside its own module), and no two sibling
 //! modules anywhere may import each other in a cycle. Reads the source; no build tricks.
 
+mod source;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Bottom first. A module may use those before it in this list, never those after it.
 const LAYERS: &[&str] = &[
@@ -30,30 +32,13 @@ struct SourceFile {
     text: String,
 }
 
-fn source_files(dir: &Path, module: &[String], out: &mut Vec<SourceFile>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
-        if path.is_dir() {
-            let mut m = module.to_vec();
-            m.push(stem);
-            source_files(&path, &m, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            let mut m = module.to_vec();
-            if !matches!(stem.as_str(), "mod" | "lib" | "main") {
-                m.push(stem);
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            out.push(SourceFile {
-                module: m,
-                text: strip_tests_and_comments(&text),
-            });
-        }
-    }
+/// The module path of `src/<path>`.
+fn module_of(path: &str) -> Vec<String> {
+    let rel = path.trim_start_matches("src/").trim_end_matches(".rs");
+    rel.split('/')
+        .filter(|part| !matches!(*part, "mod" | "lib" | "main"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Non-test code without `//` comments (test modules may reach anything they test).
@@ -62,13 +47,7 @@ fn strip_tests_and_comments(text: &str) -> String {
         Some(at) => &text[..at],
         None => text,
     };
-    code.lines()
-        .map(|l| match l.find("//") {
-            Some(at) => &l[..at],
-            None => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    source::without_comments(code)
 }
 
 /// Every path that starts at `crate::`, `super::` or `self::`, expanded over `{a, b::c}` groups.
@@ -180,9 +159,13 @@ struct Graph {
 }
 
 fn graph() -> Graph {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    source_files(&src, &[], &mut files);
+    let files: Vec<SourceFile> = source::files()
+        .into_iter()
+        .map(|f| SourceFile {
+            module: module_of(&f.path),
+            text: strip_tests_and_comments(&f.text),
+        })
+        .collect();
     let modules: BTreeSet<Vec<String>> = files.iter().map(|f| f.module.clone()).collect();
     let mut g = Graph {
         edges: BTreeMap::new(),

@@ -4,7 +4,7 @@
 //! `io::stdout()`/`io::stderr()` anywhere else. (A child process with inherited stdio, as
 //! `provision ssh` runs `ssh`, is not provision writing.)
 
-use std::path::{Path, PathBuf};
+mod source;
 
 /// The one file allowed to write to the process's streams.
 const WRITER: &str = "src/report/stdio.rs";
@@ -20,17 +20,6 @@ const PRINTS: &[&str] = &[
     "io::stderr",
 ];
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// `line:text` of every line that prints (comment lines aside: docs may name the macros).
 fn prints(text: &str) -> Vec<String> {
     text.lines()
@@ -43,19 +32,10 @@ fn prints(text: &str) -> Vec<String> {
 
 #[test]
 fn nothing_prints_outside_the_output_channel() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
-    files.sort();
-    assert!(files.len() > 50, "src/ was not read: {files:?}");
     let mut offenders = Vec::new();
-    for path in &files {
-        let rel = path
-            .strip_prefix(root)
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
-        let found = prints(&std::fs::read_to_string(path).unwrap());
+    for file in source::files() {
+        let rel = file.path;
+        let found = prints(&file.text);
         if rel == WRITER {
             assert!(
                 !found.is_empty(),

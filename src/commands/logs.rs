@@ -7,9 +7,9 @@
 use super::context::Context;
 use super::{Lines, Target, hosts_n, interrupted};
 use crate::error::{Error, exit};
+use crate::transport::Connector;
 use crate::transport::Transport;
 use crate::transport::script::quote;
-use crate::transport::Connector;
 use crate::transport::ssh::{SshConnector, Stream};
 use tokio::sync::watch;
 

@@ -11,9 +11,9 @@ use crate::remote::releases::parse_log;
 use crate::report::Event;
 pub use crate::report::{ContainerStatus, HostStatus, LockStatus};
 use crate::steps::shell::state_dir;
+use crate::transport::Connector;
 use crate::transport::Transport;
 use crate::transport::script::quote;
-use crate::transport::Connector;
 use crate::transport::ssh::SshConnector;
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,7 +258,8 @@ async fn show_all(
 }
 
 async fn ask(h: &Host, script: &str, container: &str) -> Result<HostStatus, String> {
-    let session = SshConnector.connect(&h.connect)
+    let session = SshConnector
+        .connect(&h.connect)
         .await
         .map_err(|e| e.to_string())?;
     let out = session.exec(script, None, Duration::from_secs(60)).await;

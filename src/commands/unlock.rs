@@ -8,8 +8,8 @@ use crate::config::{ConfigError, Project};
 use crate::error::{Error, exit};
 use crate::report::{Event, Output};
 use crate::steps::shell::state_dir;
-use crate::transport::Transport;
 use crate::transport::Connector;
+use crate::transport::Transport;
 use crate::transport::ssh::SshConnector;
 use std::time::Duration;
 
@@ -33,7 +33,8 @@ async fn each(t: &Target, remove: bool) -> Vec<(String, Result<Option<String>, S
         let script = format!("{}{script}", t.prelude);
         tasks.spawn(async move {
             let r = async {
-                let s = SshConnector.connect(&h.connect)
+                let s = SshConnector
+                    .connect(&h.connect)
                     .await
                     .map_err(|e| e.to_string())?;
                 let out = s.exec(&script, None, Duration::from_secs(60)).await;
