@@ -224,14 +224,46 @@ impl<'a> Settings<'a> {
             }
             None => ssh_config::SshConfigHost::default(),
         };
-        let user = addr
-            .user
+        let identity_files = self.identity_files(&cfg)?;
+        let jump = self.jump(&cfg, allow_prompt, depth)?;
+        Ok(ConnectSpec {
+            name: addr.name(),
+            address: cfg.host_name.clone().unwrap_or_else(|| addr.host.clone()),
+            port: addr.port.or(cfg.port).or(self.def.port).unwrap_or(22),
+            user: self.user(addr, &cfg),
+            identity_files,
+            identity_key: self.identity_key.clone(),
+            identity_env: self.def.identity_env.clone(),
+            host_keys: self.pins.clone(),
+            known_hosts: self.def.known_hosts.unwrap_or(KnownHostsPolicy::Strict),
+            project_known_hosts: self.project_known_hosts(),
+            user_known_hosts: self.home.as_ref().map(|h| h.join(".ssh/known_hosts")),
+            connect_timeout: self
+                .def
+                .connect_timeout
+                .map_or(Duration::from_secs(10), |d| d.0),
+            retries: self.def.retries.unwrap_or(2),
+            keepalive: self.def.keepalive.map_or(Duration::from_secs(15), |d| d.0),
+            jump,
+            become_user: self.become_user(),
+            allow_prompt,
+        })
+    }
+
+    /// The host string's user, then ssh_config's, the env's, `$USER`, root.
+    fn user(&self, addr: &HostAddr, cfg: &ssh_config::SshConfigHost) -> String {
+        addr.user
             .clone()
             .or(cfg.user.clone())
             .or(self.def.user.clone())
             .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "root".into());
-        let identity_files: Vec<PathBuf> = match &self.def.identity_file {
+            .unwrap_or_else(|| "root".into())
+    }
+
+    /// The configured key files (or ssh_config's), each checked now: a key that cannot be
+    /// read is a config error, found before any host is contacted.
+    fn identity_files(&self, cfg: &ssh_config::SshConfigHost) -> Result<Vec<PathBuf>, ConfigError> {
+        let files: Vec<PathBuf> = match &self.def.identity_file {
             Some(f) => f
                 .to_vec()
                 .iter()
@@ -239,8 +271,7 @@ impl<'a> Settings<'a> {
                 .collect(),
             None => cfg.identity_files.clone(),
         };
-        // A key that cannot be read is a config error: found before any host is contacted.
-        for key in &identity_files {
+        for key in &files {
             if let Err(e) = std::fs::File::open(key) {
                 return Err(ConfigError::new(self.file, format!("identity file {} cannot be read: {e}", key.display()))
                     .with_help("fix ssh.identity_file (relative paths are from the folder of provision.toml) or its permissions"));
@@ -256,61 +287,50 @@ impl<'a> Settings<'a> {
                 )));
             }
         }
-        let jump_str = self
+        Ok(files)
+    }
+
+    /// The jump host, resolved like a target. It applies to the targets, not to itself.
+    fn jump(
+        &self,
+        cfg: &ssh_config::SshConfigHost,
+        allow_prompt: bool,
+        depth: usize,
+    ) -> Result<Option<Box<ConnectSpec>>, ConfigError> {
+        let jump = self
             .def
             .jump
             .clone()
             .or(cfg.proxy_jump.clone())
             .filter(|j| j != "none");
-        // A jump host applies to the targets, not to itself.
-        let jump = match jump_str {
-            Some(j) if depth == 0 => {
-                let jaddr = HostAddr::parse(&j).map_err(|m| {
-                    ConfigError::new(self.file, format!("jump host: {m}"))
-                        .with_help("write ssh.jump as \"user@host:port\"")
-                })?;
-                Some(Box::new(self.connect_spec(
-                    &jaddr,
-                    allow_prompt,
-                    depth + 1,
-                )?))
-            }
-            _ => None,
+        let Some(j) = jump.filter(|_| depth == 0) else {
+            return Ok(None);
         };
-        let project_known_hosts = match &self.def.known_hosts_file {
+        let jaddr = HostAddr::parse(&j).map_err(|m| {
+            ConfigError::new(self.file, format!("jump host: {m}"))
+                .with_help("write ssh.jump as \"user@host:port\"")
+        })?;
+        Ok(Some(Box::new(self.connect_spec(
+            &jaddr,
+            allow_prompt,
+            depth + 1,
+        )?)))
+    }
+
+    fn project_known_hosts(&self) -> PathBuf {
+        match &self.def.known_hosts_file {
             Some(p) => expand(p, self.root, self.home.as_deref()),
             None => self.root.join(".provision/known_hosts"),
-        };
-        Ok(ConnectSpec {
-            name: addr.name(),
-            address: cfg.host_name.clone().unwrap_or_else(|| addr.host.clone()),
-            port: addr.port.or(cfg.port).or(self.def.port).unwrap_or(22),
-            user,
-            identity_files,
-            identity_key: self.identity_key.clone(),
-            identity_env: self.def.identity_env.clone(),
-            host_keys: self.pins.clone(),
-            known_hosts: self.def.known_hosts.unwrap_or(KnownHostsPolicy::Strict),
-            project_known_hosts,
-            user_known_hosts: self.home.as_ref().map(|h| h.join(".ssh/known_hosts")),
-            connect_timeout: self
-                .def
-                .connect_timeout
-                .map_or(Duration::from_secs(10), |d| d.0),
-            retries: self.def.retries.unwrap_or(2),
-            keepalive: self.def.keepalive.map_or(Duration::from_secs(15), |d| d.0),
-            jump,
-            become_user: if self.def.become_.unwrap_or(false) {
-                Some(
-                    self.def
-                        .become_user
-                        .clone()
-                        .unwrap_or_else(|| "root".into()),
-                )
-            } else {
-                None
-            },
-            allow_prompt,
+        }
+    }
+
+    /// `sudo -n` to this user for every script, with `ssh.become`.
+    fn become_user(&self) -> Option<String> {
+        self.def.become_.unwrap_or(false).then(|| {
+            self.def
+                .become_user
+                .clone()
+                .unwrap_or_else(|| "root".into())
         })
     }
 }
