@@ -225,16 +225,14 @@ impl Project {
         let mut envs = BTreeMap::new();
         for (name, spanned) in raw.env {
             let span = spanned.span();
-            let mut env = build_env(
+            let at = EnvAt {
                 file,
                 text,
-                &raw.app,
-                &name,
-                span.start,
-                spanned.into_inner(),
-                &raw.ssh,
-                &root,
-            )?;
+                name: &name,
+                offset: span.start,
+                root: &root,
+            };
+            let mut env = build_env(&at, &raw.app, spanned.into_inner(), &raw.ssh)?;
             for (k, v) in &raw.remote_env {
                 env.remote_env.entry(k.clone()).or_insert_with(|| v.clone());
             }
@@ -292,30 +290,81 @@ impl Project {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build_env(
-    file: &Path,
-    text: &str,
-    app: &str,
-    name: &str,
+/// Where an `[env.<name>]` table is, for its errors, and the folder its paths are relative to.
+struct EnvAt<'a> {
+    file: &'a Path,
+    text: &'a str,
+    name: &'a str,
     offset: usize,
-    raw: EnvFile,
-    top_ssh: &SshDef,
-    root: &Path,
-) -> Result<Env, ConfigError> {
-    let mut hosts: Vec<HostEntry> = Vec::new();
+    root: &'a Path,
+}
+
+impl EnvAt<'_> {
+    fn error(&self, offset: usize, message: String) -> ConfigError {
+        ConfigError::at(self.file, self.text, offset, message)
+    }
+}
+
+fn build_env(at: &EnvAt, app: &str, raw: EnvFile, top_ssh: &SshDef) -> Result<Env, ConfigError> {
+    let ssh_source = ssh_source(at, &raw)?;
     let hosts_def = raw.hosts.unwrap_or_default();
     let mut roles: Vec<String> = hosts_def.0.keys().cloned().collect();
+    let hosts = host_entries(at, &hosts_def)?;
+    let ssh = top_ssh.merged(&raw.ssh);
+    let ec2 = match raw.ec2 {
+        Some(def) => {
+            let ec2_at = ec2::At {
+                file: at.file,
+                text: at.text,
+                offset: def.span().start,
+                env: at.name,
+            };
+            let ec2 = def.into_inner().build(&ec2_at, app, &ssh, at.root)?;
+            for role in ec2.roles.keys() {
+                if !roles.contains(role) {
+                    roles.push(role.clone());
+                }
+            }
+            roles.sort();
+            Some(ec2)
+        }
+        None => None,
+    };
+    if hosts.is_empty() && ssh_source.is_some() && roles.is_empty() {
+        // The hosts are the file's `Host` entries, in role `all`.
+        roles.push("all".to_string());
+    }
+    if hosts.is_empty() && ec2.is_none() && ssh_source.is_none() {
+        return Err(at.error(at.offset, format!("env `{}` has no hosts", at.name))
+            .with_help("add hosts = [\"user@host:port\"], an [env.<name>.ec2] table to create them on EC2, or vagrant = \"<dir>\" / ssh_config = \"<file>\""));
+    }
+    Ok(Env {
+        name: at.name.to_string(),
+        hosts,
+        roles,
+        vars: raw.vars,
+        secrets: raw.secrets.map(|s| at.root.join(s)),
+        ssh,
+        remote_env: raw.remote_env,
+        playbook: raw.playbook,
+        ec2,
+        ssh_source,
+    })
+}
+
+/// One entry per host, with every role it is listed under.
+fn host_entries(at: &EnvAt, hosts_def: &HostsDef) -> Result<Vec<HostEntry>, ConfigError> {
+    let name = at.name;
+    let mut hosts: Vec<HostEntry> = Vec::new();
     for (role, list) in &hosts_def.0 {
         for h in list {
             let addr = HostAddr::parse(h.get_ref()).map_err(|m| {
-                ConfigError::at(file, text, h.span().start, format!("env `{name}`: {m}"))
+                at.error(h.span().start, format!("env `{name}`: {m}"))
                     .with_help("write hosts as \"host\", \"user@host\" or \"user@host:port\"")
             })?;
             match hosts.iter_mut().find(|e| e.addr.name() == addr.name()) {
                 Some(e) if e.addr.user != addr.user => {
-                    return Err(ConfigError::at(
-                        file,
-                        text,
+                    return Err(at.error(
                         h.span().start,
                         format!(
                             "env `{name}`: host {} is listed twice with different users",
@@ -331,63 +380,25 @@ fn build_env(
             }
         }
     }
-    let ssh = top_ssh.merged(&raw.ssh);
-    let ec2 = match raw.ec2 {
-        Some(def) => {
-            let at = ec2::At {
-                file,
-                text,
-                offset: def.span().start,
-                env: name,
-            };
-            let ec2 = def.into_inner().build(&at, app, &ssh, root)?;
-            for role in ec2.roles.keys() {
-                if !roles.contains(role) {
-                    roles.push(role.clone());
-                }
-            }
-            roles.sort();
-            Some(ec2)
-        }
-        None => None,
-    };
-    let ssh_source = match (&raw.vagrant, &raw.ssh_config) {
+    Ok(hosts)
+}
+
+/// `vagrant = "<dir>"` or `ssh_config = "<file>"`, never both.
+fn ssh_source(at: &EnvAt, raw: &EnvFile) -> Result<Option<SshSource>, ConfigError> {
+    Ok(match (&raw.vagrant, &raw.ssh_config) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError::at(
-                file,
-                text,
-                offset,
-                format!("env `{name}` sets both `vagrant` and `ssh_config`"),
-            )
-            .with_help(
-                "keep one: `vagrant` runs `vagrant ssh-config`, `ssh_config` reads a file",
-            ));
+            return Err(at
+                .error(
+                    at.offset,
+                    format!("env `{}` sets both `vagrant` and `ssh_config`", at.name),
+                )
+                .with_help(
+                    "keep one: `vagrant` runs `vagrant ssh-config`, `ssh_config` reads a file",
+                ));
         }
-        (Some(dir), None) => Some(SshSource::Vagrant(root.join(dir))),
-        (None, Some(f)) => Some(SshSource::File(root.join(f))),
+        (Some(dir), None) => Some(SshSource::Vagrant(at.root.join(dir))),
+        (None, Some(f)) => Some(SshSource::File(at.root.join(f))),
         (None, None) => None,
-    };
-    if hosts.is_empty() && ssh_source.is_some() && roles.is_empty() {
-        // The hosts are the file's `Host` entries, in role `all`.
-        roles.push("all".to_string());
-    }
-    if hosts.is_empty() && ec2.is_none() && ssh_source.is_none() {
-        return Err(
-            ConfigError::at(file, text, offset, format!("env `{name}` has no hosts"))
-                .with_help("add hosts = [\"user@host:port\"], an [env.<name>.ec2] table to create them on EC2, or vagrant = \"<dir>\" / ssh_config = \"<file>\""),
-        );
-    }
-    Ok(Env {
-        name: name.to_string(),
-        hosts,
-        roles,
-        vars: raw.vars,
-        secrets: raw.secrets.map(|s| root.join(s)),
-        ssh,
-        remote_env: raw.remote_env,
-        playbook: raw.playbook,
-        ec2,
-        ssh_source,
     })
 }
 
