@@ -86,6 +86,7 @@ impl Mask for Record {
             user,
             result,
             changed,
+            vars,
         } = self;
         Record {
             time: time.mask(r),
@@ -93,6 +94,7 @@ impl Mask for Record {
             user: user.mask(r),
             result,
             changed,
+            vars: vars.into_iter().map(|(k, v)| (k, v.mask(r))).collect(),
         }
     }
 }
@@ -362,6 +364,7 @@ mod tests {
             user: "u".into(),
             result: "failed".into(),
             changed: 1,
+            vars: Default::default(),
         };
         let json = serde_json::to_value(Event::release("h", Ok(record)).redacted(&r)).unwrap();
         assert_eq!(json["release"], "********1");

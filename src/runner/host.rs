@@ -189,10 +189,11 @@ impl<'a, T: Transport> HostRun<'a, T> {
         } else {
             "ok"
         };
-        let script = lock.release_sh(
+        let script = lock.release_record_sh(
             &self.planner.release(&ctx),
             result,
             self.outcome.counts.changed,
+            &self.planner.release_vars(),
         );
         match self.exec(&script, None, Duration::from_secs(60)).await {
             Ok(out) if out.success() => {}
