@@ -90,6 +90,8 @@ pub(super) struct HostRun<'a, T: Transport> {
     interrupt: &'a Interrupt,
     /// Plan mode: host files earlier steps would rewrite.
     pub(super) predicted: BTreeSet<String>,
+    /// Plan mode: registers whose value is a prediction, and which step registers it.
+    pub(super) unknown: BTreeMap<String, String>,
 }
 
 /// Why a step stopped the host.
@@ -128,6 +130,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
             lock_seen: None,
             interrupt,
             predicted: Default::default(),
+            unknown: Default::default(),
         }
     }
 

@@ -19,6 +19,7 @@ mod step;
 mod testing;
 #[cfg(test)]
 mod tests;
+mod unknown;
 
 use crate::plan::{HostPlan, Planner};
 use crate::report::{Event, Mode, Sink};
