@@ -92,6 +92,8 @@ pub(super) struct HostRun<'a, T: Transport> {
     pub(super) predicted: BTreeSet<String>,
     /// Plan mode: registers whose value is a prediction, and which step registers it.
     pub(super) unknown: BTreeMap<String, String>,
+    /// Changes later `when`s react to, recorded on the host until they did.
+    pub(super) pending: super::pending::Pending,
 }
 
 /// Why a step stopped the host.
@@ -131,6 +133,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
             interrupt,
             predicted: Default::default(),
             unknown: Default::default(),
+            pending: super::pending::Pending::new(planner, plan),
         }
     }
 

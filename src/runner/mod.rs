@@ -13,6 +13,7 @@ mod host;
 mod interrupt;
 mod last_failed;
 mod outcome;
+mod pending;
 mod probe;
 mod step;
 #[cfg(test)]

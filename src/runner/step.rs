@@ -6,7 +6,7 @@ use crate::report::{Event, Status};
 use crate::steps::{Decision, Outcome, StepKind};
 use crate::transport::Transport;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl<T: Transport> HostRun<'_, T> {
     pub(super) async fn step(&mut self, i: usize) -> Result<(), Stop> {
@@ -24,6 +24,9 @@ impl<T: Transport> HostRun<'_, T> {
             Decision::Ok(msg) => {
                 self.register_outcome(i, kind.as_ref(), false);
                 self.finish(i, Status::Ok, msg, None, None, started);
+                if let Some(clear) = self.pending.done_without_change(i, self.check()) {
+                    self.exec(&clear, None, Duration::from_secs(60)).await?;
+                }
                 Ok(())
             }
             Decision::Fail(msg) => self.fail_unless_unknown(i, msg, started),
@@ -116,6 +119,7 @@ impl<T: Transport> HostRun<'_, T> {
             probe: self.probes.get(&i),
             applied: None,
         });
+        let v = self.pending.with_change(i, v);
         self.register(i, v);
     }
 
