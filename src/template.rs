@@ -73,6 +73,7 @@ impl Templates {
         // the debug dump itself.
         env.set_debug(true);
         env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.add_filter("shell_quote", shell_quote);
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
                 .keep_trailing_newline(true)
@@ -154,6 +155,21 @@ impl Templates {
         let source = std::fs::read_to_string(self.root.join(name)).ok()?;
         line_of_variable(&source, ident)
     }
+}
+
+/// `{{ x | shell_quote }}`: the value as one POSIX sh word, so a var put into a command
+/// (`command.run`, `unless`, ...) cannot add commands of its own (a forged release id, a var
+/// with a space or `$(...)`). Numbers and other values are quoted as their string form.
+fn shell_quote(v: Value) -> String {
+    let s = match v.as_str() {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
+    };
+    // shell-escape leaves the empty string unquoted; it must stay one (empty) word.
+    if s.is_empty() {
+        return "''".into();
+    }
+    shell_escape::unix::escape(std::borrow::Cow::Borrowed(&s)).into_owned()
 }
 
 /// First line (1-based) where `ident` is used as a variable inside `{{ }}` or `{% %}`:
@@ -278,6 +294,30 @@ mod tests {
         assert_eq!(line_of_variable(src, "x"), Some(4));
         assert_eq!(line_of_variable(src, "nope"), None);
         assert_eq!(line_of_variable("{{\n  a ~\n  b }}", "b"), Some(3));
+    }
+
+    #[test]
+    fn shell_quote_makes_one_inert_word() {
+        let t = Templates::new(Path::new("."));
+        let r = |v: Value| {
+            t.render_str("x", "echo {{ v | shell_quote }}", &context! { v => v })
+                .unwrap()
+        };
+        assert_eq!(r(Value::from("v1.2")), "echo v1.2");
+        assert_eq!(r(Value::from("$(touch /tmp/x)")), "echo '$(touch /tmp/x)'");
+        assert_eq!(r(Value::from("it's")), "echo 'it'\\''s'");
+        assert_eq!(r(Value::from("")), "echo ''");
+        assert_eq!(r(Value::from(3)), "echo 3");
+        // What sh makes of it: the value, as one argument, nothing run.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf '%s|' {}",
+                r(Value::from("a b;$(echo hi)'`x`")).trim_start_matches("echo ")
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b;$(echo hi)'`x`|");
     }
 
     #[test]

@@ -686,6 +686,7 @@ fn operator_events() -> Vec<provision::report::Event> {
         user: "u@m (pid 1)".into(),
         result: "ok".into(),
         changed: 2,
+        vars: Default::default(),
     };
     let status = HostStatus {
         release: Some(record.clone()),

@@ -12,14 +12,13 @@ use crate::report::Mode;
 /// `to`: a prefix of a recorded release; None: the one before the current.
 pub async fn run(cx: &Context, env: &str, to: Option<&str>) -> Result<i32, Error> {
     let t = Target::load(cx, env).await?;
-    let release = pick(&t, to).await?;
+    let target = pick(&t, to).await?;
     if !cx.quiet() {
         // Progress goes to stderr: stdout is the run's (NDJSON with `--output json`).
         cx.out()
-            .err_line(&format!("rolling back {env} to {release}"));
+            .err_line(&format!("rolling back {env} to {}", target.release));
     }
-    let mut cx = cx.clone();
-    cx.vars.push(("ref".into(), release));
+    let cx = with_release_vars(cx, target);
     let how = Converge {
         mode: Mode::Apply,
         detailed: false,
@@ -28,8 +27,18 @@ pub async fn run(cx: &Context, env: &str, to: Option<&str>) -> Result<i32, Error
     converge::run(&cx, env, how).await
 }
 
+/// The vars of the run: the release's recorded vars (`version`...), then the command line's
+/// (which win), then `ref` = the release id.
+fn with_release_vars(cx: &Context, target: releases::Target) -> Context {
+    let mut cx = cx.clone();
+    let given = std::mem::take(&mut cx.vars);
+    cx.vars = target.vars.into_iter().chain(given).collect();
+    cx.vars.push(("ref".into(), target.release));
+    cx
+}
+
 /// The release to go back to, from the first host's release log.
-async fn pick(t: &Target, to: Option<&str>) -> Result<String, Error> {
+async fn pick(t: &Target, to: Option<&str>) -> Result<releases::Target, Error> {
     let file = &t.project.file;
     let first = t
         .hosts

@@ -387,6 +387,19 @@ impl Planner {
             .unwrap_or_else(|_| "unknown".into())
     }
 
+    /// The vars recorded with a release: the ones given on the command line (`-e`), which are
+    /// what selects a release (`ref`, `version`...) and what `rollback` sets again.
+    pub fn release_vars(&self) -> BTreeMap<String, String> {
+        // A value that is also a secret's stays off the host's log (and its process list).
+        let redactor = self.secrets.redactor();
+        self.opts
+            .vars
+            .iter()
+            .filter(|(_, v)| redactor.redact(v) == *v)
+            .cloned()
+            .collect()
+    }
+
     /// Whether a `when` condition holds.
     pub fn when(&self, step: &Step, ctx: &Value) -> Result<bool, String> {
         match &step.when {

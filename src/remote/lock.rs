@@ -67,7 +67,23 @@ impl Lock {
 
     /// Script: append the release record and remove the lock.
     pub fn release_sh(&self, release: &str, result: &str, changed: usize) -> String {
-        let rest = serde_json::json!({ "release": release, "user": self.owner, "result": result, "changed": changed }).to_string();
+        self.release_record_sh(release, result, changed, &Default::default())
+    }
+
+    /// [`Lock::release_sh`] with the vars the run was given on the command line in the record,
+    /// so `rollback` can set them all again (not only `ref`).
+    pub fn release_record_sh(
+        &self,
+        release: &str,
+        result: &str,
+        changed: usize,
+        vars: &std::collections::BTreeMap<String, String>,
+    ) -> String {
+        let mut rec = serde_json::json!({ "release": release, "user": self.owner, "result": result, "changed": changed });
+        if !vars.is_empty() {
+            rec["vars"] = serde_json::json!(vars);
+        }
+        let rest = rec.to_string();
         let rest = &rest[1..]; // the record's other fields follow "time"
         format!(
             "{st}mkdir -p \"$st\"\nprintf '{{\"time\":\"%s\",%s\\n' \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" {rest} >> \"$st/releases.log\"\nrm -rf \"$st/lock\"\n",

@@ -88,6 +88,7 @@ impl Mask for Record {
             user,
             result,
             changed,
+            vars,
         } = self;
         Record {
             time: time.mask(r),
@@ -95,6 +96,7 @@ impl Mask for Record {
             user: user.mask(r),
             result,
             changed,
+            vars: vars.into_iter().map(|(k, v)| (k, v.mask(r))).collect(),
         }
     }
 }
@@ -384,6 +386,7 @@ mod tests {
             user: "u".into(),
             result: "failed".into(),
             changed: 1,
+            vars: Default::default(),
         };
         let json = serde_json::to_value(Event::release("h", Ok(record)).redacted(&r)).unwrap();
         assert_eq!(json["release"], "********1");

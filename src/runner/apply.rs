@@ -23,7 +23,8 @@ impl<T: Transport> HostRun<'_, T> {
         let probe_before = self.probes.remove(&i);
         let action = kind.apply();
         let rest = self.probe_items(i + 1);
-        let mut script = batch::apply_script(&self.nonce, &action.script, &rest);
+        let apply = self.pending.wrap_apply(i, action.script);
+        let mut script = batch::apply_script(&self.nonce, &apply, &rest);
         let take_lock = self.lock.as_ref().filter(|_| !self.locked).cloned();
         if let Some(lock) = &take_lock {
             script = format!("{}{script}", lock.acquire_sh(&self.nonce));

@@ -90,6 +90,10 @@ pub(super) struct HostRun<'a, T: Transport> {
     interrupt: &'a Interrupt,
     /// Plan mode: host files earlier steps would rewrite.
     pub(super) predicted: BTreeSet<String>,
+    /// Plan mode: registers whose value is a prediction, and which step registers it.
+    pub(super) unknown: BTreeMap<String, String>,
+    /// Changes later `when`s react to, recorded on the host until they did.
+    pub(super) pending: super::pending::Pending,
 }
 
 /// Why a step stopped the host.
@@ -128,6 +132,8 @@ impl<'a, T: Transport> HostRun<'a, T> {
             lock_seen: None,
             interrupt,
             predicted: Default::default(),
+            unknown: Default::default(),
+            pending: super::pending::Pending::new(planner, plan),
         }
     }
 
@@ -189,10 +195,11 @@ impl<'a, T: Transport> HostRun<'a, T> {
         } else {
             "ok"
         };
-        let script = lock.release_sh(
+        let script = lock.release_record_sh(
             &self.planner.release(&ctx),
             result,
             self.outcome.counts.changed,
+            &self.planner.release_vars(),
         );
         match self.exec(&script, None, Duration::from_secs(60)).await {
             Ok(out) if out.success() => {}

@@ -13,12 +13,14 @@ mod host;
 mod interrupt;
 mod last_failed;
 mod outcome;
+mod pending;
 mod probe;
 mod step;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;
+mod unknown;
 
 use crate::plan::{HostPlan, Planner};
 use crate::report::{Event, Mode, Sink};

@@ -4,6 +4,7 @@
 
 use super::DEFAULT_STEP_TIMEOUT;
 use super::host::{HostRun, Stop};
+use super::pending::PENDING_PROBE;
 use crate::plan::batch;
 use crate::remote::lock;
 use crate::steps::{StepKind, tail};
@@ -36,6 +37,9 @@ impl<T: Transport> HostRun<'_, T> {
             self.lock_probed = true;
             self.lock_seen = lock::parse_status(&p.out);
         }
+        if let Some(p) = parsed.probes.remove(&PENDING_PROBE) {
+            self.pending.parse_probe(&p.out);
+        }
         self.probes.extend(parsed.probes);
         if !self.probes.contains_key(&i) {
             let err = no_probe_output(&self.nonce, &out);
@@ -51,6 +55,7 @@ impl<T: Transport> HostRun<'_, T> {
         if !self.lock_probed {
             let probe = lock::status_probe_sh(&self.planner.app, &self.planner.env);
             items.push((LOCK_PROBE, probe));
+            items.extend(self.pending.probe_sh().map(|p| (PENDING_PROBE, p)));
         }
         let script = batch::probe_script(&self.nonce, &items);
         self.exec(&script, None, timeout).await

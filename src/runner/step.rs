@@ -6,7 +6,7 @@ use crate::report::{Event, Status};
 use crate::steps::{Decision, Outcome, StepKind};
 use crate::transport::Transport;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl<T: Transport> HostRun<'_, T> {
     pub(super) async fn step(&mut self, i: usize) -> Result<(), Stop> {
@@ -15,18 +15,25 @@ impl<T: Transport> HostRun<'_, T> {
         if self.skipped_by_when(i, started)? {
             return Ok(());
         }
-        let kind = self.render(i, started)?;
+        let kind = match self.render(i) {
+            Ok(kind) => kind,
+            Err(m) => return self.fail_unless_unknown(i, m, started),
+        };
         self.ensure_probed(i, kind.as_ref(), started).await?;
         match self.decide(kind.as_ref(), i) {
             Decision::Ok(msg) => {
                 self.register_outcome(i, kind.as_ref(), false);
                 self.finish(i, Status::Ok, msg, None, None, started);
+                if let Some(clear) = self.pending.done_without_change(i, self.check()) {
+                    self.exec(&clear, None, Duration::from_secs(60)).await?;
+                }
                 Ok(())
             }
-            Decision::Fail(msg) => Err(self.fail(i, msg, None, started)),
+            Decision::Fail(msg) => self.fail_unless_unknown(i, msg, started),
             Decision::Change { summary, diff } if self.check() => {
                 self.predicted.extend(kind.outputs());
                 self.register_outcome(i, kind.as_ref(), true);
+                self.register_is_predicted(i);
                 self.finish(i, Status::Changed, summary, diff, None, started);
                 Ok(())
             }
@@ -63,8 +70,8 @@ impl<T: Transport> HostRun<'_, T> {
     }
 
     /// The step's kind: prepared at plan time, or rendered now with the values registered so
-    /// far (a deferred step).
-    fn render(&mut self, i: usize, started: Instant) -> Result<Arc<dyn StepKind>, Stop> {
+    /// far (a deferred step). The error fails the step (see `unknown.rs`).
+    fn render(&mut self, i: usize) -> Result<Arc<dyn StepKind>, String> {
         if let Some(kind) = &self.prepared[i] {
             return Ok(kind.clone());
         }
@@ -74,7 +81,7 @@ impl<T: Transport> HostRun<'_, T> {
                 self.prepared[i] = Some(kind.clone());
                 Ok(kind)
             }
-            Err(m) => Err(self.fail(i, m, None, started)),
+            Err(m) => Err(m),
         }
     }
 
@@ -112,6 +119,7 @@ impl<T: Transport> HostRun<'_, T> {
             probe: self.probes.get(&i),
             applied: None,
         });
+        let v = self.pending.with_change(i, v);
         self.register(i, v);
     }
 
