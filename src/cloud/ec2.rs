@@ -112,16 +112,19 @@ fn rules(perms: &[IpPermission]) -> std::collections::BTreeSet<Rule> {
         let Some(proto) = p.ip_protocol() else {
             continue;
         };
-        // "-1" is all traffic (no ports): never declared, so always revoked. ICMP types and
-        // codes do not fit a port range and are left alone.
-        let (from, to) = if proto == ALL_TRAFFIC {
-            (0, u16::MAX)
-        } else {
-            let ports = p.from_port().zip(p.to_port());
-            match ports.map(|(f, t)| (u16::try_from(f), u16::try_from(t))) {
-                Some((Ok(f), Ok(t))) => (f, t),
-                _ => continue,
+        // "-1" is all traffic (no ports): never declared, so always revoked. Only TCP and UDP
+        // rules have port ranges; ICMP's from/to are a type and a code (8/0 is echo), which
+        // would read as the port range 8-0: every other protocol is left alone.
+        let (from, to) = match proto {
+            ALL_TRAFFIC => (0, u16::MAX),
+            "tcp" | "udp" | "6" | "17" => {
+                let ports = p.from_port().zip(p.to_port());
+                match ports.map(|(f, t)| (u16::try_from(f), u16::try_from(t))) {
+                    Some((Ok(f), Ok(t))) => (f, t),
+                    _ => continue,
+                }
             }
+            _ => continue,
         };
         let cidrs = p
             .ip_ranges()
@@ -554,4 +557,29 @@ pub struct LaunchSpec<'a> {
     pub group_id: &'a str,
     pub user_data: Option<&'a str>,
     pub root_device: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perm(proto: &str, from: i32, to: i32) -> IpPermission {
+        IpPermission::builder()
+            .ip_protocol(proto)
+            .from_port(from)
+            .to_port(to)
+            .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            .build()
+    }
+
+    /// ICMP rules someone added by hand (echo is type 8, code 0) are not ours to revoke:
+    /// they never become port rules (issue 12, #21).
+    #[test]
+    fn icmp_rules_are_left_alone() {
+        let found = rules(&[perm("icmp", 8, 0), perm("icmp", -1, -1), perm("58", 128, 0)]);
+        assert!(found.is_empty(), "{found:?}");
+        let found = rules(&[perm("tcp", 22, 22), perm("udp", 53, 53), perm("icmp", 8, 0)]);
+        let protos: Vec<&str> = found.iter().map(|r| r.protocol.as_str()).collect();
+        assert_eq!(protos, ["tcp", "udp"]);
+    }
 }
