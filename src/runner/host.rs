@@ -65,6 +65,15 @@ pub(super) async fn connect_and_run<C: Connector>(
     outcome
 }
 
+/// What a panic said (`panic!` gives a `&str` or a `String`).
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".into())
+}
+
 /// The state of one host's run. The step itself is in `step.rs`, its round trips in
 /// `probe.rs` and `apply.rs`.
 pub(super) struct HostRun<'a, T: Transport> {
@@ -88,6 +97,8 @@ pub(super) struct HostRun<'a, T: Transport> {
     pub(super) lock_probed: bool,
     pub(super) lock_seen: Option<lock::Held>,
     interrupt: &'a Interrupt,
+    /// The step in progress: where a panic is reported.
+    current: Option<String>,
     /// Plan mode: host files earlier steps would rewrite.
     pub(super) predicted: BTreeSet<String>,
 }
@@ -127,11 +138,38 @@ impl<'a, T: Transport> HostRun<'a, T> {
             lock_probed: false,
             lock_seen: None,
             interrupt,
+            current: None,
             predicted: Default::default(),
         }
     }
 
+    /// The steps, then the lock's release. A panic in a step (a bug) is caught here, while
+    /// the session is still open, so the host is reported failed, its lock released, and
+    /// the other hosts finish.
     async fn run(mut self) -> HostOutcome {
+        let steps = std::panic::AssertUnwindSafe(self.steps());
+        if let Err(panic) = futures::FutureExt::catch_unwind(steps).await {
+            self.panicked(&panic_message(&*panic));
+        }
+        if self.locked && !self.outcome.unreachable {
+            self.release_lock().await;
+        }
+        self.warn_of_left_lock();
+        self.outcome
+    }
+
+    /// Report the host failed by an internal error, naming it.
+    fn panicked(&mut self, why: &str) {
+        self.outcome.counts.failed += 1;
+        let at = self.current.clone().unwrap_or_else(|| "its start".into());
+        self.outcome.stopped_at = Some(at.clone());
+        self.sink.emit(Event::HostWarning {
+            host: self.host.name.clone(),
+            message: format!("internal error (a bug in provision) while at `{at}`: {why}; this host is counted as failed"),
+        });
+    }
+
+    async fn steps(&mut self) {
         for i in 0..self.plan.steps.len() {
             let name = self.plan.steps[i].step.name.clone();
             // Checked between steps only: a step in progress finishes, so no change is cut in half.
@@ -140,16 +178,12 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 self.outcome.stopped_at = Some(name);
                 break;
             }
+            self.current = Some(name.clone());
             if let Err(stop) = self.step(i).await {
                 self.stopped(name, stop);
                 break;
             }
         }
-        if self.locked && !self.outcome.unreachable {
-            self.release_lock().await;
-        }
-        self.warn_of_left_lock();
-        self.outcome
     }
 
     /// Record where the host stopped; a lost connection makes it unreachable.

@@ -385,3 +385,47 @@ async fn plan_mode_probes_once_and_changes_nothing() {
         "plan mode writes no state"
     );
 }
+
+#[tokio::test]
+async fn a_panic_in_one_host_fails_that_host_and_the_others_finish() {
+    // b's second script (the second step's apply) panics, as a bug in a step would.
+    let local = Arc::new(LocalHosts::new().panic_at("b", 1));
+    let playbook = "[[step]]\nname = \"one\"\ncommand = { run = \"touch one\" }\n\
+        [[step]]\nname = \"two\"\ncommand = { run = \"touch two\" }\n";
+    let (summary, rec) = run_local(
+        &local,
+        Interrupt::default(),
+        &["a", "b", "c"],
+        playbook,
+        apply(5),
+    )
+    .await;
+    assert_eq!(summary.exit_code, exit::FAILED);
+    let events = rec.events();
+    let warning = events.iter().find_map(|ev| match ev {
+        Event::HostWarning { host, message } if message.contains("internal error") => {
+            Some((host.clone(), message.clone()))
+        }
+        _ => None,
+    });
+    let (host, message) = warning.expect("the panic is reported");
+    assert_eq!(host, "b");
+    assert!(
+        message.contains("`two`") && message.contains("scripted panic on b"),
+        "{message}"
+    );
+    let b = summary.hosts.iter().find(|h| h.name == "b").unwrap();
+    assert_eq!((b.counts.failed, b.stopped_at.as_deref()), (1, Some("two")));
+    assert!(matches!(
+        events.last(),
+        Some(Event::RunFinished { failed_hosts, .. }) if failed_hosts == &["b"]
+    ));
+    for h in ["a", "c"] {
+        assert!(local.home(h).join("two").exists(), "{h} finished its steps");
+    }
+    // The lock b took with its first change is released, the release recorded as failed.
+    let state = local.home("b").join(".local/state/provision/demo/test");
+    assert!(!state.join("lock").exists());
+    let log = std::fs::read_to_string(state.join("releases.log")).unwrap();
+    assert!(log.contains("\"result\":\"failed\""), "{log}");
+}
