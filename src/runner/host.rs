@@ -65,6 +65,28 @@ pub(super) async fn connect_and_run<C: Connector>(
     outcome
 }
 
+/// `run`, refreshing the lock on the side every `every` while it runs: a step longer than
+/// `lock_stale` keeps its lock. The beat checks the token, so it is harmless before the lock
+/// is taken (it may be taken by `run` itself) or once it is lost.
+async fn with_heartbeat<T: Transport, R>(
+    t: &T,
+    run: impl std::future::Future<Output = R>,
+    beat: &str,
+    every: Duration,
+) -> R {
+    let every = every.max(Duration::from_secs(1));
+    let beating = async {
+        loop {
+            tokio::time::sleep(every).await;
+            let _ = t.exec(beat, None, every).await;
+        }
+    };
+    tokio::select! {
+        r = run => r,
+        _ = beating => unreachable!("the heartbeat never ends on its own"),
+    }
+}
+
 /// What a panic said (`panic!` gives a `&str` or a `String`).
 pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -133,7 +155,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
             registers: BTreeMap::new(),
             outcome: HostOutcome::new(&plan.host.name),
             lock: (opts.mode == Mode::Apply)
-                .then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_ttl)),
+                .then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_stale)),
             locked: false,
             lock_probed: false,
             lock_seen: None,
@@ -202,10 +224,14 @@ impl<'a, T: Transport> HostRun<'a, T> {
     /// beside a running one) is worth a warning.
     fn warn_of_left_lock(&mut self) {
         if let Some(held) = self.lock_seen.take().filter(|_| !self.locked) {
-            let ttl = self.planner.playbook.lock_ttl.unwrap_or(lock::DEFAULT_TTL);
+            let stale = self
+                .planner
+                .playbook
+                .lock_stale
+                .unwrap_or(lock::DEFAULT_STALE);
             self.sink.emit(Event::HostWarning {
                 host: self.host.name.clone(),
-                message: held.left_behind(ttl, &self.planner.env, self.check()),
+                message: held.left_behind(stale, &self.planner.env, self.check()),
             });
         }
     }
@@ -229,7 +255,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
             self.outcome.counts.changed,
         );
         match self.exec(&script, None, Duration::from_secs(60)).await {
-            Ok(out) if out.success() => {}
+            Ok(out) if out.success() => self.warn_if_taken_over(&out),
             Ok(out) => self.sink.note(&format!(
                 "[{}] could not release the deploy lock: {}",
                 self.host.name,
@@ -239,6 +265,19 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 "[{}] could not release the deploy lock (connection lost)",
                 self.host.name
             )),
+        }
+    }
+
+    /// The release found another run's lock: ours was taken over (not refreshed for
+    /// `lock_stale`, or judged gone), and theirs is left alone.
+    fn warn_if_taken_over(&self, out: &ExecOutput) {
+        if let Some(holder) = lock::parse_not_ours(&out.stdout_lossy()) {
+            self.sink.emit(Event::HostWarning {
+                host: self.host.name.clone(),
+                message: format!(
+                    "the deploy lock was taken over while this run held it (now held by {holder}); it is left to them"
+                ),
+            });
         }
     }
 
@@ -298,14 +337,23 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 stdin.map_or(0, <[u8]>::len)
             )
         });
-        let out = self
-            .t
-            .exec(script, stdin, timeout)
-            .await
-            .map_err(|e| match e {
-                ExecError::Timeout(_) => Stop::TimedOut(e.to_string()),
-                ExecError::Disconnected(m) => Stop::Lost(m),
-            })?;
+        // The heartbeat: every round trip of the holder refreshes its lock.
+        let script = &match self.lock.as_ref().filter(|_| self.locked) {
+            Some(lock) => format!("{}{script}", lock.heartbeat_sh()),
+            None => script.clone(),
+        };
+        let run = self.t.exec(script, stdin, timeout);
+        let out = match &self.lock {
+            Some(lock) => {
+                let beat = format!("{}{}", self.planner.prelude, lock.heartbeat_sh());
+                with_heartbeat(self.t, run, &beat, lock.stale / 3).await
+            }
+            None => run.await,
+        }
+        .map_err(|e| match e {
+            ExecError::Timeout(_) => Stop::TimedOut(e.to_string()),
+            ExecError::Disconnected(m) => Stop::Lost(m),
+        })?;
         self.debug(|| {
             format!(
                 "exit {:?}\nstdout:\n{}\nstderr:\n{}",

@@ -429,3 +429,74 @@ async fn a_panic_in_one_host_fails_that_host_and_the_others_finish() {
     let log = std::fs::read_to_string(state.join("releases.log")).unwrap();
     assert!(log.contains("\"result\":\"failed\""), "{log}");
 }
+
+/// A lock on `host` as a provision process that is gone (same machine, no such pid) left it,
+/// a moment ago.
+fn dead_holders_lock(local: &LocalHosts, host: &str) {
+    let dir = local
+        .home(host)
+        .join(".local/state/provision/demo/test/lock");
+    std::fs::create_dir_all(&dir).unwrap();
+    let me = crate::remote::lock::Holder::me();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let info = format!(
+        "dead@{h} (pid {pid})\n{now}\n0123456789abcdef\n{h}\n{pid}\n{start}\n",
+        h = me.hostname,
+        pid = u32::MAX - 1,
+        start = me.start
+    );
+    std::fs::write(dir.join("info"), info).unwrap();
+}
+
+#[tokio::test]
+async fn a_fresh_lock_whose_holder_is_gone_is_taken_over_at_once_with_a_warning() {
+    let local = Arc::new(LocalHosts::new());
+    dead_holders_lock(&local, "a");
+    let playbook = "[[step]]\nname = \"one\"\ncommand = { run = \"touch one\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert!(local.home("a").join("one").exists());
+    let warnings: Vec<String> = rec
+        .events()
+        .into_iter()
+        .filter_map(|ev| match ev {
+            Event::HostWarning { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("took over the deploy lock of dead@")
+                && w.contains(&format!("pid {}", u32::MAX - 1))
+                && w.contains("no longer running")),
+        "{warnings:?}"
+    );
+    assert!(
+        !local
+            .home("a")
+            .join(".local/state/provision/demo/test/lock")
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn a_step_longer_than_lock_stale_keeps_its_lock_fresh() {
+    let local = Arc::new(LocalHosts::new());
+    // With lock_stale = 3s the lock is refreshed every second while `long` runs; `long`
+    // records how long ago the lock was last refreshed, at its end.
+    let playbook = "lock_stale = \"3s\"\n\
+        [[step]]\nname = \"first\"\ncommand = { run = \"touch first\" }\n\
+        [[step]]\nname = \"long\"\ncommand = { run = \"sleep 4; echo $(( $(date +%s) - $(stat -c %Y .local/state/provision/demo/test/lock/info) )) > idle\" }\n";
+    let (summary, _) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    let idle: u64 = std::fs::read_to_string(local.home("a").join("idle"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(idle < 3, "the lock went {idle}s without a heartbeat");
+}
