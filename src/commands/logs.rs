@@ -11,6 +11,7 @@ use crate::transport::Connector;
 use crate::transport::Transport;
 use crate::transport::script::quote;
 use crate::transport::ssh::{SshConnector, Stream};
+use std::time::Duration;
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, Default)]
@@ -44,8 +45,13 @@ pub fn script(prelude: &str, name: &str, o: &LogsOptions) -> String {
     format!("{prelude}exec {}\n", args.join(" "))
 }
 
+/// `logs` without `--follow` prints what the container logged and ends: one that has not
+/// ended after this long (a mute server, a wedged `docker logs`) is stopped and reported.
+pub const LOGS_TIMEOUT: Duration = Duration::from_secs(300);
+
 enum Ended {
     Exit(Option<u32>),
+    TimedOut,
     Stopped,
     Unreachable(String),
 }
@@ -69,6 +75,7 @@ async fn stream(t: Target, o: LogsOptions, quiet: bool) -> i32 {
     for h in t.hosts {
         let (script, output, mut stop) = (script.clone(), out.clone(), stop_rx.clone());
         let seen = stop_rx.clone();
+        let limit = (!o.follow).then_some(LOGS_TIMEOUT);
         tasks.spawn(async move {
             let session = match SshConnector.connect(&h.connect).await {
                 Ok(s) => s,
@@ -83,8 +90,19 @@ async fn stream(t: Target, o: LogsOptions, quiet: bool) -> i32 {
                     Stream::Stderr => output.err_line(&line),
                 }
             };
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
+            let timed_out = std::sync::atomic::AtomicBool::new(false);
+            let stopped = async {
+                let expired = async {
+                    match limit {
+                        Some(limit) => tokio::time::sleep(limit).await,
+                        None => std::future::pending().await,
+                    }
+                    timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                };
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => {}
+                    () = expired => {}
+                }
             };
             let r = session
                 .exec_streaming(&script, stopped, |stream, data| {
@@ -107,6 +125,7 @@ async fn stream(t: Target, o: LogsOptions, quiet: bool) -> i32 {
             }
             session.close().await;
             let ended = match r {
+                Ok(None) if timed_out.load(std::sync::atomic::Ordering::SeqCst) => Ended::TimedOut,
                 Ok(None) if *seen.borrow() => Ended::Stopped,
                 Ok(code) => Ended::Exit(code),
                 Err(e) => Ended::Unreachable(e.to_string()),
@@ -139,6 +158,13 @@ async fn stream(t: Target, o: LogsOptions, quiet: bool) -> i32 {
                 out.err_line(&format!("[{host}] docker logs exit code {code}"));
             }
             Ended::Stopped => {}
+            Ended::TimedOut => {
+                failed += 1;
+                out.err_line(&format!(
+                    "[{host}] docker logs did not finish within {} (stopped; use --follow to stream)",
+                    humantime::format_duration(LOGS_TIMEOUT)
+                ));
+            }
             Ended::Unreachable(e) => {
                 unreachable += 1;
                 out.err_line(&format!("[{host}] UNREACHABLE: {e}"));

@@ -17,8 +17,10 @@ use std::time::Duration;
 struct PlaybookFile {
     /// What a deploy is recorded as in the release log, e.g. "{{ src.sha }}".
     release: Option<String>,
-    /// A deploy lock older than this is taken over (default 30m).
-    lock_ttl: Option<Dur>,
+    /// A deploy lock not refreshed for this long is taken over (default 2m). `lock_ttl` is
+    /// its older name.
+    #[serde(alias = "lock_ttl")]
+    lock_stale: Option<Dur>,
     #[serde(default)]
     step: Vec<Spanned<StepDef>>,
 }
@@ -187,7 +189,7 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct Playbook {
     pub release: Option<String>,
-    pub lock_ttl: Option<Duration>,
+    pub lock_stale: Option<Duration>,
     pub file: PathBuf,
     /// Path as shown in messages (relative to the project root).
     pub display: String,
@@ -260,7 +262,7 @@ impl Playbook {
         }
         Ok(Playbook {
             release: raw.release,
-            lock_ttl: raw.lock_ttl.map(|d| d.0),
+            lock_stale: raw.lock_stale.map(|d| d.0),
             file: file.to_path_buf(),
             display: display.to_string(),
             steps,

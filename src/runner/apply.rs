@@ -24,21 +24,30 @@ impl<T: Transport> HostRun<'_, T> {
         let action = kind.apply();
         let rest = self.probe_items(i + 1);
         let apply = self.pending.wrap_apply(i, action.script);
-        let mut script = batch::apply_script(&self.nonce, &apply, &rest);
         let take_lock = self.lock.as_ref().filter(|_| !self.locked).cloned();
-        if let Some(lock) = &take_lock {
-            script = format!("{}{script}", lock.acquire_sh(&self.nonce));
-        }
         let timeout = self.plan.steps[i]
             .step
             .timeout
             .unwrap_or(DEFAULT_STEP_TIMEOUT);
-        let out = match self.exec(&script, action.stdin.as_deref(), timeout).await {
-            Ok(o) => o,
-            Err(Stop::TimedOut(e)) => {
-                return Err(self.fail(i, format!("{summary}: {e}"), None, started));
+        // A lock whose holder is provably gone is taken over at once, by a second attempt
+        // naming its token (the first stopped before the change).
+        let mut gone: Option<String> = None;
+        let out = loop {
+            let mut script = batch::apply_script(&self.nonce, &apply, &rest);
+            if let Some(lock) = &take_lock {
+                script = format!("{}{script}", lock.acquire_sh(&self.nonce, gone.as_deref()));
             }
-            Err(e) => return Err(e),
+            let out = match self.exec(&script, action.stdin.as_deref(), timeout).await {
+                Ok(o) => o,
+                Err(Stop::TimedOut(e)) => {
+                    return Err(self.fail(i, format!("{summary}: {e}"), None, started));
+                }
+                Err(e) => return Err(e),
+            };
+            match take_lock.as_ref().and_then(|_| self.gone_holder(&out)) {
+                Some(token) if gone.is_none() => gone = Some(token),
+                _ => break out,
+            }
         };
         self.probes.clear();
         if let Some(lock) = &take_lock {
@@ -48,7 +57,7 @@ impl<T: Transport> HostRun<'_, T> {
         if let Some(held) = lock::take_taken_over(&self.nonce, &mut parsed.apply_out) {
             self.sink.emit(Event::HostWarning {
                 host: self.host.name.clone(),
-                message: held.taken_over(),
+                message: held.taken_over(gone.is_some()),
             });
         }
         let applied = applied_output(&parsed, &out);
@@ -82,10 +91,18 @@ impl<T: Transport> HostRun<'_, T> {
     ) -> Result<(), Stop> {
         self.lock_seen = None;
         if let Some(held) = lock::parse_held(&self.nonce, &out.stdout_lossy()) {
-            return Err(self.fail(i, held.message(lock.ttl), None, started));
+            return Err(self.fail(i, held.message(lock.stale), None, started));
         }
         self.locked = true;
         Ok(())
+    }
+}
+
+impl<T: Transport> HostRun<'_, T> {
+    /// The token of the lock that refused us, when its holder is provably gone.
+    fn gone_holder(&self, out: &ExecOutput) -> Option<String> {
+        let held = lock::parse_held(&self.nonce, &out.stdout_lossy())?;
+        held.gone_token().map(str::to_string)
     }
 }
 

@@ -65,6 +65,37 @@ pub(super) async fn connect_and_run<C: Connector>(
     outcome
 }
 
+/// `run`, refreshing the lock on the side every `every` while it runs: a step longer than
+/// `lock_stale` keeps its lock. The beat checks the token, so it is harmless before the lock
+/// is taken (it may be taken by `run` itself) or once it is lost.
+async fn with_heartbeat<T: Transport, R>(
+    t: &T,
+    run: impl std::future::Future<Output = R>,
+    beat: &str,
+    every: Duration,
+) -> R {
+    let every = every.max(Duration::from_secs(1));
+    let beating = async {
+        loop {
+            tokio::time::sleep(every).await;
+            let _ = t.exec(beat, None, every).await;
+        }
+    };
+    tokio::select! {
+        r = run => r,
+        _ = beating => unreachable!("the heartbeat never ends on its own"),
+    }
+}
+
+/// What a panic said (`panic!` gives a `&str` or a `String`).
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".into())
+}
+
 /// The state of one host's run. The step itself is in `step.rs`, its round trips in
 /// `probe.rs` and `apply.rs`.
 pub(super) struct HostRun<'a, T: Transport> {
@@ -88,6 +119,8 @@ pub(super) struct HostRun<'a, T: Transport> {
     pub(super) lock_probed: bool,
     pub(super) lock_seen: Option<lock::Held>,
     interrupt: &'a Interrupt,
+    /// The step in progress: where a panic is reported.
+    current: Option<String>,
     /// Plan mode: host files earlier steps would rewrite.
     pub(super) predicted: BTreeSet<String>,
     /// Plan mode: registers whose value is a prediction, and which step registers it.
@@ -126,18 +159,45 @@ impl<'a, T: Transport> HostRun<'a, T> {
             registers: BTreeMap::new(),
             outcome: HostOutcome::new(&plan.host.name),
             lock: (opts.mode == Mode::Apply)
-                .then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_ttl)),
+                .then(|| Lock::new(&planner.app, &planner.env, planner.playbook.lock_stale)),
             locked: false,
             lock_probed: false,
             lock_seen: None,
             interrupt,
+            current: None,
             predicted: Default::default(),
             unknown: Default::default(),
             pending: super::pending::Pending::new(planner, plan),
         }
     }
 
+    /// The steps, then the lock's release. A panic in a step (a bug) is caught here, while
+    /// the session is still open, so the host is reported failed, its lock released, and
+    /// the other hosts finish.
     async fn run(mut self) -> HostOutcome {
+        let steps = std::panic::AssertUnwindSafe(self.steps());
+        if let Err(panic) = futures::FutureExt::catch_unwind(steps).await {
+            self.panicked(&panic_message(&*panic));
+        }
+        if self.locked && !self.outcome.unreachable {
+            self.release_lock().await;
+        }
+        self.warn_of_left_lock();
+        self.outcome
+    }
+
+    /// Report the host failed by an internal error, naming it.
+    fn panicked(&mut self, why: &str) {
+        self.outcome.counts.failed += 1;
+        let at = self.current.clone().unwrap_or_else(|| "its start".into());
+        self.outcome.stopped_at = Some(at.clone());
+        self.sink.emit(Event::HostWarning {
+            host: self.host.name.clone(),
+            message: format!("internal error (a bug in provision) while at `{at}`: {why}; this host is counted as failed"),
+        });
+    }
+
+    async fn steps(&mut self) {
         for i in 0..self.plan.steps.len() {
             let name = self.plan.steps[i].step.name.clone();
             // Checked between steps only: a step in progress finishes, so no change is cut in half.
@@ -146,16 +206,12 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 self.outcome.stopped_at = Some(name);
                 break;
             }
+            self.current = Some(name.clone());
             if let Err(stop) = self.step(i).await {
                 self.stopped(name, stop);
                 break;
             }
         }
-        if self.locked && !self.outcome.unreachable {
-            self.release_lock().await;
-        }
-        self.warn_of_left_lock();
-        self.outcome
     }
 
     /// Record where the host stopped; a lost connection makes it unreachable.
@@ -174,10 +230,14 @@ impl<'a, T: Transport> HostRun<'a, T> {
     /// beside a running one) is worth a warning.
     fn warn_of_left_lock(&mut self) {
         if let Some(held) = self.lock_seen.take().filter(|_| !self.locked) {
-            let ttl = self.planner.playbook.lock_ttl.unwrap_or(lock::DEFAULT_TTL);
+            let stale = self
+                .planner
+                .playbook
+                .lock_stale
+                .unwrap_or(lock::DEFAULT_STALE);
             self.sink.emit(Event::HostWarning {
                 host: self.host.name.clone(),
-                message: held.left_behind(ttl, &self.planner.env, self.check()),
+                message: held.left_behind(stale, &self.planner.env, self.check()),
             });
         }
     }
@@ -202,7 +262,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
             &self.planner.release_vars(),
         );
         match self.exec(&script, None, Duration::from_secs(60)).await {
-            Ok(out) if out.success() => {}
+            Ok(out) if out.success() => self.warn_if_taken_over(&out),
             Ok(out) => self.sink.note(&format!(
                 "[{}] could not release the deploy lock: {}",
                 self.host.name,
@@ -212,6 +272,19 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 "[{}] could not release the deploy lock (connection lost)",
                 self.host.name
             )),
+        }
+    }
+
+    /// The release found another run's lock: ours was taken over (not refreshed for
+    /// `lock_stale`, or judged gone), and theirs is left alone.
+    fn warn_if_taken_over(&self, out: &ExecOutput) {
+        if let Some(holder) = lock::parse_not_ours(&out.stdout_lossy()) {
+            self.sink.emit(Event::HostWarning {
+                host: self.host.name.clone(),
+                message: format!(
+                    "the deploy lock was taken over while this run held it (now held by {holder}); it is left to them"
+                ),
+            });
         }
     }
 
@@ -271,14 +344,23 @@ impl<'a, T: Transport> HostRun<'a, T> {
                 stdin.map_or(0, <[u8]>::len)
             )
         });
-        let out = self
-            .t
-            .exec(script, stdin, timeout)
-            .await
-            .map_err(|e| match e {
-                ExecError::Timeout(_) => Stop::TimedOut(e.to_string()),
-                ExecError::Disconnected(m) => Stop::Lost(m),
-            })?;
+        // The heartbeat: every round trip of the holder refreshes its lock.
+        let script = &match self.lock.as_ref().filter(|_| self.locked) {
+            Some(lock) => format!("{}{script}", lock.heartbeat_sh()),
+            None => script.clone(),
+        };
+        let run = self.t.exec(script, stdin, timeout);
+        let out = match &self.lock {
+            Some(lock) => {
+                let beat = format!("{}{}", self.planner.prelude, lock.heartbeat_sh());
+                with_heartbeat(self.t, run, &beat, lock.stale / 3).await
+            }
+            None => run.await,
+        }
+        .map_err(|e| match e {
+            ExecError::Timeout(_) => Stop::TimedOut(e.to_string()),
+            ExecError::Disconnected(m) => Stop::Lost(m),
+        })?;
         self.debug(|| {
             format!(
                 "exit {:?}\nstdout:\n{}\nstderr:\n{}",

@@ -67,6 +67,25 @@ pub async fn run(
     .await
 }
 
+/// A host task that panicked outside its steps (the steps' own panics are caught in
+/// `host.rs`, with the lock released): that host failed; the others go on.
+fn task_lost(host: &str, e: tokio::task::JoinError, sink: &Sink) -> HostOutcome {
+    let why = match e.try_into_panic() {
+        Ok(panic) => host::panic_message(&*panic),
+        Err(e) => e.to_string(),
+    };
+    sink.emit(Event::HostWarning {
+        host: host.to_string(),
+        message: format!(
+            "internal error (a bug in provision): {why}; this host is counted as failed"
+        ),
+    });
+    let mut o = HostOutcome::new(host);
+    o.counts.failed = 1;
+    o.stopped_at = Some("internal error".into());
+    o
+}
+
 /// Run with hosts reached through `connector`, stopping between steps once `interrupt` is set.
 pub async fn run_with<C: Connector + 'static>(
     connector: Arc<C>,
@@ -86,6 +105,7 @@ pub async fn run_with<C: Connector + 'static>(
     });
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut names = std::collections::BTreeMap::new();
     for plan in plans {
         let (connector, planner, sink, forks, interrupt) = (
             connector.clone(),
@@ -94,14 +114,19 @@ pub async fn run_with<C: Connector + 'static>(
             forks.clone(),
             interrupt.clone(),
         );
-        tasks.spawn(async move {
+        let name = plan.host.name.clone();
+        let task = tasks.spawn(async move {
             let _permit = forks.acquire_owned().await.expect("semaphore open");
             host::connect_and_run(&*connector, &planner, &plan, opts, &sink, &interrupt).await
         });
+        names.insert(task.id(), name);
     }
     let mut hosts = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        hosts.push(r.expect("host task panicked"));
+    while let Some(r) = tasks.join_next_with_id().await {
+        hosts.push(match r {
+            Ok((_, outcome)) => outcome,
+            Err(e) => task_lost(&names[&e.id()], e, &sink),
+        });
     }
     let ms = started.elapsed().as_millis() as u64;
     outcome::summarize(hosts, opts.mode, detailed_exitcode, &sink, ms)

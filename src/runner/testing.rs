@@ -26,6 +26,8 @@ pub(super) struct LocalHosts {
     unreachable: BTreeSet<String>,
     /// Host → how many scripts run before its connection is lost.
     lose_after: BTreeMap<String, usize>,
+    /// Host → the script (0-based) whose exec panics, as a bug in a step would.
+    panic_at: BTreeMap<String, usize>,
     /// Set `.0` once `.1` scripts have run (over all hosts): a Ctrl-C mid-run.
     interrupt_after: Option<(Interrupt, usize)>,
     log: Arc<Log>,
@@ -46,6 +48,7 @@ impl LocalHosts {
             dir: tempfile::tempdir().expect("temp dir"),
             unreachable: BTreeSet::new(),
             lose_after: BTreeMap::new(),
+            panic_at: BTreeMap::new(),
             interrupt_after: None,
             log: Arc::default(),
         }
@@ -60,6 +63,12 @@ impl LocalHosts {
     /// `host` answers `scripts` scripts, then its connection drops.
     pub(super) fn lose_after(mut self, host: &str, scripts: usize) -> Self {
         self.lose_after.insert(host.into(), scripts);
+        self
+    }
+
+    /// `host`'s `script`-th exec (0-based) panics.
+    pub(super) fn panic_at(mut self, host: &str, script: usize) -> Self {
+        self.panic_at.insert(host.into(), script);
         self
     }
 
@@ -105,6 +114,7 @@ impl Connector for LocalHosts {
             home: self.home(&spec.name),
             log: self.log.clone(),
             lose_after: self.lose_after.get(&spec.name).copied(),
+            panic_at: self.panic_at.get(&spec.name).copied(),
             interrupt_after: self.interrupt_after.clone(),
             ran: AtomicUsize::new(0),
         })
@@ -117,6 +127,7 @@ pub(super) struct LocalSession {
     home: PathBuf,
     log: Arc<Log>,
     lose_after: Option<usize>,
+    panic_at: Option<usize>,
     interrupt_after: Option<(Interrupt, usize)>,
     ran: AtomicUsize,
 }
@@ -150,6 +161,9 @@ impl Transport for LocalSession {
         let n = self.ran.fetch_add(1, Ordering::SeqCst);
         if self.lose_after.is_some_and(|after| n >= after) {
             return Err(ExecError::Disconnected("scripted loss".into()));
+        }
+        if self.panic_at == Some(n) {
+            panic!("scripted panic on {}", self.name);
         }
         let out = run_sh(&self.home, script, stdin, timeout).await;
         self.ran_one();

@@ -385,3 +385,118 @@ async fn plan_mode_probes_once_and_changes_nothing() {
         "plan mode writes no state"
     );
 }
+
+#[tokio::test]
+async fn a_panic_in_one_host_fails_that_host_and_the_others_finish() {
+    // b's second script (the second step's apply) panics, as a bug in a step would.
+    let local = Arc::new(LocalHosts::new().panic_at("b", 1));
+    let playbook = "[[step]]\nname = \"one\"\ncommand = { run = \"touch one\" }\n\
+        [[step]]\nname = \"two\"\ncommand = { run = \"touch two\" }\n";
+    let (summary, rec) = run_local(
+        &local,
+        Interrupt::default(),
+        &["a", "b", "c"],
+        playbook,
+        apply(5),
+    )
+    .await;
+    assert_eq!(summary.exit_code, exit::FAILED);
+    let events = rec.events();
+    let warning = events.iter().find_map(|ev| match ev {
+        Event::HostWarning { host, message } if message.contains("internal error") => {
+            Some((host.clone(), message.clone()))
+        }
+        _ => None,
+    });
+    let (host, message) = warning.expect("the panic is reported");
+    assert_eq!(host, "b");
+    assert!(
+        message.contains("`two`") && message.contains("scripted panic on b"),
+        "{message}"
+    );
+    let b = summary.hosts.iter().find(|h| h.name == "b").unwrap();
+    assert_eq!((b.counts.failed, b.stopped_at.as_deref()), (1, Some("two")));
+    assert!(matches!(
+        events.last(),
+        Some(Event::RunFinished { failed_hosts, .. }) if failed_hosts == &["b"]
+    ));
+    for h in ["a", "c"] {
+        assert!(local.home(h).join("two").exists(), "{h} finished its steps");
+    }
+    // The lock b took with its first change is released, the release recorded as failed.
+    let state = local.home("b").join(".local/state/provision/demo/test");
+    assert!(!state.join("lock").exists());
+    let log = std::fs::read_to_string(state.join("releases.log")).unwrap();
+    assert!(log.contains("\"result\":\"failed\""), "{log}");
+}
+
+/// A lock on `host` as a provision process that is gone (same machine, no such pid) left it,
+/// a moment ago.
+fn dead_holders_lock(local: &LocalHosts, host: &str) {
+    let dir = local
+        .home(host)
+        .join(".local/state/provision/demo/test/lock");
+    std::fs::create_dir_all(&dir).unwrap();
+    let me = crate::remote::lock::Holder::me();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let info = format!(
+        "dead@{h} (pid {pid})\n{now}\n0123456789abcdef\n{h}\n{pid}\n{start}\n",
+        h = me.hostname,
+        pid = u32::MAX - 1,
+        start = me.start
+    );
+    std::fs::write(dir.join("info"), info).unwrap();
+}
+
+#[tokio::test]
+async fn a_fresh_lock_whose_holder_is_gone_is_taken_over_at_once_with_a_warning() {
+    let local = Arc::new(LocalHosts::new());
+    dead_holders_lock(&local, "a");
+    let playbook = "[[step]]\nname = \"one\"\ncommand = { run = \"touch one\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert!(local.home("a").join("one").exists());
+    let warnings: Vec<String> = rec
+        .events()
+        .into_iter()
+        .filter_map(|ev| match ev {
+            Event::HostWarning { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("took over the deploy lock of dead@")
+                && w.contains(&format!("pid {}", u32::MAX - 1))
+                && w.contains("no longer running")),
+        "{warnings:?}"
+    );
+    assert!(
+        !local
+            .home("a")
+            .join(".local/state/provision/demo/test/lock")
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn a_step_longer_than_lock_stale_keeps_its_lock_fresh() {
+    let local = Arc::new(LocalHosts::new());
+    // With lock_stale = 3s the lock is refreshed every second while `long` runs; `long`
+    // records how long ago the lock was last refreshed, at its end.
+    let playbook = "lock_stale = \"3s\"\n\
+        [[step]]\nname = \"first\"\ncommand = { run = \"touch first\" }\n\
+        [[step]]\nname = \"long\"\ncommand = { run = \"sleep 4; echo $(( $(date +%s) - $(stat -c %Y .local/state/provision/demo/test/lock/info) )) > idle\" }\n";
+    let (summary, _) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    let idle: u64 = std::fs::read_to_string(local.home("a").join("idle"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(idle < 3, "the lock went {idle}s without a heartbeat");
+}

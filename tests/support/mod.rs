@@ -529,6 +529,18 @@ impl Project {
         wait_for(cmd, args, RUN_TIMEOUT)
     }
 
+    /// [`Project::run_env`] with another time limit.
+    pub fn run_timeout_env<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+        &self,
+        args: &[&str],
+        env: &[(K, V)],
+        timeout: Duration,
+    ) -> Run {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        wait_for(cmd, args, timeout)
+    }
+
     /// [`Project::run`] with another time limit.
     pub fn run_timeout(&self, args: &[&str], timeout: Duration) -> Run {
         wait_for(self.command(args), args, timeout)

@@ -123,14 +123,33 @@ impl Auth<'_> {
         if std::env::var_os("SSH_AUTH_SOCK").is_none() {
             return Ok(false);
         }
-        let mut agent = match AgentClient::connect_env().await {
-            Ok(agent) => agent,
-            Err(e) => {
+        // A wedged agent (accepts, never answers) is skipped after `connect_timeout`, like
+        // an unreachable one: the key files are tried next.
+        let limit = self.spec.connect_timeout;
+        let mute = || {
+            format!(
+                "agent (no answer within {})",
+                humantime::format_duration(limit)
+            )
+        };
+        let mut agent = match tokio::time::timeout(limit, AgentClient::connect_env()).await {
+            Ok(Ok(agent)) => agent,
+            Ok(Err(e)) => {
                 self.tried.push(format!("agent (unreachable: {e})"));
                 return Ok(false);
             }
+            Err(_) => {
+                self.tried.push(mute());
+                return Ok(false);
+            }
         };
-        let identities = agent.request_identities().await.unwrap_or_default();
+        let identities = match tokio::time::timeout(limit, agent.request_identities()).await {
+            Ok(ids) => ids.unwrap_or_default(),
+            Err(_) => {
+                self.tried.push(mute());
+                return Ok(false);
+            }
+        };
         self.tried
             .push(format!("agent ({} keys)", identities.len()));
         for identity in identities {

@@ -17,12 +17,10 @@ pub(super) async fn run(
     handle: &Handle<ClientHandler>,
     line: String,
     stdin: Option<&[u8]>,
+    open_timeout: Duration,
     timeout: Duration,
 ) -> Result<ExecOutput, ExecError> {
-    let channel = handle
-        .channel_open_session()
-        .await
-        .map_err(|e| ExecError::Disconnected(format!("cannot open a channel: {e}")))?;
+    let channel = open_within(open_timeout, handle.channel_open_session()).await?;
     let (mut rx, tx) = channel.split();
     let outcome = tokio::time::timeout(timeout, converse(&mut rx, &tx, line, stdin)).await;
     match outcome {
@@ -34,6 +32,24 @@ pub(super) async fn run(
             let _ = tx.close().await;
             Err(ExecError::Timeout(timeout))
         }
+    }
+}
+
+/// A channel being opened, given up after `limit`: a server that stays mute after the
+/// connection (or one whose channel slots never free up) is reported as lost, not waited on.
+pub(super) async fn open_within<C, E: std::fmt::Display>(
+    limit: Duration,
+    open: impl std::future::Future<Output = Result<C, E>>,
+) -> Result<C, ExecError> {
+    match tokio::time::timeout(limit, open).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(e)) => Err(ExecError::Disconnected(format!(
+            "cannot open a channel: {e}"
+        ))),
+        Err(_) => Err(ExecError::Disconnected(format!(
+            "the server did not open a channel within {} (connect_timeout)",
+            humantime::format_duration(limit)
+        ))),
     }
 }
 
@@ -163,6 +179,27 @@ mod tests {
         }
         .finish();
         assert!(out.stderr_lossy().contains("stdout truncated"));
+    }
+
+    #[tokio::test]
+    async fn a_channel_that_never_opens_is_given_up_after_the_limit() {
+        let never = std::future::pending::<Result<(), String>>();
+        let err = open_within(Duration::from_secs(10), never)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("did not open a channel within 10s"),
+            "{err}"
+        );
+        let refused = async { Err::<(), _>("refused") };
+        let err = open_within(Duration::from_secs(10), refused)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot open a channel: refused"),
+            "{err}"
+        );
     }
 
     #[test]

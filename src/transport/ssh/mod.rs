@@ -56,6 +56,9 @@ pub struct SshSession {
     channels: Semaphore,
     become_user: Option<String>,
     name: String,
+    /// How long a channel may take to open (the host's `connect_timeout`): a server that
+    /// accepted the connection but stopped answering must not hang the run.
+    open_timeout: Duration,
     /// The host keys accepted for this connection: the target's, then each jump host's
     /// outward.
     host_keys: Vec<HostKey>,
@@ -102,6 +105,7 @@ impl SshSession {
             channels: Semaphore::new(MAX_CHANNELS),
             become_user: spec.become_user.clone(),
             name: spec.name.clone(),
+            open_timeout: spec.connect_timeout,
             host_keys: Vec::new(),
         }
     }
@@ -142,11 +146,8 @@ impl SshSession {
             .await
             .map_err(|_| ExecError::Disconnected("session closed".into()))?;
         let lost = |e: russh::Error| ExecError::Disconnected(e.to_string());
-        let mut channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| ExecError::Disconnected(format!("cannot open a channel: {e}")))?;
+        let mut channel =
+            exec::open_within(self.open_timeout, self.handle.channel_open_session()).await?;
         let line = script::command_line(script, self.become_user.as_deref());
         channel.exec(true, line).await.map_err(lost)?;
         let _ = channel.eof().await;
@@ -200,7 +201,7 @@ impl Transport for SshSession {
             .await
             .map_err(|_| ExecError::Disconnected("session closed".into()))?;
         let line = script::command_line(script, self.become_user.as_deref());
-        exec::run(&self.handle, line, stdin, timeout).await
+        exec::run(&self.handle, line, stdin, self.open_timeout, timeout).await
     }
 
     /// Target first, then the jump hosts outward; errors are irrelevant at this point.
