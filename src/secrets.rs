@@ -7,6 +7,7 @@
 //! (a value through `| replace`) is caught earlier: [`Secrets::track`] tells which rendered
 //! texts read a secret, and those are never diffed nor put on a command line.
 
+mod cut;
 mod forms;
 mod names;
 
@@ -34,7 +35,7 @@ impl fmt::Debug for Redactor {
         write!(
             f,
             "Redactor({} values)",
-            self.needles.read().map(|n| n.len()).unwrap_or(0)
+            self.needles.read().map_or(0, |n| n.len())
         )
     }
 }
@@ -49,7 +50,7 @@ impl Redactor {
         if value.chars().count() < MIN_SECRET_CHARS {
             return;
         }
-        let mut n = self.needles.write().expect("redactor lock");
+        let mut n = self.needles.write().unwrap_or_else(|e| e.into_inner());
         if n.iter().any(|v| v == value) {
             return;
         }
@@ -63,12 +64,17 @@ impl Redactor {
     }
 
     pub fn redact(&self, text: &str) -> String {
-        let n = self.needles.read().expect("redactor lock");
+        // A panic elsewhere while the list was being written leaves it whole (values are
+        // pushed one by one): keep masking with it rather than panic in the output path.
+        let n = self.needles.read().unwrap_or_else(|e| e.into_inner());
         let mut out = text.to_string();
         for v in n.iter() {
             if out.contains(v.as_str()) {
                 out = out.replace(v.as_str(), MASK);
             }
+        }
+        if out.contains(crate::transport::capture::CUT_MARK) {
+            out = cut::mask_cut_edges(&out, &n, MASK);
         }
         out
     }

@@ -175,21 +175,21 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 }
 
 #[test]
-fn a_hundred_megabytes_of_stdout_keeps_memory_bounded() {
+fn sixty_megabytes_on_one_line_keep_memory_and_events_bounded() {
     let s = Setup::new("hostile", 1, "");
     let p = &s.p;
     let done = p.remote_path("done");
     p.write(
         "playbooks/deploy.toml",
         &format!(
-            "[[step]]\nname = \"flood\"\ncommand = {{ run = \"head -c 104857600 /dev/zero | tr '\\\\0' x\" }}\n\n\
+            "[[step]]\nname = \"flood\"\ncommand = {{ run = \"head -c 62914560 /dev/zero | tr '\\\\0' x; echo; echo flood done\" }}\n\n\
              [[step]]\nname = \"after\"\ncommand = {{ run = \"touch {done}\", creates = \"{done}\" }}\n"
         ),
     );
     for output in ["plain", "json"] {
         let _ = std::fs::remove_file(&done);
         let mut child = p
-            .command(&["up", "test", "--output", output])
+            .command(&["up", "test", "--output", output, "-v"])
             .spawn()
             .unwrap();
         let pid = child.id();
@@ -228,19 +228,22 @@ fn a_hundred_megabytes_of_stdout_keeps_memory_bounded() {
             std::path::Path::new(&done).exists(),
             "the step after the flood did not run"
         );
-        // 100 MB through ssh takes well over a second; sampled every 20 ms, that is dozens of
+        // 60 MB through ssh takes well over a second; sampled every 20 ms, that is dozens of
         // samples. Fewer than 10 means the measurement did not happen.
         assert!(
             samples >= 10,
             "only {samples} VmHWM samples of pid {pid}: the memory bound was not measured"
         );
         assert!(
-            peak > 0 && peak < 200 * 1024,
-            "peak RSS {} MiB is not bounded (< 200 MiB)",
+            peak > 0 && peak < 100 * 1024,
+            "peak RSS {} MiB is not bounded (< 100 MiB)",
             peak / 1024
         );
-        // What provision itself prints stays small: the flood is not echoed.
+        // What provision itself prints stays small: the flood is not echoed, and no JSON
+        // event carries it.
         assert!(stdout.len() < 1 << 20, "{} bytes printed", stdout.len());
+        let longest = stdout.lines().map(str::len).max().unwrap_or(0);
+        assert!(longest < 1 << 20, "a line (event) of {longest} bytes");
         assert!(
             stdout.contains("truncated"),
             "the report does not say the output was cut:\n{}",

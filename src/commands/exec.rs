@@ -12,8 +12,7 @@ use crate::error::{Error, exit};
 use crate::inventory::Host;
 use crate::report::{Event, ExecOutput, Output, OutputFormat, ReportOptions};
 use crate::secrets::Redactor;
-use crate::transport::Connector;
-use crate::transport::Transport;
+use crate::transport::{Connector, Keep, Transport};
 use crate::transport::ssh::SshConnector;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +69,8 @@ pub async fn run_on(hosts: Vec<Host>, command: &str, o: ExecOptions, redactor: R
             let result = match SshConnector.connect(&h.connect).await {
                 Err(e) => Err(e.to_string()),
                 Ok(s) => {
-                    let r = s.exec(&command, None, timeout).await;
+                    // Only shown: lines cut short and the middle of a flood dropped.
+                    let r = s.exec_keeping(&command, None, timeout, Keep::Shown).await;
                     s.close().await;
                     r.map(|o| ExecOutput {
                         exit: o.exit,

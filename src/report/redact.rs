@@ -12,6 +12,7 @@ use super::payload::{
 };
 use crate::remote::releases::Record;
 use crate::secrets::Redactor;
+use crate::transport::capture::CUT_MARK;
 
 /// Masking of one value's free text.
 trait Mask {
@@ -19,9 +20,29 @@ trait Mask {
 }
 
 impl Mask for String {
+    /// Masked first, then bounded: a cut can then never leave half a secret behind.
     fn mask(self, r: &Redactor) -> String {
-        r.redact(&self)
+        bounded(r.redact(&self))
     }
+}
+
+/// One text field of an event keeps at most its first [`FIELD_HEAD`] and last [`FIELD_TAIL`]
+/// bytes, so an event stays well under 1 MiB whatever a host printed (issue 12).
+pub const FIELD_HEAD: usize = 16 << 10;
+pub const FIELD_TAIL: usize = 64 << 10;
+
+fn bounded(text: String) -> String {
+    if text.len() <= FIELD_HEAD + FIELD_TAIL {
+        return text;
+    }
+    let head_end = text.floor_char_boundary(FIELD_HEAD);
+    let tail_start = text.ceil_char_boundary(text.len() - FIELD_TAIL);
+    let cut = tail_start - head_end;
+    format!(
+        "{}\n{CUT_MARK}{cut} bytes here]\n{}",
+        &text[..head_end],
+        &text[tail_start..]
+    )
 }
 
 impl<T: Mask> Mask for Option<T> {
@@ -335,6 +356,28 @@ mod tests {
         let r = Redactor::default();
         values.iter().for_each(|v| r.add(v));
         r
+    }
+
+    #[test]
+    fn a_huge_field_is_bounded_after_masking() {
+        let secret = "s3cret-at-the-cut";
+        let r = redactor(&[secret]);
+        // The secret straddles the place where the head is cut, multibyte text around it.
+        let mut text = "é".repeat(FIELD_HEAD / 2 - 4);
+        text.push_str(secret);
+        text.push_str(&"x".repeat(60 << 20));
+        text.push_str("the end");
+        let out = ExecOutput {
+            exit: Some(0),
+            stdout: text.clone(),
+            stderr: text,
+        };
+        let ev = Event::exec("h", Ok(out));
+        let line = serde_json::to_string(&ev.redacted(&r)).unwrap();
+        assert!(line.len() < 1 << 20, "{} bytes", line.len());
+        assert!(!line.contains("s3cret"), "a part of the secret is left");
+        assert!(line.contains("[provision cut "), "the cut is not said");
+        assert!(line.contains("the end"), "the end is kept");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::plan::batch::{self, Parsed};
 use crate::remote::lock::{self, Lock};
 use crate::report::{Event, Status};
 use crate::steps::{Outcome, StepKind, tail};
-use crate::transport::{ExecOutput, Transport};
+use crate::transport::{ExecOutput, Keep, Transport};
 use std::time::Instant;
 
 impl<T: Transport> HostRun<'_, T> {
@@ -25,10 +25,13 @@ impl<T: Transport> HostRun<'_, T> {
         let rest = self.probe_items(i + 1);
         let apply = self.pending.wrap_apply(i, action.script);
         let take_lock = self.lock.as_ref().filter(|_| !self.locked).cloned();
-        let timeout = self.plan.steps[i]
-            .step
-            .timeout
-            .unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let step = &self.plan.steps[i].step;
+        let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
+        // Output nobody registers is only shown: keep its end, with lines cut short.
+        let keep = match step.register {
+            Some(_) => Keep::All,
+            None => Keep::Shown,
+        };
         // A lock whose holder is provably gone is taken over at once, by a second attempt
         // naming its token (the first stopped before the change).
         let mut gone: Option<String> = None;
@@ -37,7 +40,10 @@ impl<T: Transport> HostRun<'_, T> {
             if let Some(lock) = &take_lock {
                 script = format!("{}{script}", lock.acquire_sh(&self.nonce, gone.as_deref()));
             }
-            let out = match self.exec(&script, action.stdin.as_deref(), timeout).await {
+            let out = match self
+                .exec(&script, action.stdin.as_deref(), timeout, keep)
+                .await
+            {
                 Ok(o) => o,
                 Err(Stop::TimedOut(e)) => {
                     return Err(self.fail(i, format!("{summary}: {e}"), None, started));
@@ -118,6 +124,9 @@ fn applied_output(parsed: &Parsed, out: &ExecOutput) -> ExecOutput {
     }
 }
 
+/// A message is one line to read, not a dump: the output has the rest.
+const LAST_LINE_CHARS: usize = 300;
+
 /// `<summary>: <why>: <last line>`: the last line the change printed usually says why
 /// (e.g. a failed health check).
 fn failure_message(summary: &str, applied: &ExecOutput, output: &str) -> String {
@@ -132,6 +141,7 @@ fn failure_message(summary: &str, applied: &ExecOutput, output: &str) -> String 
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .trim();
+    let last = cut_to(last, LAST_LINE_CHARS);
     if last.is_empty() {
         format!("{summary}: {why}")
     } else {
@@ -139,16 +149,24 @@ fn failure_message(summary: &str, applied: &ExecOutput, output: &str) -> String 
     }
 }
 
-/// The transport keeps the first 64 MiB of each stream and notes the cut at the end of
-/// stderr: say so where a plain report shows it too.
+/// The transport notes at the end of stderr what it did not keep (long lines, the middle
+/// of long output): say so where a plain report shows it too.
 fn with_truncation_note(summary: String, out: &ExecOutput) -> String {
     let cut = out.stderr[out.stderr.len().saturating_sub(256)..]
-        .windows(10)
-        .any(|w| w == b"truncated ");
+        .windows(11)
+        .any(|w| w == b" truncated:");
     if cut {
-        format!("{summary} (output truncated: only the first 64 MiB per stream kept)")
+        format!("{summary} (output truncated: long lines and the middle were not kept)")
     } else {
         summary
+    }
+}
+
+/// The first `chars` characters of `line`, with `…` when there were more.
+fn cut_to(line: &str, chars: usize) -> std::borrow::Cow<'_, str> {
+    match line.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &line[..at]).into(),
+        None => line.into(),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::plan::{HostPlan, Planner, batch};
 use crate::remote::lock::{self, Lock};
 use crate::report::{Event, Mode, Sink, Status};
 use crate::steps::{StepKind, tail};
-use crate::transport::{Connector, ExecError, ExecOutput, Transport};
+use crate::transport::{Connector, ExecError, ExecOutput, Keep, Transport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -261,7 +261,10 @@ impl<'a, T: Transport> HostRun<'a, T> {
             self.outcome.counts.changed,
             &self.planner.release_vars(),
         );
-        match self.exec(&script, None, Duration::from_secs(60)).await {
+        match self
+            .exec(&script, None, Duration::from_secs(60), Keep::All)
+            .await
+        {
             Ok(out) if out.success() => self.warn_if_taken_over(&out),
             Ok(out) => self.sink.note(&format!(
                 "[{}] could not release the deploy lock: {}",
@@ -335,6 +338,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
         script: &str,
         stdin: Option<&[u8]>,
         timeout: Duration,
+        keep: Keep,
     ) -> Result<ExecOutput, Stop> {
         self.outcome.round_trips += 1;
         let script = &format!("{}{script}", self.planner.prelude);
@@ -349,7 +353,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
             Some(lock) => format!("{}{script}", lock.heartbeat_sh()),
             None => script.clone(),
         };
-        let run = self.t.exec(script, stdin, timeout);
+        let run = self.t.exec_keeping(script, stdin, timeout, keep);
         let out = match &self.lock {
             Some(lock) => {
                 let beat = format!("{}{}", self.planner.prelude, lock.heartbeat_sh());

@@ -8,7 +8,7 @@ use super::pending::PENDING_PROBE;
 use crate::plan::batch;
 use crate::remote::lock;
 use crate::steps::{StepKind, tail};
-use crate::transport::{ExecOutput, Transport};
+use crate::transport::{ExecOutput, Keep, Transport};
 use std::time::{Duration, Instant};
 
 /// The id of the deploy-lock probe in the first probe batch (no step has it).
@@ -58,7 +58,7 @@ impl<T: Transport> HostRun<'_, T> {
             items.extend(self.pending.probe_sh().map(|p| (PENDING_PROBE, p)));
         }
         let script = batch::probe_script(&self.nonce, &items);
-        self.exec(&script, None, timeout).await
+        self.exec(&script, None, timeout, Keep::All).await
     }
 
     /// Probes to send in one batch, starting at step `from`: every later step that can be

@@ -4,7 +4,7 @@
 use super::host::{HostRun, Stop};
 use crate::report::{Event, Status};
 use crate::steps::{Decision, Outcome, StepKind};
-use crate::transport::Transport;
+use crate::transport::{Keep, Transport};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,8 @@ impl<T: Transport> HostRun<'_, T> {
                 self.register_outcome(i, kind.as_ref(), false);
                 self.finish(i, Status::Ok, msg, None, None, started);
                 if let Some(clear) = self.pending.done_without_change(i, self.check()) {
-                    self.exec(&clear, None, Duration::from_secs(60)).await?;
+                    self.exec(&clear, None, Duration::from_secs(60), Keep::All)
+                        .await?;
                 }
                 Ok(())
             }

@@ -9,8 +9,9 @@ use crate::config::{Playbook, Project};
 use crate::plan::{HostPlan, PlanOptions, Planner};
 use crate::report::{Event, Mode, Reporter, Sink};
 use crate::secrets::{Redactor, Secrets};
+use crate::transport::capture::{Capture, finish_streams};
 use crate::transport::{
-    ConnectError, ConnectSpec, Connector, ExecError, ExecOutput, Transport, script,
+    ConnectError, ConnectSpec, Connector, ExecError, ExecOutput, Keep, Transport, script,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
@@ -151,11 +152,12 @@ impl LocalSession {
 }
 
 impl Transport for LocalSession {
-    async fn exec(
+    async fn exec_keeping(
         &self,
         script: &str,
         stdin: Option<&[u8]>,
         timeout: Duration,
+        keep: Keep,
     ) -> Result<ExecOutput, ExecError> {
         self.record(script);
         let n = self.ran.fetch_add(1, Ordering::SeqCst);
@@ -167,7 +169,7 @@ impl Transport for LocalSession {
         }
         let out = run_sh(&self.home, script, stdin, timeout).await;
         self.ran_one();
-        out
+        out.map(|o| kept(o, keep))
     }
 
     async fn close(&self) {}
@@ -222,6 +224,21 @@ async fn run_sh(
         exit: out.status.code().map(|c| c as u32),
         signal: out.status.signal().map(|s| s.to_string()),
     })
+}
+
+/// What the ssh transport would have kept of `out`.
+fn kept(out: ExecOutput, keep: Keep) -> ExecOutput {
+    let stream = |bytes: &[u8]| {
+        let mut c = Capture::new(keep);
+        c.push(bytes);
+        c
+    };
+    let (stdout, stderr) = finish_streams(stream(&out.stdout), stream(&out.stderr));
+    ExecOutput {
+        stdout,
+        stderr,
+        ..out
+    }
 }
 
 /// Keeps every event and note.

@@ -500,3 +500,43 @@ async fn a_step_longer_than_lock_stale_keeps_its_lock_fresh() {
         .unwrap();
     assert!(idle < 3, "the lock went {idle}s without a heartbeat");
 }
+
+/// Output only shown keeps its lines short; output registered is kept whole (issue 12 #13).
+#[tokio::test]
+async fn a_huge_line_is_cut_unless_registered() {
+    let local = Arc::new(LocalHosts::new());
+    let flood = "head -c 3000000 /dev/zero | tr '\\\\0' x; echo; echo last words";
+    let playbook = format!(
+        "[[step]]\nname = \"shown\"\ncommand = {{ run = \"{flood}\" }}\n\
+         [[step]]\nname = \"kept\"\nregister = \"big\"\ncommand = {{ run = \"{flood}\" }}\n\
+         [[step]]\nname = \"check\"\nwhen = \"big.stdout | length > 3000000\"\ncommand = {{ run = \"true\" }}\n"
+    );
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], &playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    let finished = |name: &str| {
+        rec.events()
+            .into_iter()
+            .find_map(|ev| match ev {
+                Event::StepFinished {
+                    step,
+                    status,
+                    message,
+                    output,
+                    ..
+                } if step == name => Some((status, message, output.unwrap_or_default())),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (status, message, output) = finished("shown");
+    assert_eq!(status, Status::Changed);
+    assert!(message.contains("output truncated"), "{message}");
+    assert!(output.len() < 200 << 10, "{} bytes of output", output.len());
+    assert!(
+        output.contains("bytes of this line]"),
+        "the cut is not said"
+    );
+    assert!(output.contains("last words"), "the end is kept");
+    let (status, ..) = finished("check");
+    assert_eq!(status, Status::Changed, "the registered line was cut");
+}

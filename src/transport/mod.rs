@@ -7,9 +7,11 @@
 //! generic over how they are reached; the one real implementation is [`ssh::SshConnector`]
 //! (its sessions are [`ssh::SshSession`]s), and the runner's unit tests plug in a fake.
 
+pub mod capture;
 pub mod script;
 pub mod ssh;
 
+pub use capture::Keep;
 pub use ssh::HostKey;
 
 use std::future::Future;
@@ -51,12 +53,25 @@ pub enum ExecError {
 /// A connected host. `script` is run by `/bin/sh` (wrapped by the implementation so the
 /// remote user's login shell and rc files do not matter); `stdin` is fed then closed.
 pub trait Transport: Send + Sync {
+    /// Run `script`, keeping what it prints as `keep` says.
+    fn exec_keeping(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+        keep: Keep,
+    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
+
+    /// Run `script`, keeping all it prints (up to [`capture::ALL_CAP`] per stream): for
+    /// output that is parsed.
     fn exec(
         &self,
         script: &str,
         stdin: Option<&[u8]>,
         timeout: Duration,
-    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
+    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send {
+        self.exec_keeping(script, stdin, timeout, Keep::All)
+    }
 
     fn close(&self) -> impl Future<Output = ()> + Send;
 }

@@ -6,10 +6,8 @@ use russh::client::{Handle, Msg};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 
 use super::handler::ClientHandler;
+use crate::transport::capture::{Capture, Keep, finish_streams};
 use crate::transport::{ExecError, ExecOutput};
-
-/// Per stream: keep the first 64 MiB so a runaway command cannot exhaust our memory.
-const OUTPUT_CAP: usize = 64 << 20;
 
 /// Open a channel, run `line`, feed `stdin` (or close it at once so a remote `cat` never
 /// waits), and collect until the channel closes; the whole thing bounded by `timeout`.
@@ -19,10 +17,12 @@ pub(super) async fn run(
     stdin: Option<&[u8]>,
     open_timeout: Duration,
     timeout: Duration,
+    keep: Keep,
 ) -> Result<ExecOutput, ExecError> {
     let channel = open_within(open_timeout, handle.channel_open_session()).await?;
     let (mut rx, tx) = channel.split();
-    let outcome = tokio::time::timeout(timeout, converse(&mut rx, &tx, line, stdin)).await;
+    let talk = converse(&mut rx, &tx, line, stdin, keep);
+    let outcome = tokio::time::timeout(timeout, talk).await;
     match outcome {
         Ok(result) => result,
         Err(_) => {
@@ -61,6 +61,7 @@ async fn converse(
     tx: &ChannelWriteHalf<Msg>,
     line: String,
     stdin: Option<&[u8]>,
+    keep: Keep,
 ) -> Result<ExecOutput, ExecError> {
     tx.exec(true, line).await.map_err(lost)?;
     let writing = async {
@@ -71,13 +72,13 @@ async fn converse(
         std::future::pending::<()>().await
     };
     tokio::select! {
-        output = collect(rx) => output,
+        output = collect(rx, keep) => output,
         _ = writing => unreachable!("the writer never finishes on its own"),
     }
 }
 
-async fn collect(rx: &mut ChannelReadHalf) -> Result<ExecOutput, ExecError> {
-    let mut out = Collected::default();
+async fn collect(rx: &mut ChannelReadHalf, keep: Keep) -> Result<ExecOutput, ExecError> {
+    let mut out = Collected::new(keep);
     // ExitStatus may arrive before the last Data, so read until the channel is gone.
     while let Some(msg) = rx.wait().await {
         match msg {
@@ -115,49 +116,31 @@ fn sig_name(sig: Sig) -> String {
     }
 }
 
-#[derive(Default)]
 struct Collected {
-    stdout: Capped,
-    stderr: Capped,
+    stdout: Capture,
+    stderr: Capture,
     exit: Option<u32>,
     signal: Option<String>,
 }
 
 impl Collected {
-    /// Truncation is reported in stderr, where an operator reading a failure will look.
-    fn finish(mut self) -> ExecOutput {
-        for (name, dropped) in [
-            ("stdout", self.stdout.dropped),
-            ("stderr", self.stderr.dropped),
-        ] {
-            if dropped > 0 {
-                let note = format!(
-                    "\n[provision: {name} truncated to its first 64 MiB; {dropped} more bytes dropped]\n"
-                );
-                self.stderr.buf.extend_from_slice(note.as_bytes());
-            }
+    fn new(keep: Keep) -> Collected {
+        Collected {
+            stdout: Capture::new(keep),
+            stderr: Capture::new(keep),
+            exit: None,
+            signal: None,
         }
+    }
+
+    fn finish(self) -> ExecOutput {
+        let (stdout, stderr) = finish_streams(self.stdout, self.stderr);
         ExecOutput {
-            stdout: self.stdout.buf,
-            stderr: self.stderr.buf,
+            stdout,
+            stderr,
             exit: self.exit,
             signal: self.signal,
         }
-    }
-}
-
-#[derive(Default)]
-struct Capped {
-    buf: Vec<u8>,
-    dropped: u64,
-}
-
-impl Capped {
-    fn push(&mut self, data: &[u8]) {
-        let room = OUTPUT_CAP.saturating_sub(self.buf.len());
-        let keep = data.len().min(room);
-        self.buf.extend_from_slice(&data[..keep]);
-        self.dropped += (data.len() - keep) as u64;
     }
 }
 
@@ -166,19 +149,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capped_keeps_the_first_bytes_and_counts_the_rest() {
-        let mut c = Capped::default();
-        c.push(&vec![1u8; OUTPUT_CAP - 2]);
-        c.push(&[2, 3, 4, 5]);
-        assert_eq!(c.buf.len(), OUTPUT_CAP);
-        assert_eq!(&c.buf[OUTPUT_CAP - 2..], &[2, 3]);
-        assert_eq!(c.dropped, 2);
-        let out = Collected {
-            stdout: c,
-            ..Default::default()
-        }
-        .finish();
-        assert!(out.stderr_lossy().contains("stdout truncated"));
+    fn a_cut_is_noted_in_stderr() {
+        let mut c = Collected::new(Keep::Shown);
+        c.stdout
+            .push(&vec![b'x'; crate::transport::capture::LINE_CAP + 2]);
+        c.stderr.push(b"why\n");
+        let out = c.finish();
+        assert_eq!(
+            out.stderr_lossy(),
+            "why\n\n[provision: stdout truncated: 2 bytes not kept]\n"
+        );
     }
 
     #[tokio::test]

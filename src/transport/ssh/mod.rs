@@ -22,7 +22,7 @@ use russh::Disconnect;
 use russh::client::Handle;
 use tokio::sync::Semaphore;
 
-use super::{ConnectError, ConnectSpec, Connector, ExecError, ExecOutput, Transport, script};
+use super::{ConnectError, ConnectSpec, Connector, ExecError, ExecOutput, Keep, Transport, script};
 use handler::ClientHandler;
 
 pub use host_key::HostKey;
@@ -183,11 +183,12 @@ impl SshSession {
 impl Transport for SshSession {
     /// Waiting for a free channel slot does not count against `timeout`: only the remote
     /// command's own run time does.
-    async fn exec(
+    async fn exec_keeping(
         &self,
         script: &str,
         stdin: Option<&[u8]>,
         timeout: Duration,
+        keep: Keep,
     ) -> Result<ExecOutput, ExecError> {
         if self.handle.is_closed() {
             return Err(ExecError::Disconnected(format!(
@@ -201,7 +202,7 @@ impl Transport for SshSession {
             .await
             .map_err(|_| ExecError::Disconnected("session closed".into()))?;
         let line = script::command_line(script, self.become_user.as_deref());
-        exec::run(&self.handle, line, stdin, self.open_timeout, timeout).await
+        exec::run(&self.handle, line, stdin, self.open_timeout, timeout, keep).await
     }
 
     /// Target first, then the jump hosts outward; errors are irrelevant at this point.
