@@ -28,6 +28,7 @@ use crate::inventory::Host;
 use crate::report::{Output, OutputFormat, ReportOptions};
 use crate::secrets::{Redactor, Secrets};
 use crate::transport::script::quote;
+use crate::transport::capture::{CUT_MARK, LINE_CAP};
 use context::Context;
 
 /// An environment loaded for an operator command.
@@ -106,29 +107,48 @@ pub fn prelude(env: &Env) -> String {
 }
 
 /// Splits a byte stream into lines (a partial last line is kept until more comes or
-/// [`Lines::finish`]).
+/// [`Lines::finish`]). A line longer than [`LINE_CAP`] keeps its start and says how much was
+/// cut: a log line of 60 MiB must not be held whole.
 #[derive(Default)]
 pub struct Lines {
     buf: Vec<u8>,
+    cut: u64,
 }
 
 impl Lines {
     /// The complete lines in `data` (and before it), without their `\n`.
-    pub fn push(&mut self, data: &[u8]) -> Vec<String> {
-        self.buf.extend_from_slice(data);
+    pub fn push(&mut self, mut data: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
-        while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=i).collect();
-            let line = String::from_utf8_lossy(&line[..i]);
-            out.push(line.trim_end_matches('\r').to_string());
+        while let Some(i) = data.iter().position(|&b| b == b'\n') {
+            self.keep(&data[..i]);
+            out.push(self.take_line());
+            data = &data[i + 1..];
         }
+        self.keep(data);
         out
     }
 
     /// What is left (a last line without `\n`).
     pub fn finish(&mut self) -> Option<String> {
-        let rest = std::mem::take(&mut self.buf);
-        (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest).into_owned())
+        (!self.buf.is_empty() || self.cut > 0).then(|| self.take_line())
+    }
+
+    fn keep(&mut self, part: &[u8]) {
+        let room = LINE_CAP.saturating_sub(self.buf.len());
+        let n = part.len().min(room);
+        self.buf.extend_from_slice(&part[..n]);
+        self.cut += (part.len() - n) as u64;
+    }
+
+    fn take_line(&mut self) -> String {
+        let line = String::from_utf8_lossy(&self.buf);
+        let mut line = line.trim_end_matches('\r').to_string();
+        if self.cut > 0 {
+            line.push_str(&format!("{CUT_MARK}{} bytes of this line]", self.cut));
+        }
+        self.buf.clear();
+        self.cut = 0;
+        line
     }
 }
 
@@ -169,5 +189,17 @@ mod tests {
         assert_eq!(l.push(b"tail"), Vec::<String>::new());
         assert_eq!(l.finish().as_deref(), Some("tail"));
         assert_eq!(l.finish(), None);
+    }
+
+    #[test]
+    fn a_long_line_keeps_its_start_and_says_what_was_cut() {
+        let mut l = Lines::default();
+        let long = vec![b'x'; LINE_CAP + 7];
+        assert!(l.push(&long[..10]).is_empty());
+        let lines = l.push(&[&long[10..], b"\nnext\n".as_slice()].concat());
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with(&"x".repeat(LINE_CAP)));
+        assert!(lines[0].ends_with("[provision cut 7 bytes of this line]"));
+        assert_eq!(lines[1], "next");
     }
 }
