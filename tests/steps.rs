@@ -1026,3 +1026,36 @@ command = { run = "id -un > @E/whoami", creates = "@E/whoami" }
         "sshd log:\n{log}"
     );
 }
+
+/// `chown` clears setuid/setgid bits: chmod must come after it, or a mode like 2775 with an
+/// owner changes on every run (issue 12 #21).
+#[test]
+fn setuid_and_setgid_modes_with_an_owner_converge() {
+    ensure_user("provtest-sudo", true);
+    let t = Target::with_env("provtest-sudo", "ssh = { become = true }");
+    let suffix =
+        t.p.remote
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace("prov-remote-", "");
+    let etc = PathBuf::from(format!("/etc/provision-test-s{suffix}"));
+    let _cleanup = Cleanup(etc.clone());
+    t.p.write("files/tool", "#!/bin/sh\necho tool\n");
+    let pb = r#"
+[[step]]
+name = "shared dir"
+directory = { path = "@E", mode = "2775", owner = "provtest-sudo", group = "root" }
+
+[[step]]
+name = "setuid tool"
+file = { src = "files/tool", dest = "@E/tool", mode = "4755", owner = "root", group = "root" }
+"#
+    .replace("@E", &etc.display().to_string());
+    t.playbook(&pb);
+    let would = t.plan_changes(&["shared dir", "setuid tool"]);
+    t.converge(&would);
+    assert_eq!(mode_of(&etc), 0o2775);
+    assert_eq!(mode_of(&etc.join("tool")), 0o4755);
+    assert_eq!(uid_of(&etc.join("tool")), 0);
+}

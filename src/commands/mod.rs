@@ -27,8 +27,8 @@ use crate::error::Error;
 use crate::inventory::Host;
 use crate::report::{Output, OutputFormat, ReportOptions};
 use crate::secrets::{Redactor, Secrets};
-use crate::transport::script::quote;
 use crate::transport::capture::{CUT_MARK, LINE_CAP};
+use crate::transport::script::quote;
 use context::Context;
 
 /// An environment loaded for an operator command.

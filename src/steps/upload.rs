@@ -208,7 +208,8 @@ impl Upload {
     /// The upload is staged in a fresh root-owned 0700 directory beside the target and the
     /// script works from inside it (`cd -P`): whoever owns the target directory can rename
     /// entries in it, but cannot touch what is inside the staging directory, so no symlink
-    /// can be swapped in under the file that gets chowned and chmodded (issue 12, #6).
+    /// can be swapped in under the file that gets chowned and chmodded (issue 12, #6). In a
+    /// setgid directory it is 2700: the bit is inherited, and the file takes the group.
     pub fn apply(&self) -> Action {
         let dest = quote(&self.dest);
         let script = format!(
@@ -222,7 +223,7 @@ impl Upload {
              trap 'cleanup; trap - EXIT; exit 1' HUP INT TERM PIPE\n\
              stage=$(mktemp -d \"$dir/.provision.XXXXXX\")\n\
              cd -P -- \"$stage\"; staged=1\n\
-             if [ \"$(stat -c %u:%a .)\" != \"$(id -u):700\" ]; then echo \"the staging directory for $dest was replaced while in use; nothing was written\" >&2; exit 1; fi\n\
+             case \"$(stat -c %u:%a .)\" in \"$(id -u):700\"|\"$(id -u):2700\") ;; *) echo \"the staging directory for $dest was replaced while in use; nothing was written\" >&2; exit 1 ;; esac\n\
              cat > ./upload\n\
              if [ \"$(sha256sum < ./upload | cut -c1-64)\" != {sum} ]; then echo \"upload of $dest arrived incomplete; the old file was left in place\" >&2; exit 1; fi\n\
              {attrs}\
