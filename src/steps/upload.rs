@@ -210,6 +210,7 @@ impl Upload {
     /// entries in it, but cannot touch what is inside the staging directory, so no symlink
     /// can be swapped in under the file that gets chowned and chmodded (issue 12, #6). In a
     /// setgid directory it is 2700: the bit is inherited, and the file takes the group.
+    /// stdin is the content's sha256 on a line, then the content.
     pub fn apply(&self) -> Action {
         let dest = quote(&self.dest);
         let script = format!(
@@ -224,11 +225,11 @@ impl Upload {
              stage=$(mktemp -d \"$dir/.provision.XXXXXX\")\n\
              cd -P -- \"$stage\"; staged=1\n\
              case \"$(stat -c %u:%a .)\" in \"$(id -u):700\"|\"$(id -u):2700\") ;; *) echo \"the staging directory for $dest was replaced while in use; nothing was written\" >&2; exit 1 ;; esac\n\
+             read -r sum\n\
              cat > ./upload\n\
-             if [ \"$(sha256sum < ./upload | cut -c1-64)\" != {sum} ]; then echo \"upload of $dest arrived incomplete; the old file was left in place\" >&2; exit 1; fi\n\
+             if [ \"$(sha256sum < ./upload | cut -c1-64)\" != \"$sum\" ]; then echo \"upload of $dest arrived incomplete; the old file was left in place\" >&2; exit 1; fi\n\
              {attrs}\
              mv -f -- ./upload \"$dest\"\n",
-            sum = self.sha256,
             attrs = attr_script(
                 "./upload",
                 Some(&self.mode),
@@ -236,9 +237,14 @@ impl Upload {
                 self.group.as_deref()
             ),
         );
+        // The checksum rides on stdin in front of the content: on the command line, any
+        // user of the host could read in the process list a sum that confirms a guessed
+        // secret (the content may hold one).
+        let mut stdin = format!("{}\n", self.sha256).into_bytes();
+        stdin.extend_from_slice(&self.content);
         Action {
             script,
-            stdin: Some(self.content.clone()),
+            stdin: Some(stdin),
         }
     }
 }
@@ -440,10 +446,14 @@ mod tests {
 
     #[test]
     fn apply_checks_hash_and_renames() {
-        let a = up("x").apply();
+        let u = up("x");
+        let a = u.apply();
         assert!(a.script.contains("mktemp -d \"$dir/.provision.XXXXXX\""));
         assert!(a.script.contains("mv -f -- ./upload \"$dest\""));
-        assert_eq!(a.stdin.as_deref(), Some(&b"x"[..]));
+        let stdin = format!("{}\nx", u.sha256);
+        assert_eq!(a.stdin.as_deref(), Some(stdin.as_bytes()));
+        // The script is a command line in the host's process list: no sum of the content.
+        assert!(!a.script.contains(&u.sha256), "{}", a.script);
     }
 
     /// The staged upload in a real `sh`: the file lands whole with its mode, and neither the
@@ -453,7 +463,8 @@ mod tests {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("conf/app.env");
-        let run = |u: &Upload, stdin: &[u8]| {
+        let run = |u: &Upload, content: &[u8]| {
+            let stdin = [u.apply().stdin.unwrap()[..65].to_vec(), content.to_vec()].concat();
             let mut child = std::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(&u.apply().script)
@@ -461,7 +472,7 @@ mod tests {
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
-            child.stdin.take().unwrap().write_all(stdin).unwrap();
+            child.stdin.take().unwrap().write_all(&stdin).unwrap();
             child.wait_with_output().unwrap()
         };
         let u = Upload::new(dest.to_str().unwrap(), b"A=1\n".to_vec(), "640", None, None).unwrap();
