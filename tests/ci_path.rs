@@ -846,7 +846,7 @@ fn json_events_of_real_runs_match_the_schema() {
     let warnings: Vec<String> = warnings.borrow().clone();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
-        warnings[0].starts_with("took over the deploy lock of gone@ci (pid 1), left "),
+        warnings[0].starts_with("took over the deploy lock of gone@ci (pid 1), taken 30days"),
         "{warnings:?}"
     );
     assert!(

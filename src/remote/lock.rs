@@ -321,11 +321,12 @@ impl Held {
         let why = if gone {
             "its process is no longer running".to_string()
         } else {
-            format!("not refreshed for {}s", self.idle_secs)
+            format!("not refreshed for {}", secs(self.idle_secs))
         };
         format!(
-            "took over the deploy lock of {}, taken {}s ago ({why})",
-            self.owner, self.age_secs
+            "took over the deploy lock of {}, taken {} ago ({why})",
+            self.owner,
+            secs(self.age_secs)
         )
     }
 
@@ -338,6 +339,11 @@ impl Held {
             humantime::format_duration(stale)
         )
     }
+}
+
+/// `90` → "1m 30s": lock ages read as durations.
+fn secs(n: u64) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(n))
 }
 
 #[cfg(test)]

@@ -190,7 +190,16 @@ impl Sshd {
             .expect("clock after 1970")
             .saturating_sub(age)
             .as_secs();
-        std::fs::write(lock.join("info"), format!("{owner}\n{since}\n")).expect("write lock info");
+        let info = lock.join("info");
+        std::fs::write(&info, format!("{owner}\n{since}\n")).expect("write lock info");
+        // A lock left behind is not refreshed any more: its last heartbeat (the info file's
+        // mtime) is as old as the lock.
+        let then = std::time::SystemTime::now() - age;
+        std::fs::File::options()
+            .write(true)
+            .open(&info)
+            .and_then(|f| f.set_modified(then))
+            .expect("date the lock info back");
         lock
     }
 
