@@ -41,10 +41,18 @@ impl Moto {
     fn account(&self) -> Account {
         Account(self.py(&["state"]))
     }
+
+    fn public_ip(&self, id: &str) -> String {
+        let ip = self.py(&["ip", id]);
+        ip.as_str()
+            .unwrap_or_else(|| panic!("{id} has no public IP: {ip}"))
+            .to_string()
+    }
 }
 
 /// boto3 against the emulator: `state` dumps the account; `run` launches an instance with
-/// the given `key=value` tags (none: untagged); `group NAME` creates an untagged group.
+/// the given `key=value` tags (none: untagged); `group NAME` creates an untagged group; `ip ID`
+/// an instance's public IP; `stop ID` stops it.
 const PY_HELPER: &str = r#"
 cmd = sys.argv[1]
 if cmd == "state":
@@ -71,6 +79,12 @@ elif cmd == "allow-all":
     g = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [sys.argv[2]]}])["SecurityGroups"][0]
     ec2.authorize_security_group_ingress(GroupId=g["GroupId"], IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     print(json.dumps(g["GroupId"]))
+elif cmd == "ip":
+    i = ec2.describe_instances(InstanceIds=[sys.argv[2]])["Reservations"][0]["Instances"][0]
+    print(json.dumps(i.get("PublicIpAddress")))
+elif cmd == "stop":
+    ec2.stop_instances(InstanceIds=[sys.argv[2]])
+    print(json.dumps(sys.argv[2]))
 elif cmd == "group":
     r = ec2.create_security_group(GroupName=sys.argv[2], Description="not provision's")
     print(json.dumps(r["GroupId"]))
@@ -235,6 +249,19 @@ impl Ec2Test {
             run.dump()
         );
         run
+    }
+
+    /// ssh_config mapping each of `known` (an EC2 address → a local name for the sshd) and
+    /// every other address to `other`, all on the sshd's port: one server, whose address
+    /// (the name provision pins it under) follows the one EC2 reports.
+    fn map_addresses(&self, known: &[(&str, &str)], other: &str) {
+        let port = self.sshd.port;
+        let mut text = String::new();
+        for (ip, local) in known {
+            text.push_str(&format!("Host {ip}\n  HostName {local}\n  Port {port}\n"));
+        }
+        text.push_str(&format!("Host *\n  HostName {other}\n  Port {port}\n"));
+        self.p.write("ssh_config", &text);
     }
 
     fn known_hosts(&self) -> String {
@@ -495,10 +522,17 @@ fn count_and_ingress_changes_are_applied_and_scaling_down_needs_yes() {
     assert_eq!(names(&acc.ours()), ["shop-test-1"]);
     assert_eq!(acc.state_of(&two["shop-test-2"]), "terminated");
     assert_eq!(acc.ours()["shop-test-1"], first["shop-test-1"]);
-    // Here every instance is reached at the one local sshd, so the pin of the terminated one
-    // is still the kept one's: it stays (tests/ec2.rs `down_…` sees a pin go).
-    assert_eq!(t.known_hosts().lines().count(), 1, "{}", t.known_hosts());
-    assert!(!down.stderr.contains("forgot"), "{}", down.dump());
+    // Here every instance is reached at the one local sshd: each has its own line for that
+    // address. The terminated one's goes; the kept one's stays.
+    let pins = t.known_hosts();
+    let kept = format!("provision:instance={}", first["shop-test-1"]);
+    assert_eq!(pins.lines().count(), 1, "{pins}");
+    assert!(pins.contains(&kept), "{pins}");
+    assert!(
+        down.stderr.contains("ec2: forgot 1 pinned"),
+        "{}",
+        down.dump()
+    );
 }
 
 #[test]
@@ -536,7 +570,8 @@ fn down_removes_what_it_created_and_nothing_else() {
         "nothing removed without --yes"
     );
 
-    assert_eq!(t.known_hosts().lines().count(), 1, "{}", t.known_hosts());
+    // One pin per instance (both reached at the one local sshd).
+    assert_eq!(t.known_hosts().lines().count(), 2, "{}", t.known_hosts());
     let down = t.run(&["down", "test", "--yes"]);
     down.expect_code(0);
     assert!(
@@ -545,11 +580,11 @@ fn down_removes_what_it_created_and_nothing_else() {
         "{}",
         down.dump()
     );
-    // The host key pinned for the instances' address goes with them: a later machine given
-    // that address is not refused as a "changed key".
+    // The host keys pinned for the instances go with them: a later machine given their
+    // address is not refused as a "changed key".
     assert!(
         down.stderr
-            .contains("ec2: forgot 1 pinned host key(s) of terminated instances"),
+            .contains("ec2: forgot 2 pinned host key(s) of terminated instances"),
         "{}",
         down.dump()
     );
@@ -789,4 +824,66 @@ fn a_template_typo_stops_up_before_any_instance_is_created() {
         acc.0
     );
     assert!(acc.keys().is_empty(), "the key was imported: {}", acc.0);
+}
+
+/// Pins follow the instance, not its address. Stopped and started, an instance comes back with
+/// another public IP (moto, like EC2, hands out a new one on start); the ssh_config maps that
+/// one to another name of the same sshd. Under strict checking (the default) its key is still
+/// known, by its instance id, and the pin moves to the new address. A changed key behind yet
+/// another address is refused, naming the instance.
+#[test]
+fn a_stopped_and_started_instance_keeps_its_pin_at_its_new_address() {
+    let mut t = Ec2Test::new();
+    t.config("count = 1");
+    t.run(&["up", "test"]).expect_code(0);
+    let id = t.moto.account().ours()["shop-test-1"].clone();
+    let first_ip = t.moto.public_ip(&id);
+    let port = t.sshd.port;
+    let mark = format!("provision:instance={id}");
+    assert_eq!(
+        t.known_hosts(),
+        format!("{} {mark}\n", t.sshd.known_hosts_line()),
+        "the launch pinned the key for the instance"
+    );
+
+    // The first address stays 127.0.0.1; any other one is reached as `localhost`.
+    t.map_addresses(&[(&first_ip, "127.0.0.1")], "localhost");
+    t.moto.py(&["stop", &id]);
+    let up = t.run(&["up", "test"]);
+    up.expect_code(0);
+    assert!(
+        up.stdout.contains("(shop/test): 1 to start"),
+        "{}",
+        up.dump()
+    );
+    let second_ip = t.moto.public_ip(&id);
+    assert_ne!(second_ip, first_ip, "a new address on start");
+    assert!(
+        up.stdout.contains("shop-test-1") && up.stderr.contains("shop-test-1 answers SSH"),
+        "{}",
+        up.dump()
+    );
+    assert_eq!(
+        t.known_hosts(),
+        format!("[localhost]:{port} {} {mark}\n", t.sshd.host_pub_key),
+        "the pin moved to the new address, the old address's went"
+    );
+
+    // Stopped again, back at 127.0.0.1 (whose pin is gone), and the server's key changed.
+    t.map_addresses(&[(&second_ip, "localhost")], "127.0.0.1");
+    t.moto.py(&["stop", &id]);
+    t.sshd.regenerate_host_key();
+    let refused = t.run(&["up", "test"]);
+    refused.expect_code(4);
+    let named = format!("HOST KEY CHANGED for shop-test-1 ({id}, [127.0.0.1]:{port})");
+    assert!(
+        refused.stdout.contains(&named) || refused.stderr.contains(&named),
+        "{}",
+        refused.dump()
+    );
+    assert!(
+        !t.known_hosts().contains(&t.sshd.host_pub_key),
+        "the changed key is not pinned: {}",
+        t.known_hosts()
+    );
 }

@@ -61,6 +61,8 @@ pub fn hosts(
         if let Some(h) = &found {
             host.name = names[&h.instance.id].clone();
             host.connect.name = host.name.clone();
+            // Pins follow the instance, not its address (a new one on every stop/start).
+            host.connect.instance_id = Some(h.instance.id.clone());
             if h.created {
                 host.connect.known_hosts = KnownHostsPolicy::AcceptNew;
             }
@@ -200,6 +202,8 @@ mod tests {
             ("127.0.0.1", 2200, "admin")
         );
         assert_eq!(web1.connect.known_hosts, KnownHostsPolicy::AcceptNew);
+        assert_eq!(web1.connect.instance_id.as_deref(), Some("i-1"));
+        assert_eq!(hosts[0].0.connect.instance_id, None, "a static host");
         assert_eq!(hosts[2].0.connect.known_hosts, KnownHostsPolicy::Strict);
         assert_eq!(hosts[1].0.roles, ["web"]);
 

@@ -227,9 +227,10 @@ async fn converged_hosts(
     Ok((pairs.into_iter().map(|(h, _)| h).collect(), fresh))
 }
 
-/// After terminating `gone`: drop the host keys provision pinned for their addresses, since a
-/// cloud address is handed to another machine later and its key would be refused as
-/// "changed". An address that a static host or a `kept` instance also uses keeps its pin.
+/// After terminating `gone`: drop the host keys provision pinned for them (by instance id)
+/// and for their addresses, since a cloud address is handed to another machine later and its
+/// key would be refused as "changed". An address that a static host or a `kept` instance
+/// also uses keeps its pin.
 pub(super) fn forget_pins(
     project: &Project,
     env: &Env,
@@ -242,36 +243,8 @@ pub(super) fn forget_pins(
     if gone.is_empty() {
         return Ok(());
     }
-    let all: Vec<Ec2Host> = gone
-        .iter()
-        .chain(kept)
-        .filter(|i| i.address(d.address).is_some())
-        .map(|i| Ec2Host {
-            instance: i.clone(),
-            created: false,
-        })
-        .collect();
-    let pairs = super::hosts::hosts(env, d, &all, &project.file, resolve)?;
-    let at = |h: &Host| (h.connect.address.clone(), h.connect.port);
-    let is_gone = |e: &Option<Ec2Host>| {
-        e.as_ref()
-            .is_some_and(|e| gone.iter().any(|g| g.id == e.instance.id))
-    };
-    let still_used: Vec<_> = pairs
-        .iter()
-        .filter(|(_, e)| !is_gone(e))
-        .map(|(h, _)| at(h))
-        .collect();
-    let mut by_file: std::collections::BTreeMap<&std::path::Path, Vec<(String, u16)>> =
-        Default::default();
-    for (h, _) in pairs.iter().filter(|(_, e)| is_gone(e)) {
-        if !still_used.contains(&at(h)) {
-            let file = h.connect.project_known_hosts.as_path();
-            by_file.entry(file).or_default().push(at(h));
-        }
-    }
-    for (file, hosts) in by_file {
-        match crate::transport::ssh::forget_pins(file, &hosts) {
+    for (file, (hosts, ids)) in pins_to_forget(project, env, d, gone, kept, resolve)? {
+        match crate::transport::ssh::forget_pins(&file, &hosts, &ids) {
             Ok(0) => {}
             Ok(n) => out.progress(&format!(
                 "ec2: forgot {n} pinned host key(s) of terminated instances ({})",
@@ -284,6 +257,52 @@ pub(super) fn forget_pins(
         }
     }
     Ok(())
+}
+
+/// Per project known_hosts file: the addresses (`(address, port)`) no host left in the env
+/// uses, and the ids of the `gone` instances.
+type Forget = BTreeMap<std::path::PathBuf, (Vec<(String, u16)>, Vec<String>)>;
+
+fn pins_to_forget(
+    project: &Project,
+    env: &Env,
+    d: &Ec2Env,
+    gone: &[Instance],
+    kept: &[Instance],
+    resolve: Resolve<'_>,
+) -> Result<Forget, Error> {
+    let all: Vec<Ec2Host> = gone
+        .iter()
+        .chain(kept)
+        .filter(|i| i.address(d.address).is_some())
+        .map(|i| Ec2Host {
+            instance: i.clone(),
+            created: false,
+        })
+        .collect();
+    let pairs = super::hosts::hosts(env, d, &all, &project.file, resolve)?;
+    let at = |h: &Host| (h.connect.address.clone(), h.connect.port);
+    let gone_id = |e: &Option<Ec2Host>| {
+        e.as_ref()
+            .map(|e| e.instance.id.clone())
+            .filter(|id| gone.iter().any(|g| g.id == *id))
+    };
+    let still_used: Vec<_> = pairs
+        .iter()
+        .filter(|(_, e)| gone_id(e).is_none())
+        .map(|(h, _)| at(h))
+        .collect();
+    let mut by_file = Forget::new();
+    for (h, e) in &pairs {
+        let Some(id) = gone_id(e) else { continue };
+        let file = h.connect.project_known_hosts.clone();
+        let (hosts, ids) = by_file.entry(file).or_default();
+        ids.push(id);
+        if !still_used.contains(&at(h)) {
+            hosts.push(at(h));
+        }
+    }
+    Ok(by_file)
 }
 
 /// Static hosts plus these instances, as inventory hosts.

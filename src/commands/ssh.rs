@@ -292,6 +292,7 @@ mod tests {
             known_hosts: KnownHostsPolicy::Strict,
             project_known_hosts: PathBuf::from("/p/.provision/known_hosts"),
             user_known_hosts: None,
+            instance_id: None,
             connect_timeout: Duration::from_secs(10),
             retries: 0,
             keepalive: Duration::from_secs(15),

@@ -238,6 +238,7 @@ impl<'a> Settings<'a> {
             known_hosts: self.def.known_hosts.unwrap_or(KnownHostsPolicy::Strict),
             project_known_hosts: self.project_known_hosts(),
             user_known_hosts: self.home.as_ref().map(|h| h.join(".ssh/known_hosts")),
+            instance_id: None,
             connect_timeout: self
                 .def
                 .connect_timeout

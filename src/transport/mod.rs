@@ -129,6 +129,10 @@ pub struct ConnectSpec {
     pub project_known_hosts: PathBuf,
     /// The user's known_hosts (read only). None when there is no home directory.
     pub user_known_hosts: Option<PathBuf>,
+    /// The machine's identity beyond its address (an EC2 instance id), when it has one. The
+    /// key pinned for it is recorded with that id, so it follows the machine to a new address
+    /// (a cloud hands out another one on stop/start).
+    pub instance_id: Option<String>,
     pub connect_timeout: Duration,
     /// Extra connection attempts after the first, with exponential backoff.
     pub retries: u32,

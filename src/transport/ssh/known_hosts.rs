@@ -5,6 +5,11 @@
 //! markers, comma-separated patterns with `*`/`?` wildcards and `!` negation, `[host]:port`
 //! forms and hashed `|1|salt|hash` names (HMAC-SHA1, as OpenSSH's `HashKnownHosts` writes them).
 //! The user's file is only read; the project file is read and, under accept-new, appended to.
+//!
+//! A key pinned for a machine with an identity of its own (an EC2 instance id) carries it in
+//! the line's comment, `[addr]:port ssh-ed25519 AAAA… provision:instance=i-0abc`, which
+//! OpenSSH ignores. Wherever that machine shows up later, its own pin decides and moves to
+//! the new address: a cloud changes addresses on stop/start, never instance ids.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,12 +36,19 @@ pub(super) struct HostKeyCheck {
     project_file: PathBuf,
     /// The pins that apply to this host; when any does, they alone decide.
     pins: Vec<HostKeyPin>,
+    /// The machine's own id ([`ConnectSpec::instance_id`]), when it is one we can record.
+    instance: Option<String>,
 }
+
+/// How a line's comment names the instance the key was pinned for.
+const INSTANCE_MARK: &str = "provision:instance=";
 
 /// One known_hosts line that names the host.
 #[derive(Debug, Clone)]
 struct Entry {
     revoked: bool,
+    /// The host patterns field as written.
+    hosts: String,
     key: PublicKey,
     file: PathBuf,
     line: usize,
@@ -52,11 +64,11 @@ impl HostKeyCheck {
         if !spec.name.is_empty() && spec.name != spec.address {
             lookup.push(host_token(&spec.name, spec.port));
         }
-        let display = if lookup.len() > 1 {
-            format!("{} ({})", spec.name, lookup[0])
-        } else {
-            lookup[0].clone()
-        };
+        // An id with blanks in it could not be written into one known_hosts field.
+        let instance = (spec.instance_id.as_deref())
+            .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
+            .map(str::to_string);
+        let display = display_name(spec, &lookup, instance.as_deref());
         let pins = spec
             .host_keys
             .iter()
@@ -74,6 +86,7 @@ impl HostKeyCheck {
             user_file: spec.user_known_hosts.clone(),
             project_file: spec.project_known_hosts.clone(),
             pins,
+            instance,
         }
     }
 
@@ -92,7 +105,7 @@ impl HostKeyCheck {
             }
             return algos;
         }
-        for entry in self.entries() {
+        for entry in self.entries().into_iter().chain(self.own_entries()) {
             let algo = entry.key.algorithm();
             if !entry.revoked && !algos.contains(&algo) {
                 algos.push(algo);
@@ -102,13 +115,24 @@ impl HostKeyCheck {
     }
 
     /// Accept or refuse `offered`. Under accept-new an unknown host is pinned in the project
-    /// file; a changed or revoked key is refused whatever the policy.
+    /// file; a changed or revoked key is refused whatever the policy. An instance's own pin
+    /// of the offered key's type decides before its address does.
     pub(super) fn verify(&self, offered: &PublicKey) -> Result<(), ConnectError> {
         if !self.pins.is_empty() {
             return self.verify_pinned(offered);
         }
-        match self.judge(offered, &self.entries())? {
-            true => Ok(()),
+        let entries = self.entries();
+        let own: Vec<Entry> = (self.own_entries().into_iter())
+            .filter(|e| e.key.algorithm() == offered.algorithm())
+            .collect();
+        if !own.is_empty() {
+            return self.verify_own(offered, &entries, &own);
+        }
+        match self.judge(offered, &entries)? {
+            true => {
+                self.adopt(offered);
+                Ok(())
+            }
             false if self.policy == KnownHostsPolicy::AcceptNew => self.pin(offered),
             false => Err(ConnectError::HostKeyUnknown {
                 host: self.display.clone(),
@@ -142,16 +166,37 @@ impl HostKeyCheck {
         })
     }
 
+    /// The instance's own pins (of the offered key's type) decide, whatever its address
+    /// says: the address may have been another machine's. A revoked key is still refused.
+    fn verify_own(
+        &self,
+        offered: &PublicKey,
+        entries: &[Entry],
+        own: &[Entry],
+    ) -> Result<(), ConnectError> {
+        self.refuse_revoked(offered, entries)?;
+        if own.iter().any(|e| same_key(&e.key, offered)) {
+            self.move_pin(offered, own);
+            return Ok(());
+        }
+        Err(self.changed(&own[0], fingerprint(&own[0].key), offered))
+    }
+
+    fn refuse_revoked(&self, offered: &PublicKey, entries: &[Entry]) -> Result<(), ConnectError> {
+        match entries
+            .iter()
+            .find(|e| e.revoked && same_key(&e.key, offered))
+        {
+            Some(e) => Err(self.changed(e, "a key marked @revoked".into(), offered)),
+            None => Ok(()),
+        }
+    }
+
     /// `Ok(true)` known and matching, `Ok(false)` unknown, `Err` revoked or changed.
     /// Entries of another key type do not count as a change: the server may hold several
     /// keys and offered a type we have not recorded.
     fn judge(&self, offered: &PublicKey, entries: &[Entry]) -> Result<bool, ConnectError> {
-        if let Some(e) = entries
-            .iter()
-            .find(|e| e.revoked && same_key(&e.key, offered))
-        {
-            return Err(self.changed(e, "a key marked @revoked".into(), offered));
-        }
+        self.refuse_revoked(offered, entries)?;
         let live = || entries.iter().filter(|e| !e.revoked);
         if live().any(|e| same_key(&e.key, offered)) {
             return Ok(true);
@@ -181,15 +226,70 @@ impl HostKeyCheck {
         entries
     }
 
+    /// The project file's lines pinned for this instance, wherever they say it is.
+    fn own_entries(&self) -> Vec<Entry> {
+        match &self.instance {
+            Some(id) => read_own(&self.project_file, id),
+            None => Vec::new(),
+        }
+    }
+
+    /// The verified key's pin follows the instance to its current address: its lines
+    /// elsewhere go (that address is the cloud's to hand on), and so does a line of another
+    /// key of this type left at the new address by the machine that had it before. Best
+    /// effort: the key is verified either way, and an unmoved pin still decides next time.
+    fn move_pin(&self, offered: &PublicKey, own: &[Entry]) {
+        let here = &self.lookup[0];
+        if own
+            .iter()
+            .any(|e| e.hosts == *here && same_key(&e.key, offered))
+        {
+            return;
+        }
+        let Some(id) = self.instance.as_deref() else {
+            return;
+        };
+        let _guard = PIN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = |l: &Fields<'_>| {
+            l.instance == Some(id)
+                || (l.patterns == here
+                    && l.key().is_some_and(|k| {
+                        k.algorithm() == offered.algorithm() && !same_key(&k, offered)
+                    }))
+        };
+        let line = pin_line(here, offered, Some(id));
+        let _ = rewrite(&self.project_file, |l| !stale(l), &line);
+    }
+
+    /// Accepted by its address: record the key for the instance too, so it is still known
+    /// after the address changes. Best effort, as [`Self::move_pin`].
+    fn adopt(&self, offered: &PublicKey) {
+        let Some(id) = self.instance.as_deref() else {
+            return;
+        };
+        let _guard = PIN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let own = read_own(&self.project_file, id);
+        if !own.iter().any(|e| same_key(&e.key, offered)) {
+            let _ = append_line(
+                &self.project_file,
+                &pin_line(&self.lookup[0], offered, Some(id)),
+            );
+        }
+    }
+
     /// Append the offered key to the project file. Re-checks under a lock first: another task
     /// may have pinned (or seen a different key for) the host meanwhile.
     fn pin(&self, offered: &PublicKey) -> Result<(), ConnectError> {
-        let _guard = PIN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = PIN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let project = read_entries(&self.project_file, &self.lookup);
         if self.judge(offered, &project)? {
+            // Pinned meanwhile for the address (another instance behind it, say): this
+            // instance still needs its own line.
+            drop(guard);
+            self.adopt(offered);
             return Ok(());
         }
-        let line = format!("{} {}\n", self.lookup[0], key_text(offered));
+        let line = pin_line(&self.lookup[0], offered, self.instance.as_deref());
         append_line(&self.project_file, &line).map_err(|e| ConnectError::KeyFile {
             path: self.project_file.display().to_string(),
             reason: format!("cannot record the host key of {}: {e}", self.display),
@@ -255,6 +355,24 @@ pub fn parse_pin(line: &str, source: &str) -> Result<Option<HostKeyPin>, String>
     }))
 }
 
+/// `name ([addr]:port)`, or just the address; an instance's id is named too (unless it is
+/// the name), so a refusal says which machine it was about.
+fn display_name(spec: &ConnectSpec, lookup: &[String], instance: Option<&str>) -> String {
+    let mut about: Vec<&str> = instance.filter(|id| *id != spec.name).into_iter().collect();
+    if lookup.len() > 1 {
+        about.push(&lookup[0]);
+    }
+    let base = if lookup.len() > 1 {
+        &spec.name
+    } else {
+        &lookup[0]
+    };
+    match about.is_empty() {
+        true => base.clone(),
+        false => format!("{base} ({})", about.join(", ")),
+    }
+}
+
 /// `host` on port 22, `[host]:port` otherwise: how OpenSSH names a host in known_hosts.
 fn host_token(host: &str, port: u16) -> String {
     let host = host.to_ascii_lowercase();
@@ -284,6 +402,15 @@ fn key_text(key: &PublicKey) -> String {
         .join(" ")
 }
 
+/// The line provision writes for `host`: `<host> <keytype> <base64>`, with the instance's
+/// marker as the comment when the host is an instance.
+fn pin_line(host: &str, key: &PublicKey, instance: Option<&str>) -> String {
+    match instance {
+        Some(id) => format!("{host} {} {INSTANCE_MARK}{id}\n", key_text(key)),
+        None => format!("{host} {}\n", key_text(key)),
+    }
+}
+
 /// One `write` of the whole line on an O_APPEND file, so concurrent appenders (other tasks or
 /// other provision processes) never interleave within a line.
 fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
@@ -307,35 +434,85 @@ fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
-/// Remove the keys provision pinned for these hosts (`(address, port)`) from the project
-/// known_hosts file: the lines it wrote itself, whose host field is exactly the host's
-/// `[addr]:port` (or `addr`) name. For `down`: a cloud address is handed to another machine
-/// later, whose key would then be refused as "changed". Other lines (hand-written patterns,
-/// hashed names, comments) are kept as they are. The file is replaced by rename, never left
-/// half-written. Returns how many lines went.
-pub fn forget_pins(file: &Path, hosts: &[(String, u16)]) -> std::io::Result<usize> {
+/// Remove the keys provision pinned for these hosts (`(address, port)`) and these instances
+/// (ids) from the project known_hosts file: the lines it wrote itself, whose host field is
+/// exactly the host's `[addr]:port` (or `addr`) name and that name no other instance, and the
+/// lines pinned for one of `instances` wherever they are. For `down`: a cloud address is
+/// handed to another machine later, whose key would then be refused as "changed". Other lines
+/// (hand-written patterns, hashed names, markers, comments) are kept as they are. Returns how
+/// many lines went.
+pub fn forget_pins(
+    file: &Path,
+    hosts: &[(String, u16)],
+    instances: &[String],
+) -> std::io::Result<usize> {
+    let names: Vec<String> = hosts.iter().map(|(a, p)| host_token(a, *p)).collect();
+    let gone = |l: &Fields<'_>| match l.instance {
+        Some(id) => instances.iter().any(|i| i == id),
+        None => !l.revoked && names.iter().any(|n| n == l.patterns),
+    };
+    rewrite(file, |l| !gone(l), "")
+}
+
+/// Replace `file` with its lines that `keep` (lines that are no entry are always kept) plus
+/// `append`, by rename: never left half-written. Untouched when nothing goes and nothing is
+/// added. Returns how many lines went; a missing file has none.
+fn rewrite(
+    file: &Path,
+    keep: impl Fn(&Fields<'_>) -> bool,
+    append: &str,
+) -> std::io::Result<usize> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e),
     };
-    let names: Vec<String> = hosts.iter().map(|(a, p)| host_token(a, *p)).collect();
     let mut removed = 0;
-    let mut kept = String::with_capacity(text.len());
+    let mut kept = String::with_capacity(text.len() + append.len());
     for line in text.split_inclusive('\n') {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if names.iter().any(|n| n == first) {
-            removed += 1;
-        } else {
+        if fields(line).is_none_or(|f| keep(&f)) {
             kept.push_str(line);
+        } else {
+            removed += 1;
         }
     }
-    if removed > 0 {
-        let tmp = file.with_extension(format!("provision-tmp-{}", std::process::id()));
-        std::fs::write(&tmp, kept)?;
-        std::fs::rename(&tmp, file)?;
+    if removed == 0 && append.is_empty() {
+        return Ok(0);
     }
+    if !append.is_empty() && !kept.is_empty() && !kept.ends_with('\n') {
+        kept.push('\n');
+    }
+    kept.push_str(append);
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = file.with_extension(format!("provision-tmp-{}", std::process::id()));
+    std::fs::write(&tmp, kept)?;
+    std::fs::rename(&tmp, file)?;
     Ok(removed)
+}
+
+/// The live lines of `file` pinned for instance `id`, whatever host they name.
+fn read_own(file: &Path, id: &str) -> Vec<Entry> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let Some(f) = fields(raw).filter(|f| !f.revoked && f.instance == Some(id)) else {
+            continue;
+        };
+        if let Some(key) = f.key() {
+            entries.push(Entry {
+                revoked: false,
+                hosts: f.patterns.to_string(),
+                key,
+                file: file.to_path_buf(),
+                line: i + 1,
+            });
+        }
+    }
+    entries
 }
 
 /// Entries of `file` matching any of `lookup`. A missing or unreadable file has no entries;
@@ -349,6 +526,7 @@ fn read_entries(file: &Path, lookup: &[String]) -> Vec<Entry> {
         if let Some((revoked, key)) = parse_line(raw, lookup) {
             entries.push(Entry {
                 revoked,
+                hosts: fields(raw).map_or_else(String::new, |f| f.patterns.to_string()),
                 key,
                 file: file.to_path_buf(),
                 line: i + 1,
@@ -369,9 +547,33 @@ pub fn entries_in(text: &str, lookup: &[String]) -> Vec<(usize, bool, String)> {
         .collect()
 }
 
-/// `Some((revoked, key))` when the line names one of `lookup`. `@cert-authority` lines are
-/// skipped: host certificates are not negotiated.
+/// `Some((revoked, key))` when the line names one of `lookup`.
 fn parse_line(raw: &str, lookup: &[String]) -> Option<(bool, PublicKey)> {
+    let f = fields(raw)?;
+    if !lookup.iter().any(|name| hosts_match(f.patterns, name)) {
+        return None;
+    }
+    Some((f.revoked, f.key()?))
+}
+
+/// One known_hosts entry as written: `[@revoked] <patterns> <keytype> <base64> [comment]`.
+struct Fields<'a> {
+    revoked: bool,
+    patterns: &'a str,
+    key: &'a str,
+    /// The instance the line was pinned for ([`INSTANCE_MARK`] in the comment).
+    instance: Option<&'a str>,
+}
+
+impl Fields<'_> {
+    fn key(&self) -> Option<PublicKey> {
+        russh::keys::parse_public_key_base64(self.key).ok()
+    }
+}
+
+/// The fields of an entry line; `None` for blanks, comments, short lines and
+/// `@cert-authority` lines (host certificates are not negotiated).
+fn fields(raw: &str) -> Option<Fields<'_>> {
     let mut fields = raw.split_whitespace().peekable();
     if fields.peek()?.starts_with('#') {
         return None;
@@ -386,11 +588,15 @@ fn parse_line(raw: &str, lookup: &[String]) -> Option<(bool, PublicKey)> {
     let patterns = fields.next()?;
     let _keytype = fields.next()?;
     let key = fields.next()?;
-    if !lookup.iter().any(|name| hosts_match(patterns, name)) {
-        return None;
-    }
-    let key = russh::keys::parse_public_key_base64(key).ok()?;
-    Some((revoked, key))
+    let instance = fields
+        .find_map(|f| f.strip_prefix(INSTANCE_MARK))
+        .filter(|id| !id.is_empty());
+    Some(Fields {
+        revoked,
+        patterns,
+        key,
+        instance,
+    })
 }
 
 /// OpenSSH pattern-list semantics: some positive pattern matches and no negated one does.
@@ -468,19 +674,196 @@ mod tests {
             ("10.0.0.5".to_string(), 22022),
             ("10.0.0.6".to_string(), 22),
         ];
-        assert_eq!(forget_pins(&file, &hosts).unwrap(), 2);
+        assert_eq!(forget_pins(&file, &hosts, &[]).unwrap(), 2);
         assert_eq!(
             std::fs::read_to_string(&file).unwrap(),
             format!(
                 "# hand-written\n[10.0.0.*]:22022 ssh-ed25519 {KEY_A}\n[10.0.0.50]:22022 ssh-ed25519 {KEY_A}\n10.0.0.6,web ssh-ed25519 {KEY_A}"
             )
         );
-        assert_eq!(forget_pins(&file, &hosts).unwrap(), 0);
-        assert_eq!(forget_pins(&dir.path().join("none"), &hosts).unwrap(), 0);
+        assert_eq!(forget_pins(&file, &hosts, &[]).unwrap(), 0);
+        assert_eq!(
+            forget_pins(&dir.path().join("none"), &hosts, &[]).unwrap(),
+            0
+        );
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no temp file left"
+        );
+    }
+
+    const KEY_B: &str = "AAAAC3NzaC1lZDI1NTE5AAAAID2KOQZ35HV9pSWw6fvbt3MGzJqDJTcg4js6XAvjhYME";
+    const KEY_ECDSA: &str = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBPijsfyl00XoNqeXO0Th8WsP52j6MJU9D5yk5ew9ZT5fyFZKm9ONQVgyuI7CYne4cfaGgHe1sICXIM+yVaI59Aw=";
+
+    fn key(b64: &str) -> PublicKey {
+        russh::keys::parse_public_key_base64(b64).unwrap()
+    }
+
+    /// A strict check of `address` (port 22) for `instance`, against `dir`'s files.
+    fn check(dir: &Path, address: &str, instance: Option<&str>) -> HostKeyCheck {
+        HostKeyCheck::new(&ConnectSpec {
+            name: "shop-web-1".into(),
+            address: address.into(),
+            port: 22,
+            user: "root".into(),
+            identity_files: vec![],
+            identity_key: None,
+            identity_env: None,
+            host_keys: vec![],
+            known_hosts: KnownHostsPolicy::Strict,
+            project_known_hosts: dir.join("known_hosts"),
+            user_known_hosts: Some(dir.join("user_known_hosts")),
+            instance_id: instance.map(str::to_string),
+            connect_timeout: std::time::Duration::from_secs(1),
+            retries: 0,
+            keepalive: std::time::Duration::from_secs(1),
+            jump: None,
+            become_user: None,
+            allow_prompt: false,
+        })
+    }
+
+    #[test]
+    fn the_instance_marker_is_written_and_read_in_the_comment() {
+        let line = pin_line("[10.0.0.5]:2222", &key(KEY_A), Some("i-0abc"));
+        assert_eq!(
+            line,
+            format!("[10.0.0.5]:2222 ssh-ed25519 {KEY_A} provision:instance=i-0abc\n")
+        );
+        let f = fields(&line).unwrap();
+        assert_eq!(
+            (f.patterns, f.instance),
+            ("[10.0.0.5]:2222", Some("i-0abc"))
+        );
+        assert!(same_key(&f.key().unwrap(), &key(KEY_A)));
+        let names = vec!["[10.0.0.5]:2222".to_string()];
+        assert!(
+            parse_line(&line, &names).is_some(),
+            "still a known_hosts entry"
+        );
+        let plain = pin_line("10.0.0.5", &key(KEY_A), None);
+        assert_eq!(plain, format!("10.0.0.5 ssh-ed25519 {KEY_A}\n"));
+        assert_eq!(fields(&plain).unwrap().instance, None);
+        let other = format!("h ssh-ed25519 {KEY_A} me@laptop provision:instance=");
+        assert_eq!(
+            fields(&other).unwrap().instance,
+            None,
+            "an empty id is none"
+        );
+        let tabs = format!("h\tssh-ed25519\t{KEY_A}\tnote\tprovision:instance=i-9");
+        assert_eq!(fields(&tabs).unwrap().instance, Some("i-9"));
+        assert!(fields("# provision:instance=i-1").is_none());
+    }
+
+    #[test]
+    fn an_instance_pin_follows_it_to_a_new_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        std::fs::write(
+            &file,
+            format!("10.0.0.5 ssh-ed25519 {KEY_A} provision:instance=i-1\n# kept\n10.0.0.9 ssh-ed25519 {KEY_B}\n"),
+        )
+        .unwrap();
+        // Strict, at an address with no pin of this key: the instance's own pin decides,
+        // moves here, and the other machine's pin left at this address goes.
+        check(dir.path(), "10.0.0.9", Some("i-1"))
+            .verify(&key(KEY_A))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            format!("# kept\n10.0.0.9 ssh-ed25519 {KEY_A} provision:instance=i-1\n")
+        );
+        // Once moved, nothing is rewritten.
+        check(dir.path(), "10.0.0.9", Some("i-1"))
+            .verify(&key(KEY_A))
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
+        // Another key for the instance, at yet another address: refused, naming it.
+        let err = check(dir.path(), "10.0.0.7", Some("i-1"))
+            .verify(&key(KEY_B))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, ConnectError::HostKeyChanged { line: 2, .. }),
+            "{msg}"
+        );
+        assert!(msg.contains("shop-web-1 (i-1, 10.0.0.7)"), "{msg}");
+        // The address alone, without the instance, knows nothing any more.
+        let err = check(dir.path(), "10.0.0.5", None)
+            .verify(&key(KEY_A))
+            .unwrap_err();
+        assert!(matches!(err, ConnectError::HostKeyUnknown { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_key_known_by_address_is_recorded_for_the_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, user) = (
+            dir.path().join("known_hosts"),
+            dir.path().join("user_known_hosts"),
+        );
+        std::fs::write(&user, format!("10.0.0.5 ssh-ed25519 {KEY_A}\n")).unwrap();
+        check(dir.path(), "10.0.0.5", None)
+            .verify(&key(KEY_A))
+            .unwrap();
+        assert!(!file.exists(), "no instance: nothing written under strict");
+        for _ in 0..2 {
+            check(dir.path(), "10.0.0.5", Some("i-1"))
+                .verify(&key(KEY_A))
+                .unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            format!("10.0.0.5 ssh-ed25519 {KEY_A} provision:instance=i-1\n")
+        );
+        // Its pin now follows it.
+        check(dir.path(), "10.0.0.6", Some("i-1"))
+            .verify(&key(KEY_A))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_revoked_key_or_another_key_type_is_not_decided_by_the_instance_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, user) = (
+            dir.path().join("known_hosts"),
+            dir.path().join("user_known_hosts"),
+        );
+        std::fs::write(
+            &file,
+            format!("10.0.0.5 ssh-ed25519 {KEY_A} provision:instance=i-1\n"),
+        )
+        .unwrap();
+        // An ECDSA key was never pinned for it: the new address does not know it either.
+        let err = check(dir.path(), "10.0.0.9", Some("i-1"))
+            .verify(&key(KEY_ECDSA))
+            .unwrap_err();
+        assert!(matches!(err, ConnectError::HostKeyUnknown { .. }), "{err}");
+        std::fs::write(&user, format!("@revoked * ssh-ed25519 {KEY_A}\n")).unwrap();
+        let err = check(dir.path(), "10.0.0.9", Some("i-1"))
+            .verify(&key(KEY_A))
+            .unwrap_err();
+        assert!(err.to_string().contains("@revoked"), "{err}");
+    }
+
+    #[test]
+    fn forget_pins_removes_the_instances_lines_wherever_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let text = format!(
+            "10.0.0.5 ssh-ed25519 {KEY_A} provision:instance=i-1\n10.0.0.5 ssh-ed25519 {KEY_A} provision:instance=i-2\n10.0.0.8 ssh-ed25519 {KEY_B} provision:instance=i-1\n10.0.0.6 ssh-ed25519 {KEY_A}\n@revoked 10.0.0.6 ssh-ed25519 {KEY_B}\n10.0.0.7 ssh-ed25519 {KEY_B} provision:instance=i-3\n"
+        );
+        std::fs::write(&file, &text).unwrap();
+        let hosts = [("10.0.0.6".to_string(), 22), ("10.0.0.7".to_string(), 22)];
+        // i-1 goes; i-2 stays behind the address they shared; at 10.0.0.7 the line is
+        // another instance's (not terminated), so it is kept.
+        assert_eq!(forget_pins(&file, &hosts, &["i-1".into()]).unwrap(), 3);
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            format!(
+                "10.0.0.5 ssh-ed25519 {KEY_A} provision:instance=i-2\n@revoked 10.0.0.6 ssh-ed25519 {KEY_B}\n10.0.0.7 ssh-ed25519 {KEY_B} provision:instance=i-3\n"
+            )
         );
     }
 
