@@ -8,10 +8,10 @@ use crate::plan::batch::{self, Parsed};
 use crate::remote::lock::{self, Lock};
 use crate::report::{Event, Status};
 use crate::steps::{Outcome, StepKind, tail};
-use crate::transport::{ExecOutput, Keep, Transport};
+use crate::transport::{Connector, ExecOutput, Keep};
 use std::time::Instant;
 
-impl<T: Transport> HostRun<'_, T> {
+impl<C: Connector> HostRun<'_, C> {
     pub(super) async fn apply(
         &mut self,
         i: usize,
@@ -83,6 +83,10 @@ impl<T: Transport> HostRun<'_, T> {
         let summary = with_truncation_note(summary, &out);
         let output = Some(output).filter(|o| !o.is_empty());
         self.finish(i, Status::Changed, summary, diff, output, started);
+        if kind.reconnect_after(&applied) {
+            let name = self.plan.steps[i].step.name.clone();
+            self.reconnect(&name).await?;
+        }
         Ok(())
     }
 
@@ -104,7 +108,7 @@ impl<T: Transport> HostRun<'_, T> {
     }
 }
 
-impl<T: Transport> HostRun<'_, T> {
+impl<C: Connector> HostRun<'_, C> {
     /// The token of the lock that refused us, when its holder is provably gone.
     fn gone_holder(&self, out: &ExecOutput) -> Option<String> {
         let held = lock::parse_held(&self.nonce, &out.stdout_lossy())?;

@@ -35,11 +35,8 @@ pub(super) async fn connect_and_run<C: Connector>(
                 host: host.name.clone(),
                 ms: started.elapsed().as_millis() as u64,
             });
-            let o = HostRun::new(planner, plan, opts, sink, &session, interrupt)
-                .run()
-                .await;
-            session.close().await;
-            o
+            let run = HostRun::new(connector, planner, plan, opts, sink, session, interrupt);
+            run.run().await
         }
         Err(e) => {
             sink.emit(Event::HostUnreachable {
@@ -98,13 +95,15 @@ pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// The state of one host's run. The step itself is in `step.rs`, its round trips in
 /// `probe.rs` and `apply.rs`.
-pub(super) struct HostRun<'a, T: Transport> {
+pub(super) struct HostRun<'a, C: Connector> {
+    /// Kept to log in again when a step changed what a login fixes (see `reconnect`).
+    connector: &'a C,
     pub(super) planner: &'a Planner,
     pub(super) plan: &'a HostPlan,
     pub(super) host: &'a Host,
     opts: RunOptions,
     pub(super) sink: &'a Sink,
-    t: &'a T,
+    t: C::Session,
     pub(super) nonce: String,
     /// Each step's kind once rendered (at plan time, or on its turn when it is deferred).
     pub(super) prepared: Vec<Option<Arc<dyn StepKind>>>,
@@ -137,16 +136,18 @@ pub(super) enum Stop {
     TimedOut(String),
 }
 
-impl<'a, T: Transport> HostRun<'a, T> {
+impl<'a, C: Connector> HostRun<'a, C> {
     fn new(
+        connector: &'a C,
         planner: &'a Planner,
         plan: &'a HostPlan,
         opts: RunOptions,
         sink: &'a Sink,
-        t: &'a T,
+        t: C::Session,
         interrupt: &'a Interrupt,
     ) -> Self {
         HostRun {
+            connector,
             planner,
             plan,
             host: &plan.host,
@@ -183,6 +184,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
             self.release_lock().await;
         }
         self.warn_of_left_lock();
+        self.t.close().await;
         self.outcome
     }
 
@@ -357,7 +359,7 @@ impl<'a, T: Transport> HostRun<'a, T> {
         let out = match &self.lock {
             Some(lock) => {
                 let beat = format!("{}{}", self.planner.prelude, lock.heartbeat_sh());
-                with_heartbeat(self.t, run, &beat, lock.stale / 3).await
+                with_heartbeat(&self.t, run, &beat, lock.stale / 3).await
             }
             None => run.await,
         }
@@ -374,6 +376,23 @@ impl<'a, T: Transport> HostRun<'a, T> {
             )
         });
         Ok(out)
+    }
+
+    /// Log in again (`step` changed what a login fixes, e.g. the user's groups) and drop
+    /// the old session. Counted as a round trip; the probes the old session sent are stale.
+    pub(super) async fn reconnect(&mut self, step: &str) -> Result<(), Stop> {
+        let started = Instant::now();
+        self.outcome.round_trips += 1;
+        let session = self.connector.connect(&self.host.connect).await;
+        let session =
+            session.map_err(|e| Stop::Lost(format!("logging in again after `{step}`: {e}")))?;
+        std::mem::replace(&mut self.t, session).close().await;
+        self.probes.clear();
+        self.sink.emit(Event::HostConnected {
+            host: self.host.name.clone(),
+            ms: started.elapsed().as_millis() as u64,
+        });
+        Ok(())
     }
 
     /// A -vv event, built only when it will be shown.

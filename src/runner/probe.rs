@@ -8,13 +8,13 @@ use super::pending::PENDING_PROBE;
 use crate::plan::batch;
 use crate::remote::lock;
 use crate::steps::{StepKind, tail};
-use crate::transport::{ExecOutput, Keep, Transport};
+use crate::transport::{Connector, ExecOutput, Keep};
 use std::time::{Duration, Instant};
 
 /// The id of the deploy-lock probe in the first probe batch (no step has it).
 const LOCK_PROBE: usize = usize::MAX;
 
-impl<T: Transport> HostRun<'_, T> {
+impl<C: Connector> HostRun<'_, C> {
     /// Make sure step `i` has a probe result when its kind has a probe: one round trip
     /// (with every later step that can be probed ahead) unless an earlier batch brought it.
     pub(super) async fn ensure_probed(

@@ -4,11 +4,11 @@
 use super::host::{HostRun, Stop};
 use crate::report::{Event, Status};
 use crate::steps::{Decision, Outcome, StepKind};
-use crate::transport::{Keep, Transport};
+use crate::transport::{Connector, Keep};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-impl<T: Transport> HostRun<'_, T> {
+impl<C: Connector> HostRun<'_, C> {
     pub(super) async fn step(&mut self, i: usize) -> Result<(), Stop> {
         let started = Instant::now();
         self.emit_started(i);

@@ -40,6 +40,8 @@ struct Log {
     live: AtomicUsize,
     max_live: AtomicUsize,
     execs: AtomicUsize,
+    /// Host → how many times it was connected to.
+    logins: Mutex<BTreeMap<String, usize>>,
     scripts: Mutex<BTreeMap<String, Vec<String>>>,
 }
 
@@ -92,6 +94,12 @@ impl LocalHosts {
         scripts.get(host).cloned().unwrap_or_default()
     }
 
+    /// How many times `host` was connected to.
+    pub(super) fn logins(&self, host: &str) -> usize {
+        let logins = self.log.logins.lock().unwrap();
+        logins.get(host).copied().unwrap_or_default()
+    }
+
     /// The most sessions that were open at once.
     pub(super) fn max_live(&self) -> usize {
         self.log.max_live.load(Ordering::SeqCst)
@@ -108,6 +116,12 @@ impl Connector for LocalHosts {
                 reason: "Connection refused (os error 111)".into(),
             });
         }
+        let login = {
+            let mut logins = self.log.logins.lock().unwrap();
+            let n = logins.entry(spec.name.clone()).or_default();
+            *n += 1;
+            *n
+        };
         let live = self.log.live.fetch_add(1, Ordering::SeqCst) + 1;
         self.log.max_live.fetch_max(live, Ordering::SeqCst);
         Ok(LocalSession {
@@ -118,6 +132,7 @@ impl Connector for LocalHosts {
             panic_at: self.panic_at.get(&spec.name).copied(),
             interrupt_after: self.interrupt_after.clone(),
             ran: AtomicUsize::new(0),
+            login,
         })
     }
 }
@@ -131,6 +146,9 @@ pub(super) struct LocalSession {
     panic_at: Option<usize>,
     interrupt_after: Option<(Interrupt, usize)>,
     ran: AtomicUsize,
+    /// Which login to its host this is (1 = the first): scripts see it as `$login`, as a
+    /// real session sees what was fixed when it logged in (its groups).
+    login: usize,
 }
 
 impl LocalSession {
@@ -167,7 +185,8 @@ impl Transport for LocalSession {
         if self.panic_at == Some(n) {
             panic!("scripted panic on {}", self.name);
         }
-        let out = run_sh(&self.home, script, stdin, timeout).await;
+        let script = format!("login={}\n{script}", self.login);
+        let out = run_sh(&self.home, &script, stdin, timeout).await;
         self.ran_one();
         out.map(|o| kept(o, keep))
     }
@@ -299,7 +318,21 @@ pub(super) async fn run_local(
     playbook: &str,
     opts: RunOptions,
 ) -> (RunSummary, Arc<Recorder>) {
-    let (planner, plans) = plan(hosts, playbook);
+    run_local_edited(local, interrupt, hosts, playbook, opts, |_| {}).await
+}
+
+/// `run_local`, with the plans changed by `edit` first (e.g. a step's kind swapped for one
+/// no playbook can express).
+pub(super) async fn run_local_edited(
+    local: &Arc<LocalHosts>,
+    interrupt: Interrupt,
+    hosts: &[&str],
+    playbook: &str,
+    opts: RunOptions,
+    edit: impl FnOnce(&mut Vec<HostPlan>),
+) -> (RunSummary, Arc<Recorder>) {
+    let (planner, mut plans) = plan(hosts, playbook);
+    edit(&mut plans);
     let recorder = Arc::new(Recorder::default());
     let sink = Sink::with_reporter(recorder.clone(), Redactor::default(), 0);
     let summary = run_with(local.clone(), interrupt, planner, plans, opts, sink, false).await;

@@ -540,3 +540,93 @@ async fn a_huge_line_is_cut_unless_registered() {
     let (status, ..) = finished("check");
     assert_eq!(status, Status::Changed, "the registered line was cut");
 }
+
+/// A step whose change needs a new login, as `docker_install` adding the session's own user
+/// to `docker` does: it changes while the session is the first login, and asks to reconnect.
+#[derive(Debug)]
+struct JoinsAGroup;
+
+impl crate::steps::StepKind for JoinsAGroup {
+    fn probe(&self, _check: bool) -> Option<String> {
+        Some("test -e joined && echo joined=1; true\n".into())
+    }
+    fn decide(&self, observed: Option<&crate::steps::Probe>) -> crate::steps::Decision {
+        match observed.and_then(|p| p.field("joined")) {
+            Some(_) => crate::steps::Decision::Ok("in the group".into()),
+            None => crate::steps::Decision::change("join the group"),
+        }
+    }
+    fn apply(&self) -> crate::steps::Action {
+        crate::steps::Action::script("touch joined\n".into())
+    }
+    fn reconnect_after(&self, _applied: &crate::transport::ExecOutput) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_change_that_needs_a_new_login_reconnects_before_the_next_step() {
+    let local = Arc::new(LocalHosts::new());
+    // `use` records which login its script ran in; it is probed ahead with `join`'s probe,
+    // on the first login, so that probe must not be trusted after the reconnect.
+    let playbook = "[[step]]\nname = \"join\"\ncommand = { run = \"true\" }\n\
+        [[step]]\nname = \"use\"\ncommand = { run = \"echo $login > used_in\", unless = \"test \\\"$login\\\" = 1\" }\n";
+    let swap = |plans: &mut Vec<crate::plan::HostPlan>| {
+        plans[0].steps[0].prepared = Some(Arc::new(JoinsAGroup));
+    };
+    let (summary, rec) = super::testing::run_local_edited(
+        &local,
+        Interrupt::default(),
+        &["a"],
+        playbook,
+        apply(5),
+        swap,
+    )
+    .await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(local.logins("a"), 2);
+    assert_eq!(
+        std::fs::read_to_string(local.home("a").join("used_in")).unwrap(),
+        "2\n"
+    );
+    // probe; apply (+ lock); log in again; probe `use` anew; its apply; release.
+    assert_eq!(
+        trace(&rec.events(), "a"),
+        [
+            "connected",
+            "start join",
+            "join changed: join the group",
+            "connected",
+            "start use",
+            "use changed: run",
+            "finished (6 trips)",
+        ]
+    );
+    assert_eq!(
+        local.scripts("a").len(),
+        5,
+        "the login is a trip without a script"
+    );
+
+    // The next run is one login and no change.
+    let (summary, rec) = super::testing::run_local_edited(
+        &local,
+        Interrupt::default(),
+        &["a"],
+        "[[step]]\nname = \"join\"\ncommand = { run = \"true\" }\n",
+        apply(5),
+        swap,
+    )
+    .await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(local.logins("a"), 3);
+    assert_eq!(
+        trace(&rec.events(), "a"),
+        [
+            "connected",
+            "start join",
+            "join ok: in the group",
+            "finished (1 trips)"
+        ]
+    );
+}

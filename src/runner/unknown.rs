@@ -9,10 +9,10 @@
 
 use super::host::{HostRun, Stop};
 use crate::report::Status;
-use crate::transport::Transport;
+use crate::transport::Connector;
 use std::time::Instant;
 
-impl<T: Transport> HostRun<'_, T> {
+impl<C: Connector> HostRun<'_, C> {
     /// Plan mode: step `i` was predicted to change, so what it registers is a prediction.
     pub(super) fn register_is_predicted(&mut self, i: usize) {
         let step = &self.plan.steps[i].step;

@@ -66,7 +66,7 @@ impl StepKind for Desired {
     fn probe(&self, _check: bool) -> Option<String> {
         Some(format!(
             "if command -v docker >/dev/null 2>&1; then echo installed=1; fi\n\
-             if docker info >/dev/null 2>&1; then echo running=1; fi\n\
+             if docker info >/dev/null 2>&1 || {{ [ \"$(id -u)\" != 0 ] && sudo -n docker info >/dev/null 2>&1; }}; then echo running=1; fi\n\
              if [ -d /run/systemd/system ]; then echo systemd=1; fi\n{}",
             self.user_check()
         ))
@@ -123,7 +123,7 @@ esac
             ),
             None => String::new(),
         };
-        let script = format!(
+        let root = format!(
             "set -e\n\
              if ! command -v docker >/dev/null 2>&1; then\n( {install}\n)\nfi\n\
              if ! docker info >/dev/null 2>&1; then\n\
@@ -133,7 +133,43 @@ esac
                i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -le 60 ] || {{ echo 'docker did not start within 30s:' >&2; tail -n 20 /var/log/dockerd.log >&2 2>/dev/null; exit 1; }}; sleep 0.5; done\n\
              fi\n{group}"
         );
-        Action::script(script)
+        Action::script(format!(
+            "{AS_ROOT}as_root {}\n{}",
+            quote(&root),
+            self.new_group_check()
+        ))
+    }
+
+    fn reconnect_after(&self, applied: &crate::transport::ExecOutput) -> bool {
+        applied.stdout_lossy().lines().any(|l| l == NEW_GROUP)
+    }
+}
+
+/// Installing needs root: a non-root login goes through `sudo -n` for it (as get.docker.com
+/// does), so the deploy user's own steps can run without `ssh.become`. Never prompts.
+const AS_ROOT: &str = r#"as_root() {
+  if [ "$(id -u)" = 0 ]; then /bin/sh -c "$1"
+  elif sudo -n true 2>/dev/null; then sudo -n /bin/sh -c "$1"
+  else echo "docker_install needs root: log in as root, set ssh.become = true, or let this user run sudo without a password" >&2; exit 1
+  fi
+}
+"#;
+
+/// Printed when the session's own user was just added to `docker`: its groups were fixed at
+/// login, so the runner logs in again before the next step (`reconnect_after`).
+const NEW_GROUP: &str = "docker_group=new";
+
+impl Desired {
+    /// The session runs as the user it added, and its groups (fixed at login, `id -nG`
+    /// without a name) lack the group `/etc/group` now gives it.
+    fn new_group_check(&self) -> String {
+        match &self.user {
+            Some(u) => format!(
+                "if [ \"$(id -un)\" = {u} ] && ! id -nG | tr ' ' '\\n' | grep -qx docker; then echo {NEW_GROUP}; fi\n",
+                u = quote(u)
+            ),
+            None => String::new(),
+        }
     }
 }
 
@@ -179,6 +215,67 @@ mod tests {
         );
         let done = Probe::with_out("installed=1\nrunning=1\ningroup=1\n");
         assert!(matches!(d.decide(Some(&done)), Decision::Ok(_)));
+    }
+
+    /// The check runs for real: this test's own process is the session.
+    fn new_group_line(user: &str) -> String {
+        let d = Desired {
+            packages: None,
+            user: Some(user.into()),
+        };
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(d.new_group_check())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn asks_for_a_new_login_only_when_the_session_user_lacks_the_group() {
+        let me = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let me = String::from_utf8_lossy(&me.stdout).trim().to_string();
+        let has_docker = std::process::Command::new("/bin/sh")
+            .args(["-c", "id -nG | tr ' ' '\\n' | grep -qx docker"])
+            .status()
+            .unwrap()
+            .success();
+        let expect = if has_docker { "" } else { "docker_group=new\n" };
+        assert_eq!(new_group_line(&me), expect);
+        assert_eq!(new_group_line("someone-else"), "");
+        let applied = |out: &str| crate::transport::ExecOutput {
+            stdout: out.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let d = Desired::prepare(
+            &Spec {
+                packages: None,
+                user: None,
+            },
+            Some("deploy"),
+        )
+        .unwrap();
+        assert!(d.reconnect_after(&applied("x\ndocker_group=new\n")));
+        assert!(!d.reconnect_after(&applied("docker_group=newer\n")));
+    }
+
+    #[test]
+    fn installs_through_sudo_when_not_root() {
+        let d = Desired::prepare(
+            &Spec {
+                packages: None,
+                user: None,
+            },
+            Some("deploy"),
+        )
+        .unwrap();
+        let script = d.apply().script;
+        assert!(script.starts_with(AS_ROOT), "{script}");
+        assert!(script.contains("\nas_root '"), "{script}");
+        assert!(script.contains("usermod -aG docker deploy"), "{script}");
     }
 
     #[test]

@@ -126,6 +126,12 @@ pub trait StepKind: Send + Sync + std::fmt::Debug {
     fn register(&self, outcome: &Outcome<'_>) -> serde_json::Value {
         serde_json::json!({ "changed": outcome.changed })
     }
+    /// Whether the change just made (`applied`: its output) needs a new login before the
+    /// steps after it: a session's supplementary groups are fixed when it logs in, so a
+    /// user just added to a group only has it in a new session.
+    fn reconnect_after(&self, _applied: &ExecOutput) -> bool {
+        false
+    }
 }
 
 /// Normalize an octal mode written as "644", "0644" or "0o644" to "644"-style digits.
