@@ -134,7 +134,7 @@ esac
              fi\n{group}"
         );
         Action::script(format!(
-            "{AS_ROOT}as_root {}\n{}",
+            "set -e\n{AS_ROOT}as_root {}\n{}",
             quote(&root),
             self.new_group_check()
         ))
@@ -273,9 +273,23 @@ mod tests {
         )
         .unwrap();
         let script = d.apply().script;
-        assert!(script.starts_with(AS_ROOT), "{script}");
+        assert!(
+            script.starts_with(&format!("set -e\n{AS_ROOT}")),
+            "{script}"
+        );
         assert!(script.contains("\nas_root '"), "{script}");
         assert!(script.contains("usermod -aG docker deploy"), "{script}");
+    }
+
+    #[test]
+    fn a_failed_root_part_fails_the_change() {
+        let script = format!("set -e\n{AS_ROOT}as_root 'exit 3'\necho after\n");
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("after"));
     }
 
     #[test]

@@ -498,19 +498,24 @@ pub fn save_base_images(dest: &Path) {
 /// The air-gapped steps: upload the saved images and load them into the target's engine
 /// (once: `unless` they are there).
 pub fn airgap_steps(archive_src: &str) -> String {
+    airgap_steps_in("/opt/provision-images", archive_src)
+}
+
+/// `airgap_steps` with the archive kept in `dir` (e.g. a non-root user's home).
+pub fn airgap_steps_in(dir: &str, archive_src: &str) -> String {
     format!(
         r#"
 [[step]]
 name = "image archive folder"
-directory = {{ path = "/opt/provision-images", mode = "0755" }}
+directory = {{ path = "{dir}", mode = "0755" }}
 
 [[step]]
 name = "image archive"
-file = {{ src = "{archive_src}", dest = "/opt/provision-images/base-images.tar.gz" }}
+file = {{ src = "{archive_src}", dest = "{dir}/base-images.tar.gz" }}
 
 [[step]]
 name = "load images"
-command = {{ run = "docker load -q -i /opt/provision-images/base-images.tar.gz", unless = "docker image inspect {BASE_IMAGE} {DB_IMAGE} >/dev/null 2>&1" }}
+command = {{ run = "docker load -q -i {dir}/base-images.tar.gz", unless = "docker image inspect {BASE_IMAGE} {DB_IMAGE} >/dev/null 2>&1" }}
 "#
     )
 }
