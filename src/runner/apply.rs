@@ -84,8 +84,7 @@ impl<C: Connector> HostRun<'_, C> {
         let output = Some(output).filter(|o| !o.is_empty());
         self.finish(i, Status::Changed, summary, diff, output, started);
         if kind.reconnect_after(&applied) {
-            let name = self.plan.steps[i].step.name.clone();
-            self.reconnect(&name).await?;
+            self.reconnect().await?;
         }
         Ok(())
     }

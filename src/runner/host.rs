@@ -378,14 +378,14 @@ impl<'a, C: Connector> HostRun<'a, C> {
         Ok(out)
     }
 
-    /// Log in again (`step` changed what a login fixes, e.g. the user's groups) and drop
-    /// the old session. Counted as a round trip; the probes the old session sent are stale.
-    pub(super) async fn reconnect(&mut self, step: &str) -> Result<(), Stop> {
+    /// Log in again (the step just applied changed what a login fixes, e.g. the user's
+    /// groups) and drop the old session. Counted as a round trip; the probes the old session
+    /// sent are stale. A failed login makes the host unreachable at that step.
+    pub(super) async fn reconnect(&mut self) -> Result<(), Stop> {
         let started = Instant::now();
         self.outcome.round_trips += 1;
-        let session = self.connector.connect(&self.host.connect).await;
-        let session =
-            session.map_err(|e| Stop::Lost(format!("logging in again after `{step}`: {e}")))?;
+        let session = (self.connector.connect(&self.host.connect).await)
+            .map_err(|e| Stop::Lost(format!("could not log in again: {e}")))?;
         std::mem::replace(&mut self.t, session).close().await;
         self.probes.clear();
         self.sink.emit(Event::HostConnected {
