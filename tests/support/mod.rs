@@ -155,6 +155,16 @@ impl Sshd {
             .join(" ")
     }
 
+    /// Accept one more client key (a `.pub` line) from now on.
+    pub fn authorize(&self, public: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path("authorized_keys"))
+            .expect("open authorized_keys");
+        writeln!(f, "{}", public.trim()).expect("append to authorized_keys");
+    }
+
     /// The line OpenSSH would put in known_hosts for this server.
     pub fn known_hosts_line(&self) -> String {
         format!("[127.0.0.1]:{} {}", self.port, self.host_pub_key)
