@@ -465,6 +465,89 @@ fn logs_of_a_running_container_and_follow_until_stopped() {
     );
 }
 
+/// The `tick N` numbers in a logs output.
+fn ticks_in(text: &str, host: &str) -> Vec<u64> {
+    let prefix = format!("[{host}] tick ");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn docker_run_labels_and_restart_then_logs_since() {
+    let Servers { key, sshds, .. } = &servers(1);
+    let sshd = &sshds[0];
+    let app = format!("oplabels{}", std::process::id());
+    let _ = docker_ok(&["rm", "-f", &app]);
+    let _c = Container(app.clone());
+    let p = project_on(
+        &app,
+        std::slice::from_ref(sshd),
+        key,
+        &format!("remote_env = {{ DOCKER_HOST = \"{}\" }}\n", docker_host()),
+    );
+    let playbook = |tier: &str| {
+        format!(
+            "[[step]]\nname = \"app\"\ndocker_run = {{ name = \"{app}\", image = \"{BASE_IMAGE}\", pull = \"never\", \
+             restart = \"unless-stopped\", labels = {{ team = \"web\", \"com.example.tier\" = \"{tier}\" }}, \
+             command = \"i=0; while :; do i=$((i+1)); echo tick $i; sleep 1; done\" }}\n"
+        )
+    };
+    p.write("playbooks/deploy.toml", &playbook("front"));
+    p.run(&["up", "test"]).expect_code(0);
+    let inspect = |format: &str| docker(&["inspect", "-f", format, &app]).trim().to_string();
+    assert_eq!(
+        inspect("{{.HostConfig.RestartPolicy.Name}}"),
+        "unless-stopped"
+    );
+    assert_eq!(inspect("{{index .Config.Labels \"team\"}}"), "web");
+    assert_eq!(
+        inspect("{{index .Config.Labels \"com.example.tier\"}}"),
+        "front"
+    );
+    let again = p.run(&["up", "test", "--output", "json"]);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+    // A label is part of what the container is: changing it recreates the container.
+    let id = inspect("{{.Id}}");
+    p.write("playbooks/deploy.toml", &playbook("back"));
+    let changed = p.run(&["up", "test", "--output", "json"]);
+    assert_eq!(
+        changed.step("app")["status"],
+        "changed",
+        "{}",
+        changed.dump()
+    );
+    assert_ne!(inspect("{{.Id}}"), id);
+    assert_eq!(
+        inspect("{{index .Config.Labels \"com.example.tier\"}}"),
+        "back"
+    );
+
+    // --since: only what was logged after the instant given (a Unix time, as docker takes it).
+    let host = sshd.name();
+    let mut before = Vec::new();
+    wait_until("the container logs three ticks", SOON, || {
+        before = ticks_in(&p.run(&["logs", "test"]).stdout, &host);
+        before.len() >= 3
+    });
+    let seen = *before.iter().max().unwrap();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let since = format!("{}.{:09}", since.as_secs(), since.subsec_nanos());
+    let mut after = Vec::new();
+    wait_until("a tick after --since", SOON, || {
+        let r = p.run(&["logs", "test", "--since", &since]);
+        r.expect_code(0);
+        after = ticks_in(&r.stdout, &host);
+        !after.is_empty()
+    });
+    assert!(
+        after.iter().all(|&n| n > seen),
+        "--since {since} shows ticks up to {seen}, printed before it: {after:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // ssh
 // ---------------------------------------------------------------------------------------------
