@@ -90,3 +90,33 @@ fn rollback_sets_the_vars_the_release_was_deployed_with() {
         .expect_code(0);
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "version=2\n");
 }
+
+/// `--to` names a release by a prefix of its id: three releases, back to the first one.
+#[test]
+fn rollback_to_a_named_release_by_prefix() {
+    let s = Setup::with_env("rbto", 1, "retries = 0", "vars = { version = \"0\" }\n");
+    let p = &s.p;
+    let dest = p.remote_path("version.txt");
+    p.write("templates/version.j2", "version={{ version }}\n");
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "release = \"rel-{{{{ version }}}}\"\n\n[[step]]\nname = \"version file\"\ntemplate = {{ src = \"templates/version.j2\", dest = \"{dest}\" }}\n"
+        ),
+    );
+    for v in ["alpha1", "beta2", "gamma3"] {
+        p.run(&["up", "test", "-e", &format!("version={v}")])
+            .expect_code(0);
+    }
+    let r = p.run(&["rollback", "test", "--to", "rel-alp", "--output", "json"]);
+    r.expect_code(0);
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "version=alpha1\n");
+    // A prefix no release has: refused, nothing changes.
+    let r = p.run(&["rollback", "test", "--to", "rel-zzz"]);
+    assert_ne!(r.code, 0, "{}", r.dump());
+    assert!(r.stderr.contains("rel-zzz"), "{}", r.dump());
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "version=alpha1\n");
+    // Forward again, to the newest by its prefix.
+    p.run(&["rollback", "test", "--to", "rel-gam"]).expect_code(0);
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "version=gamma3\n");
+}
