@@ -117,6 +117,7 @@ fn rollback_to_a_named_release_by_prefix() {
     assert!(r.stderr.contains("rel-zzz"), "{}", r.dump());
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "version=alpha1\n");
     // Forward again, to the newest by its prefix.
-    p.run(&["rollback", "test", "--to", "rel-gam"]).expect_code(0);
+    p.run(&["rollback", "test", "--to", "rel-gam"])
+        .expect_code(0);
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "version=gamma3\n");
 }

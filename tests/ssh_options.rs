@@ -149,3 +149,51 @@ fn an_ecdsa_key_in_home_is_found_without_identity_file() {
         "sshd did not accept the ECDSA key:\n{log}"
     );
 }
+
+/// An IPv6 host end to end: `user@[::1]:port` in the inventory, pinned as `[::1]:port`,
+/// converged, then checked strictly against that pin.
+#[test]
+fn an_ipv6_host_converges_and_is_pinned_by_its_bracketed_address() {
+    let has_v6 = std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.starts_with("00000000000000000000000000000001"))
+    });
+    assert!(has_v6, "this test needs ::1 on the loopback interface");
+    let key_dir = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(key_dir.path());
+    let sshd = Sshd::start_listening(&key, "::1");
+    let p = Project::new();
+    let toml = |policy: &str| {
+        format!(
+            "app = \"sshv6\"\n\n[ssh]\nconfig = \"none\"\nidentity_file = {:?}\nknown_hosts = \"{policy}\"\n\n[env.test]\nhosts = [\"root@[::1]:{}\"]\n",
+            key.private.display().to_string(),
+            sshd.port
+        )
+    };
+    p.write("provision.toml", &toml("accept-new"));
+    let done = p.remote_path("v6");
+    p.write(
+        "playbooks/deploy.toml",
+        &format!("[[step]]\nname = \"touch\"\ncommand = {{ run = \"touch {done}\", creates = \"{done}\" }}\n"),
+    );
+    let r = p.run(&["up", "test", "--output", "json"]);
+    r.expect_code(0);
+    let name = format!("[::1]:{}", sshd.port);
+    assert_eq!(r.step("touch")["host"], name, "{}", r.dump());
+    assert!(std::path::Path::new(&done).exists());
+    let pins = std::fs::read_to_string(p.dir.path().join(".provision/known_hosts")).unwrap();
+    assert!(
+        pins.lines()
+            .any(|l| l.starts_with(&format!("{name} ")) && l.contains(&sshd.host_pub_key)),
+        "no pin for {name}:\n{pins}"
+    );
+    p.write("provision.toml", &toml("strict"));
+    let r = p.run(&["up", "test", "--output", "json"]);
+    r.expect_code(0);
+    assert_eq!(r.changed(), 0, "{}", r.dump());
+    let log = sshd.log();
+    assert!(
+        log.contains("from ::1"),
+        "sshd did not see an IPv6 client:\n{log}"
+    );
+}

@@ -103,6 +103,8 @@ pub struct Sshd {
     pub port: u16,
     /// The host public key as `ssh-ed25519 AAAA...` (no comment).
     pub host_pub_key: String,
+    /// The address it listens on: 127.0.0.1, or ::1 for the IPv6 tests.
+    pub listen: &'static str,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -110,6 +112,11 @@ pub struct Sshd {
 impl Sshd {
     /// Start on a free port with a fresh host key, accepting `key` for every local user.
     pub fn start(key: &ClientKey) -> Sshd {
+        Sshd::start_listening(key, "127.0.0.1")
+    }
+
+    /// [`Sshd::start`] on another loopback address (`::1`).
+    pub fn start_listening(key: &ClientKey, listen: &'static str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is required for these tests (apt-get install openssh-server)"
@@ -129,6 +136,7 @@ impl Sshd {
         let mut sshd = Sshd {
             port: 0,
             host_pub_key: String::new(),
+            listen,
             dir,
             child: None,
         };
@@ -281,7 +289,7 @@ impl Sshd {
         let d = self.dir.path().display();
         let config = format!(
             "Port {port}\n\
-             ListenAddress 127.0.0.1\n\
+             ListenAddress {listen}\n\
              HostKey {d}/hostkey\n\
              AuthorizedKeysFile {d}/authorized_keys\n\
              PidFile {d}/sshd.pid\n\
@@ -296,7 +304,8 @@ impl Sshd {
              AllowTcpForwarding yes\n\
              LogLevel VERBOSE\n\
              Subsystem sftp /usr/lib/openssh/sftp-server\n",
-            port = self.port
+            port = self.port,
+            listen = self.listen,
         );
         std::fs::write(self.path("sshd_config"), config).expect("write sshd_config");
         let log = std::fs::OpenOptions::new()
@@ -334,7 +343,7 @@ impl Sshd {
     /// Until sshd says it listens on our port and the port accepts TCP (10 s at most).
     fn wait_listening(&mut self, log_from: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let listening = format!("Server listening on 127.0.0.1 port {}", self.port);
+        let listening = format!("Server listening on {} port {}", self.listen, self.port);
         while Instant::now() < deadline {
             if let Some(status) = self
                 .child
@@ -357,7 +366,7 @@ impl Sshd {
                 .log()
                 .get(log_from..)
                 .is_some_and(|l| l.contains(&listening));
-            if logged && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if logged && std::net::TcpStream::connect((self.listen, self.port)).is_ok() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
