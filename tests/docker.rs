@@ -360,13 +360,29 @@ fn wait_for_database() {
         DB_IMAGE,
     ]);
 
-    // The database starts ~3 s after `up` began: the wait succeeds once it accepts connections.
-    let r = std::thread::scope(|s| {
-        let run = s.spawn(|| d.run(&["up", "test", "--playbook", "dbwait", "--output", "json"]));
-        std::thread::sleep(Duration::from_secs(3));
-        docker(&["start", &db]);
-        run.join().expect("up thread")
-    });
+    // The database is started only once the wait step has started (its event seen): the
+    // wait must then poll until it accepts connections, however loaded the machine is.
+    let mut child =
+        d.p.command(&["up", "test", "--playbook", "dbwait", "--output", "json"])
+            .spawn()
+            .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.unwrap_or_default();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("\"step_started\"") && line.contains("database ready") {
+            docker(&["start", &db]);
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: seen,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: Duration::ZERO,
+    };
     r.expect_code(0);
     d.assert_no_secrets(&r, &[]);
     let e = r.step("database ready");
@@ -380,8 +396,8 @@ fn wait_for_database() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no `ready after Ns` in {msg:?}"));
     assert!(
-        waited >= 2,
-        "ready after {waited}s, before the DB was started"
+        waited >= 1,
+        "ready after {waited}s: it did not wait for the DB started after it began"
     );
 
     // No database at all: the step fails after its timeout with the last output.
