@@ -583,6 +583,39 @@ fn ssh_with_env_credentials(
         .unwrap()
 }
 
+/// With `ssh.become`, `provision ssh` is still the login user's ssh, as documented: one
+/// command runs as that user (not through sudo), and a shell says become is not applied.
+#[test]
+fn ssh_with_become_logs_in_as_the_ssh_user() {
+    ensure_user("provtest-sudo", true);
+    let Servers { key, sshds, .. } = &servers(1);
+    let sshd = &sshds[0];
+    let p = Project::new();
+    p.write(
+        "provision.toml",
+        &format!(
+            "{}ssh = {{ become = true }}\n",
+            project_toml("sshbecome", &[sshd.addr("provtest-sudo")], key, "")
+        ),
+    );
+    p.write("playbooks/deploy.toml", "[[step]]\nname = \"who\"\ncommand = { run = \"true\" }\n");
+    let r = p.run(&["ssh", "test", "--", "id -un"]);
+    r.expect_code(0);
+    assert_eq!(r.stdout, "provtest-sudo\n", "{}", r.dump());
+    assert!(!r.stderr.contains("not applied"), "{}", r.dump());
+    // The same env's `exec` does go through sudo: the difference is the documented one.
+    let r = p.run(&["exec", "test", "--", "id -un"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("] root"), "{}", r.dump());
+    // A shell (no command; stdin is empty, so it ends at once) gets the note.
+    let r = p.run(&["ssh", "test"]);
+    assert!(
+        r.stderr.contains("ssh.become is not applied to `provision ssh`"),
+        "{}",
+        r.dump()
+    );
+}
+
 #[test]
 fn ssh_runs_the_system_client_with_the_same_settings_jump_host_included() {
     let Servers { key, sshds, .. } = &servers(2);
