@@ -465,6 +465,69 @@ fn logs_of_a_running_container_and_follow_until_stopped() {
     );
 }
 
+/// `docker_build` with another `dockerfile` (relative to the context) and `build_args`: the
+/// image is built from that file with those args; the tag is what it is judged by.
+#[test]
+fn docker_build_with_another_dockerfile_and_build_args() {
+    let Servers { key, sshds, .. } = &servers(1);
+    let sshd = &sshds[0];
+    let app = format!("opbuild{}", std::process::id());
+    let p = project_on(
+        &app,
+        std::slice::from_ref(sshd),
+        key,
+        &format!("remote_env = {{ DOCKER_HOST = \"{}\" }}\n", docker_host()),
+    );
+    let ctx = p.remote.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch-that-does-not-exist\n").unwrap();
+    let alt = |flavour: &str| {
+        std::fs::write(
+            ctx.join("Dockerfile.alt"),
+            format!(
+                "FROM {BASE_IMAGE}\nARG GREETING\nLABEL flavour={flavour} greeting=$GREETING\n"
+            ),
+        )
+        .unwrap()
+    };
+    alt("one");
+    let playbook = |tag: &str| {
+        format!(
+            "[[step]]\nname = \"image\"\ndocker_build = {{ context = \"{}\", dockerfile = \"Dockerfile.alt\", tag = \"{tag}\", build_args = {{ GREETING = \"hello\" }} }}\n",
+            ctx.display()
+        )
+    };
+    let label = |tag: &str, name: &str| {
+        let format = format!("{{{{index .Config.Labels \"{name}\"}}}}");
+        docker(&["image", "inspect", "-f", &format, tag])
+            .trim()
+            .to_string()
+    };
+    let (v1, v2) = (format!("{app}:v1"), format!("{app}:v2"));
+    p.write("playbooks/deploy.toml", &playbook(&v1));
+    let r = p.run(&["up", "test", "--output", "json"]);
+    r.expect_code(0);
+    assert_eq!(r.step("image")["status"], "changed", "{}", r.dump());
+    assert_eq!(label(&v1, "flavour"), "one");
+    assert_eq!(label(&v1, "greeting"), "hello");
+    let again = p.run(&["up", "test", "--output", "json"]);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+    // A new Dockerfile goes with a new tag (a commit's, in a real playbook).
+    alt("two");
+    p.write("playbooks/deploy.toml", &playbook(&v2));
+    let r = p.run(&["up", "test", "--output", "json"]);
+    assert_eq!(r.step("image")["status"], "changed", "{}", r.dump());
+    assert_eq!(label(&v2, "flavour"), "two");
+    assert_eq!(
+        label(&v1, "flavour"),
+        "one",
+        "the older tag is kept (keep = 5)"
+    );
+    for tag in [&v1, &v2] {
+        let _ = docker_ok(&["rmi", "-f", tag]);
+    }
+}
+
 /// The `tick N` numbers in a logs output.
 fn ticks_in(text: &str, host: &str) -> Vec<u64> {
     let prefix = format!("[{host}] tick ");
@@ -598,7 +661,10 @@ fn ssh_with_become_logs_in_as_the_ssh_user() {
             project_toml("sshbecome", &[sshd.addr("provtest-sudo")], key, "")
         ),
     );
-    p.write("playbooks/deploy.toml", "[[step]]\nname = \"who\"\ncommand = { run = \"true\" }\n");
+    p.write(
+        "playbooks/deploy.toml",
+        "[[step]]\nname = \"who\"\ncommand = { run = \"true\" }\n",
+    );
     let r = p.run(&["ssh", "test", "--", "id -un"]);
     r.expect_code(0);
     assert_eq!(r.stdout, "provtest-sudo\n", "{}", r.dump());
@@ -610,7 +676,8 @@ fn ssh_with_become_logs_in_as_the_ssh_user() {
     // A shell (no command; stdin is empty, so it ends at once) gets the note.
     let r = p.run(&["ssh", "test"]);
     assert!(
-        r.stderr.contains("ssh.become is not applied to `provision ssh`"),
+        r.stderr
+            .contains("ssh.become is not applied to `provision ssh`"),
         "{}",
         r.dump()
     );

@@ -86,7 +86,7 @@ impl StepKind for Desired {
         let s = &self.0;
         let mut args = format!("-t {}", quote(&s.tag));
         if let Some(f) = &s.dockerfile {
-            args.push_str(&format!(" -f {}", quote(f)));
+            args.push_str(&format!(" -f {}", quote(&in_context(&s.context, f))));
         }
         for (k, v) in &s.build_args {
             args.push_str(&format!(" --build-arg {}", quote(&format!("{k}={v}"))));
@@ -122,9 +122,29 @@ impl StepKind for Desired {
     }
 }
 
+/// `dockerfile` is relative to the context, as in compose files (`docker build -f` alone
+/// would read it relative to the remote shell's working directory, the login's home).
+fn in_context(context: &str, dockerfile: &str) -> String {
+    if dockerfile.starts_with('/') {
+        dockerfile.to_string()
+    } else {
+        format!("{}/{dockerfile}", context.trim_end_matches('/'))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dockerfile_is_read_in_the_context() {
+        assert_eq!(
+            in_context("/srv/app/", "Dockerfile.prod"),
+            "/srv/app/Dockerfile.prod"
+        );
+        assert_eq!(in_context("/srv/app", "docker/web"), "/srv/app/docker/web");
+        assert_eq!(in_context("/srv/app", "/etc/Dockerfile"), "/etc/Dockerfile");
+    }
 
     fn d(tag: &str) -> Result<Desired, String> {
         Desired::prepare(&Spec {
