@@ -98,6 +98,12 @@ fn process_start(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Who runs provision here: `$USER@hostname` (run reports and lock owners name them so).
+pub fn local_user() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{}", hostname())
+}
+
 impl Lock {
     pub fn new(app: &str, env: &str, stale: Option<Duration>) -> Lock {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());

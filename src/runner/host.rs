@@ -13,15 +13,29 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What every host of a run shares.
+#[derive(Clone, Copy)]
+pub(super) struct RunCx<'a> {
+    pub opts: RunOptions,
+    pub sink: &'a Sink,
+    pub interrupt: &'a Interrupt,
+    /// When the run started: events carry their offset from it (`at_ms`), for timelines.
+    pub started: Instant,
+}
+
 /// Connect, run, close; an unreachable host is reported here and its steps never start.
 pub(super) async fn connect_and_run<C: Connector>(
     connector: &C,
     planner: &Planner,
     plan: &HostPlan,
-    opts: RunOptions,
-    sink: &Sink,
-    interrupt: &Interrupt,
+    run: RunCx<'_>,
 ) -> HostOutcome {
+    let RunCx {
+        sink,
+        interrupt,
+        started: run_started,
+        ..
+    } = run;
     let started = Instant::now();
     let host = &plan.host;
     if interrupt.is_set() {
@@ -34,10 +48,9 @@ pub(super) async fn connect_and_run<C: Connector>(
             sink.emit(Event::HostConnected {
                 host: host.name.clone(),
                 ms: started.elapsed().as_millis() as u64,
+                at_ms: run_started.elapsed().as_millis() as u64,
             });
-            let o = HostRun::new(planner, plan, opts, sink, &session, interrupt)
-                .run()
-                .await;
+            let o = HostRun::new(planner, plan, run, &session).run().await;
             session.close().await;
             o
         }
@@ -127,6 +140,8 @@ pub(super) struct HostRun<'a, T: Transport> {
     pub(super) unknown: BTreeMap<String, String>,
     /// Changes later `when`s react to, recorded on the host until they did.
     pub(super) pending: super::pending::Pending,
+    /// When the run started (events' `at_ms`).
+    run_started: Instant,
 }
 
 /// Why a step stopped the host.
@@ -138,15 +153,15 @@ pub(super) enum Stop {
 }
 
 impl<'a, T: Transport> HostRun<'a, T> {
-    fn new(
-        planner: &'a Planner,
-        plan: &'a HostPlan,
-        opts: RunOptions,
-        sink: &'a Sink,
-        t: &'a T,
-        interrupt: &'a Interrupt,
-    ) -> Self {
+    fn new(planner: &'a Planner, plan: &'a HostPlan, run: RunCx<'a>, t: &'a T) -> Self {
+        let RunCx {
+            opts,
+            sink,
+            interrupt,
+            started,
+        } = run;
         HostRun {
+            run_started: started,
             planner,
             plan,
             host: &plan.host,
@@ -317,7 +332,13 @@ impl<'a, T: Transport> HostRun<'a, T> {
             diff,
             output,
             ms: started.elapsed().as_millis() as u64,
+            at_ms: self.at_ms(),
         });
+    }
+
+    /// Milliseconds since the run started.
+    pub(super) fn at_ms(&self) -> u64 {
+        self.run_started.elapsed().as_millis() as u64
     }
 
     /// Report step `i` failed: the host stops there.
