@@ -130,8 +130,31 @@ fn the_run_report_shows_every_host_and_step_without_secrets_in_a_real_browser() 
 
     // plan first: every step would change, and file diffs are on the page.
     let plan_page = p.path("plan.html");
-    let plan = p.run(&["plan", "test", "--report", plan_page.to_str().unwrap()]);
+    let plan = p.run(&[
+        "plan",
+        "test",
+        "--report",
+        plan_page.to_str().unwrap(),
+        "--timings",
+    ]);
     plan.expect_code(0);
+    // Plain output: the table follows the summary line, on stdout.
+    let after_summary = plan
+        .stdout
+        .split_once("3 hosts: 0 failed, 0 unreachable")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no summary line\n{}", plan.dump()));
+    assert!(
+        after_summary.contains("slowest steps:\n  host"),
+        "{}",
+        plan.dump()
+    );
+    assert_eq!(
+        after_summary.lines().count(),
+        1 + 1 + 1 + 10,
+        "{}",
+        plan.dump()
+    );
     let plan_html = std::fs::read_to_string(&plan_page).expect("plan --report wrote its page");
     assert!(
         !plan_html.contains(SECRET),
