@@ -162,15 +162,18 @@ fn the_run_report_shows_every_host_and_step_without_secrets_in_a_real_browser() 
     );
     assert!(plan_html.contains("provision plan"), "{plan_html}");
 
-    let up = p.run(&[
-        "up",
-        "test",
-        "--report",
-        &page_arg,
-        "--timings",
-        "--output",
-        "json",
-    ]);
+    let up = p.run_env(
+        &[
+            "up",
+            "test",
+            "--report",
+            &page_arg,
+            "--timings",
+            "--output",
+            "json",
+        ],
+        &[("USER", "alice")],
+    );
     up.expect_code(3);
     let events = up.events();
     assert!(!up.stdout.contains(SECRET) && !up.stderr.contains(SECRET));
@@ -193,6 +196,12 @@ fn the_run_report_shows_every_host_and_step_without_secrets_in_a_real_browser() 
         "a step name injected markup"
     );
     assert!(html.len() < 1_000_000);
+    // Who ran it (user@machine) and when.
+    let started = &up.events_of("run_started")[0];
+    assert!(started["user"].as_str().unwrap().starts_with("alice@"));
+    for field in ["user", "started_at"] {
+        assert!(html.contains(started[field].as_str().unwrap()), "{field}");
+    }
 
     // The saved NDJSON makes the very same page: both are the events as printed.
     p.write("events.ndjson", &up.stdout);

@@ -160,6 +160,32 @@ mod tests {
     }
 
     #[test]
+    fn operator_lines_read_back_too() {
+        use crate::report::ExecOutput;
+        let events = vec![
+            Event::exec(
+                "a",
+                Ok(ExecOutput {
+                    exit: Some(0),
+                    stdout: "up".into(),
+                    stderr: String::new(),
+                }),
+            ),
+            Event::exec("b", Err("no route".into())),
+            Event::status("c", Err("refused".into())),
+            Event::unlock("d", Ok(Some("alice@box (pid 1)".into()))),
+        ];
+        let text: Vec<String> = events
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect();
+        assert_eq!(
+            parse_events(Path::new("f"), &text.join("\n")).unwrap(),
+            events
+        );
+    }
+
+    #[test]
     fn an_unwritable_report_path_is_named() {
         let r = RunReport {
             html: Some("/nonexistent-dir/run.html".into()),
