@@ -56,10 +56,11 @@ pub async fn run(cx: &Context, env_name: &str, how: Converge) -> Result<i32, Err
         how.detailed,
     )
     .await;
-    how.report.finish(&sink, report_file)?;
     if how.mode == Mode::Apply {
         runner::record_unfinished(&project.root, env_name, &summary);
     }
+    // After the record: a report that cannot be written must not lose `--retry-failed`'s list.
+    how.report.finish(&sink, report_file)?;
     if cloud.ec2_pending && how.detailed && summary.exit_code == exit::OK {
         return Ok(exit::PENDING);
     }

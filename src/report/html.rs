@@ -224,13 +224,12 @@ impl<'a> Run<'a> {
 
     fn slowest(&self, page: &mut String) {
         page.push_str("<section id=\"slowest\"><h2>Slowest</h2><div class=\"tables\">");
-        let mut steps: Vec<&StepTime> = self.steps.iter().collect();
-        steps.sort_by(|a, b| b.ms.cmp(&a.ms).then_with(|| natural_cmp(&a.host, &b.host)));
+        let steps = timings::slowest_of(self.steps.clone(), TOP);
         table(
             page,
             "Steps",
             &["host", "step", "status", "time"],
-            steps.iter().take(TOP).map(|s| {
+            steps.iter().map(|s| {
                 vec![
                     s.host.clone(),
                     s.step.clone(),

@@ -63,7 +63,11 @@ pub fn step_times(events: &[Event]) -> Vec<StepTime> {
 
 /// The `n` slowest steps, slowest first (ties: hosts in natural order, then playbook order).
 pub fn slowest(events: &[Event], n: usize) -> Vec<StepTime> {
-    let mut times = step_times(events);
+    slowest_of(step_times(events), n)
+}
+
+/// The `n` slowest of `times`, in [`slowest`]'s order.
+pub fn slowest_of(mut times: Vec<StepTime>, n: usize) -> Vec<StepTime> {
     times.sort_by(|a, b| {
         b.ms.cmp(&a.ms)
             .then_with(|| natural_cmp(&a.host, &b.host))
