@@ -70,6 +70,26 @@ pub struct Global {
     pub stdin_key: StdinKey,
 }
 
+/// `up`/`plan`: what is made of the run's events at its end.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Write an HTML report of the run here (timeline per host, slowest steps, diffs, failures)
+    #[arg(long = "report", value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Print the 10 slowest steps at the end
+    #[arg(long)]
+    pub timings: bool,
+}
+
+impl From<ReportArgs> for cmd::report::RunReport {
+    fn from(a: ReportArgs) -> Self {
+        cmd::report::RunReport {
+            html: a.html,
+            timings: a.timings,
+        }
+    }
+}
+
 /// When to color output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -132,6 +152,8 @@ pub enum Command {
         /// interrupted), as recorded in .provision/last-failed-<env>
         #[arg(long)]
         retry_failed: bool,
+        #[command(flatten)]
+        report: ReportArgs,
     },
     /// Check mode: probe the hosts and show what `up` would change (with diffs); changes nothing
     #[command(after_help = "Example: provision plan prod --detailed-exitcode")]
@@ -140,6 +162,8 @@ pub enum Command {
         /// Exit 2 when changes are pending, 0 when none
         #[arg(long)]
         detailed_exitcode: bool,
+        #[command(flatten)]
+        report: ReportArgs,
     },
     /// Deploy an earlier release again: `up` with the var `ref` set to it
     #[command(after_help = "Example: provision rollback prod --to 3f2a9c1")]
@@ -148,6 +172,18 @@ pub enum Command {
         /// Release to go back to (a prefix of a recorded release); default: the one before the current
         #[arg(long)]
         to: Option<String>,
+    },
+    /// An HTML report (timeline per host, slowest steps, diffs, failures) of a run saved with
+    /// `--output json`; one self-contained file, secrets masked as they were on the terminal
+    #[command(
+        after_help = "Example:\n  provision up prod --output json > run.ndjson\n  provision report run.ndjson > run.html"
+    )]
+    Report {
+        /// The run's events (`--output json` lines)
+        events: PathBuf,
+        /// Write the page here instead of stdout
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// The release history recorded on the hosts
     #[command(after_help = "Example: provision releases prod")]
@@ -324,6 +360,7 @@ async fn dispatch(command: Command, cx: Context) -> Result<i32, Error> {
             env,
             allow_recreate,
             retry_failed,
+            report,
         } => {
             cmd::up::run(
                 cx,
@@ -331,6 +368,7 @@ async fn dispatch(command: Command, cx: Context) -> Result<i32, Error> {
                 UpOptions {
                     allow_recreate,
                     retry_failed,
+                    report: report.into(),
                 },
             )
             .await
@@ -338,7 +376,9 @@ async fn dispatch(command: Command, cx: Context) -> Result<i32, Error> {
         Command::Plan {
             env,
             detailed_exitcode,
-        } => cmd::plan::run(cx, &env, detailed_exitcode).await,
+            report,
+        } => cmd::plan::run(cx, &env, detailed_exitcode, report.into()).await,
+        Command::Report { events, out } => cmd::report::run(cx, &events, out.as_deref()),
         Command::Rollback { env, to } => cmd::rollback::run(cx, &env, to.as_deref()).await,
         Command::Releases { env } => cmd::releases::run(cx, &env).await,
         Command::Hosts { env } => cmd::hosts::run(cx, &env).await,

@@ -569,10 +569,13 @@ fn every_event_variant_matches_the_schema() {
             mode: Mode::Check,
             playbook: "playbooks/deploy.toml".into(),
             hosts: vec!["a".into()],
+            user: "alice@laptop".into(),
+            started_at: "2026-01-02T15:04:05Z".into(),
         },
         Event::HostConnected {
             host: "a".into(),
             ms: 5,
+            at_ms: 6,
         },
         Event::HostUnreachable {
             host: "a".into(),
@@ -583,6 +586,7 @@ fn every_event_variant_matches_the_schema() {
             index: 0,
             step: "s".into(),
             kind: "command".into(),
+            at_ms: 7,
         },
         Event::StepFinished {
             host: "a".into(),
@@ -594,6 +598,7 @@ fn every_event_variant_matches_the_schema() {
             diff: Some("-a\n+b".into()),
             output: Some("out".into()),
             ms: 1,
+            at_ms: 8,
         },
         Event::StepFinished {
             host: "a".into(),
@@ -605,6 +610,7 @@ fn every_event_variant_matches_the_schema() {
             diff: None,
             output: None,
             ms: 0,
+            at_ms: 8,
         },
         Event::HostWarning {
             host: "a".into(),

@@ -4,6 +4,7 @@
 
 use super::context::Context;
 use super::load;
+use super::report::RunReport;
 use crate::config::{ConfigError, Env, Project};
 use crate::error::{Error, exit};
 use crate::inventory::Host;
@@ -13,13 +14,15 @@ use crate::runner::{self, RunOptions};
 use std::sync::Arc;
 
 /// How a converge runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Converge {
     pub mode: Mode,
     /// `plan --detailed-exitcode`: exit 2 when changes are pending.
     pub detailed: bool,
     /// `up --allow-recreate`.
     pub allow_recreate: bool,
+    /// `--report FILE`, `--timings`: made of the run's events at its end.
+    pub report: RunReport,
 }
 
 /// Any config, template or secret error stops the run before a host or EC2 is touched.
@@ -31,6 +34,7 @@ pub async fn run(cx: &Context, env_name: &str, how: Converge) -> Result<i32, Err
     // EC2 machines are found or created (up) or planned (plan) here, after every local check.
     // One channel for the EC2 lines and the run's events.
     let sink = Sink::with_options(cx.output, cx.report, redactor);
+    let report_file = how.report.start(&sink)?;
     let resolve = load::resolver(&project, cx);
     let limit = cx.limit.as_deref();
     let opts = cx.cloud(&sink);
@@ -44,10 +48,19 @@ pub async fn run(cx: &Context, env_name: &str, how: Converge) -> Result<i32, Err
         mode: how.mode,
         forks: cx.forks,
     };
-    let summary = runner::run(Arc::new(planner), plans, options, sink, how.detailed).await;
+    let summary = runner::run(
+        Arc::new(planner),
+        plans,
+        options,
+        sink.clone(),
+        how.detailed,
+    )
+    .await;
     if how.mode == Mode::Apply {
         runner::record_unfinished(&project.root, env_name, &summary);
     }
+    // After the record: a report that cannot be written must not lose `--retry-failed`'s list.
+    how.report.finish(&sink, report_file)?;
     if cloud.ec2_pending && how.detailed && summary.exit_code == exit::OK {
         return Ok(exit::PENDING);
     }

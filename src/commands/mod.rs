@@ -16,6 +16,7 @@ pub mod logs;
 pub mod man;
 pub mod plan;
 pub mod releases;
+pub mod report;
 pub mod rollback;
 pub mod ssh;
 pub mod status;

@@ -23,6 +23,7 @@ pub async fn run(cx: &Context, env: &str, to: Option<&str>) -> Result<i32, Error
         mode: Mode::Apply,
         detailed: false,
         allow_recreate: false,
+        report: Default::default(),
     };
     converge::run(&cx, env, how).await
 }

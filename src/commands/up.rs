@@ -3,16 +3,19 @@
 use super::context::Context;
 use super::converge::{self, Converge};
 use super::load;
+use super::report::RunReport;
 use crate::config::ConfigError;
 use crate::error::Error;
 use crate::report::Mode;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct UpOptions {
     /// `--allow-recreate`: stateful containers may be recreated.
     pub allow_recreate: bool,
     /// `--retry-failed`: only the hosts the last `up` of the env did not finish.
     pub retry_failed: bool,
+    /// `--report FILE`, `--timings`.
+    pub report: RunReport,
 }
 
 pub async fn run(cx: &Context, env: &str, o: UpOptions) -> Result<i32, Error> {
@@ -21,6 +24,7 @@ pub async fn run(cx: &Context, env: &str, o: UpOptions) -> Result<i32, Error> {
         mode: Mode::Apply,
         detailed: false,
         allow_recreate: o.allow_recreate,
+        report: o.report,
     };
     converge::run(cx, env, how).await
 }

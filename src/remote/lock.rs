@@ -98,6 +98,16 @@ fn process_start(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Who runs provision here: `$USER@hostname` (`$LOGNAME`, or the uid, without `$USER`: a
+/// CI job or cron may set neither), as run reports name them.
+pub fn local_user() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        // SAFETY: getuid has no preconditions and cannot fail.
+        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
+    format!("{user}@{}", hostname())
+}
+
 impl Lock {
     pub fn new(app: &str, env: &str, stale: Option<Duration>) -> Lock {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());

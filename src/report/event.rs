@@ -39,8 +39,9 @@ impl Counts {
     }
 }
 
-/// Serialize only: nothing reads events back (the JSON is for the operator's tools).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Serialized for `--output json`; read back by `provision report` (a saved run's NDJSON).
+/// Fields added after version 1 began are `#[serde(default)]`, so older files still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
@@ -48,10 +49,19 @@ pub enum Event {
         mode: Mode,
         playbook: String,
         hosts: Vec<String>,
+        /// Who ran it: `user@machine`.
+        #[serde(default)]
+        user: String,
+        /// When it started: UTC, RFC 3339.
+        #[serde(default)]
+        started_at: String,
     },
     HostConnected {
         host: String,
         ms: u64,
+        /// Milliseconds since the run started, when the connection was up.
+        #[serde(default)]
+        at_ms: u64,
     },
     HostUnreachable {
         host: String,
@@ -62,6 +72,9 @@ pub enum Event {
         index: usize,
         step: String,
         kind: String,
+        /// Milliseconds since the run started.
+        #[serde(default)]
+        at_ms: u64,
     },
     StepFinished {
         host: String,
@@ -77,6 +90,9 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         output: Option<String>,
         ms: u64,
+        /// Milliseconds since the run started, when the step finished (it started `ms` before).
+        #[serde(default)]
+        at_ms: u64,
     },
     /// Something the operator should act on that is not a step's result (e.g. a deploy lock
     /// left behind by a killed run).

@@ -52,6 +52,7 @@ impl Reporter for Human {
                 mode,
                 playbook,
                 hosts,
+                ..
             } => {
                 st.mode = Some(*mode);
                 st.width = hosts.iter().map(String::len).max().unwrap_or(0);

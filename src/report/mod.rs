@@ -4,6 +4,7 @@
 //! `stdio.rs` is the only code writing to stdout and stderr.
 
 pub mod event;
+pub mod html;
 mod human;
 mod json;
 mod output;
@@ -11,6 +12,7 @@ pub mod payload;
 mod plain;
 mod redact;
 mod stdio;
+pub mod timings;
 
 pub use event::{Counts, Event, Mode, Status};
 pub use output::Output;

@@ -6,7 +6,7 @@
 use super::stdio::{self, To};
 use super::{Event, OutputFormat, ReportOptions, Reporter, human, json, plain};
 use crate::secrets::Redactor;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Cheap to clone: every clone prints through the same reporter.
 #[derive(Clone)]
@@ -21,6 +21,9 @@ struct Inner {
     /// Built on the first event or note, so that a command printing only lines never starts
     /// a live view.
     reporter: OnceLock<Box<dyn Reporter>>,
+    /// `--report`/`--timings`: the events as printed (masked), kept for the end of the run.
+    /// None: not recording.
+    recorded: Mutex<Option<Vec<Event>>>,
 }
 
 impl Output {
@@ -33,6 +36,7 @@ impl Output {
                 opts,
                 redactor,
                 reporter: OnceLock::new(),
+                recorded: Mutex::new(None),
             }),
         }
     }
@@ -88,7 +92,34 @@ impl Output {
         if matches!(ev, Event::Debug { .. }) && self.verbosity() < 2 {
             return;
         }
-        self.reporter().event(&ev.redacted(&self.inner.redactor));
+        let ev = ev.redacted(&self.inner.redactor);
+        if let Some(kept) = self.recorded_events().as_mut() {
+            kept.push(ev.clone());
+        }
+        self.reporter().event(&ev);
+    }
+
+    /// Keep every event emitted from now on, masked exactly as it is printed (what
+    /// `--output json` would print), for [`Output::take_recorded`].
+    pub fn record(&self) {
+        self.recorded_events().get_or_insert_with(Vec::new);
+    }
+
+    /// The events kept since [`Output::record`] (none when not recording); recording goes on.
+    pub fn take_recorded(&self) -> Vec<Event> {
+        self.recorded_events()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The recording; a panic elsewhere while it was held leaves it usable (the output path
+    /// never panics).
+    fn recorded_events(&self) -> MutexGuard<'_, Option<Vec<Event>>> {
+        self.inner
+            .recorded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A message that is not an event (warnings, summaries): where the reporter puts notes
@@ -206,5 +237,31 @@ mod tests {
         assert!(out.json() && out.quiet());
         let out = Output::text(Redactor::default());
         assert!(!out.json() && !out.quiet());
+    }
+
+    #[test]
+    fn recorded_events_are_the_masked_ones_and_only_after_record() {
+        struct Nothing;
+        impl Reporter for Nothing {
+            fn event(&self, _: &Event) {}
+            fn note(&self, _: &str) {}
+        }
+        let redactor = Redactor::default();
+        redactor.add("hunter2-secret");
+        let out = Output::with_reporter(Arc::new(Nothing), redactor, 0);
+        let warning = |m: &str| Event::HostWarning {
+            host: "a".into(),
+            message: m.into(),
+        };
+        out.emit(warning("before"));
+        assert!(out.take_recorded().is_empty());
+        out.record();
+        out.emit(warning("pw=hunter2-secret"));
+        let kept = out.take_recorded();
+        assert_eq!(kept.len(), 1);
+        let Event::HostWarning { message, .. } = &kept[0] else {
+            panic!("{kept:?}")
+        };
+        assert!(!message.contains("hunter2"), "{message}");
     }
 }

@@ -2,11 +2,11 @@
 //! host's status, an unlock) or why the host could not be asked.
 
 use crate::remote::releases::Record;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One host's answer, or `{"unreachable": true, "error": ...}` in its place. Serialized
 /// flattened into the event, as the schema's `exec`, `release` and `unlock` lines have it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Reply<T> {
     Answered(T),
@@ -30,7 +30,7 @@ impl<T> From<Result<T, String>> for Reply<T> {
 }
 
 /// `provision exec` on one host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecOutput {
     /// The command's exit status; none when it was killed.
     pub exit: Option<u32>,
@@ -39,7 +39,7 @@ pub struct ExecOutput {
 }
 
 /// `provision unlock` on one host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unlocked {
     /// A lock was there (and is gone now).
     pub removed: bool,
@@ -47,7 +47,7 @@ pub struct Unlocked {
     pub owner: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerStatus {
     pub name: String,
     /// Docker's state (`running`, `exited`, `restarting`, …), `absent` when there is no such
@@ -61,7 +61,7 @@ pub struct ContainerStatus {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockStatus {
     pub owner: String,
     /// Unix time the lock was taken.
@@ -70,7 +70,7 @@ pub struct LockStatus {
 }
 
 /// `provision status` on one host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostStatus {
     pub release: Option<Record>,
     pub last_deploy: Option<Record>,
@@ -79,7 +79,7 @@ pub struct HostStatus {
 }
 
 /// `provision hosts` for an env with `ec2`: the instance behind a host line, as EC2 lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostInstance {
     /// The instance ID (`i-0abc…`).
     pub id: String,

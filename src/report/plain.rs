@@ -232,6 +232,7 @@ impl Reporter for Plain {
                 mode,
                 playbook,
                 hosts,
+                ..
             } => {
                 st.mode = Some(*mode);
                 st.width = hosts.iter().map(String::len).max().unwrap_or(0);
@@ -243,7 +244,7 @@ impl Reporter for Plain {
                     ));
                 }
             }
-            Event::HostConnected { host, ms } if loud && self.verbosity >= 1 => {
+            Event::HostConnected { host, ms, .. } if loud && self.verbosity >= 1 => {
                 self.host_out(st, host, format!("[{host}] connected ({})", fmt_ms(*ms)));
             }
             Event::StepFinished { host, status, .. } if loud || *status == Status::Failed => {

@@ -206,15 +206,20 @@ impl Event {
                 mode,
                 playbook,
                 hosts,
+                user,
+                started_at,
             } => Event::RunStarted {
                 env: env.mask(r),
                 mode,
                 playbook: playbook.mask(r),
                 hosts: hosts.mask(r),
+                user: user.mask(r),
+                started_at: started_at.mask(r),
             },
-            Event::HostConnected { host, ms } => Event::HostConnected {
+            Event::HostConnected { host, ms, at_ms } => Event::HostConnected {
                 host: host.mask(r),
                 ms,
+                at_ms,
             },
             Event::HostUnreachable { host, error } => Event::HostUnreachable {
                 host: host.mask(r),
@@ -225,11 +230,13 @@ impl Event {
                 index,
                 step,
                 kind,
+                at_ms,
             } => Event::StepStarted {
                 host: host.mask(r),
                 index,
                 step: step.mask(r),
                 kind,
+                at_ms,
             },
             Event::StepFinished {
                 host,
@@ -241,6 +248,7 @@ impl Event {
                 diff,
                 output,
                 ms,
+                at_ms,
             } => Event::StepFinished {
                 host: host.mask(r),
                 index,
@@ -251,6 +259,7 @@ impl Event {
                 diff: diff.mask(r),
                 output: output.mask(r),
                 ms,
+                at_ms,
             },
             Event::HostWarning { host, message } => Event::HostWarning {
                 host: host.mask(r),
@@ -400,6 +409,7 @@ mod tests {
             diff: None,
             output: Some("step_finished".into()),
             ms: 1,
+            at_ms: 2,
         };
         let json = serde_json::to_value(ev.redacted(&r)).unwrap();
         assert_eq!(json["event"], "step_finished");

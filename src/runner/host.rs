@@ -13,15 +13,29 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What every host of a run shares.
+#[derive(Clone, Copy)]
+pub(super) struct RunCx<'a> {
+    pub opts: RunOptions,
+    pub sink: &'a Sink,
+    pub interrupt: &'a Interrupt,
+    /// When the run started: events carry their offset from it (`at_ms`), for timelines.
+    pub started: Instant,
+}
+
 /// Connect, run, close; an unreachable host is reported here and its steps never start.
 pub(super) async fn connect_and_run<C: Connector>(
     connector: &C,
     planner: &Planner,
     plan: &HostPlan,
-    opts: RunOptions,
-    sink: &Sink,
-    interrupt: &Interrupt,
+    run: RunCx<'_>,
 ) -> HostOutcome {
+    let RunCx {
+        sink,
+        interrupt,
+        started: run_started,
+        ..
+    } = run;
     let started = Instant::now();
     let host = &plan.host;
     if interrupt.is_set() {
@@ -34,9 +48,11 @@ pub(super) async fn connect_and_run<C: Connector>(
             sink.emit(Event::HostConnected {
                 host: host.name.clone(),
                 ms: started.elapsed().as_millis() as u64,
+                at_ms: run_started.elapsed().as_millis() as u64,
             });
-            let run = HostRun::new(connector, planner, plan, opts, sink, session, interrupt);
-            run.run().await
+            HostRun::new(connector, planner, plan, run, session)
+                .run()
+                .await
         }
         Err(e) => {
             sink.emit(Event::HostUnreachable {
@@ -126,6 +142,8 @@ pub(super) struct HostRun<'a, C: Connector> {
     pub(super) unknown: BTreeMap<String, String>,
     /// Changes later `when`s react to, recorded on the host until they did.
     pub(super) pending: super::pending::Pending,
+    /// When the run started (events' `at_ms`).
+    run_started: Instant,
 }
 
 /// Why a step stopped the host.
@@ -141,13 +159,18 @@ impl<'a, C: Connector> HostRun<'a, C> {
         connector: &'a C,
         planner: &'a Planner,
         plan: &'a HostPlan,
-        opts: RunOptions,
-        sink: &'a Sink,
+        run: RunCx<'a>,
         t: C::Session,
-        interrupt: &'a Interrupt,
     ) -> Self {
+        let RunCx {
+            opts,
+            sink,
+            interrupt,
+            started,
+        } = run;
         HostRun {
             connector,
+            run_started: started,
             planner,
             plan,
             host: &plan.host,
@@ -319,7 +342,13 @@ impl<'a, C: Connector> HostRun<'a, C> {
             diff,
             output,
             ms: started.elapsed().as_millis() as u64,
+            at_ms: self.at_ms(),
         });
+    }
+
+    /// Milliseconds since the run started.
+    pub(super) fn at_ms(&self) -> u64 {
+        self.run_started.elapsed().as_millis() as u64
     }
 
     /// Report step `i` failed: the host stops there.
@@ -391,6 +420,7 @@ impl<'a, C: Connector> HostRun<'a, C> {
         self.sink.emit(Event::HostConnected {
             host: self.host.name.clone(),
             ms: started.elapsed().as_millis() as u64,
+            at_ms: self.run_started.elapsed().as_millis() as u64,
         });
         Ok(())
     }

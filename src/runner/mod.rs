@@ -102,6 +102,8 @@ pub async fn run_with<C: Connector + 'static>(
         mode: opts.mode,
         playbook: planner.playbook.display.clone(),
         hosts: plans.iter().map(|p| p.host.name.clone()).collect(),
+        user: crate::remote::lock::local_user(),
+        started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     });
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -117,7 +119,13 @@ pub async fn run_with<C: Connector + 'static>(
         let name = plan.host.name.clone();
         let task = tasks.spawn(async move {
             let _permit = forks.acquire_owned().await.expect("semaphore open");
-            host::connect_and_run(&*connector, &planner, &plan, opts, &sink, &interrupt).await
+            let run = host::RunCx {
+                opts,
+                sink: &sink,
+                interrupt: &interrupt,
+                started,
+            };
+            host::connect_and_run(&*connector, &planner, &plan, run).await
         });
         names.insert(task.id(), name);
     }

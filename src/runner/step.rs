@@ -51,6 +51,7 @@ impl<C: Connector> HostRun<'_, C> {
             index: ps.step.index,
             step: ps.step.name.clone(),
             kind: ps.step.spec.kind().to_string(),
+            at_ms: self.at_ms(),
         });
     }
 
