@@ -31,7 +31,9 @@ fn setup() -> Setup {
     p.write(
         "playbooks/deploy.toml",
         &format!(
-            r#"[[step]]
+            r#"release = "rel-{{{{ app }}}}-1"
+
+[[step]]
 name = "app dir"
 directory = {{ path = "{app}/{{{{ host.port }}}}", mode = "0755" }}
 
@@ -235,6 +237,19 @@ fn the_run_report_shows_every_host_and_step_without_secrets_in_a_real_browser() 
     for field in ["user", "started_at"] {
         assert!(html.contains(started[field].as_str().unwrap()), "{field}");
     }
+    // The release the hosts recorded (the two that finished; the failed one records it too).
+    let released: Vec<_> = up.events_of("host_finished");
+    assert!(
+        released
+            .iter()
+            .all(|h| h["release"].as_str().is_some_and(|r| r.starts_with("rel-"))),
+        "{}",
+        up.dump()
+    );
+    assert!(
+        html.contains("<dt>release</dt><dd>rel-"),
+        "the release is not in the header"
+    );
 
     // The saved NDJSON makes the very same page: both are the events as printed.
     p.write("events.ndjson", &up.stdout);

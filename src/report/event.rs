@@ -114,6 +114,9 @@ pub enum Event {
         stopped_at: Option<String>,
         round_trips: usize,
         ms: u64,
+        /// The release recorded on the host (`release` of the playbook, e.g. the commit).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        release: Option<String>,
     },
     RunFinished {
         mode: Mode,

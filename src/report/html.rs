@@ -6,7 +6,7 @@
 
 use super::timings::{self, StepTime, natural_cmp, status_word};
 use super::{Counts, Event, Mode, fmt_ms};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// Lines of a failed step's output the page keeps (its end: where the error is).
@@ -57,6 +57,7 @@ struct HostRow<'a> {
     ms: Option<u64>,
     round_trips: Option<usize>,
     counts: Option<&'a Counts>,
+    release: Option<&'a str>,
 }
 
 struct Finished<'a> {
@@ -125,11 +126,13 @@ impl<'a> Run<'a> {
                 counts,
                 round_trips,
                 ms,
+                release,
                 ..
             } => {
                 let row = self.hosts.entry(host).or_default();
                 (row.ms, row.round_trips, row.counts) =
                     (Some(*ms), Some(*round_trips), Some(counts));
+                row.release = release.as_deref();
             }
             Event::RunFinished {
                 totals,
@@ -180,6 +183,13 @@ impl<'a> Run<'a> {
             let _ = write!(page, "<dt>{term}</dt><dd>{}</dd>", esc(value));
         };
         item("playbook", self.playbook);
+        let releases: BTreeSet<&str> = self.hosts.values().filter_map(|h| h.release).collect();
+        if !releases.is_empty() {
+            item(
+                "release",
+                &releases.into_iter().collect::<Vec<_>>().join(", "),
+            );
+        }
         item("run by", self.user);
         item("started", self.started_at);
         item("hosts", &self.hosts.len().to_string());
@@ -376,10 +386,11 @@ fn host_row(page: &mut String, name: &str, row: &HostRow, steps: &[&StepTime], s
             fmt_ms(s.ms)
         );
     }
-    let end = match (row.unreachable, row.ms) {
-        (Some(_), _) => "unreachable".to_string(),
-        (None, Some(ms)) => fmt_ms(ms),
-        (None, None) => String::new(),
+    let end = match (row.unreachable, row.ms, row.round_trips) {
+        (Some(_), ..) => "unreachable".to_string(),
+        (None, Some(ms), Some(trips)) => format!("{} · {trips} rt", fmt_ms(ms)),
+        (None, Some(ms), None) => fmt_ms(ms),
+        (None, None, _) => String::new(),
     };
     let _ = write!(page, "</div><span class=\"dur\">{end}</span></div>");
 }

@@ -276,6 +276,7 @@ impl Event {
                 stopped_at,
                 round_trips,
                 ms,
+                release,
             } => Event::HostFinished {
                 host: host.mask(r),
                 counts,
@@ -283,6 +284,7 @@ impl Event {
                 stopped_at: stopped_at.mask(r),
                 round_trips,
                 ms,
+                release: release.mask(r),
             },
             Event::RunFinished {
                 mode,

@@ -74,6 +74,7 @@ pub(super) async fn connect_and_run<C: Connector>(
         stopped_at: outcome.stopped_at.clone(),
         round_trips: outcome.round_trips,
         ms: started.elapsed().as_millis() as u64,
+        release: outcome.release.clone(),
     });
     outcome
 }
@@ -280,8 +281,9 @@ impl<'a, C: Connector> HostRun<'a, C> {
         } else {
             "ok"
         };
+        let release = self.planner.release(&ctx);
         let script = lock.release_record_sh(
-            &self.planner.release(&ctx),
+            &release,
             result,
             self.outcome.counts.changed,
             &self.planner.release_vars(),
@@ -290,7 +292,10 @@ impl<'a, C: Connector> HostRun<'a, C> {
             .exec(&script, None, Duration::from_secs(60), Keep::All)
             .await
         {
-            Ok(out) if out.success() => self.warn_if_taken_over(&out),
+            Ok(out) if out.success() => {
+                self.outcome.release = Some(release).filter(|r| !r.is_empty());
+                self.warn_if_taken_over(&out)
+            }
             Ok(out) => self.sink.note(&format!(
                 "[{}] could not release the deploy lock: {}",
                 self.host.name,

@@ -14,6 +14,8 @@ pub struct HostOutcome {
     pub round_trips: usize,
     /// Stopped by Ctrl-C (or SIGTERM) before its last step.
     pub interrupted: bool,
+    /// The release id recorded in the host's release log (apply mode, when a lock was held).
+    pub release: Option<String>,
 }
 
 impl HostOutcome {
@@ -25,6 +27,7 @@ impl HostOutcome {
             stopped_at: None,
             round_trips: 0,
             interrupted: false,
+            release: None,
         }
     }
 }

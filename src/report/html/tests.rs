@@ -73,6 +73,7 @@ fn synthetic_run(hosts: usize, steps: usize) -> Vec<Event> {
             stopped_at: None,
             round_trips: 2,
             ms: at,
+            release: Some("3f2a9c1".into()),
         });
     }
     events.push(Event::RunFinished {
@@ -152,6 +153,8 @@ fn failures_keep_the_tail_of_their_output_and_rows_are_marked_for_the_filter() {
 fn who_ran_it_where_and_when_is_in_the_header() {
     let page = render(&synthetic_run(1, 1));
     for s in [
+        "<dt>release</dt><dd>3f2a9c1</dd>",
+        "2 rt",
         "alice@laptop",
         "2026-12-02T00:00:00Z",
         "playbooks/deploy.toml",
