@@ -951,20 +951,24 @@ fn address_private_reaches_instances_at_their_private_ip() {
     assert_eq!(again.ok(), 1, "{}", again.dump());
 }
 
-/// `user_data_file`: a missing file stops `up` before anything is created, naming the file;
-/// present, its content is the instance's UserData as EC2 stores it.
+/// `user_data_file`: a missing file stops `plan`, and `up` before anything is created, naming
+/// the file; present, its content is the instance's UserData as EC2 stores it.
 #[test]
 fn user_data_file_becomes_the_instances_user_data() {
     let t = Ec2Test::new();
     t.config("count = 1\nuser_data_file = \"cloud-init.yaml\"");
-    let missing = t.run(&["up", "test"]);
-    missing.expect_code(1);
     let wanted = t.p.path("cloud-init.yaml").display().to_string();
-    assert!(
-        missing.stderr.contains("user_data_file") && missing.stderr.contains(&wanted),
-        "{}",
-        missing.dump()
-    );
+    // `plan` reads it as `up` would: a plan that passes does not hide an `up` that fails.
+    for cmd in ["plan", "up"] {
+        let missing = t.run(&[cmd, "test"]);
+        missing.expect_code(1);
+        assert!(
+            missing.stderr.contains("cannot read user_data_file")
+                && missing.stderr.contains(&wanted),
+            "{cmd}: {}",
+            missing.dump()
+        );
+    }
     let acc = t.moto.account();
     assert!(acc.instances().is_empty(), "launched: {}", acc.0);
     assert!(
