@@ -42,6 +42,13 @@ impl Moto {
         Account(self.py(&["state"]))
     }
 
+    fn private_ip(&self, id: &str) -> String {
+        let ip = self.py(&["private", id]);
+        ip.as_str()
+            .unwrap_or_else(|| panic!("{id} has no private IP: {ip}"))
+            .to_string()
+    }
+
     fn public_ip(&self, id: &str) -> String {
         let ip = self.py(&["ip", id]);
         ip.as_str()
@@ -52,7 +59,8 @@ impl Moto {
 
 /// boto3 against the emulator: `state` dumps the account; `run` launches an instance with
 /// the given `key=value` tags (none: untagged); `group NAME` creates an untagged group; `ip ID`
-/// an instance's public IP; `stop ID` stops it.
+/// an instance's public IP, `private ID` its private one; `userdata ID` its UserData attribute,
+/// decoded; `v6 NAME` a group's rules from its Ipv6Ranges only; `stop ID` stops it.
 const PY_HELPER: &str = r#"
 cmd = sys.argv[1]
 if cmd == "state":
@@ -82,6 +90,18 @@ elif cmd == "allow-all":
 elif cmd == "ip":
     i = ec2.describe_instances(InstanceIds=[sys.argv[2]])["Reservations"][0]["Instances"][0]
     print(json.dumps(i.get("PublicIpAddress")))
+elif cmd == "private":
+    i = ec2.describe_instances(InstanceIds=[sys.argv[2]])["Reservations"][0]["Instances"][0]
+    print(json.dumps(i.get("PrivateIpAddress")))
+elif cmd == "userdata":
+    import base64
+    a = ec2.describe_instance_attribute(InstanceId=sys.argv[2], Attribute="userData")
+    v = a.get("UserData", {}).get("Value")
+    print(json.dumps(v and base64.b64decode(v).decode()))
+elif cmd == "v6":
+    g = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [sys.argv[2]]}])["SecurityGroups"][0]
+    print(json.dumps(sorted("%s %s-%s %s" % (p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), x["CidrIpv6"])
+                            for p in g["IpPermissions"] for x in p.get("Ipv6Ranges", []))))
 elif cmd == "stop":
     ec2.stop_instances(InstanceIds=[sys.argv[2]])
     print(json.dumps(sys.argv[2]))
@@ -886,4 +906,186 @@ fn a_stopped_and_started_instance_keeps_its_pin_at_its_new_address() {
         "the changed key is not pinned: {}",
         t.known_hosts()
     );
+}
+
+/// `address = "private"`: instances are listed and reached at the private IP EC2 gave them.
+/// Only private (RFC 1918) addresses are mapped to the sshd; every other one, the public IP
+/// moto hands out (54.214.*) included, goes to a closed port, so the wait for SSH and the
+/// playbook succeed only through the private address.
+#[test]
+fn address_private_reaches_instances_at_their_private_ip() {
+    let t = Ec2Test::new();
+    t.p.write(
+        "ssh_config",
+        &format!(
+            "Host 10.* 172.* 192.168.*\n  HostName 127.0.0.1\n  Port {}\nHost *\n  HostName 127.0.0.1\n  Port {}\n",
+            t.sshd.port,
+            closed_port()
+        ),
+    );
+    t.config("count = 1\naddress = \"private\"");
+    let up = t.run(&["up", "test"]);
+    up.expect_code(0);
+    assert!(
+        up.stderr.contains("shop-test-1 answers SSH"),
+        "{}",
+        up.dump()
+    );
+    let id = t.moto.account().ours()["shop-test-1"].clone();
+    let private = t.moto.private_ip(&id);
+    assert_ne!(private, t.moto.public_ip(&id), "{id} has two addresses");
+
+    let json = t.run(&["hosts", "test", "--output", "json"]);
+    json.expect_code(0);
+    let row: Value = serde_json::from_str(json.stdout.trim()).expect("one JSON row");
+    assert_eq!(row["id"], id.as_str(), "{row}");
+    assert_eq!(row["instance_address"], private.as_str(), "{row}");
+    assert_eq!(
+        row["port"], t.sshd.port,
+        "reached through the private IP's mapping: {row}"
+    );
+
+    // A second up connects again (the playbook runs on the kept instance there).
+    let again = t.run(&["up", "test", "--output", "json"]);
+    again.expect_code(0);
+    assert_eq!(again.ok(), 1, "{}", again.dump());
+}
+
+/// `user_data_file`: a missing file stops `plan`, and `up` before anything is created, naming
+/// the file; present, its content is the instance's UserData as EC2 stores it.
+#[test]
+fn user_data_file_becomes_the_instances_user_data() {
+    let t = Ec2Test::new();
+    t.config("count = 1\nuser_data_file = \"cloud-init.yaml\"");
+    let wanted = t.p.path("cloud-init.yaml").display().to_string();
+    // `plan` reads it as `up` would: a plan that passes does not hide an `up` that fails.
+    for cmd in ["plan", "up"] {
+        let missing = t.run(&[cmd, "test"]);
+        missing.expect_code(1);
+        assert!(
+            missing.stderr.contains("cannot read user_data_file")
+                && missing.stderr.contains(&wanted),
+            "{cmd}: {}",
+            missing.dump()
+        );
+    }
+    let acc = t.moto.account();
+    assert!(acc.instances().is_empty(), "launched: {}", acc.0);
+    assert!(
+        acc.group(GROUP).is_none(),
+        "the group was created: {}",
+        acc.0
+    );
+    assert!(acc.keys().is_empty(), "the key was imported: {}", acc.0);
+
+    let content = "#cloud-config\nruncmd:\n  - [touch, /tmp/from-user-data-file]\n";
+    t.p.write("cloud-init.yaml", content);
+    t.run(&["up", "test"]).expect_code(0);
+    let id = t.moto.account().ours()["shop-test-1"].clone();
+    assert_eq!(t.moto.py(&["userdata", &id]), content);
+}
+
+/// UDP rules and IPv6 networks: authorized as UDP permissions with Ipv6Ranges, stable on the
+/// next run, and one CIDR of a permission revoked without the others.
+#[test]
+fn udp_and_ipv6_ingress_converge_and_revoke_only_the_removed_rule() {
+    let t = Ec2Test::new();
+    let udp =
+        "{ ports = [53, \"60000-60010\"], protocol = \"udp\", cidrs = [\"0.0.0.0/0\", \"::/0\"] }";
+    t.config(&format!("count = 1\ningress = [{{ ports = [22] }}, {udp}]"));
+    let up = t.run(&["up", "test"]);
+    up.expect_code(0);
+    for want in [
+        "+ ingress udp 53 from ::/0",
+        "+ ingress udp 60000-60010 from ::/0",
+        "+ ingress udp 53 from 0.0.0.0/0",
+    ] {
+        assert!(up.stdout.contains(want), "missing `{want}`\n{}", up.dump());
+    }
+    let all = [
+        "tcp 22-22 0.0.0.0/0",
+        "udp 53-53 0.0.0.0/0",
+        "udp 53-53 ::/0",
+        "udp 60000-60010 0.0.0.0/0",
+        "udp 60000-60010 ::/0",
+    ];
+    assert_eq!(t.moto.account().rules(GROUP), all);
+    assert_eq!(
+        t.moto.py(&["v6", GROUP]),
+        serde_json::json!(["udp 53-53 ::/0", "udp 60000-60010 ::/0"]),
+        "the IPv6 networks are Ipv6Ranges"
+    );
+
+    let again = t.run(&["up", "test"]);
+    again.expect_code(0);
+    assert!(
+        again.stdout.contains("(shop/test): nothing to change"),
+        "{}",
+        again.dump()
+    );
+    assert!(!again.stdout.contains("ingress"), "{}", again.dump());
+    t.run(&["plan", "test", "--detailed-exitcode"])
+        .expect_code(0);
+
+    // IPv6 no longer allowed on 53: that one network goes, the same port's IPv4 one stays.
+    t.config(
+        "count = 1\ningress = [{ ports = [22] }, { ports = [53], protocol = \"udp\" }, { ports = [\"60000-60010\"], protocol = \"udp\", cidrs = [\"0.0.0.0/0\", \"::/0\"] }]",
+    );
+    let up = t.run(&["up", "test"]);
+    up.expect_code(0);
+    assert!(
+        up.stdout.contains("1 rule(s) to change")
+            && up.stdout.contains("- ingress udp 53 from ::/0"),
+        "{}",
+        up.dump()
+    );
+    let left: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|r| *r != "udp 53-53 ::/0")
+        .collect();
+    assert_eq!(t.moto.account().rules(GROUP), left);
+}
+
+/// A changed instance_type or ami is not applied to running instances (no silent replacement)
+/// but said, by `plan` and `up`, with how to replace them.
+#[test]
+fn a_changed_instance_type_or_ami_is_reported_not_applied() {
+    let t = Ec2Test::new();
+    t.config("count = 1");
+    t.run(&["up", "test"]).expect_code(0);
+    let before = t.moto.account().ours();
+    let id = &before["shop-test-1"];
+    let label = format!("shop-test-1 ({id})");
+    let advice = "not changed (terminate it, or scale down and up, to replace it)";
+
+    t.p.write(
+        "provision.toml",
+        &std::fs::read_to_string(t.p.path("provision.toml"))
+            .unwrap()
+            .replace(
+                "instance_type = \"t3.micro\"",
+                "instance_type = \"t3.small\"",
+            )
+            .replace(AMI, "ami-0fedcba987654321"),
+    );
+    for cmd in ["plan", "up"] {
+        let run = t.run(&[cmd, "test"]);
+        run.expect_code(0);
+        for want in [
+            format!("! {label} is a t3.micro, the config says t3.small: {advice}"),
+            format!("! {label} runs {AMI}, the config says ami-0fedcba987654321: {advice}"),
+        ] {
+            assert!(
+                run.stdout.contains(&want),
+                "{cmd}: missing `{want}`\n{}",
+                run.dump()
+            );
+        }
+        assert!(!run.stderr.contains("launched"), "{}", run.dump());
+    }
+    let acc = t.moto.account();
+    assert_eq!(acc.ours(), before, "the instance was kept");
+    assert_eq!(acc.instance(id)["type"], "t3.micro");
+    assert_eq!(acc.state_of(id), "running");
 }

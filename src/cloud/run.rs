@@ -49,7 +49,11 @@ pub(super) async fn hosts_for_run(
     let (plan, public_key) = diff(project, env, d, &observed)?;
     show_plan(opts, &ec2, d, &plan);
     let hosts = match mode {
-        Mode::Check => return check_hosts(project, env, d, limit, opts, &plan, resolve),
+        Mode::Check => {
+            // A missing user_data_file fails `plan` as it would fail `up`.
+            launch_user_data(project, d, &plan)?;
+            return check_hosts(project, env, d, limit, opts, &plan, resolve);
+        }
         Mode::Apply => {
             let inputs = Inputs {
                 user_data: launch_inputs(project, opts, d, &plan)?,
@@ -167,6 +171,15 @@ fn launch_inputs(
         );
         confirm(project, opts, &what, None)?;
     }
+    launch_user_data(project, d, plan)
+}
+
+/// Each launched role's user data, read and encoded: role → base64.
+fn launch_user_data(
+    project: &Project,
+    d: &Ec2Env,
+    plan: &Ec2Plan,
+) -> Result<BTreeMap<String, String>, Error> {
     let mut user_data = BTreeMap::new();
     for l in &plan.launch {
         if let Some(u) = &d.roles[&l.role].user_data {
