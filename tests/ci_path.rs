@@ -627,6 +627,7 @@ fn every_event_variant_matches_the_schema() {
             stopped_at: Some("connect".into()),
             round_trips: 0,
             ms: 3,
+            release: Some("v1".into()),
         },
         Event::RunFinished {
             mode: Mode::Apply,
