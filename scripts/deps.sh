@@ -6,12 +6,13 @@
 # docker-compose (the compose step; Debian ships compose v1), procps (pgrep) and man-db (man -l)
 # for the operator tests, debootstrap (the fresh-VM test images, scripts/fresh-vm-image.sh) and
 # vagrant (`vagrant validate` of vagrant/Vagrantfile, the `vagrant = "<dir>"` inventory source),
-# chromium (tests/report.rs opens the HTML run report in it, headless, and keeps a screenshot).
+# chromium (tests/report.rs opens the HTML run report in it, headless, and keeps a screenshot),
+# docker-registry (a real registry on loopback for `pull = "always"`, tests/operator.rs).
 # Safe to run again: it installs only what is missing and never upgrades.
 set -euo pipefail
 
 need=()
-for pkg in openssh-server openssh-client sudo git time ca-certificates curl docker.io docker-compose busybox-static postgresql procps man-db debootstrap vagrant chromium; do
+for pkg in openssh-server openssh-client sudo git time ca-certificates curl docker.io docker-compose busybox-static postgresql procps man-db debootstrap vagrant chromium docker-registry; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

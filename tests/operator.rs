@@ -528,6 +528,125 @@ fn docker_build_with_another_dockerfile_and_build_args() {
     }
 }
 
+/// A real registry (Debian's `docker-registry`) on a free loopback port, killed on drop.
+struct Registry {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let bin = "/usr/bin/docker-registry";
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is required (apt-get install docker-registry; scripts/deps.sh installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        wait_until("the registry listens", SOON, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Registry {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Push an image built `FROM` the base with `LABEL build=<build>` as `tag`; its id.
+fn push_build(tag: &str, build: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {BASE_IMAGE}\nLABEL build={build}\n"),
+    )
+    .unwrap();
+    docker(&["build", "-q", "-t", tag, dir.path().to_str().unwrap()]);
+    docker(&["push", tag]);
+    docker(&["image", "inspect", "-f", "{{.Id}}", tag])
+        .trim()
+        .to_string()
+}
+
+/// `pull = "always"` against a real registry: a new image pushed under the same tag is
+/// pulled and the container recreated (plan says so first); the same image changes nothing;
+/// a registry that is gone fails the step with docker's reason.
+#[test]
+fn docker_run_pull_always_follows_the_registry() {
+    let registry = Registry::start();
+    let Servers { key, sshds, .. } = &servers(1);
+    let sshd = &sshds[0];
+    let app = format!("oppull{}", std::process::id());
+    let _ = docker_ok(&["rm", "-f", &app]);
+    let _c = Container(app.clone());
+    let image = format!("127.0.0.1:{}/{app}:latest", registry.port);
+    let p = project_on(
+        &app,
+        std::slice::from_ref(sshd),
+        key,
+        &format!("remote_env = {{ DOCKER_HOST = \"{}\" }}\n", docker_host()),
+    );
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"app\"\ndocker_run = {{ name = \"{app}\", image = \"{image}\", pull = \"always\", command = \"sleep 600\" }}\n"
+        ),
+    );
+    let running = || {
+        docker(&["inspect", "-f", "{{.Image}}", &app])
+            .trim()
+            .to_string()
+    };
+    let first = push_build(&image, "one");
+    p.run(&["up", "test"]).expect_code(0);
+    assert_eq!(running(), first);
+    let again = p.run(&["up", "test", "--output", "json"]);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+
+    // A new build under the same tag, and the local copy forgotten: only a pull finds it.
+    let second = push_build(&image, "two");
+    docker(&["tag", &first, &image]);
+    let plan = p.run(&["plan", "test", "--output", "json"]);
+    assert_eq!(plan.step("app")["status"], "changed", "{}", plan.dump());
+    let up = p.run(&["up", "test", "--output", "json"]);
+    assert_eq!(up.step("app")["status"], "changed", "{}", up.dump());
+    assert_eq!(running(), second);
+
+    drop(registry);
+    let r = p.run(&["up", "test", "--output", "json"]);
+    r.expect_code(3);
+    let message = r.step("app")["message"].as_str().unwrap().to_string();
+    assert!(message.contains("cannot pull"), "{message}");
+    for id in [first, second] {
+        let _ = docker_ok(&["rmi", "-f", &id]);
+    }
+}
+
 /// The `tick N` numbers in a logs output.
 fn ticks_in(text: &str, host: &str) -> Vec<u64> {
     let prefix = format!("[{host}] tick ");

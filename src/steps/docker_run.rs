@@ -241,6 +241,20 @@ impl Desired {
     }
 }
 
+impl Desired {
+    /// `pull = "always"`: the tag is pulled before the image id is compared, in plan too, so
+    /// a new image pushed under the same tag recreates the container (and plan says so).
+    fn pull_sh(&self) -> String {
+        if self.spec.pull.as_deref() != Some("always") {
+            return String::new();
+        }
+        format!(
+            "if ! pulled=$(docker pull -q {} 2>&1); then printf 'pull_error=%s\\n' \"$(printf '%s\\n' \"$pulled\" | tail -n 1)\"; fi\n",
+            quote(&self.spec.image)
+        )
+    }
+}
+
 impl StepKind for Desired {
     fn inputs(&self) -> Vec<String> {
         self.spec.env_file.iter().cloned().collect()
@@ -248,11 +262,12 @@ impl StepKind for Desired {
 
     fn probe(&self, _check: bool) -> Option<String> {
         Some(format!(
-            "{docker}n={n}\n{envsum}printf 'envfile=%s\\n' \"$envsum\"\n\
+            "{docker}n={n}\n{pull}{envsum}printf 'envfile=%s\\n' \"$envsum\"\n\
              printf 'image_id=%s\\n' \"$(docker image inspect -f '{{{{.Id}}}}' {image} 2>/dev/null)\"\n\
              docker inspect -f 'exists=1\nstate={{{{.State.Status}}}}\nfields={{{{index .Config.Labels \"{FIELDS_LABEL}\"}}}}\nenvsum={{{{index .Config.Labels \"{ENV_LABEL}\"}}}}\ncimage={{{{.Image}}}}' \"$n\" 2>/dev/null || true\n",
             docker = docker_ok_probe(),
             n = quote(&self.spec.name),
+            pull = self.pull_sh(),
             envsum = self.env_sum_sh(),
             image = quote(&self.spec.image),
         ))
@@ -263,6 +278,9 @@ impl StepKind for Desired {
         let name = &self.spec.name;
         if let Some(d) = docker_missing(&p, format!("create {name}")) {
             return d;
+        }
+        if let Some(e) = p.field("pull_error") {
+            return Decision::Fail(format!("cannot pull {}: {e}", self.spec.image));
         }
         if p.field("envfile") == Some("missing") {
             // In a real run the env_file step before this one writes it; in plan it may not exist yet.
