@@ -60,7 +60,8 @@ impl Moto {
 /// boto3 against the emulator: `state` dumps the account; `run` launches an instance with
 /// the given `key=value` tags (none: untagged); `group NAME` creates an untagged group; `ip ID`
 /// an instance's public IP, `private ID` its private one; `userdata ID` its UserData attribute,
-/// decoded; `v6 NAME` a group's rules from its Ipv6Ranges only; `stop ID` stops it.
+/// decoded; `v6 NAME` a group's rules from its Ipv6Ranges only; `stop ID` stops it; `icmp
+/// NAME` allows ping (ICMP echo, type 8 code 0) into a group, as an operator would by hand.
 const PY_HELPER: &str = r#"
 cmd = sys.argv[1]
 if cmd == "state":
@@ -86,6 +87,10 @@ elif cmd == "run":
 elif cmd == "allow-all":
     g = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [sys.argv[2]]}])["SecurityGroups"][0]
     ec2.authorize_security_group_ingress(GroupId=g["GroupId"], IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    print(json.dumps(g["GroupId"]))
+elif cmd == "icmp":
+    g = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [sys.argv[2]]}])["SecurityGroups"][0]
+    ec2.authorize_security_group_ingress(GroupId=g["GroupId"], IpPermissions=[{"IpProtocol": "icmp", "FromPort": 8, "ToPort": 0, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}])
     print(json.dumps(g["GroupId"]))
 elif cmd == "ip":
     i = ec2.describe_instances(InstanceIds=[sys.argv[2]])["Reservations"][0]["Instances"][0]
@@ -1088,4 +1093,26 @@ fn a_changed_instance_type_or_ami_is_reported_not_applied() {
     assert_eq!(acc.ours(), before, "the instance was kept");
     assert_eq!(acc.instance(id)["type"], "t3.micro");
     assert_eq!(acc.state_of(id), "running");
+}
+
+/// An ICMP rule added by hand (type 8 / code 0, which the API returns as "ports" 8-0) is not
+/// a port range provision manages: `up` leaves it, and says nothing to change (issue 12 #21).
+#[test]
+fn an_icmp_rule_added_by_hand_is_left_alone() {
+    let t = Ec2Test::new();
+    t.config("count = 1\ningress = [{ ports = [22] }]");
+    t.run(&["up", "test"]).expect_code(0);
+    t.moto.py(&["icmp", GROUP]);
+    let ping = "icmp 8-0 10.0.0.0/8";
+    assert!(t.moto.account().rules(GROUP).contains(&ping.to_string()));
+    let plan = t.run(&["plan", "test", "--detailed-exitcode"]);
+    plan.expect_code(0);
+    let up = t.run(&["up", "test"]);
+    up.expect_code(0);
+    assert!(!up.stdout.contains("ingress"), "{}", up.dump());
+    assert_eq!(
+        t.moto.account().rules(GROUP),
+        ["icmp 8-0 10.0.0.0/8", "tcp 22-22 0.0.0.0/0"],
+        "the ICMP rule was revoked"
+    );
 }
