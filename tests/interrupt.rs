@@ -7,7 +7,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use support::{SOON, Setup};
 
 /// Lines of the child's stdout (where a plain report's notes go), as they come, and all of
@@ -45,12 +45,26 @@ fn sigint(child: &Child) {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
 }
 
-#[test]
-fn sigint_finishes_the_running_step_then_stops_and_releases_the_lock() {
-    let s = Setup::new("intr", 1, "");
-    let (p, sshd) = (&s.p, s.sshd());
-    let (first, second) = (p.remote_path("first"), p.remote_path("second"));
-    let gate = p.remote_path("gate");
+/// A gated first step and a second one; `up` started, and waited for until the first step
+/// has taken the deploy lock (it takes it with its change). Returns the run, its stdout lines
+/// and the paths: gate, first step's mark, second step's mark, lock.
+struct Gated {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    all_stdout: std::thread::JoinHandle<String>,
+    gate: String,
+    first: String,
+    second: String,
+    lock: std::path::PathBuf,
+}
+
+fn start_gated(s: &Setup, app: &str) -> Gated {
+    let p = &s.p;
+    let (gate, first, second) = (
+        p.remote_path("gate"),
+        p.remote_path("first"),
+        p.remote_path("second"),
+    );
     p.write(
         "playbooks/deploy.toml",
         &format!(
@@ -64,16 +78,32 @@ fn sigint_finishes_the_running_step_then_stops_and_releases_the_lock() {
         .spawn()
         .unwrap();
     let (lines, all_stdout) = stdout_lines(&mut child);
-    // Wait until the slow step has started on the host (its lock is taken with that change).
-    let lock = sshd.state_dir().join("intr/test/lock");
-    let started = Instant::now();
-    while !lock.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the slow step never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    let lock = s.sshd().state_dir().join(app).join("test/lock");
+    support::wait_until("the slow step takes the lock", SOON, || lock.exists());
+    Gated {
+        child,
+        lines,
+        all_stdout,
+        gate,
+        first,
+        second,
+        lock,
     }
+}
+
+#[test]
+fn sigint_finishes_the_running_step_then_stops_and_releases_the_lock() {
+    let s = Setup::new("intr", 1, "");
+    let (p, sshd) = (&s.p, s.sshd());
+    let Gated {
+        child,
+        lines,
+        all_stdout,
+        gate,
+        first,
+        second,
+        lock,
+    } = start_gated(&s, "intr");
     sigint(&child);
     // Only once provision said it will stop does the step in progress get to finish.
     wait_for_line(&lines, "interrupted: finishing the steps in progress");
@@ -110,24 +140,16 @@ fn sigint_finishes_the_running_step_then_stops_and_releases_the_lock() {
 #[test]
 fn a_second_sigint_quits_at_once_and_the_next_run_takes_the_lock_over() {
     let s = Setup::new("intr2", 1, "");
-    let (p, sshd) = (&s.p, s.sshd());
-    let (gate, first) = (p.remote_path("gate"), p.remote_path("first"));
-    let second = p.remote_path("second");
-    p.write(
-        "playbooks/deploy.toml",
-        &format!(
-            "[[step]]\nname = \"stuck\"\ncommand = {{ run = \"while [ ! -e {gate} ]; do sleep 0.05; done; touch {first}\", creates = \"{first}\" }}\n\
-             [[step]]\nname = \"after\"\ncommand = {{ run = \"touch {second}\", creates = \"{second}\" }}\n"
-        ),
-    );
-    let mut child = p
-        .command(&["up", "test", "--output", "plain"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines, all_stdout) = stdout_lines(&mut child);
-    let lock = sshd.state_dir().join("intr2/test/lock");
-    support::wait_until("the stuck step takes the lock", SOON, || lock.exists());
+    let p = &s.p;
+    let Gated {
+        child,
+        lines,
+        all_stdout,
+        gate,
+        first,
+        second,
+        lock,
+    } = start_gated(&s, "intr2");
     sigint(&child);
     wait_for_line(&lines, "press Ctrl-C again to quit at once");
     sigint(&child);

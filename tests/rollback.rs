@@ -47,20 +47,27 @@ fn a_forged_release_id_is_refused_and_nothing_runs() {
     assert_eq!(std::fs::read_to_string(&cur).unwrap().trim(), "v2");
 }
 
+/// A project whose one step writes `version={{ version }}` to a file on the host, released
+/// as `<prefix><version>`; and that file's path.
+fn versioned(app: &str, prefix: &str) -> (Setup, String) {
+    let s = Setup::with_env(app, 1, "retries = 0", "vars = { version = \"0\" }\n");
+    let dest = s.p.remote_path("version.txt");
+    s.p.write("templates/version.j2", "version={{ version }}\n");
+    s.p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "release = \"{prefix}{{{{ version }}}}\"\n\n[[step]]\nname = \"version file\"\ntemplate = {{ src = \"templates/version.j2\", dest = \"{dest}\" }}\n"
+        ),
+    );
+    (s, dest)
+}
+
 /// A playbook keyed on `version` (not `ref`): rollback sets the vars the release was deployed
 /// with, so the previous version is what is deployed again.
 #[test]
 fn rollback_sets_the_vars_the_release_was_deployed_with() {
-    let s = Setup::with_env("rbvars", 1, "retries = 0", "vars = { version = \"0\" }\n");
+    let (s, dest) = versioned("rbvars", "");
     let p = &s.p;
-    let dest = p.remote_path("version.txt");
-    p.write("templates/version.j2", "version={{ version }}\n");
-    p.write(
-        "playbooks/deploy.toml",
-        &format!(
-            "release = \"{{{{ version }}}}\"\n\n[[step]]\nname = \"version file\"\ntemplate = {{ src = \"templates/version.j2\", dest = \"{dest}\" }}\n"
-        ),
-    );
     for v in ["1", "2"] {
         p.run(&[
             "up",
@@ -94,16 +101,8 @@ fn rollback_sets_the_vars_the_release_was_deployed_with() {
 /// `--to` names a release by a prefix of its id: three releases, back to the first one.
 #[test]
 fn rollback_to_a_named_release_by_prefix() {
-    let s = Setup::with_env("rbto", 1, "retries = 0", "vars = { version = \"0\" }\n");
+    let (s, dest) = versioned("rbto", "rel-");
     let p = &s.p;
-    let dest = p.remote_path("version.txt");
-    p.write("templates/version.j2", "version={{ version }}\n");
-    p.write(
-        "playbooks/deploy.toml",
-        &format!(
-            "release = \"rel-{{{{ version }}}}\"\n\n[[step]]\nname = \"version file\"\ntemplate = {{ src = \"templates/version.j2\", dest = \"{dest}\" }}\n"
-        ),
-    );
     for v in ["alpha1", "beta2", "gamma3"] {
         p.run(&["up", "test", "-e", &format!("version={v}")])
             .expect_code(0);

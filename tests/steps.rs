@@ -978,8 +978,9 @@ command = { run = "id -un > @R/plain/whoami", creates = "@R/plain/whoami" }
     assert_eq!(read(&t.remote("plain/whoami")), "provtest-plain\n");
 }
 
-#[test]
-fn sudo_user_with_become_writes_root_owned_files() {
+/// A target logging in as the sudo user with `become`, and a directory under /etc (root's)
+/// named after the test's remote dir, `tag` telling tests apart.
+fn sudo_target_and_etc_dir(tag: &str) -> (Target, PathBuf) {
     ensure_user("provtest-sudo", true);
     let t = Target::with_env("provtest-sudo", "ssh = { become = true }");
     let suffix =
@@ -988,7 +989,13 @@ fn sudo_user_with_become_writes_root_owned_files() {
             .unwrap()
             .to_string_lossy()
             .replace("prov-remote-", "");
-    let etc = PathBuf::from(format!("/etc/provision-test-{suffix}"));
+    let etc = PathBuf::from(format!("/etc/provision-test-{tag}{suffix}"));
+    (t, etc)
+}
+
+#[test]
+fn sudo_user_with_become_writes_root_owned_files() {
+    let (t, etc) = sudo_target_and_etc_dir("");
     let _cleanup = Cleanup(etc.clone());
     t.p.write("files/root.conf", "owned by root\n");
     let pb = r#"
@@ -1031,15 +1038,7 @@ command = { run = "id -un > @E/whoami", creates = "@E/whoami" }
 /// owner changes on every run (issue 12 #21).
 #[test]
 fn setuid_and_setgid_modes_with_an_owner_converge() {
-    ensure_user("provtest-sudo", true);
-    let t = Target::with_env("provtest-sudo", "ssh = { become = true }");
-    let suffix =
-        t.p.remote
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace("prov-remote-", "");
-    let etc = PathBuf::from(format!("/etc/provision-test-s{suffix}"));
+    let (t, etc) = sudo_target_and_etc_dir("s");
     let _cleanup = Cleanup(etc.clone());
     t.p.write("files/tool", "#!/bin/sh\necho tool\n");
     let pb = r#"
