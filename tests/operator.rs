@@ -647,6 +647,58 @@ fn docker_run_pull_always_follows_the_registry() {
     }
 }
 
+/// A new container that dies at start, with or without a health check: the step fails at
+/// once with its logs (the health check's timeout is not waited out) and the previous
+/// container is running again, the same one.
+#[test]
+fn a_container_that_dies_at_start_restores_the_previous_one() {
+    let Servers { key, sshds, .. } = &servers(1);
+    let sshd = &sshds[0];
+    let app = format!("opdies{}", std::process::id());
+    let _ = docker_ok(&["rm", "-f", &app]);
+    let _c = Container(app.clone());
+    let p = project_on(
+        &app,
+        std::slice::from_ref(sshd),
+        key,
+        &format!("remote_env = {{ DOCKER_HOST = \"{}\" }}\n", docker_host()),
+    );
+    let playbook = |command: &str, health: &str| {
+        format!(
+            "[[step]]\nname = \"app\"\ndocker_run = {{ name = \"{app}\", image = \"{BASE_IMAGE}\", pull = \"never\", command = \"{command}\"{health} }}\n"
+        )
+    };
+    p.write("playbooks/deploy.toml", &playbook("sleep 600", ""));
+    p.run(&["up", "test"]).expect_code(0);
+    let id = || {
+        docker(&["inspect", "-f", "{{.Id}} {{.State.Running}}", &app])
+            .trim()
+            .to_string()
+    };
+    let good = id();
+    let health = ", healthcheck = { url = \"http://127.0.0.1:1/\", timeout = \"120s\" }";
+    for h in ["", health] {
+        p.write(
+            "playbooks/deploy.toml",
+            &playbook("echo dying words; exit 3", h),
+        );
+        let started = Instant::now();
+        let r = p.run(&["up", "test", "--output", "json"]);
+        r.expect_code(3);
+        let e = r.step("app");
+        let text = format!("{}\n{}", e["message"], e["output"]);
+        assert!(
+            text.contains("exited right after start") && text.contains("dying words"),
+            "{text}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the health check timeout was waited out"
+        );
+        assert_eq!(id(), good, "the previous container is not the one running");
+    }
+}
+
 /// The `tick N` numbers in a logs output.
 fn ticks_in(text: &str, host: &str) -> Vec<u64> {
     let prefix = format!("[{host}] tick ");

@@ -216,9 +216,14 @@ impl Desired {
         a.join(" ")
     }
 
-    fn health_sh(&self) -> String {
+    /// After `docker run`: with a health check, poll it every 0.2 s until it answers (failing
+    /// at once if the container exits); without one, watch the container for a second, so one
+    /// that dies at start is caught and the previous one restored. No fixed sleep either way.
+    fn started_sh(&self) -> String {
         let Some(h) = &self.spec.healthcheck else {
-            return String::new();
+            return format!(
+                "i=0; while [ $i -lt 10 ]; do {EXITED_SH}i=$((i+1)); sleep 0.1; done\n"
+            );
         };
         let timeout = h
             .timeout
@@ -226,20 +231,26 @@ impl Desired {
             .as_secs()
             .max(1);
         format!(
-            "{HTTP_STATUS_FN}start=$(date +%s); code=000\n\
-             until [ \"$code\" = {status} ]; do\n\
+            "{HTTP_STATUS_FN}start=$(date +%s)\n\
+             until code=$(http_status {url}); [ \"$code\" = {status} ]; do\n\
+               {EXITED_SH}\
                if [ $(( $(date +%s) - start )) -ge {timeout} ]; then\n\
                  echo \"health check {url} answered $code, not {status}, within {timeout}s; container logs:\" >&2\n\
                  docker logs --tail 20 \"$n\" >&2 2>&1 || true\n\
                  restore; echo \"the previous container was restored\" >&2; exit 1\n\
                fi\n\
-               sleep 1; code=$(http_status {url})\n\
+               sleep 0.2\n\
              done\n",
             status = h.status.unwrap_or(200),
             url = quote(&h.url),
         )
     }
 }
+
+/// A container that is no longer running, or was restarted (a restart policy brings a dying
+/// one back, so `Running` alone can say true): say so with its logs, restore the previous one,
+/// fail.
+const EXITED_SH: &str = "if [ \"$(docker inspect -f '{{.State.Status}} {{.RestartCount}}' \"$n\")\" != 'running 0' ]; then echo \"container $n exited right after start; logs:\" >&2; docker logs --tail 20 \"$n\" >&2 2>&1 || true; restore; exit 1; fi\n";
 
 impl Desired {
     /// `pull = "always"`: the tag is pulled before the image id is compared, in plan too, so
@@ -359,19 +370,14 @@ impl StepKind for Desired {
              }}\n\
              {network}\
              if ! docker run {args} >/dev/null; then restore; echo \"docker run failed; the previous container (if any) was restored\" >&2; exit 1; fi\n\
-             sleep 1\n\
-             if [ \"$(docker inspect -f '{{{{.State.Running}}}}' \"$n\")\" != true ]; then\n\
-               echo \"container $n exited right after start; logs:\" >&2; docker logs --tail 20 \"$n\" >&2 2>&1 || true\n\
-               restore; exit 1\n\
-             fi\n\
-             {health}\
+             {started}\
              docker rm -f \"$n--previous\" >/dev/null 2>&1 || true\n",
             n = quote(&self.spec.name),
             envsum = self.env_sum_sh(),
             image = quote(&self.spec.image),
             want_q = quote(&want),
             args = self.run_args(),
-            health = self.health_sh(),
+            started = self.started_sh(),
         );
         Action::script(script)
     }
