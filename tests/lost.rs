@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::process::Command;
 use std::time::Duration;
 use support::{ClientKey, Project, SOON, Setup, Sshd, project_toml, wait_until};
@@ -90,7 +90,15 @@ fn two_of_twenty_hosts_lost_mid_run_then_retry_failed_completes_them() {
     // victim is to start, the first is still inside the step when the kill comes.
     for v in &victims {
         let marker = p.remote.join(v.port.to_string()).join("started");
-        wait_until("the slow step starts on a victim", SOON, || marker.exists());
+        wait_until("the slow step starts on a victim", SOON, || {
+            // A run that ended before the step started: say what it printed, not "timed out".
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut out = String::new();
+                let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+                panic!("provision exited ({status}) before the slow step started:\n{out}");
+            }
+            marker.exists()
+        });
     }
     for v in &victims {
         kill_sessions(v.port);

@@ -303,7 +303,12 @@ impl Sshd {
              MaxSessions 20\n\
              AllowTcpForwarding yes\n\
              LogLevel VERBOSE\n\
-             Subsystem sftp /usr/lib/openssh/sftp-server\n",
+             Subsystem sftp /usr/lib/openssh/sftp-server\n\
+             # Root's rc files are this machine's, not under test: bash reads ~/.bashrc for an\n\
+             # ssh command only at shell level 1, and a root .bashrc running `pyenv rehash` (a\n\
+             # lock held up to 60 s) stalls concurrent logins. The rc-file tests use other users.\n\
+             Match User root\n\
+             \x20   SetEnv SHLVL=1\n",
             port = self.port,
             listen = self.listen,
         );
