@@ -248,3 +248,68 @@ fn an_encrypted_key_is_asked_for_once_on_the_terminal_and_never_echoed() {
         "names the key file: {text}"
     );
 }
+
+/// `--output human` beyond the live view: a plan's diff, a failure with its output tail and
+/// the recap naming where the host stopped; `NO_COLOR` drops colours (the live view's cursor
+/// control stays); piped, human output is plain lines without any escape sequence.
+#[test]
+fn human_output_shows_diffs_failures_and_honours_no_color() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshds = start_many(&key, 1);
+    let p = Project::new();
+    let hosts: Vec<String> = sshds.iter().map(|s| s.addr("root")).collect();
+    p.write(
+        "provision.toml",
+        &project_toml("ttyhuman", &hosts, &key, ""),
+    );
+    let conf = p.remote_path("app.conf");
+    p.write("templates/app.conf.j2", "workers = 4\n");
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"conf\"\ntemplate = {{ src = \"templates/app.conf.j2\", dest = \"{conf}\" }}\n\n\
+             [[step]]\nname = \"migrate db\"\ncommand = {{ run = \"echo applying 0007; echo 'relation users does not exist' >&2; exit 4\" }}\n"
+        ),
+    );
+    let plan = on_tty(&p, &["plan", "test"], &[], &[]);
+    let text = plan.text();
+    assert_eq!(plan.code, 0, "{text}");
+    assert!(text.contains("+workers = 4"), "the plan's diff: {text}");
+
+    let up = on_tty(&p, &["up", "test"], &[], &[]);
+    let text = up.text();
+    assert_eq!(up.code, 3, "{text}");
+    assert!(up.raw.contains("\x1b[3"), "no colour on a terminal: {text}");
+    for want in [
+        "migrate db",
+        "exit code 4",
+        "applying 0007",
+        "relation users does not exist",
+    ] {
+        assert!(text.contains(want), "missing {want:?}: {text}");
+    }
+    assert!(text.contains("1 failed"), "the recap: {text}");
+
+    let plain = on_tty(&p, &["up", "test"], &[], &[("NO_COLOR", "1")]);
+    assert_eq!(plain.code, 3);
+    assert!(
+        !plain.raw.contains("\x1b[3"),
+        "colour despite NO_COLOR: {}",
+        plain.text()
+    );
+    assert!(plain.text().contains("relation users does not exist"));
+
+    let piped = p.run(&["up", "test", "--output", "human"]);
+    piped.expect_code(3);
+    assert!(
+        !piped.stdout.contains('\x1b'),
+        "escapes when piped: {}",
+        piped.dump()
+    );
+    assert!(
+        format!("{}{}", piped.stdout, piped.stderr).contains("relation users does not exist"),
+        "{}",
+        piped.dump()
+    );
+}
