@@ -156,14 +156,7 @@ fn exec_runs_everywhere_prefixes_by_host_and_fails_when_one_host_fails() {
 /// A project whose playbook runs a container printing `tick N` every second, recorded as
 /// release `v1-<app>`.
 fn container_project(app: &str, sshd: &Sshd, key: &ClientKey) -> Project {
-    let host = docker_host();
-    let _ = docker_ok(&["rm", "-f", app]);
-    let p = project_on(
-        app,
-        std::slice::from_ref(sshd),
-        key,
-        &format!("remote_env = {{ DOCKER_HOST = \"{host}\" }}\n"),
-    );
+    let p = engine_project(app, sshd, key);
     p.write(
         "playbooks/deploy.toml",
         &format!(
@@ -172,6 +165,18 @@ fn container_project(app: &str, sshd: &Sshd, key: &ClientKey) -> Project {
         ),
     );
     p
+}
+
+/// A project `app` on `sshd` whose host reaches the test Docker engine, with no container
+/// `app` left from an earlier run.
+fn engine_project(app: &str, sshd: &Sshd, key: &ClientKey) -> Project {
+    let _ = docker_ok(&["rm", "-f", app]);
+    project_on(
+        app,
+        std::slice::from_ref(sshd),
+        key,
+        &format!("remote_env = {{ DOCKER_HOST = \"{}\" }}\n", docker_host()),
+    )
 }
 
 struct Container(String);
@@ -472,12 +477,7 @@ fn docker_build_with_another_dockerfile_and_build_args() {
     let Servers { key, sshds, .. } = &servers(1);
     let sshd = &sshds[0];
     let app = format!("opbuild{}", std::process::id());
-    let p = project_on(
-        &app,
-        std::slice::from_ref(sshd),
-        key,
-        &format!("remote_env = {{ DOCKER_HOST = \"{}\" }}\n", docker_host()),
-    );
+    let p = engine_project(&app, sshd, key);
     let ctx = p.remote.join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch-that-does-not-exist\n").unwrap();
@@ -602,15 +602,9 @@ fn docker_run_pull_always_follows_the_registry() {
     let Servers { key, sshds, .. } = &servers(1);
     let sshd = &sshds[0];
     let app = format!("oppull{}", std::process::id());
-    let _ = docker_ok(&["rm", "-f", &app]);
     let _c = Container(app.clone());
     let image = format!("127.0.0.1:{}/{app}:latest", registry.port);
-    let p = project_on(
-        &app,
-        std::slice::from_ref(sshd),
-        key,
-        &format!("remote_env = {{ DOCKER_HOST = \"{}\" }}\n", docker_host()),
-    );
+    let p = engine_project(&app, sshd, key);
     p.write(
         "playbooks/deploy.toml",
         &format!(
@@ -655,14 +649,8 @@ fn a_container_that_dies_at_start_restores_the_previous_one() {
     let Servers { key, sshds, .. } = &servers(1);
     let sshd = &sshds[0];
     let app = format!("opdies{}", std::process::id());
-    let _ = docker_ok(&["rm", "-f", &app]);
     let _c = Container(app.clone());
-    let p = project_on(
-        &app,
-        std::slice::from_ref(sshd),
-        key,
-        &format!("remote_env = {{ DOCKER_HOST = \"{}\" }}\n", docker_host()),
-    );
+    let p = engine_project(&app, sshd, key);
     let playbook = |command: &str, health: &str| {
         format!(
             "[[step]]\nname = \"app\"\ndocker_run = {{ name = \"{app}\", image = \"{BASE_IMAGE}\", pull = \"never\", command = \"{command}\"{health} }}\n"
@@ -712,14 +700,8 @@ fn docker_run_labels_and_restart_then_logs_since() {
     let Servers { key, sshds, .. } = &servers(1);
     let sshd = &sshds[0];
     let app = format!("oplabels{}", std::process::id());
-    let _ = docker_ok(&["rm", "-f", &app]);
     let _c = Container(app.clone());
-    let p = project_on(
-        &app,
-        std::slice::from_ref(sshd),
-        key,
-        &format!("remote_env = {{ DOCKER_HOST = \"{}\" }}\n", docker_host()),
-    );
+    let p = engine_project(&app, sshd, key);
     let playbook = |tier: &str| {
         format!(
             "[[step]]\nname = \"app\"\ndocker_run = {{ name = \"{app}\", image = \"{BASE_IMAGE}\", pull = \"never\", \
