@@ -124,6 +124,7 @@ fn applied_output(parsed: &Parsed, out: &ExecOutput) -> ExecOutput {
         stderr: out.stderr.clone(),
         exit: rc.map(|r| r as u32),
         signal: out.signal.clone(),
+        cut: out.cut,
     }
 }
 
@@ -155,10 +156,7 @@ fn failure_message(summary: &str, applied: &ExecOutput, output: &str) -> String 
 /// The transport notes at the end of stderr what it did not keep (long lines, the middle
 /// of long output): say so where a plain report shows it too.
 fn with_truncation_note(summary: String, out: &ExecOutput) -> String {
-    let cut = out.stderr[out.stderr.len().saturating_sub(256)..]
-        .windows(11)
-        .any(|w| w == b" truncated:");
-    if cut {
+    if out.cut {
         format!("{summary} (output truncated: long lines and the middle were not kept)")
     } else {
         summary

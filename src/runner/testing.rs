@@ -242,6 +242,7 @@ async fn run_sh(
         stderr: out.stderr,
         exit: out.status.code().map(|c| c as u32),
         signal: out.status.signal().map(|s| s.to_string()),
+        cut: false,
     })
 }
 
@@ -252,10 +253,11 @@ fn kept(out: ExecOutput, keep: Keep) -> ExecOutput {
         c.push(bytes);
         c
     };
-    let (stdout, stderr) = finish_streams(stream(&out.stdout), stream(&out.stderr));
+    let (stdout, stderr, cut) = finish_streams(stream(&out.stdout), stream(&out.stderr));
     ExecOutput {
         stdout,
         stderr,
+        cut,
         ..out
     }
 }

@@ -186,17 +186,18 @@ impl Capture {
         self.reserved -= n;
     }
 }
-/// Both streams of a command, finished; what either did not keep is said at the end of
-/// stderr, where an operator reading a failure looks.
-pub fn finish_streams(stdout: Capture, stderr: Capture) -> (Vec<u8>, Vec<u8>) {
+/// Both streams of a command, finished, and whether anything was cut; what either did not
+/// keep is said at the end of stderr, where an operator reading a failure looks.
+pub fn finish_streams(stdout: Capture, stderr: Capture) -> (Vec<u8>, Vec<u8>, bool) {
     let cuts = [("stdout", stdout.dropped()), ("stderr", stderr.dropped())];
+    let cut = cuts.iter().any(|(_, d)| *d > 0);
     let stdout = stdout.finish();
     let mut stderr = stderr.finish();
     for (name, dropped) in cuts.into_iter().filter(|(_, d)| *d > 0) {
         let note = format!("\n[provision: {name} truncated: {dropped} bytes not kept]\n");
         stderr.extend_from_slice(note.as_bytes());
     }
-    (stdout, stderr)
+    (stdout, stderr, cut)
 }
 
 impl Drop for Capture {

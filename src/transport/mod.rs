@@ -27,6 +27,8 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
     pub exit: Option<u32>,
     pub signal: Option<String>,
+    /// Some of what it printed was not kept (see [`capture`]); the end of stderr says how much.
+    pub cut: bool,
 }
 
 impl ExecOutput {

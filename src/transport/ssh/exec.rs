@@ -134,10 +134,11 @@ impl Collected {
     }
 
     fn finish(self) -> ExecOutput {
-        let (stdout, stderr) = finish_streams(self.stdout, self.stderr);
+        let (stdout, stderr, cut) = finish_streams(self.stdout, self.stderr);
         ExecOutput {
             stdout,
             stderr,
+            cut,
             exit: self.exit,
             signal: self.signal,
         }
