@@ -6,11 +6,14 @@
 //! stopped. A `stateful` container (a database) is never recreated without
 //! `--allow-recreate`, and named volumes are never removed.
 //!
-//! Recreating keeps the old container, stopped and renamed `<name>--previous`, until the new
-//! one runs (and passes `healthcheck`, when given); if it does not, the old one is renamed back
-//! and started, so the previous release keeps serving.
+//! Recreating (`strategy = "stop-first"`, the default) keeps the old container, stopped and
+//! renamed `<name>--previous`, until the new one runs (and passes `healthcheck`, when given);
+//! if it does not, the old one is renamed back and started, so the previous release keeps
+//! serving. The port is closed meanwhile. `strategy = "start-first"` starts the new container
+//! beside the old one, behind a front proxy that publishes the port (`docker_swap.rs`).
 
 use super::docker_install::{docker_missing, docker_ok_probe};
+use super::docker_swap::{Proxy, SERVICE_LABEL, Swap, valid_name};
 use super::shell::HTTP_STATUS_FN;
 use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use crate::transport::script::quote;
@@ -52,6 +55,12 @@ pub struct Spec {
     /// After (re)creating: this URL must answer `status` within `timeout`, else the previous
     /// container is restored and the step fails.
     pub healthcheck: Option<Health>,
+    /// "stop-first" (default): stop the old container, then start the new one. "start-first":
+    /// the new one starts beside the old one behind `proxy`, which switches once it is healthy.
+    pub strategy: Option<String>,
+    /// The front proxy of a start-first container: `{ port = "127.0.0.1:8080", app_port =
+    /// 8000, health = "/up", interval = "0.2s", timeout = "30s", drain = "30s" }`.
+    pub proxy: Option<Proxy>,
 }
 
 impl Kind for Spec {
@@ -80,6 +89,8 @@ pub struct Desired {
     /// field → short hash, in a stable order.
     fields: BTreeMap<&'static str, String>,
     allow_recreate: bool,
+    /// Set for `strategy = "start-first"`.
+    swap: Option<Swap>,
 }
 
 const FIELDS_LABEL: &str = "provision.fields";
@@ -92,16 +103,7 @@ fn short_hash(v: &impl Serialize) -> String {
 
 impl Desired {
     pub fn prepare(spec: &Spec, allow_recreate: bool) -> Result<Desired, String> {
-        let name_ok = spec
-            .name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-            && spec
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !name_ok {
+        if !valid_name(&spec.name) {
             return Err(format!(
                 "container name `{}` may only hold letters, digits, `_`, `.` and `-`",
                 spec.name
@@ -117,6 +119,7 @@ impl Desired {
                 "pull `{p}` must be \"missing\", \"never\" or \"always\""
             ));
         }
+        let swap = Self::swap(spec)?;
         let restart = spec
             .restart
             .clone()
@@ -139,7 +142,38 @@ impl Desired {
             },
             fields,
             allow_recreate,
+            swap,
         })
+    }
+
+    /// The start-first swap, when `strategy` asks for it; what cannot go with it is refused.
+    fn swap(spec: &Spec) -> Result<Option<Swap>, String> {
+        match (spec.strategy.as_deref(), &spec.proxy) {
+            (None | Some("stop-first"), None) => Ok(None),
+            (None | Some("stop-first"), Some(_)) => Err(
+                "`proxy` is only used with strategy = \"start-first\" (add it, or drop `proxy`)"
+                    .into(),
+            ),
+            (Some("start-first"), None) => Err(
+                "strategy = \"start-first\" needs `proxy = { port = \"…\", app_port = …, health = \"/up\" }`: the proxy publishes the port while two containers run"
+                    .into(),
+            ),
+            (Some("start-first"), Some(proxy)) => {
+                if spec.stateful {
+                    return Err("a stateful container cannot be start-first: two would share its data; use the default stop-first".into());
+                }
+                if !spec.ports.is_empty() {
+                    return Err("a start-first container publishes no `ports` (two run at once during a swap): the proxy publishes proxy.port".into());
+                }
+                if spec.healthcheck.is_some() {
+                    return Err("a start-first container is health-checked on the docker network: use proxy.health (a path) instead of `healthcheck`".into());
+                }
+                Swap::prepare(&spec.name, spec.network.as_deref(), proxy).map(Some)
+            }
+            (Some(other), _) => Err(format!(
+                "strategy `{other}` must be \"stop-first\" or \"start-first\""
+            )),
+        }
     }
 
     /// The label value: "command=ab12…,env=…".
@@ -182,6 +216,12 @@ impl Desired {
             quote(&format!("{FIELDS_LABEL}={}", self.fields_label()))
         ));
         a.push(format!("--label \"{ENV_LABEL}=$envsum\""));
+        if self.swap.is_some() {
+            a.push(format!(
+                "--label {}",
+                quote(&format!("{SERVICE_LABEL}={}", s.name))
+            ));
+        }
         for (k, v) in &s.labels {
             a.push(format!("--label {}", quote(&format!("{k}={v}"))));
         }
@@ -266,12 +306,115 @@ impl Desired {
     }
 }
 
+/// The start-first strategy: naming the new container, probing and deciding with the proxy.
+impl Desired {
+    /// Sets `$envsum`, `$img` and `$n`: the container this configuration, env file content and
+    /// image id give, `<name>-<12 hex>`. In the apply the image is pulled first when the
+    /// `pull` setting says so, since its id is part of the name.
+    fn swap_name_sh(&self, apply: bool) -> String {
+        let image = quote(&self.spec.image);
+        let inspect =
+            format!("img=$(docker image inspect -f '{{{{.Id}}}}' {image} 2>/dev/null || true)\n");
+        let pull = match (apply, self.spec.pull.as_deref()) {
+            (false, _) | (true, Some("never")) => String::new(),
+            (true, Some("always")) => format!("docker pull -q {image} >/dev/null\n{inspect}"),
+            (true, _) => {
+                format!("if [ -z \"$img\" ]; then docker pull -q {image} >/dev/null; {inspect}fi\n")
+            }
+        };
+        format!(
+            "{envsum}{inspect}{pull}n={svc}-$(printf '%s|%s|%s' {want} \"$envsum\" \"$img\" | sha256sum | cut -c1-12)\n",
+            envsum = self.env_sum_sh(),
+            svc = quote(&self.spec.name),
+            want = quote(&self.fields_label()),
+        )
+    }
+
+    fn swap_probe(&self, swap: &Swap) -> String {
+        format!(
+            "{docker}{pull}{name}printf 'envfile=%s\\n' \"$envsum\"\nprintf 'image_id=%s\\n' \"$img\"\n{probe}",
+            docker = docker_ok_probe(),
+            pull = self.pull_sh(),
+            name = self.swap_name_sh(false),
+            probe = swap.probe(),
+        )
+    }
+
+    /// What a start-first container needs: the proxy, the wanted container serving, the
+    /// proxy's conf as this step writes it, and no other container of the service.
+    fn swap_decide(&self, swap: &Swap, p: &Probe) -> Decision {
+        let name = &self.spec.name;
+        let o = Swap::observed(&p.out);
+        let want = &o.want;
+        let mut todo: Vec<String> = swap.proxy_problem(&o).into_iter().collect();
+        let serving = o
+            .upstream
+            .as_ref()
+            .and_then(|u| o.containers.iter().find(|c| c.name == *u));
+        let up_to_date = serving.is_some_and(|c| c.name == *want && c.state == "running");
+        match serving {
+            _ if up_to_date => {}
+            Some(cur) if cur.name == *want => {
+                todo.push(format!("recreate {want} (was {})", cur.state));
+            }
+            Some(cur) => {
+                let mut why: Vec<String> = self
+                    .changed_fields(&cur.fields)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                if Some(cur.envsum.as_str()) != p.field("envfile") {
+                    why.push("env_file content".into());
+                }
+                let image_id = p.field("image_id").unwrap_or("");
+                if !image_id.is_empty()
+                    && cur.image != image_id
+                    && !why.iter().any(|w| w == "image")
+                {
+                    why.push("image id".into());
+                }
+                todo.push(format!(
+                    "swap {name}: {} changed (start {want}, switch {}, drain and stop {})",
+                    why.join(", "),
+                    swap.proxy,
+                    cur.name
+                ));
+            }
+            None => todo.push(format!("create {name} as {want} behind {}", swap.proxy)),
+        }
+        if up_to_date && todo.is_empty() && o.confsum != swap.conf_sum(want) {
+            todo.push(format!("rewrite the conf of {} and reload it", swap.proxy));
+        }
+        let serving_name = serving.map(|c| c.name.as_str());
+        let old: Vec<&str> = o
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| c != want && Some(*c) != serving_name)
+            .collect();
+        if !old.is_empty() {
+            todo.push(format!("remove old {}", old.join(", ")));
+        }
+        if o.legacy {
+            todo.push(format!("replace the stop-first container {name}"));
+        }
+        if todo.is_empty() {
+            Decision::Ok(format!("{want} serving through {}, up to date", swap.proxy))
+        } else {
+            Decision::change(todo.join("; "))
+        }
+    }
+}
+
 impl StepKind for Desired {
     fn inputs(&self) -> Vec<String> {
         self.spec.env_file.iter().cloned().collect()
     }
 
     fn probe(&self, _check: bool) -> Option<String> {
+        if let Some(swap) = &self.swap {
+            return Some(self.swap_probe(swap));
+        }
         Some(format!(
             "{docker}n={n}\n{pull}{envsum}printf 'envfile=%s\\n' \"$envsum\"\n\
              printf 'image_id=%s\\n' \"$(docker image inspect -f '{{{{.Id}}}}' {image} 2>/dev/null)\"\n\
@@ -299,6 +442,9 @@ impl StepKind for Desired {
                 "create or recreate {name} (env file {} not there yet)",
                 self.spec.env_file.as_deref().unwrap_or("")
             ));
+        }
+        if let Some(swap) = &self.swap {
+            return self.swap_decide(swap, &p);
         }
         if p.field("exists") != Some("1") {
             return Decision::change(format!("create {name}"));
@@ -334,6 +480,9 @@ impl StepKind for Desired {
     }
 
     fn apply(&self) -> Action {
+        if let Some(swap) = &self.swap {
+            return Action::script(swap.apply(&self.swap_name_sh(true), &self.run_args()));
+        }
         let want = self.fields_label();
         let stateful_guard = if self.spec.stateful && !self.allow_recreate {
             "echo \"stateful container $n differs; not recreated without --allow-recreate\" >&2; exit 1\n"
@@ -402,6 +551,8 @@ mod tests {
             stateful: false,
             pull: None,
             healthcheck: None,
+            strategy: None,
+            proxy: None,
         }
     }
 
@@ -526,5 +677,172 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    fn start_first() -> Spec {
+        Spec {
+            ports: vec![],
+            strategy: Some("start-first".into()),
+            proxy: Some(Proxy {
+                port: "127.0.0.1:8080".into(),
+                app_port: Some(8000),
+                health: Some("/health".into()),
+                interval: None,
+                timeout: None,
+                drain: None,
+                image: None,
+                name: None,
+            }),
+            ..spec()
+        }
+    }
+
+    /// A probe of a start-first step whose proxy routes to `upstream`, with `containers`.
+    fn swap_probe(d: &Desired, upstream: &str, containers: &[(&str, &str)]) -> Probe {
+        let swap = d.swap.as_ref().unwrap();
+        let mut out = format!(
+            "docker=ok\nenvfile=E\nimage_id=I\nwant=app-new\nproxy=running {}\nupstream={upstream}\nconfsum={}\n",
+            swap.proxy_label(),
+            swap.conf_sum(upstream)
+        );
+        for (name, fields) in containers {
+            out.push_str(&format!("c=/{name}|running|{fields}|E|I\n"));
+        }
+        Probe { out, rc: 0 }
+    }
+
+    #[test]
+    fn start_first_is_ok_when_the_proxy_serves_the_wanted_container() {
+        let d = Desired::prepare(&start_first(), false).unwrap();
+        let label = d.fields_label();
+        let p = swap_probe(&d, "app-new", &[("app-new", &label)]);
+        assert_eq!(
+            d.decide(Some(&p)),
+            Decision::Ok("app-new serving through app-proxy, up to date".into())
+        );
+        // A conf edited by hand (or a drain changed) is rewritten and reloaded.
+        let mut edited = p.clone();
+        edited.out = edited.out.replace("confsum=", "confsum=x");
+        assert_eq!(
+            d.decide(Some(&edited)),
+            Decision::change("rewrite the conf of app-proxy and reload it")
+        );
+    }
+
+    #[test]
+    fn start_first_swaps_and_names_what_changed() {
+        let old = Desired::prepare(&start_first(), false).unwrap();
+        let new = Desired::prepare(
+            &Spec {
+                image: "app:2".into(),
+                ..start_first()
+            },
+            false,
+        )
+        .unwrap();
+        let p = swap_probe(
+            &new,
+            "app-old",
+            &[("app-old", &old.fields_label()), ("app-x", "")],
+        );
+        assert_eq!(
+            new.decide(Some(&p)),
+            Decision::change(
+                "swap app: image changed (start app-new, switch app-proxy, drain and stop app-old); remove old app-x"
+            )
+        );
+        let mut fresh = Probe::with_out(
+            "docker=ok\nenvfile=E\nimage_id=I\nwant=app-new\nupstream=\nconfsum=e3\n",
+        );
+        assert_eq!(
+            new.decide(Some(&fresh)),
+            Decision::change(
+                "create proxy app-proxy on port 127.0.0.1:8080; create app as app-new behind app-proxy"
+            )
+        );
+        fresh.out.push_str("legacy=1\n");
+        assert!(
+            matches!(new.decide(Some(&fresh)), Decision::Change { summary, .. } if summary.ends_with("replace the stop-first container app"))
+        );
+    }
+
+    #[test]
+    fn start_first_refuses_what_cannot_run_twice() {
+        let err = |s: Spec| Desired::prepare(&s, false).unwrap_err();
+        assert!(
+            err(Spec {
+                ports: vec!["8080:80".into()],
+                ..start_first()
+            })
+            .contains("no `ports`")
+        );
+        assert!(
+            err(Spec {
+                stateful: true,
+                ..start_first()
+            })
+            .contains("stateful")
+        );
+        assert!(
+            err(Spec {
+                network: None,
+                ..start_first()
+            })
+            .contains("network")
+        );
+        assert!(
+            err(Spec {
+                proxy: None,
+                ..start_first()
+            })
+            .contains("needs `proxy")
+        );
+        assert!(
+            err(Spec {
+                strategy: None,
+                ..start_first()
+            })
+            .contains("only used with")
+        );
+        assert!(
+            err(Spec {
+                strategy: Some("blue-green".into()),
+                ..start_first()
+            })
+            .contains("must be")
+        );
+        assert!(
+            err(Spec {
+                healthcheck: Some(Health {
+                    url: "http://x/".into(),
+                    status: None,
+                    timeout: None
+                }),
+                ..start_first()
+            })
+            .contains("proxy.health")
+        );
+    }
+
+    #[test]
+    fn start_first_scripts_are_valid_sh_and_label_the_service() {
+        let d = Desired::prepare(&start_first(), false).unwrap();
+        assert!(
+            d.run_args().contains("--label provision.service=app "),
+            "{}",
+            d.run_args()
+        );
+        assert!(!d.run_args().contains(" -p "), "{}", d.run_args());
+        for script in [d.probe(false).unwrap(), d.apply().script] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}\n{script}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }

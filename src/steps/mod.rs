@@ -9,6 +9,7 @@ pub mod directory;
 pub mod docker_build;
 pub mod docker_install;
 pub mod docker_run;
+pub mod docker_swap;
 pub mod env_file;
 pub mod file;
 pub mod git;
