@@ -23,7 +23,9 @@ pub const DOCKER_HOST: &str = "unix:///tmp/provision-test-docker/docker.sock";
 pub const BASE_IMAGE: &str = "provision-local/base:1";
 pub const DB_IMAGE: &str = "provision-local/postgres:15";
 /// The tests' app names: one of these followed by the test process's pid.
-pub const APP_BASES: [&str; 4] = ["dkflow", "dkwait", "dklock", "dkstate"];
+pub const APP_BASES: [&str; 5] = ["dkflow", "dkwait", "dklock", "dkstate", "dkzero"];
+/// The front proxy image of `docker_run`'s start-first strategy (see [`nginx_image`]).
+pub const NGINX_IMAGE: &str = "provision-local/nginx:1";
 
 /// The repository root (for `playbooks/`, `templates/`, `examples/hello/`, `scripts/`).
 pub fn repo_root() -> PathBuf {
@@ -281,6 +283,14 @@ pub fn cleanup_app(app: &str) {
     ] {
         let _ = docker_out(&["rm", "-f", "-v", &c]);
     }
+    // A start-first app: its proxy and every container labelled with the service.
+    let _ = docker_out(&["rm", "-f", &format!("{app}-proxy")]);
+    let label = format!("label=provision.service={app}");
+    if let Some(ids) = docker_ok(&["ps", "-aq", "--filter", &label]) {
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            let _ = docker_out(&["rm", "-f", "-v", id]);
+        }
+    }
     let _ = docker_out(&["volume", "rm", "-f", &format!("{app}-pgdata")]);
     let _ = docker_out(&["network", "rm", &format!("{app}-net")]);
     if let Some(images) = docker_ok(&["images", app, "--format", "{{.Repository}}:{{.Tag}}"]) {
@@ -288,6 +298,31 @@ pub fn cleanup_app(app: &str) {
             let _ = docker_out(&["rmi", "-f", image]);
         }
     }
+}
+
+/// Build the local nginx image the start-first proxy runs (Debian's nginx binary, no
+/// registry: `examples/compose-three-tier/nginx-image.sh`, idempotent) into the test engine.
+pub fn nginx_image() {
+    docker_host();
+    let out = Command::new(repo_root().join("examples/compose-three-tier/nginx-image.sh"))
+        .env("DOCKER_HOST", DOCKER_HOST)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run examples/compose-three-tier/nginx-image.sh");
+    assert!(
+        out.status.success(),
+        "examples/compose-three-tier/nginx-image.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Names of the containers labelled `provision.service=<service>` (a start-first app's).
+pub fn service_containers(service: &str) -> Vec<String> {
+    let label = format!("label=provision.service={service}");
+    docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,6 +347,120 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((status, body))
+}
+
+/// One request of a [`Load`]: when it started (since the load began), how long it took, and
+/// its status and body (None: no answer: refused, reset or timed out).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Duration,
+    pub took: Duration,
+    pub answer: Option<(u16, String)>,
+}
+
+/// A load generator: `workers` threads together sending `rate` GET requests per second to
+/// 127.0.0.1:port/path, each on a fresh TCP connection (HTTP/1.0, `Connection: close`), paced
+/// on a shared schedule, until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<Sample>>>,
+    began: Instant,
+}
+
+/// What a [`Load`] saw, in start order.
+pub struct LoadReport {
+    pub samples: Vec<Sample>,
+    pub elapsed: Duration,
+}
+
+impl Load {
+    pub fn start(port: u16, path: &str, rate: u32, workers: u32) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let began = Instant::now();
+        let next = Arc::new(Mutex::new(0u64));
+        let period = Duration::from_secs(1) / rate;
+        let threads = (0..workers)
+            .map(|_| {
+                let (stop, next, path) = (stop.clone(), next.clone(), path.to_string());
+                std::thread::spawn(move || {
+                    let mut samples = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        // Take the next slot of the schedule; pacing, not waiting for a condition.
+                        let slot = {
+                            let mut n = next.lock().unwrap();
+                            *n += 1;
+                            period * (*n as u32)
+                        };
+                        if let Some(wait) = slot.checked_sub(began.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                        let at = began.elapsed();
+                        let t = Instant::now();
+                        let answer = http_get(port, &path);
+                        samples.push(Sample {
+                            at,
+                            took: t.elapsed(),
+                            answer,
+                        });
+                    }
+                    samples
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            threads,
+            began,
+        }
+    }
+
+    pub fn finish(self) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let elapsed = self.began.elapsed();
+        let mut samples: Vec<Sample> = self
+            .threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("load thread"))
+            .collect();
+        samples.sort_by_key(|s| s.at);
+        LoadReport { samples, elapsed }
+    }
+}
+
+impl LoadReport {
+    /// Requests that got no answer or not a 200.
+    pub fn failed(&self) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| !matches!(s.answer, Some((200, _))))
+            .collect()
+    }
+
+    /// The `q` quantile (0..=1) of the latencies.
+    pub fn latency(&self, q: f64) -> Duration {
+        let mut t: Vec<Duration> = self.samples.iter().map(|s| s.took).collect();
+        t.sort();
+        let i = ((t.len() as f64 - 1.0) * q).round() as usize;
+        t.get(i).copied().unwrap_or_default()
+    }
+
+    /// Requests per second over the whole load.
+    pub fn rate(&self) -> f64 {
+        self.samples.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// One line for the test output: count, failures, rate, p50/p99.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} requests in {:.1}s ({:.0} req/s, fresh TCP connection each), {} failed, p50 {:.1} ms, p99 {:.1} ms",
+            self.samples.len(),
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            self.failed().len(),
+            self.latency(0.5).as_secs_f64() * 1e3,
+            self.latency(0.99).as_secs_f64() * 1e3
+        )
+    }
 }
 
 /// The app's page, which must answer 200.

@@ -1,0 +1,221 @@
+//! Zero-downtime deploys on one host: `docker_run` with `strategy = "start-first"` behind its
+//! front proxy (Debian's nginx in a locally built image), driven by the real binary over a real
+//! sshd against the tests' own dockerd, while a load generator sends requests through the proxy.
+//!
+//! The playbook is the repo's own `playbooks/deploy.toml` with only the app step changed to
+//! start-first (no host port on the app; the proxy publishes `http_port`).
+//!
+//! - `start_first_deploy_under_load_drops_nothing`: plan/up/no-op on a fresh host; a new
+//!   version deployed under load (0 failed requests, responses move from the old release to
+//!   the new one, the old container is gone, a second `up` changes nothing); then a release
+//!   whose health check fails, under load (0 failed requests, the old release keeps serving,
+//!   exit code 3, the new container removed).
+
+#[path = "support/docker.rs"]
+mod docker_support;
+mod support;
+
+use std::time::Instant;
+
+use docker_support::*;
+use support::*;
+
+/// The app step of `playbooks/deploy.toml` as shipped (stop-first, publishing the port)…
+const STOP_FIRST: &str = r#"ports = ["127.0.0.1:{{ http_port }}:8000"], network = "{{ app }}-net", pull = "never", healthcheck = { url = "http://127.0.0.1:{{ http_port }}/cgi-bin/health", timeout = "30s" } }"#;
+/// …and start-first behind the proxy, which publishes the same port.
+const START_FIRST: &str = r#"network = "{{ app }}-net", pull = "never", strategy = "start-first", proxy = { port = "127.0.0.1:{{ http_port }}", app_port = 8000, health = "/cgi-bin/health", timeout = "20s", drain = "5s" } }"#;
+
+/// Requests per second the load generator sends, and its threads.
+const RATE: u32 = 40;
+const WORKERS: u32 = 6;
+
+fn start_first_playbook() -> String {
+    let text = std::fs::read_to_string(repo_root().join("playbooks/deploy.toml"))
+        .expect("read playbooks/deploy.toml");
+    assert_eq!(
+        text.matches(STOP_FIRST).count(),
+        1,
+        "the app step of playbooks/deploy.toml changed; update STOP_FIRST in this test"
+    );
+    text.replace(STOP_FIRST, START_FIRST)
+}
+
+/// `up test --output json` plus `extra`, with the secrets check every run gets.
+fn up(d: &Deploy, extra: &[&str]) -> Run {
+    let mut args = vec!["up", "test", "--output", "json"];
+    args.extend_from_slice(extra);
+    let r = d.run(&args);
+    d.assert_no_secrets(&r, &[]);
+    r
+}
+
+fn plan(d: &Deploy) -> Run {
+    let r = d.run(&["plan", "test", "--output", "json", "--detailed-exitcode"]);
+    d.assert_no_secrets(&r, &[]);
+    r
+}
+
+/// The `message` and `output` of a step's `step_finished` event, joined.
+fn step_text(r: &Run, step: &str) -> String {
+    let e = r.step(step);
+    format!(
+        "{}\n{}",
+        e["message"].as_str().unwrap_or_default(),
+        e["output"].as_str().unwrap_or_default()
+    )
+}
+
+/// The one container of the service, which must be running.
+#[track_caller]
+fn serving(app: &str) -> String {
+    let names = service_containers(app);
+    assert_eq!(names.len(), 1, "containers of {app}: {names:?}");
+    assert_eq!(container_state(&names[0]).as_deref(), Some("running"));
+    names[0].clone()
+}
+
+/// Fails when any request of the load got no 200, showing the first few.
+#[track_caller]
+fn assert_none_failed(load: &LoadReport, during: &Run) {
+    let failed = load.failed();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed, e.g. {:?}\n{}",
+        failed.len(),
+        load.samples.len(),
+        &failed[..failed.len().min(5)],
+        during.dump()
+    );
+    assert!(
+        load.rate() >= 30.0,
+        "the load generator reached only {:.1} req/s",
+        load.rate()
+    );
+}
+
+/// Which release answered each request: the `release <sha>` of the app's page.
+fn releases_seen(load: &LoadReport) -> Vec<String> {
+    load.samples
+        .iter()
+        .filter_map(|s| s.answer.as_ref())
+        .map(|(_, body)| {
+            body.split("release ")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn start_first_deploy_under_load_drops_nothing() {
+    nginx_image();
+    let d = Deploy::new("dkzero");
+    d.p.write("playbooks/deploy.toml", &start_first_playbook());
+    let app = d.app.clone();
+    let proxy = format!("{app}-proxy");
+    let short1 = git(&d.work, &["rev-parse", "HEAD"])[..12].to_string();
+
+    // 1. Fresh host: plan predicts exactly what up changes; a second up changes nothing.
+    let planned = plan(&d);
+    planned.expect_code(2);
+    let first = up(&d, &[]);
+    first.expect_code(0);
+    assert_eq!(
+        first.steps_with("changed"),
+        planned.steps_with("changed"),
+        "plan on a fresh host\n{}",
+        first.dump()
+    );
+    assert!(
+        step_text(&first, "app").contains(&format!("behind {proxy}")),
+        "{}",
+        first.dump()
+    );
+    let v1 = serving(&app);
+    assert!(container_id(&app).is_none(), "a container named {app} exists");
+    assert_eq!(container_state(&proxy).as_deref(), Some("running"));
+    assert!(hello(d.http_port).contains(&format!("release {short1}")));
+    let again = up(&d, &[]);
+    again.expect_code(0);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+
+    // 2. A new version under load: nothing fails, the answers move from v1 to v2.
+    d.write_app_file("www/index.html", "<p>v2</p>\n");
+    let sha2 = d.commit("v2");
+    let short2 = sha2[..12].to_string();
+    let predicted = plan(&d);
+    predicted.expect_code(2);
+    let load = Load::start(d.http_port, "/cgi-bin/hello", RATE, WORKERS);
+    let t = Instant::now();
+    let deploy = up(&d, &[]);
+    let wall = t.elapsed();
+    let seen = load.finish();
+    eprintln!("new version under load: {}", seen.summary());
+    eprintln!(
+        "single-host new-version deploy: {:.2} s wall, {} round trips",
+        wall.as_secs_f64(),
+        deploy.round_trips()
+    );
+    deploy.expect_code(0);
+    assert_eq!(
+        deploy.steps_with("changed"),
+        predicted.steps_with("changed"),
+        "plan of the new version\n{}",
+        deploy.dump()
+    );
+    assert!(
+        step_text(&deploy, "app").contains(&format!("swap {app}: env, image changed")),
+        "{}",
+        deploy.dump()
+    );
+    assert_none_failed(&seen, &deploy);
+    let answered = releases_seen(&seen);
+    assert!(
+        answered.iter().all(|r| *r == short1 || *r == short2),
+        "answers from neither release: {answered:?}"
+    );
+    assert_eq!(answered.first(), Some(&short1), "{answered:?}");
+    assert_eq!(answered.last(), Some(&short2), "{answered:?}");
+    let v2 = serving(&app);
+    assert_ne!(v2, v1);
+    assert!(container_id(&v1).is_none(), "the old container {v1} is still there");
+    assert_eq!(container_image(&v2), d.image_for(&sha2));
+    let again = up(&d, &[]);
+    again.expect_code(0);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+
+    // 3. A release whose health check fails, under load: the old release keeps serving.
+    d.write_app_file(
+        "www/cgi-bin/health",
+        "#!/bin/sh\nprintf 'Status: 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\nbroken\\n'\n",
+    );
+    d.commit("v3: unhealthy");
+    let load = Load::start(d.http_port, "/cgi-bin/hello", RATE, WORKERS);
+    let broken = up(&d, &[]);
+    let seen = load.finish();
+    eprintln!("unhealthy release under load: {}", seen.summary());
+    broken.expect_code(3);
+    assert_eq!(
+        broken.steps_with("failed"),
+        set(&["app"]),
+        "{}",
+        broken.dump()
+    );
+    let text = step_text(&broken, "app");
+    eprintln!("unhealthy release: {text}");
+    assert!(
+        text.contains("health check /cgi-bin/health")
+            && text.contains(&format!("{v2} keeps serving")),
+        "the failure does not say what happened: {text}"
+    );
+    assert_none_failed(&seen, &broken);
+    let answered = releases_seen(&seen);
+    assert!(
+        answered.iter().all(|r| *r == short2),
+        "answers not from the serving release {short2}: {answered:?}"
+    );
+    assert_eq!(serving(&app), v2, "the new container was not removed");
+    assert!(hello(d.http_port).contains(&format!("release {short2}")));
+}
