@@ -93,6 +93,16 @@ fn assert_none_failed(load: &LoadReport, during: &Run) {
     );
 }
 
+/// `step ms` of each changed step of a run, for the test output.
+fn step_times(r: &Run) -> String {
+    r.events_of("step_finished")
+        .iter()
+        .filter(|e| e["status"] == "changed")
+        .map(|e| format!("{} {} ms", e["step"].as_str().unwrap_or("?"), e["ms"]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Which release answered each request: the `release <sha>` of the app's page.
 fn releases_seen(load: &LoadReport) -> Vec<String> {
     load.samples
@@ -134,7 +144,10 @@ fn start_first_deploy_under_load_drops_nothing() {
         first.dump()
     );
     let v1 = serving(&app);
-    assert!(container_id(&app).is_none(), "a container named {app} exists");
+    assert!(
+        container_id(&app).is_none(),
+        "a container named {app} exists"
+    );
     assert_eq!(container_state(&proxy).as_deref(), Some("running"));
     assert!(hello(d.http_port).contains(&format!("release {short1}")));
     let again = up(&d, &[]);
@@ -154,9 +167,10 @@ fn start_first_deploy_under_load_drops_nothing() {
     let seen = load.finish();
     eprintln!("new version under load: {}", seen.summary());
     eprintln!(
-        "single-host new-version deploy: {:.2} s wall, {} round trips",
+        "single-host new-version deploy under that load: {:.2} s wall, {} round trips; changed steps: {}",
         wall.as_secs_f64(),
-        deploy.round_trips()
+        deploy.round_trips(),
+        step_times(&deploy)
     );
     deploy.expect_code(0);
     assert_eq!(
@@ -180,7 +194,10 @@ fn start_first_deploy_under_load_drops_nothing() {
     assert_eq!(answered.last(), Some(&short2), "{answered:?}");
     let v2 = serving(&app);
     assert_ne!(v2, v1);
-    assert!(container_id(&v1).is_none(), "the old container {v1} is still there");
+    assert!(
+        container_id(&v1).is_none(),
+        "the old container {v1} is still there"
+    );
     assert_eq!(container_image(&v2), d.image_for(&sha2));
     let again = up(&d, &[]);
     again.expect_code(0);

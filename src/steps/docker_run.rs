@@ -57,10 +57,23 @@ pub struct Spec {
     pub healthcheck: Option<Health>,
     /// "stop-first" (default): stop the old container, then start the new one. "start-first":
     /// the new one starts beside the old one behind `proxy`, which switches once it is healthy.
-    pub strategy: Option<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
     /// The front proxy of a start-first container: `{ port = "127.0.0.1:8080", app_port =
-    /// 8000, health = "/up", interval = "0.2s", timeout = "30s", drain = "30s" }`.
-    pub proxy: Option<Proxy>,
+    /// 8000, health = "/up", interval = "0.2s", timeout = "30s", drain = "30s" }`. Boxed: the
+    /// playbook's step enum stays small.
+    pub proxy: Option<Box<Proxy>>,
+}
+
+/// How a container is replaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Stop the old container, then start the new one (the port is closed meanwhile).
+    #[default]
+    StopFirst,
+    /// Start the new one beside the old one, behind the proxy; switch when it is healthy.
+    StartFirst,
 }
 
 impl Kind for Spec {
@@ -148,17 +161,17 @@ impl Desired {
 
     /// The start-first swap, when `strategy` asks for it; what cannot go with it is refused.
     fn swap(spec: &Spec) -> Result<Option<Swap>, String> {
-        match (spec.strategy.as_deref(), &spec.proxy) {
-            (None | Some("stop-first"), None) => Ok(None),
-            (None | Some("stop-first"), Some(_)) => Err(
+        match (spec.strategy, &spec.proxy) {
+            (Strategy::StopFirst, None) => Ok(None),
+            (Strategy::StopFirst, Some(_)) => Err(
                 "`proxy` is only used with strategy = \"start-first\" (add it, or drop `proxy`)"
                     .into(),
             ),
-            (Some("start-first"), None) => Err(
+            (Strategy::StartFirst, None) => Err(
                 "strategy = \"start-first\" needs `proxy = { port = \"…\", app_port = …, health = \"/up\" }`: the proxy publishes the port while two containers run"
                     .into(),
             ),
-            (Some("start-first"), Some(proxy)) => {
+            (Strategy::StartFirst, Some(proxy)) => {
                 if spec.stateful {
                     return Err("a stateful container cannot be start-first: two would share its data; use the default stop-first".into());
                 }
@@ -170,9 +183,6 @@ impl Desired {
                 }
                 Swap::prepare(&spec.name, spec.network.as_deref(), proxy).map(Some)
             }
-            (Some(other), _) => Err(format!(
-                "strategy `{other}` must be \"stop-first\" or \"start-first\""
-            )),
         }
     }
 
@@ -551,7 +561,7 @@ mod tests {
             stateful: false,
             pull: None,
             healthcheck: None,
-            strategy: None,
+            strategy: Strategy::StopFirst,
             proxy: None,
         }
     }
@@ -682,8 +692,8 @@ mod tests {
     fn start_first() -> Spec {
         Spec {
             ports: vec![],
-            strategy: Some("start-first".into()),
-            proxy: Some(Proxy {
+            strategy: Strategy::StartFirst,
+            proxy: Some(Box::new(Proxy {
                 port: "127.0.0.1:8080".into(),
                 app_port: Some(8000),
                 health: Some("/health".into()),
@@ -692,7 +702,7 @@ mod tests {
                 drain: None,
                 image: None,
                 name: None,
-            }),
+            })),
             ..spec()
         }
     }
@@ -799,17 +809,10 @@ mod tests {
         );
         assert!(
             err(Spec {
-                strategy: None,
+                strategy: Strategy::StopFirst,
                 ..start_first()
             })
             .contains("only used with")
-        );
-        assert!(
-            err(Spec {
-                strategy: Some("blue-green".into()),
-                ..start_first()
-            })
-            .contains("must be")
         );
         assert!(
             err(Spec {
@@ -844,5 +847,20 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    #[test]
+    fn strategy_is_one_of_two_names() {
+        let parse = |t: &str| toml::from_str::<Spec>(&format!("name = \"a\"\nimage = \"b\"\n{t}"));
+        assert_eq!(parse("").unwrap().strategy, Strategy::StopFirst);
+        assert_eq!(
+            parse("strategy = \"start-first\"").unwrap().strategy,
+            Strategy::StartFirst
+        );
+        let e = parse("strategy = \"blue-green\"").unwrap_err().to_string();
+        assert!(
+            e.contains("`stop-first`, `start-first`") || e.contains("stop-first"),
+            "{e}"
+        );
     }
 }
