@@ -10,6 +10,10 @@
 //!   the new one, the old container is gone, a second `up` changes nothing); then a release
 //!   whose health check fails, under load (0 failed requests, the old release keeps serving,
 //!   exit code 3, the new container removed).
+//! - `stop_first_app_moves_to_start_first_and_the_proxy_reloads`: an app deployed stop-first
+//!   (the playbook as shipped) switched to start-first (the old container gives up its port to
+//!   the proxy); a `drain` change is a graceful reload under load (same proxy container, 0
+//!   failed requests); a `port` change recreates the proxy on the new port.
 
 #[path = "support/docker.rs"]
 mod docker_support;
@@ -74,9 +78,10 @@ fn serving(app: &str) -> String {
     names[0].clone()
 }
 
-/// Fails when any request of the load got no 200, showing the first few.
+/// Fails when any request of the load got no 200, showing the first few; or when the load
+/// stayed under `min_rate` requests per second.
 #[track_caller]
-fn assert_none_failed(load: &LoadReport, during: &Run) {
+fn assert_none_failed(load: &LoadReport, during: &Run, min_rate: f64) {
     let failed = load.failed();
     assert!(
         failed.is_empty(),
@@ -87,7 +92,7 @@ fn assert_none_failed(load: &LoadReport, during: &Run) {
         during.dump()
     );
     assert!(
-        load.rate() >= 30.0,
+        load.rate() >= min_rate,
         "the load generator reached only {:.1} req/s",
         load.rate()
     );
@@ -184,7 +189,7 @@ fn start_first_deploy_under_load_drops_nothing() {
         "{}",
         deploy.dump()
     );
-    assert_none_failed(&seen, &deploy);
+    assert_none_failed(&seen, &deploy, 30.0);
     let answered = releases_seen(&seen);
     assert!(
         answered.iter().all(|r| *r == short1 || *r == short2),
@@ -212,7 +217,11 @@ fn start_first_deploy_under_load_drops_nothing() {
     let load = Load::start(d.http_port, "/cgi-bin/hello", RATE, WORKERS);
     let broken = up(&d, &[]);
     let seen = load.finish();
-    eprintln!("unhealthy release under load: {}", seen.summary());
+    eprintln!(
+        "unhealthy release under load: {}; changed steps: {}",
+        seen.summary(),
+        step_times(&broken)
+    );
     broken.expect_code(3);
     assert_eq!(
         broken.steps_with("failed"),
@@ -227,7 +236,7 @@ fn start_first_deploy_under_load_drops_nothing() {
             && text.contains(&format!("{v2} keeps serving")),
         "the failure does not say what happened: {text}"
     );
-    assert_none_failed(&seen, &broken);
+    assert_none_failed(&seen, &broken, 30.0);
     let answered = releases_seen(&seen);
     assert!(
         answered.iter().all(|r| *r == short2),
@@ -235,4 +244,100 @@ fn start_first_deploy_under_load_drops_nothing() {
     );
     assert_eq!(serving(&app), v2, "the new container was not removed");
     assert!(hello(d.http_port).contains(&format!("release {short2}")));
+}
+
+#[test]
+fn stop_first_app_moves_to_start_first_and_the_proxy_reloads() {
+    nginx_image();
+    let mut d = Deploy::new("dkswitch");
+    let app = d.app.clone();
+    let proxy = format!("{app}-proxy");
+    up(&d, &[]).expect_code(0);
+    let legacy = container_id(&app).expect("the stop-first container");
+
+    // Start-first from here: plan says the stop-first container goes; up does exactly that.
+    let playbook = start_first_playbook();
+    d.p.write("playbooks/deploy.toml", &playbook);
+    let planned = plan(&d);
+    planned.expect_code(2);
+    assert!(
+        step_text(&planned, "app").contains(&format!("replace the stop-first container {app}")),
+        "{}",
+        planned.dump()
+    );
+    let switched = up(&d, &[]);
+    switched.expect_code(0);
+    assert_eq!(
+        switched.steps_with("changed"),
+        planned.steps_with("changed"),
+        "{}",
+        switched.dump()
+    );
+    assert!(
+        container_id(&legacy).is_none(),
+        "the stop-first container is still there"
+    );
+    let serving_one = serving(&app);
+    assert!(hello(d.http_port).contains("release "));
+    let proxy_id = container_id(&proxy).expect("the proxy");
+    assert_eq!(up(&d, &[]).changed(), 0);
+
+    // A drain change rewrites the conf and reloads it: the same proxy and app containers.
+    d.p.write(
+        "playbooks/deploy.toml",
+        &playbook.replace(r#"drain = "5s""#, r#"drain = "3s""#),
+    );
+    let planned = plan(&d);
+    assert_eq!(
+        step_text(&planned, "app").lines().next(),
+        Some(format!("rewrite the conf of {proxy} and reload it").as_str()),
+        "{}",
+        planned.dump()
+    );
+    let load = Load::start(d.http_port, "/cgi-bin/hello", RATE, WORKERS);
+    let reload = up(&d, &[]);
+    let seen = load.finish();
+    eprintln!("conf reload under load: {}", seen.summary());
+    reload.expect_code(0);
+    assert_eq!(
+        reload.steps_with("changed"),
+        set(&["app"]),
+        "{}",
+        reload.dump()
+    );
+    // A reload-only run is short (one step changes): what counts is that every request
+    // around the reload was answered, not the rate over so short a window.
+    assert_none_failed(&seen, &reload, 0.0);
+    assert!(seen.samples.len() >= 20, "{}", seen.summary());
+    assert_eq!(
+        container_id(&proxy).as_ref(),
+        Some(&proxy_id),
+        "the proxy was recreated"
+    );
+    assert_eq!(serving(&app), serving_one);
+    assert!(
+        docker(&["exec", &proxy, "cat", "/etc/nginx/nginx.conf"])
+            .contains("worker_shutdown_timeout 3000ms;")
+    );
+    assert_eq!(up(&d, &[]).changed(), 0);
+
+    // A port change recreates the proxy, which then answers on the new port.
+    let old_port = d.http_port;
+    d.http_port = free_port();
+    d.write_config();
+    let moved = up(&d, &[]);
+    moved.expect_code(0);
+    assert!(
+        step_text(&moved, "app").contains(&format!("recreate proxy {proxy}")),
+        "{}",
+        moved.dump()
+    );
+    assert_ne!(container_id(&proxy), Some(proxy_id));
+    assert_eq!(serving(&app), serving_one);
+    assert!(hello(d.http_port).contains("release "));
+    assert!(
+        http_get(old_port, "/cgi-bin/hello").is_none(),
+        "the old port still answers"
+    );
+    assert_eq!(up(&d, &[]).changed(), 0);
 }
