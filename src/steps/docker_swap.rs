@@ -10,9 +10,10 @@
 //! the old workers have exited (bounded by `drain`), then stop and remove the old container. A
 //! failed health check removes the new container and leaves the proxy untouched.
 //!
-//! The conf travels with `docker cp` (a tar stream), so the proxy image needs only nginx; the
-//! probe reads it the same way, and the decision compares its sha256 with the conf this step
-//! would write for the container it names.
+//! A new proxy gets its conf with `docker cp` (a tar stream) before it starts; a running one in
+//! one `docker exec … sh -c` (write a copy, `nginx -t` it, move it in place, reload). The probe
+//! reads it with `docker cp`, and the decision compares its sha256 with the conf this step would
+//! write for the container it names.
 
 use super::shell::{HTTP_STATUS_FN, not_an_option};
 use crate::transport::script::quote;
@@ -57,7 +58,7 @@ pub struct Proxy {
     pub timeout: Option<Dur>,
     /// Longest wait for the old container's in-flight requests after the switch (default 30s).
     pub drain: Option<Dur>,
-    /// The proxy's image (default provision-local/nginx:1); it must hold nginx at /usr/sbin.
+    /// The proxy's image (default provision-local/nginx:1): nginx and a `sh` on its PATH.
     pub image: Option<String>,
     /// The proxy container's name (default `<name>-proxy`).
     pub name: Option<String>,
@@ -308,15 +309,16 @@ impl Swap {
                docker run {run_args} >/dev/null\n\
                start=$(now_ms)\n\
                while :; do\n\
-                 if [ \"$(docker inspect -f '{{{{.State.Status}}}} {{{{.RestartCount}}}}' \"$n\")\" != 'running 0' ]; then\n\
+                 # One inspect a round: running without a restart, and its address on the network.\n\
+                 set -- $(docker inspect -f '{{{{.State.Status}}}} {{{{.RestartCount}}}} {{{{(index .NetworkSettings.Networks \"'\"$net\"'\").IPAddress}}}}' \"$n\" 2>/dev/null || true)\n\
+                 if [ \"${{1:-}} ${{2:-}}\" != 'running 0' ]; then\n\
                    echo \"the new container $n exited right after start; its logs:\" >&2\n\
                    docker logs --tail 20 \"$n\" >&2 2>&1 || true\n\
                    docker rm -f \"$n\" >/dev/null 2>&1 || true\n\
                    echo \"the new container was removed; ${{cur:-nothing}} keeps serving through $p\" >&2\n\
                    exit 1\n\
                  fi\n\
-                 ip=$(docker inspect -f '{{{{(index .NetworkSettings.Networks \"'\"$net\"'\").IPAddress}}}}' \"$n\" 2>/dev/null || true)\n\
-                 code=$(http_status \"http://$ip:{port}\"{health})\n\
+                 code=$(http_status \"http://${{3:-}}:{port}\"{health})\n\
                  case $code in 2??) break;; esac\n\
                  if [ $(( $(now_ms) - start )) -ge {timeout} ]; then\n\
                    echo \"health check {health_text} of the new container $n answered $code, not 2xx, within {timeout_s}s; its logs:\" >&2\n\
@@ -364,15 +366,16 @@ impl Swap {
                if [ \"$(docker inspect -f '{{{{.State.Status}}}}' \"$p\")\" != running ]; then docker start \"$p\" >/dev/null; fi\n\
                if [ \"$(conf \"$n\" | sha256sum | cut -c1-64)\" != \"$(docker cp \"$p:{CONF}\" - 2>/dev/null | tar -xOf - 2>/dev/null | sha256sum | cut -c1-64)\" ]; then\n\
                  old_workers=$(docker top \"$p\" -o pid,args | awk '/nginx: worker process/ {{print $1}}')\n\
-                 put \"$n\" nginx.conf.new\n\
-                 if ! out=$(docker exec \"$p\" nginx -q -t -c {CONF}.new 2>&1); then fail_switch \"nginx refused the new conf: $out\"; fi\n\
-                 put \"$n\" nginx.conf\n\
-                 if ! out=$(docker exec \"$p\" nginx -s reload 2>&1); then fail_switch \"nginx -s reload failed: $out\"; fi\n\
+                 # One exec: write a copy, test it, move it in place, reload gracefully.\n\
+                 if ! out=$(conf \"$n\" | docker exec -i \"$p\" sh -c {swap_in} 2>&1); then fail_switch \"the proxy refused the new conf: $out\"; fi\n\
                fi\n\
              fi\n",
             label = quote(&self.proxy_label()),
             port = quote(&self.port),
             image = quote(&self.image),
+            swap_in = quote(&format!(
+                "cat > {CONF}.new && nginx -q -t -c {CONF}.new && mv {CONF}.new {CONF} && nginx -s reload"
+            )),
         )
     }
 
