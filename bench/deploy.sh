@@ -154,6 +154,8 @@ for line in open(sys.argv[1]):
     e = json.loads(line)
     if e.get("event") == "step_finished" and e.get("status") == "changed":
         print(e["step"], e["ms"], "ms", end="; ")
+        if e["step"] == "app" and e.get("output"):
+            print("[" + " / ".join(e["output"].splitlines()) + "]", end="; ")
 ' "$1"; }
 
 if ! prov up bench --output json >"$W/converge.log" 2>&1; then

@@ -278,12 +278,16 @@ impl Swap {
              plabel=$(docker inspect -f '{{{{index .Config.Labels \"{PROXY_LABEL}\"}}}}' \"$p\" 2>/dev/null || echo none)\n\
              conf() {{ printf '%s' {conf} | sed \"s/{UPSTREAM}/$1/g\"; }}\n\
              put() {{ t=$(mktemp -d); conf \"$1\" > \"$t/$2\"; tar -C \"$t\" -cf - \"$2\" | docker cp - \"$p:/etc/nginx/\"; rm -rf \"$t\"; }}\n\
+             # Progress on stdout (the step's output): what happened, at ms since the start.\n\
+             t0=$(now_ms); say() {{ echo \"$(( $(now_ms) - t0 )) ms: $1\"; }}\n\
              {start_new}\
              {switch}\
              {drain}\
              for c in $(docker ps -aq --filter label={SERVICE_LABEL}=\"$svc\"); do\n\
-               [ \"$(docker inspect -f '{{{{.Name}}}}' \"$c\")\" = \"/$n\" ] && continue\n\
+               c=$(docker inspect -f '{{{{.Name}}}}' \"$c\"); c=${{c#/}}\n\
+               [ \"$c\" = \"$n\" ] && continue\n\
                docker stop \"$c\" >/dev/null 2>&1 || true; docker rm -f \"$c\" >/dev/null 2>&1 || true\n\
+               say \"$c stopped and removed\"\n\
              done\n",
             svc = quote(&self.service),
             p = quote(&self.proxy),
@@ -307,6 +311,7 @@ impl Swap {
                # killed earlier attempt left.\n\
                docker rm -f \"$n\" >/dev/null 2>&1 || true\n\
                docker run {run_args} >/dev/null\n\
+               say \"$n started\"\n\
                start=$(now_ms)\n\
                while :; do\n\
                  # One inspect a round: running without a restart, and its address on the network.\n\
@@ -319,7 +324,7 @@ impl Swap {
                    exit 1\n\
                  fi\n\
                  code=$(http_status \"http://${{3:-}}:{port}\"{health})\n\
-                 case $code in 2??) break;; esac\n\
+                 case $code in 2??) say \"$n healthy ({health_text} answered $code)\"; break;; esac\n\
                  if [ $(( $(now_ms) - start )) -ge {timeout} ]; then\n\
                    echo \"health check {health_text} of the new container $n answered $code, not 2xx, within {timeout_s}s; its logs:\" >&2\n\
                    docker logs --tail 20 \"$n\" >&2 2>&1 || true\n\
@@ -355,6 +360,7 @@ impl Swap {
                docker create --name \"$p\" --label {PROXY_LABEL}={label} --network \"$net\" -p {port}:80 --restart unless-stopped {image} >/dev/null\n\
                put \"$n\" nginx.conf\n\
                docker start \"$p\" >/dev/null\n\
+               say \"$p created, routing to $n\"\n\
                start=$(now_ms)\n\
                until docker top \"$p\" -o pid,args 2>/dev/null | grep -q 'nginx: worker process'; do\n\
                  if [ \"$(docker inspect -f '{{{{.State.Status}}}} {{{{.RestartCount}}}}' \"$p\")\" != 'running 0' ] || [ $(( $(now_ms) - start )) -ge 10000 ]; then\n\
@@ -368,6 +374,7 @@ impl Swap {
                  old_workers=$(docker top \"$p\" -o pid,args | awk '/nginx: worker process/ {{print $1}}')\n\
                  # One exec: write a copy, test it, move it in place, reload gracefully.\n\
                  if ! out=$(conf \"$n\" | docker exec -i \"$p\" sh -c {swap_in} 2>&1); then fail_switch \"the proxy refused the new conf: $out\"; fi\n\
+                 say \"$p reloaded, routing to $n\"\n\
                fi\n\
              fi\n",
             label = quote(&self.proxy_label()),
@@ -389,7 +396,7 @@ impl Swap {
                while :; do\n\
                  alive=$(docker top \"$p\" -o pid 2>/dev/null | tail -n +2)\n\
                  left=0; for w in $old_workers; do case \" $(echo $alive) \" in *\" $w \"*) left=1;; esac; done\n\
-                 [ \"$left\" = 0 ] && break\n\
+                 [ \"$left\" = 0 ] && {{ say \"old nginx workers drained\"; break; }}\n\
                  if [ $(( $(now_ms) - start )) -ge {bound} ]; then echo \"old nginx workers still draining after {drain_s}s; stopping the old container anyway\" >&2; break; fi\n\
                  sleep 0.05\n\
                done\n\
