@@ -272,7 +272,7 @@ impl Swap {
              svc={svc}; p={p}; net={net}\n\
              {name_sh}\
              {HTTP_STATUS_FN}\
-             now_ms() {{ t=$(date +%s%N 2>/dev/null); case $t in ''|*[!0-9]*) echo $(( $(date +%s) * 1000 ));; *) echo $(( t / 1000000 ));; esac; }}\n\
+             now_ms() {{ ms=$(date +%s%N 2>/dev/null); case $ms in ''|*[!0-9]*) echo $(( $(date +%s) * 1000 ));; *) echo $(( ms / 1000000 ));; esac; }}\n\
              docker network inspect \"$net\" >/dev/null 2>&1 || docker network create \"$net\" >/dev/null\n\
              cur=$(docker cp \"$p:{CONF}\" - 2>/dev/null | tar -xOf - 2>/dev/null | sed -n 's/^# provision upstream: //p' | head -n 1 || true)\n\
              plabel=$(docker inspect -f '{{{{index .Config.Labels \"{PROXY_LABEL}\"}}}}' \"$p\" 2>/dev/null || echo none)\n\
