@@ -63,6 +63,17 @@ impl Redactor {
         n.sort_by_key(|v| std::cmp::Reverse(v.len()));
     }
 
+    /// For [`Templates::on_derived`](crate::template::Templates::on_derived): a filter's
+    /// output made from a text holding a secret (a decoded or quoted value) is masked too.
+    pub fn derived_hook(&self) -> crate::template::DerivedHook {
+        let r = self.clone();
+        std::sync::Arc::new(move |input: &str, output: &str| {
+            if r.redact(input) != input {
+                r.add(output);
+            }
+        })
+    }
+
     pub fn redact(&self, text: &str) -> String {
         // A panic elsewhere while the list was being written leaves it whole (values are
         // pushed one by one): keep masking with it rather than panic in the output path.

@@ -92,6 +92,7 @@ impl Planner {
     ) -> Result<Planner, ConfigError> {
         let env = project.env(env_name)?;
         let templates = Templates::new(&project.root);
+        templates.on_derived(secrets.redactor().derived_hook());
         let mut raw = project.vars.clone();
         for (k, v) in &env.vars {
             raw.insert(k.clone(), v.clone());
