@@ -193,9 +193,21 @@ impl Secrets {
         (out, hit.load(Ordering::SeqCst))
     }
 
+    /// The env's secrets file when it names one that does not exist (a typo in the path, or a
+    /// fresh checkout without the gitignored file): messages say so instead of "no keys".
+    pub fn missing_file(&self) -> Option<&Path> {
+        self.file.as_deref().filter(|f| !f.exists())
+    }
+
     /// Like [`get`](Self::get), with an error that says where the value was looked for.
     pub fn require(&self, key: &str) -> Result<String, String> {
         self.get(key).ok_or_else(|| {
+            if let Some(f) = self.missing_file() {
+                return format!(
+                    "secret {key} is missing: the secrets file {} does not exist and provision's environment has no {key}; create the file with a {key}=value line, or set {key} in the environment",
+                    f.display()
+                );
+            }
             let place = match &self.file {
                 Some(f) => format!("{} or provision's environment", f.display()),
                 None => "provision's environment (this env has no `secrets` file)".into(),

@@ -284,9 +284,13 @@ impl Planner {
                     let why = if all_registers.contains(r) {
                         format!("uses `{r}`, which is registered by a later step")
                     } else {
-                        format!(
-                            "undefined variable `{r}`; define it under [vars] or the env's vars"
-                        )
+                        let near = known.iter().chain(&all_registers).map(String::as_str);
+                        match crate::error::suggest(r, near) {
+                            Some(n) => format!("undefined variable `{r}`; did you mean `{n}`?"),
+                            None => format!(
+                                "undefined variable `{r}`; define it under [vars] or the env's vars"
+                            ),
+                        }
                     };
                     return Err(self.err(step, format!("{}: {why}", self.origin_text(origin, r))));
                 }
