@@ -32,6 +32,9 @@ pub struct Host {
     pub name: String,
     pub roles: Vec<String>,
     pub connect: ConnectSpec,
+    /// The config's `vars = { ... }` for this host (`host.vars` in templates); empty for
+    /// hosts from an ssh_config file or EC2.
+    pub vars: toml::Table,
 }
 
 /// Resolve the env's hosts, keeping those that `limit` (comma-separated host names or roles)
@@ -72,9 +75,10 @@ pub fn resolve_with(
     for entry in env.hosts.iter().chain(&from_file) {
         let connect = settings.connect_spec(&entry.addr, allow_prompt, 0)?;
         hosts.push(Host {
-            name: entry.addr.name(),
+            name: entry.name(),
             roles: entry.roles.clone(),
             connect,
+            vars: entry.vars.clone(),
         });
     }
     // Roles are a map, so "as written" has no single order: sort by name for stable output.
@@ -111,8 +115,9 @@ pub(crate) fn apply_limit(
         .collect())
 }
 
+/// A host's name, its address (as resolved, or as written with its port) or one of its roles.
 fn matches_limit(h: &Host, w: &str) -> bool {
-    h.name == w || h.connect.address == w || h.roles.iter().any(|r| r == w)
+    h.name == w || h.connect.name == w || h.connect.address == w || h.roles.iter().any(|r| r == w)
 }
 
 /// Whether `limit` (comma-separated host names, addresses or roles) selects `h`; unlike
