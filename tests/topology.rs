@@ -83,6 +83,21 @@ fn every_host_renders_the_upstream_of_all_web_hosts_with_their_weights_also_unde
     let would = plan.host_steps_with("changed");
     assert_eq!(would.len(), 3, "{}", plan.dump());
     assert!(!file("web1").exists(), "plan wrote a file");
+    // The plan's diffs already show every web host, on every host.
+    for e in plan.events_of("step_finished") {
+        let diff = e["diff"].as_str().unwrap_or_default();
+        for line in [
+            "weight=3;  # web3",
+            "weight=1;  # web1",
+            "weight=2;  # web2",
+        ] {
+            assert!(
+                diff.contains(line),
+                "{line} missing from the plan of {}\n{diff}",
+                e["host"]
+            );
+        }
+    }
     let up = json(&p, &["up", "test"]);
     assert_eq!(up.host_steps_with("changed"), would, "{}", up.dump());
     for (name, roles) in [("web1", "db,web"), ("web2", "web"), ("web3", "web")] {
