@@ -387,6 +387,23 @@ mod tests {
     }
 
     #[test]
+    fn named_hosts_keep_their_vars_and_are_limited_by_name_or_address() {
+        let text = "app = \"demo\"\n[ssh]\nconfig = \"none\"\n[env.prod]\nhosts = [{ host = \"10.0.0.1:2222\", name = \"web1\", vars = { weight = 2 } }, \"10.0.0.2\"]\n";
+        let p = Project::parse(Path::new("/p/provision.toml"), text).unwrap();
+        let env = p.env("prod").unwrap();
+        let hosts = resolve(&p, env, None, false).unwrap();
+        assert_eq!(hosts[1].name, "web1");
+        assert_eq!(hosts[1].connect.address, "10.0.0.1");
+        assert_eq!(hosts[1].vars["weight"].as_integer(), Some(2));
+        assert!(hosts[0].vars.is_empty());
+        for limit in ["web1", "10.0.0.1:2222", "10.0.0.1"] {
+            let one = resolve(&p, env, Some(limit), false).unwrap();
+            assert_eq!(one.len(), 1, "{limit}");
+            assert_eq!(one[0].name, "web1", "{limit}");
+        }
+    }
+
+    #[test]
     fn jump_and_become() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("id");
