@@ -209,10 +209,10 @@ mod tests {
     #[test]
     fn the_snippet_runs_under_busybox_with_only_its_applets() {
         // busybox sh with a PATH holding busybox's grep, uname and nproc only.
-        let busybox = std::path::Path::new("/usr/bin/busybox");
+        let busybox = std::path::Path::new("/bin/busybox");
         assert!(
             busybox.exists(),
-            "busybox is needed (apt-get install busybox)"
+            "busybox is needed (apt-get install busybox-static, scripts/deps.sh)"
         );
         let dir = tempfile::tempdir().unwrap();
         for applet in ["grep", "uname", "nproc"] {
