@@ -246,6 +246,13 @@ impl Playbook {
                 if !registers.insert(r.clone()) {
                     return Err(err(format!("`{r}` is registered by two steps")));
                 }
+                // Provision's own values in every template: a register would hide them.
+                if ["facts", "hosts"].contains(&r.as_str()) {
+                    return Err(err(format!(
+                        "register name `{r}` is taken: provision sets `{r}` in every template"
+                    ))
+                    .with_help("register under another name"));
+                }
             }
             let line = crate::error::line_col(text, offset).0;
             steps.push(Step {

@@ -12,6 +12,7 @@ impl<C: Connector> HostRun<'_, C> {
     pub(super) async fn step(&mut self, i: usize) -> Result<(), Stop> {
         let started = Instant::now();
         self.emit_started(i);
+        self.ensure_facts(i, started).await?;
         if self.skipped_by_when(i, started)? {
             return Ok(());
         }

@@ -301,11 +301,12 @@ pub(super) fn plan(hosts: &[&str], playbook: &str) -> (Arc<Planner>, Vec<HostPla
     let pb = Playbook::parse(Path::new("p.toml"), "playbooks/p.toml", playbook)
         .expect("playbook parses");
     let secrets = Secrets::load(None, Redactor::default()).expect("no secrets");
-    let planner = Planner::new(&project, "test", pb, secrets, PlanOptions::default())
+    let mut planner = Planner::new(&project, "test", pb, secrets, PlanOptions::default())
         .expect("planner builds");
     let env = project.env("test").expect("env test");
-    let plans = crate::inventory::resolve(&project, env, None, false)
-        .expect("hosts resolve")
+    let hosts = crate::inventory::resolve(&project, env, None, false).expect("hosts resolve");
+    planner.set_hosts(&hosts);
+    let plans = hosts
         .iter()
         .map(|h| planner.plan_host(h).expect("host plans"))
         .collect();

@@ -90,8 +90,8 @@ async fn a_no_op_run_is_one_round_trip_per_host() {
         );
         let scripts = local.scripts(h);
         assert_eq!(scripts.len(), 1);
-        // Both steps and the lock status, in the one script.
-        assert_eq!(probed_steps(&scripts[0]).len(), 3, "{}", scripts[0]);
+        // Both steps, the lock status and the facts, in the one script.
+        assert_eq!(probed_steps(&scripts[0]).len(), 4, "{}", scripts[0]);
     }
     let events = rec.events();
     assert!(
@@ -125,7 +125,12 @@ async fn a_change_shares_its_round_trip_with_the_re_probe_of_later_steps() {
     let scripts = local.scripts("a");
     assert_eq!(
         probed_steps(&scripts[0]),
-        ["0", "1", &usize::MAX.to_string()]
+        [
+            "0",
+            "1",
+            &usize::MAX.to_string(),
+            &(usize::MAX - 2).to_string()
+        ]
     );
     assert!(scripts[1].contains("touch one"));
     // A later step already probed in the first batch is not re-probed with the apply (its
@@ -165,6 +170,59 @@ async fn a_deferred_step_is_rendered_on_its_turn_with_the_registered_value() {
     assert_eq!(
         std::fs::read_to_string(local.home("a").join("got")).unwrap(),
         "v42\n"
+    );
+}
+
+#[tokio::test]
+async fn facts_in_a_when_ride_in_the_first_round_trip() {
+    let local = Arc::new(LocalHosts::new());
+    touch(&local, "a", "one");
+    let playbook = "[[step]]\nname = \"one\"\nwhen = \"facts.cpus >= 1 and facts.arch != ''\"\n\
+        command = { run = \"touch one\", unless = \"test -e one\" }\n\
+        [[step]]\nname = \"two\"\nwhen = \"facts.cpus < 1\"\ncommand = { run = \"touch two\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(
+        trace(&rec.events(), "a"),
+        vec![
+            "connected",
+            "start one",
+            "one ok: `unless` succeeded",
+            "start two",
+            "two skipped: `when` is false",
+            "finished (1 trips)",
+        ]
+    );
+    assert!(!local.home("a").join("two").exists());
+}
+
+#[tokio::test]
+async fn a_step_whose_fields_use_facts_is_rendered_after_the_first_round_trip() {
+    let local = Arc::new(LocalHosts::new());
+    let playbook = "[[step]]\nname = \"workers\"\n\
+        command = { run = \"echo {{ facts.cpus * 2 + 1 }} > w\", unless = \"grep -qx {{ facts.cpus * 2 + 1 }} w\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(
+        summary.exit_code,
+        exit::OK,
+        "{:?}",
+        trace(&rec.events(), "a")
+    );
+    let nproc = std::process::Command::new("nproc").output().unwrap();
+    let cpus: u64 = String::from_utf8_lossy(&nproc.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(local.home("a").join("w")).unwrap(),
+        format!("{}\n", cpus * 2 + 1)
+    );
+    // Again, with nothing to do: the facts trip, then the step's own probe.
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(
+        trace(&rec.events(), "a").last().unwrap(),
+        "finished (2 trips)"
     );
 }
 
@@ -377,8 +435,8 @@ async fn plan_mode_probes_once_and_changes_nothing() {
             "finished (1 trips)",
         ]
     );
-    // No lock in plan mode: only the two step probes and the lock's status probe.
-    assert_eq!(probed_steps(&local.scripts("a")[0]).len(), 3);
+    // No lock in plan mode: only the two step probes, the lock's status probe and the facts.
+    assert_eq!(probed_steps(&local.scripts("a")[0]).len(), 4);
     assert!(!local.home("a").join("one").exists());
     assert!(
         !local.home("a").join(".local").exists(),
