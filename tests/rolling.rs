@@ -5,6 +5,8 @@
 //! Hosts run in the inventory's order, by name (`127.0.0.1:PORT`): the tests sort the
 //! servers the same way to know which host comes first.
 
+#[path = "support/schema.rs"]
+mod schema;
 mod support;
 
 use serde_json::Value;
@@ -174,6 +176,9 @@ fn serial_1_and_a_failure_on_the_first_host_leave_the_second_untouched() {
     let r = up(p, &[]);
     r.expect_code(3);
     assert_eq!(batches(&r), [vec![names[0].clone()]], "{}", r.dump());
+    // batch_started and rollout_stopped, as printed, match docs/events.schema.json.
+    let lines = r.stdout.lines().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(schema::validate_lines(&schema::schema(), &r.stdout), lines);
     let stopped = r.events_of("rollout_stopped");
     assert_eq!(stopped.len(), 1, "{}", r.dump());
     assert_eq!(stopped[0]["batch"], 1);

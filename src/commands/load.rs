@@ -38,9 +38,11 @@ pub fn planner(
     playbook.check_roles(&env.roles, &env.name)?;
     // Hosts found elsewhere (EC2, ssh_config, Vagrant) are checked once the run has them.
     if env.ec2.is_none() && env.ssh_source.is_none() {
-        let names: Vec<String> = (env.hosts.iter())
+        let mut names: Vec<String> = (env.hosts.iter())
             .flat_map(|h| [h.addr.name(), h.addr.host.clone()])
             .collect();
+        names.sort();
+        names.dedup();
         playbook.check_run_once(&names, &env.name)?;
     }
     let redactor = cx.redactor.clone();

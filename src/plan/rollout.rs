@@ -20,16 +20,6 @@ pub struct Rollout {
 }
 
 impl Rollout {
-    /// Every host in one batch, nothing run once (tests, and runs whose shape is given).
-    pub fn all_at_once(plans: Vec<HostPlan>) -> Rollout {
-        Rollout {
-            batches: vec![plans],
-            once: BTreeMap::new(),
-            limits: config::Rollout::default(),
-            serial: false,
-        }
-    }
-
     /// Split `plans` (in run order) by `serial` (`--serial` over the env's), and choose the
     /// host of each `run_once` step. `limited`: `--limit` was given (for the error naming a
     /// host it leaves out).

@@ -40,6 +40,31 @@ impl Human {
     }
 }
 
+/// A batch starts: its hosts connect, the later ones wait for theirs; a stopped rollout's
+/// hosts never start.
+fn batch_bars(bars: &HashMap<String, ProgressBar>, ev: &Event) {
+    match ev {
+        Event::BatchStarted {
+            batch: 1, hosts, ..
+        } => {
+            for (_, bar) in bars.iter().filter(|(h, _)| !hosts.contains(h)) {
+                bar.set_message("waiting for its batch");
+            }
+        }
+        Event::BatchStarted { hosts, .. } => {
+            for bar in hosts.iter().filter_map(|h| bars.get(h)) {
+                bar.set_message("connecting");
+            }
+        }
+        Event::RolloutStopped { not_reached, .. } => {
+            for bar in not_reached.iter().filter_map(|h| bars.get(h)) {
+                bar.finish_and_clear();
+            }
+        }
+        _ => {}
+    }
+}
+
 impl Reporter for Human {
     fn event(&self, ev: &Event) {
         if let Some((_, line)) = super::host_notice(ev, self.color) {
@@ -49,6 +74,7 @@ impl Reporter for Human {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(line) = st.batches.take(ev) {
             self.print(&line);
+            batch_bars(&st.bars, ev);
             return;
         }
         match ev {
