@@ -407,4 +407,53 @@ mod tests {
         let out = p.captured.unwrap().into_inner().unwrap();
         assert_eq!(out, ["a:1", "a:2", "b:1", "c:1", "c:2"]);
     }
+
+    #[test]
+    fn the_recap_groups_hosts_by_batch_and_lists_the_hosts_not_reached() {
+        let mut b = Batches::default();
+        let started = Event::BatchStarted {
+            batch: 1,
+            of: 2,
+            hosts: vec!["web1".into()],
+        };
+        assert_eq!(b.take(&started).as_deref(), Some("batch 1/2: web1"));
+        let stopped = Event::RolloutStopped {
+            batch: 1,
+            of: 2,
+            failed_hosts: vec!["web1".into()],
+            not_reached: vec!["web2".into()],
+            limits: "max_failures = 0".into(),
+        };
+        let line = b.take(&stopped).unwrap();
+        assert!(
+            line.ends_with("(web1 failed; max_failures = 0): not reached: web2"),
+            "{line}"
+        );
+        let failed = Counts {
+            failed: 1,
+            ..Counts::default()
+        };
+        let finished = Event::RunFinished {
+            mode: Mode::Apply,
+            totals: failed.clone(),
+            failed_hosts: vec!["web1".into()],
+            unreachable_hosts: vec![],
+            exit_code: 3,
+            ms: 5,
+        };
+        let text = recap(
+            &[("web1".into(), failed, false, None)],
+            4,
+            false,
+            &finished,
+            &b,
+        );
+        assert_eq!(
+            text,
+            "\nRECAP\nbatch 1/2\nweb1  ok=0  changed=0  failed=1  skipped=0\n\
+             not reached (the rollout stopped after batch 1/2: max_failures = 0)\n\
+             web2  NOT REACHED\n\
+             2 hosts: 1 failed, 0 unreachable, 1 not reached; 0 changed, 0 ok (5ms)"
+        );
+    }
 }
