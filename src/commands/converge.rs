@@ -8,7 +8,7 @@ use super::report::RunReport;
 use crate::config::{ConfigError, Env, Project};
 use crate::error::{Error, exit};
 use crate::inventory::Host;
-use crate::plan::Planner;
+use crate::plan::{Planner, Rollout};
 use crate::report::{Mode, Sink};
 use crate::runner::{self, RunOptions};
 use std::sync::Arc;
@@ -46,13 +46,21 @@ pub async fn run(cx: &Context, env_name: &str, how: Converge) -> Result<i32, Err
         .iter()
         .map(|h| planner.plan_host(h))
         .collect::<Result<Vec<_>, _>>()?;
+    let serial = cx.serial.as_ref();
+    let rollout = Rollout::new(
+        plans,
+        &env.rollout,
+        serial,
+        &planner.playbook,
+        limit.is_some(),
+    )?;
     let options = RunOptions {
         mode: how.mode,
         forks: cx.forks,
     };
     let summary = runner::run(
         Arc::new(planner),
-        plans,
+        rollout,
         options,
         sink.clone(),
         how.detailed,

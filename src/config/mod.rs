@@ -5,11 +5,13 @@
 pub mod ec2;
 pub mod hosts;
 pub mod playbook;
+pub mod rollout;
 
 pub use crate::error::ConfigError;
 pub use crate::value::{Dur, OneOrMany};
 pub use hosts::{HostAddr, HostDef, HostsDef};
-pub use playbook::{Playbook, Step};
+pub use playbook::{Playbook, RunOnce, Step};
+pub use rollout::{Rollout, Serial};
 
 use crate::transport::KnownHostsPolicy;
 use serde::Deserialize;
@@ -121,6 +123,10 @@ struct EnvFile {
     /// An ssh_config-format file for this env (its `Host` entries are the hosts when `hosts`
     /// is not given).
     ssh_config: Option<String>,
+    /// Rolling deploys (see `rollout.rs`).
+    serial: Option<Serial>,
+    max_fail_percentage: Option<Spanned<u32>>,
+    max_failures: Option<usize>,
 }
 
 /// Where an env's hosts and their connection settings are read from, besides `hosts`.
@@ -179,6 +185,8 @@ pub struct Env {
     pub ec2: Option<ec2::Ec2Env>,
     /// `vagrant = "<dir>"` or `ssh_config = "<file>"`: read by the inventory.
     pub ssh_source: Option<SshSource>,
+    /// `serial`, `max_fail_percentage`, `max_failures`.
+    pub rollout: Rollout,
 }
 
 /// The loaded project: `provision.toml` plus where it lives.
@@ -331,6 +339,7 @@ impl EnvAt<'_> {
 
 fn build_env(at: &EnvAt, app: &str, raw: EnvFile, top_ssh: &SshDef) -> Result<Env, ConfigError> {
     let ssh_source = ssh_source(at, &raw)?;
+    let rollout = rollout_of(at, &raw)?;
     let hosts_def = raw.hosts.unwrap_or_default();
     let mut roles: Vec<String> = hosts_def.0.keys().cloned().collect();
     let (hosts, role_order) = host_entries(at, &hosts_def)?;
@@ -363,6 +372,7 @@ fn build_env(at: &EnvAt, app: &str, raw: EnvFile, top_ssh: &SshDef) -> Result<En
             .with_help("add hosts = [\"user@host:port\"], an [env.<name>.ec2] table to create them on EC2, or vagrant = \"<dir>\" / ssh_config = \"<file>\""));
     }
     Ok(Env {
+        rollout,
         name: at.name.to_string(),
         hosts,
         roles,
@@ -374,6 +384,24 @@ fn build_env(at: &EnvAt, app: &str, raw: EnvFile, top_ssh: &SshDef) -> Result<En
         playbook: raw.playbook,
         ec2,
         ssh_source,
+    })
+}
+
+/// The env's rollout settings; a percentage over 100 is an error at it.
+fn rollout_of(at: &EnvAt, raw: &EnvFile) -> Result<Rollout, ConfigError> {
+    if let Some(p) = raw
+        .max_fail_percentage
+        .as_ref()
+        .filter(|p| *p.get_ref() > 100)
+    {
+        return Err(at
+            .error(p.span().start, format!("env `{}`: max_fail_percentage {} is over 100", at.name, p.get_ref()))
+            .with_help("write a percentage from 0 to 100 (the rollout stops after a batch in which more than that failed)"));
+    }
+    Ok(Rollout {
+        serial: raw.serial.clone(),
+        max_fail_percentage: raw.max_fail_percentage.as_ref().map(|p| *p.get_ref()),
+        max_failures: raw.max_failures,
     })
 }
 
@@ -669,5 +697,22 @@ hosts = ["a", { host = "b:23", vars = { ratio = 0.5, t = { k = "v" } } }]
         let p = parse("app = \"x\"\n[env.prod]\nhosts = [\"a\"]\n").unwrap();
         let e = p.env("prd").unwrap_err();
         assert!(e.to_string().contains("environments defined: prod"));
+    }
+
+    #[test]
+    fn rollout_settings_are_read_and_checked() {
+        let p = parse(
+            "app = \"x\"\n[env.prod]\nhosts = [\"a\"]\nserial = [1, \"50%\"]\nmax_failures = 2\n",
+        )
+        .unwrap();
+        let r = &p.env("prod").unwrap().rollout;
+        assert_eq!(r.serial, Some("1,50%".parse().unwrap()));
+        assert_eq!(r.max_failures, Some(2));
+        let e = parse("app = \"x\"\n[env.prod]\nhosts = [\"a\"]\nmax_fail_percentage = 150\n")
+            .unwrap_err();
+        assert_eq!((e.line, e.col), (Some(4), Some(23)), "{e}");
+        assert!(e.message.contains("over 100"), "{e}");
+        let e = parse("app = \"x\"\n[env.prod]\nhosts = [\"a\"]\nserial = \"lots\"\n").unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
     }
 }

@@ -6,6 +6,9 @@
 //! Nothing here touches the network: the runner feeds probe results in and gets decisions out.
 
 pub mod batch;
+pub mod rollout;
+
+pub use rollout::Rollout;
 
 use crate::config::{ConfigError, Playbook, Project, Step};
 use crate::inventory::Host;

@@ -99,7 +99,10 @@ impl<C: Connector> HostRun<'_, C> {
     pub(super) fn probe_items(&mut self, from: usize) -> Vec<(usize, String)> {
         let mut items = Vec::new();
         for j in from..self.plan.steps.len() {
-            if self.probes.contains_key(&j) {
+            let index = self.plan.steps[j].step.index;
+            // Another host runs it: this one never looks.
+            if self.probes.contains_key(&j) || self.once.elsewhere(index, &self.host.name).is_some()
+            {
                 continue;
             }
             self.try_render(j);

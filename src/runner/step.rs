@@ -45,7 +45,7 @@ impl<C: Connector> HostRun<'_, C> {
         }
     }
 
-    fn emit_started(&self, i: usize) {
+    pub(super) fn emit_started(&self, i: usize) {
         let ps = &self.plan.steps[i];
         self.sink.emit(Event::StepStarted {
             host: self.host.name.clone(),

@@ -6,7 +6,7 @@
 
 use super::{Interrupt, RunOptions, RunSummary, run_with};
 use crate::config::{Playbook, Project};
-use crate::plan::{HostPlan, PlanOptions, Planner};
+use crate::plan::{HostPlan, PlanOptions, Planner, Rollout};
 use crate::report::{Event, Mode, Reporter, Sink};
 use crate::secrets::{Redactor, Secrets};
 use crate::transport::capture::{Capture, finish_streams};
@@ -324,6 +324,42 @@ pub(super) async fn run_local(
     run_local_edited(local, interrupt, hosts, playbook, opts, |_| {}).await
 }
 
+/// `run_local` as a rolling deploy with the env settings `rollout` (`serial`, limits).
+pub(super) async fn run_rolling(
+    local: &Arc<LocalHosts>,
+    hosts: &[&str],
+    playbook: &str,
+    opts: RunOptions,
+    rollout: crate::config::Rollout,
+) -> (RunSummary, Arc<Recorder>) {
+    let (planner, plans) = plan(hosts, playbook);
+    let rollout = Rollout::new(plans, &rollout, None, &planner.playbook, false)
+        .expect("the rollout is valid");
+    run_planned(local, Interrupt::default(), planner, rollout, opts).await
+}
+
+async fn run_planned(
+    local: &Arc<LocalHosts>,
+    interrupt: Interrupt,
+    planner: Arc<Planner>,
+    rollout: Rollout,
+    opts: RunOptions,
+) -> (RunSummary, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let sink = Sink::with_reporter(recorder.clone(), Redactor::default(), 0);
+    let summary = run_with(
+        local.clone(),
+        interrupt,
+        planner,
+        rollout,
+        opts,
+        sink,
+        false,
+    )
+    .await;
+    (summary, recorder)
+}
+
 /// `run_local`, with the plans changed by `edit` first (e.g. a step's kind swapped for one
 /// no playbook can express).
 pub(super) async fn run_local_edited(
@@ -336,10 +372,9 @@ pub(super) async fn run_local_edited(
 ) -> (RunSummary, Arc<Recorder>) {
     let (planner, mut plans) = plan(hosts, playbook);
     edit(&mut plans);
-    let recorder = Arc::new(Recorder::default());
-    let sink = Sink::with_reporter(recorder.clone(), Redactor::default(), 0);
-    let summary = run_with(local.clone(), interrupt, planner, plans, opts, sink, false).await;
-    (summary, recorder)
+    let rollout = Rollout::new(plans, &Default::default(), None, &planner.playbook, false)
+        .expect("the rollout is valid");
+    run_planned(local, interrupt, planner, rollout, opts).await
 }
 
 /// Apply mode with `forks` hosts at a time.
