@@ -10,7 +10,7 @@ pub mod batch;
 use crate::config::{ConfigError, Playbook, Project, Step};
 use crate::inventory::Host;
 use crate::secrets::{Secrets, SecretsObject};
-use crate::steps::{PrepareCx, Spec, StepKind};
+use crate::steps::{PrepareCx, Shared, Spec, StepKind};
 use crate::template::Templates;
 use minijinja::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,6 +44,8 @@ pub struct Planner {
     opts: PlanOptions,
     /// `export K=V` lines from the env's `remote_env`, put before every script.
     pub prelude: String,
+    /// What the steps of all hosts share, made once per run (an image built on the controller).
+    shared: Shared,
 }
 
 /// Command-line choices that shape the plan.
@@ -116,6 +118,7 @@ impl Planner {
             vars: BTreeMap::new(),
             opts,
             prelude,
+            shared: Shared::default(),
         };
         planner.register_named_secrets();
         // Vars may use other vars, at any depth: render each string after the vars it uses.
@@ -378,6 +381,7 @@ impl Planner {
             templates: &self.templates,
             context: ctx,
             secrets: &self.secrets,
+            shared: &self.shared,
         };
         Ok(Arc::from(spec.prepare(&cx).map_err(|e| e.to_string())?))
     }
