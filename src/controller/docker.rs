@@ -99,7 +99,9 @@ pub async fn inspect(tag: &str) -> Result<Option<Found>, String> {
     let mut words = ran.stdout.split_whitespace();
     let id = words.next().unwrap_or_default().to_string();
     if id.is_empty() {
-        return Err(format!("docker image inspect {tag} printed no ID on the controller"));
+        return Err(format!(
+            "docker image inspect {tag} printed no ID on the controller"
+        ));
     }
     Ok(Some(Found {
         id,
@@ -112,14 +114,26 @@ pub async fn build(tag: &str, context: &Path, dockerfile: &Path) -> Result<Strin
     let dir = private_dir()?;
     let iid = dir.path().join("iid");
     let (iid_s, ctx, file) = (path_str(&iid)?, path_str(context)?, path_str(dockerfile)?);
-    let args = ["build", "-q", "-t", tag, "-f", file, "--iidfile", iid_s, ctx];
+    let args = [
+        "build",
+        "-q",
+        "-t",
+        tag,
+        "-f",
+        file,
+        "--iidfile",
+        iid_s,
+        ctx,
+    ];
     let ran = docker(&args, None, None).await?;
     if !ran.ok {
         return Err(ran.failure(&format!("docker build of {tag}")));
     }
     let id = std::fs::read_to_string(&iid).unwrap_or_default();
     match id.trim() {
-        "" => Err(format!("docker build of {tag} wrote no image ID on the controller")),
+        "" => Err(format!(
+            "docker build of {tag} wrote no image ID on the controller"
+        )),
         id => Ok(id.to_string()),
     }
 }
@@ -164,7 +178,13 @@ pub async fn push(
 ) -> Result<String, String> {
     let config = private_dir()?;
     let cfg = Some(config.path());
-    let login = ["login", "--username", username, "--password-stdin", registry];
+    let login = [
+        "login",
+        "--username",
+        username,
+        "--password-stdin",
+        registry,
+    ];
     let ran = docker(&login, cfg, Some(password.as_bytes())).await?;
     if !ran.ok {
         return Err(ran.failure(&format!("docker login to {registry}")));
@@ -184,8 +204,9 @@ pub async fn push(
         id: String::new(),
         repo_digests: Vec::new(),
     });
-    digest_in(&found.repo_digests, repository)
-        .ok_or_else(|| format!("docker push {remote} left no digest for {repository} on the controller"))
+    digest_in(&found.repo_digests, repository).ok_or_else(|| {
+        format!("docker push {remote} left no digest for {repository} on the controller")
+    })
 }
 
 /// `registry/repo` of `registry/repo:tag` (a port's colon is not a tag's).
@@ -243,7 +264,10 @@ mod tests {
             stderr: "a\nb\nc\nd\ne\nunauthorized: authentication required\n".into(),
         };
         let m = ran.failure("docker login to r:5000");
-        assert!(m.starts_with("docker login to r:5000 failed on the controller: b\n"), "{m}");
+        assert!(
+            m.starts_with("docker login to r:5000 failed on the controller: b\n"),
+            "{m}"
+        );
         assert!(m.ends_with("unauthorized: authentication required"), "{m}");
     }
 }

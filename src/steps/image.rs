@@ -208,7 +208,11 @@ impl Desired {
             return Err(format!("tag `{}` must not contain spaces", spec.tag));
         }
         super::shell::not_an_option("tag", &spec.tag)?;
-        let build = spec.build.as_ref().map(|b| build_paths(b, cx)).transpose()?;
+        let build = spec
+            .build
+            .as_ref()
+            .map(|b| build_paths(b, cx))
+            .transpose()?;
         let via = match &spec.ship {
             Ship::Ssh => Via::Ssh,
             Ship::Registry(r) => registry_via(r, &spec.tag)?,
@@ -578,13 +582,18 @@ mod tests {
 
     #[test]
     fn ship_is_ssh_or_a_registry_table() {
-        assert!(matches!(spec(r#"{ tag = "a:1" }"#).unwrap().ship, Ship::Ssh));
+        assert!(matches!(
+            spec(r#"{ tag = "a:1" }"#).unwrap().ship,
+            Ship::Ssh
+        ));
         assert!(matches!(
             spec(r#"{ tag = "a:1", ship = "ssh" }"#).unwrap().ship,
             Ship::Ssh
         ));
-        let r = spec(r#"{ tag = "a:1", ship = { registry = "r:5000", username = "u", password = "p" } }"#)
-            .unwrap();
+        let r = spec(
+            r#"{ tag = "a:1", ship = { registry = "r:5000", username = "u", password = "p" } }"#,
+        )
+        .unwrap();
         assert!(matches!(r.ship, Ship::Registry(_)));
         let e = spec(r#"{ tag = "a:1", ship = "scp" }"#).unwrap_err();
         assert!(e.contains("expected \"ssh\" or { registry"), "{e}");
@@ -596,7 +605,8 @@ mod tests {
         assert_eq!(json["ship"]["registry"], "r:5000");
         let back: Spec = serde_json::from_value(json).unwrap();
         assert!(matches!(back.ship, Ship::Registry(_)));
-        let ssh: Spec = serde_json::from_value(serde_json::json!({"tag": "a:1", "ship": "ssh"})).unwrap();
+        let ssh: Spec =
+            serde_json::from_value(serde_json::json!({"tag": "a:1", "ship": "ssh"})).unwrap();
         assert!(matches!(ssh.ship, Ship::Ssh));
     }
 
@@ -614,10 +624,22 @@ mod tests {
         for (t, why) in [
             (r#"{ tag = "app" }"#, "repository:tag"),
             (r#"{ tag = "-x:1" }"#, "tag"),
-            (r#"{ tag = "a:1", build = { context = "nope" } }"#, "not a directory"),
-            (r#"{ tag = "a:1", build = { dockerfile = "Other" } }"#, "not a file"),
-            (r#"{ tag = "a:1", ship = { registry = "r/x", username = "u", password = "p" } }"#, "host[:port]"),
-            (r#"{ tag = "a:1", ship = { registry = "r", username = "u", password = "" } }"#, "password is empty"),
+            (
+                r#"{ tag = "a:1", build = { context = "nope" } }"#,
+                "not a directory",
+            ),
+            (
+                r#"{ tag = "a:1", build = { dockerfile = "Other" } }"#,
+                "not a file",
+            ),
+            (
+                r#"{ tag = "a:1", ship = { registry = "r/x", username = "u", password = "p" } }"#,
+                "host[:port]",
+            ),
+            (
+                r#"{ tag = "a:1", ship = { registry = "r", username = "u", password = "" } }"#,
+                "password is empty",
+            ),
         ] {
             let e = prepared(&spec(t).unwrap(), &shared).unwrap_err();
             assert!(e.contains(why), "{t}: {e}");
@@ -630,7 +652,10 @@ mod tests {
     fn hosts_of_a_run_share_the_controllers_image() {
         let shared = Shared::default();
         let s = spec(r#"{ tag = "a:1" }"#).unwrap();
-        let (one, two) = (prepared(&s, &shared).unwrap(), prepared(&s, &shared).unwrap());
+        let (one, two) = (
+            prepared(&s, &shared).unwrap(),
+            prepared(&s, &shared).unwrap(),
+        );
         assert!(Arc::ptr_eq(&one.local, &two.local));
         let other = prepared(&spec(r#"{ tag = "a:2" }"#).unwrap(), &shared).unwrap();
         assert!(!Arc::ptr_eq(&one.local, &other.local));
@@ -684,9 +709,22 @@ mod tests {
         assert_eq!(a.stdin.as_deref(), Some(&b"Pw-s3cret"[..]));
         assert!(!a.script.contains("Pw-s3cret"), "{}", a.script);
         assert!(!format!("{d:?}").contains("Pw-s3cret"));
-        assert!(a.script.contains("--password-stdin 'r:5000'"), "{}", a.script);
-        assert!(a.script.contains("docker pull -q 'r:5000/app@sha256:dd'"), "{}", a.script);
-        assert!(a.script.contains("docker tag 'r:5000/app@sha256:dd' 'app:1'"), "{}", a.script);
+        assert!(
+            a.script.contains("--password-stdin 'r:5000'"),
+            "{}",
+            a.script
+        );
+        assert!(
+            a.script.contains("docker pull -q 'r:5000/app@sha256:dd'"),
+            "{}",
+            a.script
+        );
+        assert!(
+            a.script
+                .contains("docker tag 'r:5000/app@sha256:dd' 'app:1'"),
+            "{}",
+            a.script
+        );
         let v = d.register(&Outcome {
             changed: true,
             check_mode: false,
@@ -717,7 +755,10 @@ mod tests {
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("app:1 is sha256:y on this host after the transfer, not sha256:x"), "{err}");
+        assert!(
+            err.contains("app:1 is sha256:y on this host after the transfer, not sha256:x"),
+            "{err}"
+        );
     }
 
     #[test]
