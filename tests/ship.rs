@@ -731,3 +731,61 @@ fn a_load_that_fails_leaves_the_host_as_it_was() {
         "no image was half-loaded"
     );
 }
+
+/// Ten hosts at once (one engine behind all of them, so each really lacks the image when the
+/// run starts): the controller builds and saves once, all ten receive it in parallel, memory
+/// stays bounded, and the next run changes nothing.
+#[test]
+fn ten_hosts_in_parallel_share_one_build() {
+    docker_host();
+    let servers = Servers::start(10);
+    let engine = Engine::start("ten", None);
+    for sshd in &servers.sshds {
+        engine.serve(sshd);
+    }
+    let hosts: Vec<String> = servers.sshds.iter().map(Sshd::name).collect();
+    let tag = format!("pship{}ten:1", std::process::id());
+    let _tags = Tags::new(&[&tag]);
+    let s = Ship::new("shipten", &servers, "");
+    const PAYLOAD: usize = 16 << 20;
+    s.payload(PAYLOAD);
+    s.p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"image\"\nimage = {{ tag = {tag:?}, build = {{ context = \"app\" }} }}\n"
+        ),
+    );
+    let (up, peak) = s.run_measured(&["up", "test", "--output", "json", "-vv"]);
+    up.expect_code(0);
+    let built: Vec<&String> = hosts
+        .iter()
+        .filter(|h| image_message(&up, h).contains("(built on the controller)"))
+        .collect();
+    assert_eq!(
+        built.len(),
+        1,
+        "one build for ten hosts: {built:?}\n{}",
+        up.dump()
+    );
+    for h in &hosts {
+        assert_eq!(image_status(&up, h), "changed", "{}", up.dump());
+    }
+    assert_eq!(hosts_sent_a_file(&up).len(), 10, "{}", up.dump());
+    let id = controller_id(&tag).expect("built");
+    assert_eq!(engine.image_id(&tag), Some(id));
+    eprintln!(
+        "shipped a {} MiB image to 10 hosts at once over ssh: peak RSS {} MiB, {:?}",
+        PAYLOAD >> 20,
+        peak / 1024,
+        up.elapsed
+    );
+    assert!(
+        peak < 96 * 1024,
+        "peak RSS {} MiB for 10 streams",
+        peak / 1024
+    );
+    let again = s.run(&["up", "test", "--output", "json", "-vv"]);
+    again.expect_code(0);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+    assert!(hosts_sent_a_file(&again).is_empty(), "{}", again.dump());
+}
