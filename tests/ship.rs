@@ -434,8 +434,12 @@ fn ship_over_ssh_only_where_missing() {
     );
 
     // up again: nothing to change, nothing sent.
-    let again = s.run(&["up", "test", "--output", "json", "-vv"]);
+    let (again, idle) = s.run_measured(&["up", "test", "--output", "json", "-vv"]);
     again.expect_code(0);
+    eprintln!(
+        "the same run with nothing to send: peak RSS {} MiB",
+        idle / 1024
+    );
     assert_eq!(again.changed(), 0, "{}", again.dump());
     assert!(hosts_sent_a_file(&again).is_empty(), "{}", again.dump());
 

@@ -512,7 +512,6 @@ impl StepKind for Desired {
             Ok(Some(found)) => found.id.clone(),
             _ => String::new(),
         };
-        let _ = o.probe;
         let digest = self
             .digest()
             .and_then(|d| d.split_once('@').map(|(_, d)| d.to_string()))
