@@ -12,6 +12,8 @@
 //! - `ship_through_a_registry_by_digest`: push once, pull by digest on each host; the
 //!   password in no output, no -vv event, no process list, no credential file left; a wrong
 //!   password fails the step clearly on the controller and changes no host.
+//! - `ship_through_an_open_registry`: no login at all, still pulled by digest.
+//! - `ten_hosts_in_parallel_share_one_build`: one build and one archive for ten hosts.
 //! - `a_load_that_fails_leaves_the_host_as_it_was`: a host whose engine has no room for the
 //!   image fails the step with docker's reason, and its tag still names its old image.
 
@@ -477,7 +479,8 @@ fn ship_over_ssh_only_where_missing() {
     );
 }
 
-/// A real registry with htpasswd basic auth on a free loopback port, killed on drop.
+/// A real registry on a free loopback port (with htpasswd basic auth for `auth`'s user and
+/// password), killed on drop.
 struct Registry {
     port: u16,
     child: Child,
@@ -485,42 +488,31 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(user: &str, password: &str) -> Registry {
+    fn start(auth: Option<(&str, &str)>) -> Registry {
         let bin = "/usr/bin/docker-registry";
         assert!(
             Path::new(bin).exists(),
             "{bin} is required (scripts/deps.sh installs docker-registry)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let htpasswd = dir.path().join("htpasswd");
-        // -i: the password on stdin, off this test's own process list.
-        let mut child = Command::new("htpasswd")
-            .arg("-iBc")
-            .arg(&htpasswd)
-            .arg(user)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("htpasswd is required (scripts/deps.sh installs apache2-utils)");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(password.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "htpasswd failed");
+        let auth_yml = match auth {
+            Some((user, password)) => {
+                let htpasswd = htpasswd(dir.path(), user, password);
+                format!(
+                    "auth:\n  htpasswd:\n    realm: provision-test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+            None => String::new(),
+        };
         let port = free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
                 "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {data}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n\
-                 auth:\n  htpasswd:\n    realm: provision-test\n    path: {htpasswd}\n",
+                 http:\n  addr: 127.0.0.1:{port}\n{auth_yml}",
                 data = dir.path().join("data").display(),
-                htpasswd = htpasswd.display(),
             ),
         )
         .unwrap();
@@ -542,6 +534,27 @@ impl Registry {
     }
 }
 
+/// An htpasswd file (bcrypt) in `dir` for `user`; its path.
+fn htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
+    use std::io::Write;
+    let htpasswd = dir.join("htpasswd");
+    // -i: the password on stdin, off this test's own process list.
+    let mut child = Command::new("htpasswd")
+        .arg("-iBc")
+        .arg(&htpasswd)
+        .arg(user)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("htpasswd is required (scripts/deps.sh installs apache2-utils)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(password.as_bytes()).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success(), "htpasswd failed");
+    htpasswd
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -553,7 +566,7 @@ impl Drop for Registry {
 fn ship_through_a_registry_by_digest() {
     docker_host();
     let password = format!("RegPw{}q7Zx", std::process::id());
-    let registry = Registry::start("ci", &password);
+    let registry = Registry::start(Some(("ci", &password)));
     let servers = Servers::start(2);
     let engines = [Engine::start("reg1", None), Engine::start("reg2", None)];
     for (e, s) in engines.iter().zip(&servers.sshds) {
@@ -792,4 +805,41 @@ fn ten_hosts_in_parallel_share_one_build() {
     again.expect_code(0);
     assert_eq!(again.changed(), 0, "{}", again.dump());
     assert!(hosts_sent_a_file(&again).is_empty(), "{}", again.dump());
+}
+
+/// A registry without auth and no username/password in the playbook: pushed and pulled by
+/// digest with the engines' own (empty) logins.
+#[test]
+fn ship_through_an_open_registry() {
+    docker_host();
+    let registry = Registry::start(None);
+    let servers = Servers::start(1);
+    let engine = Engine::start("open", None);
+    engine.serve(&servers.sshds[0]);
+    let host = servers.sshds[0].name();
+    let tag = format!("pship{}open:1", std::process::id());
+    let _tags = Tags::new(&[&tag, &format!("127.0.0.1:{}/{tag}", registry.port)]);
+    let s = Ship::new("shipopen", &servers, "");
+    s.payload(1 << 20);
+    s.p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"image\"\nimage = {{ tag = {tag:?}, build = {{ context = \"app\" }}, ship = {{ registry = \"127.0.0.1:{}\" }} }}\n",
+            registry.port
+        ),
+    );
+    let up = s.run(&["up", "test", "--output", "json"]);
+    up.expect_code(0);
+    assert_eq!(image_status(&up, &host), "changed", "{}", up.dump());
+    let id = controller_id(&tag).expect("built");
+    assert_eq!(engine.image_id(&tag), Some(id));
+    let out = engine.docker(&["image", "inspect", "-f", "{{json .RepoDigests}}", &tag]);
+    let digests = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        digests.contains("@sha256:"),
+        "not pulled by digest: {digests}"
+    );
+    let again = s.run(&["up", "test", "--output", "json"]);
+    again.expect_code(0);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
 }

@@ -166,28 +166,29 @@ pub async fn save(tag: &str) -> Result<Archive, String> {
     Ok(Archive { bytes, ..archive })
 }
 
-/// Push `tag` to `registry` as `remote` (`registry/repository:tag`) after logging in as
-/// `username` (the password on stdin, in a throwaway DOCKER_CONFIG); the pushed image's
-/// `registry/repository@sha256:…`.
+/// Push `tag` to `registry` as `remote` (`registry/repository:tag`), after logging in as
+/// `login`'s user (the password on stdin, in a throwaway DOCKER_CONFIG) when given, else with
+/// the operator's own docker config; the pushed image's `registry/repository@sha256:…`.
 pub async fn push(
     tag: &str,
     remote: &str,
     registry: &str,
-    username: &str,
-    password: &str,
+    login: Option<(&str, &str)>,
 ) -> Result<String, String> {
     let config = private_dir()?;
-    let cfg = Some(config.path());
-    let login = [
-        "login",
-        "--username",
-        username,
-        "--password-stdin",
-        registry,
-    ];
-    let ran = docker(&login, cfg, Some(password.as_bytes())).await?;
-    if !ran.ok {
-        return Err(ran.failure(&format!("docker login to {registry}")));
+    let cfg = login.map(|_| config.path());
+    if let Some((username, password)) = login {
+        let args = [
+            "login",
+            "--username",
+            username,
+            "--password-stdin",
+            registry,
+        ];
+        let ran = docker(&args, cfg, Some(password.as_bytes())).await?;
+        if !ran.ok {
+            return Err(ran.failure(&format!("docker login to {registry}")));
+        }
     }
     if remote != tag {
         let ran = docker(&["tag", tag, remote], cfg, None).await?;

@@ -7,7 +7,8 @@
 //!   `docker load` (memory stays at one chunk per host, whatever the image's size);
 //! * `ship = { registry, username, password }`: pushed once from the controller, then pulled
 //!   on the host by digest (`repository@sha256:…`) and tagged; the password reaches
-//!   `docker login --password-stdin` on stdin only, in a throwaway `DOCKER_CONFIG`.
+//!   `docker login --password-stdin` on stdin only, in a throwaway `DOCKER_CONFIG`. Without
+//!   `username` and `password`, each engine's own login (or none) is used.
 //!
 //! A host is compared by image ID: `ok` when its `tag` already is the controller's image,
 //! otherwise it receives it (nothing is sent to hosts that have it). The controller-side
@@ -69,9 +70,12 @@ pub enum Ship {
 pub struct Registry {
     /// `host[:port]` of the registry.
     pub registry: String,
-    pub username: String,
+    /// With `password`, or neither: then the engines' own logins (or none) are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
     /// Usually `{{ secrets.NAME }}`: it travels on stdin only.
-    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 impl fmt::Debug for Registry {
@@ -157,11 +161,17 @@ enum Via {
     Ssh,
     Registry {
         registry: String,
-        username: String,
-        password: Password,
+        login: Option<Login>,
         /// `registry/repository:tag`, the name pushed.
         remote: String,
     },
+}
+
+/// Who logs in to the registry.
+#[derive(Debug, Clone)]
+struct Login {
+    username: String,
+    password: Password,
 }
 
 /// A password whose `Debug` says nothing.
@@ -223,9 +233,10 @@ impl Desired {
             build,
             match &via {
                 Via::Ssh => "ssh".to_string(),
-                Via::Registry {
-                    remote, username, ..
-                } => format!("{username}@{remote}"),
+                Via::Registry { remote, login, .. } => match login {
+                    Some(l) => format!("{}@{remote}", l.username),
+                    None => remote.clone(),
+                },
             }
         );
         Ok(Desired {
@@ -263,11 +274,13 @@ impl Desired {
             }
             Via::Registry {
                 registry,
-                username,
-                password,
+                login,
                 remote,
             } => {
-                let push = docker::push(&self.tag, remote, registry, username, &password.0);
+                let login = login
+                    .as_ref()
+                    .map(|l| (l.username.as_str(), l.password.0.as_str()));
+                let push = docker::push(&self.tag, remote, registry, login);
                 let pushed = self.local.pushed.get_or_init(|| push).await;
                 pushed.as_ref().map(|_| ()).map_err(Clone::clone)
             }
@@ -365,13 +378,11 @@ fn registry_via(r: &Registry, tag: &str) -> Result<Via, String> {
         ));
     }
     super::shell::not_an_option("ship.registry", registry)?;
-    if r.username.is_empty() || r.username.contains(char::is_whitespace) {
-        return Err("ship.username must be a non-empty name without spaces".into());
-    }
-    super::shell::not_an_option("ship.username", &r.username)?;
-    if r.password.is_empty() {
-        return Err("ship.password is empty (set it from a secret: \"{{ secrets.NAME }}\")".into());
-    }
+    let login = match (&r.username, &r.password) {
+        (None, None) => None,
+        (Some(username), Some(password)) => Some(login(username, password)?),
+        _ => return Err("ship.username and ship.password go together: set both, or neither to use the engines' own logins".into()),
+    };
     // A tag already naming the registry is pushed as it is.
     let remote = if tag.starts_with(&format!("{registry}/")) {
         tag.to_string()
@@ -380,9 +391,22 @@ fn registry_via(r: &Registry, tag: &str) -> Result<Via, String> {
     };
     Ok(Via::Registry {
         registry: registry.to_string(),
-        username: r.username.clone(),
-        password: Password(r.password.clone()),
+        login,
         remote,
+    })
+}
+
+fn login(username: &str, password: &str) -> Result<Login, String> {
+    if username.is_empty() || username.contains(char::is_whitespace) {
+        return Err("ship.username must be a non-empty name without spaces".into());
+    }
+    super::shell::not_an_option("ship.username", username)?;
+    if password.is_empty() {
+        return Err("ship.password is empty (set it from a secret: \"{{ secrets.NAME }}\")".into());
+    }
+    Ok(Login {
+        username: username.to_string(),
+        password: Password(password.to_string()),
     })
 }
 
@@ -490,14 +514,11 @@ impl StepKind for Desired {
                 None => refuse("provision: the image was not saved on the controller"),
             },
             Via::Registry {
-                registry,
-                username,
-                password,
-                ..
+                registry, login, ..
             } => match self.local.pushed.get() {
                 Some(Ok(by_digest)) => Action {
-                    script: pull_script(registry, username, by_digest, &self.tag, &id),
-                    stdin: Some(password.0.clone().into_bytes()),
+                    script: pull_script(registry, login.as_ref(), by_digest, &self.tag, &id),
+                    stdin: login.as_ref().map(|l| l.password.0.clone().into_bytes()),
                     ..Action::default()
                 },
                 Some(Err(m)) => refuse(m),
@@ -521,19 +542,34 @@ impl StepKind for Desired {
 }
 
 /// On the host: log in with the password from stdin in a throwaway DOCKER_CONFIG (removed on
-/// exit, so no credential stays on the host), pull by digest, tag, check the ID.
-fn pull_script(registry: &str, username: &str, by_digest: &str, tag: &str, id: &str) -> String {
+/// exit, so no credential stays on the host), pull by digest, tag, check the ID. Without a
+/// login, the host's own docker config is used.
+fn pull_script(
+    registry: &str,
+    login: Option<&Login>,
+    by_digest: &str,
+    tag: &str,
+    id: &str,
+) -> String {
+    let (setup, config) = match login {
+        Some(l) => (
+            format!(
+                "cfg=$(mktemp -d) || exit 1\n\
+                 trap 'rm -rf \"$cfg\"' EXIT\n\
+                 set -e\n\
+                 DOCKER_CONFIG=\"$cfg\" docker login --username {user} --password-stdin {registry} >/dev/null\n",
+                user = quote(&l.username),
+                registry = quote(registry),
+            ),
+            "DOCKER_CONFIG=\"$cfg\" ",
+        ),
+        None => ("set -e\n".to_string(), ""),
+    };
     format!(
-        "cfg=$(mktemp -d) || exit 1\n\
-         trap 'rm -rf \"$cfg\"' EXIT\n\
-         set -e\n\
-         DOCKER_CONFIG=\"$cfg\" docker login --username {user} --password-stdin {registry} >/dev/null\n\
-         DOCKER_CONFIG=\"$cfg\" docker pull -q {by_digest} >/dev/null\n\
+        "{setup}{config}docker pull -q {by_digest} >/dev/null\n\
          docker tag {by_digest} {tag}\n\
          {}",
         verify(tag, id),
-        user = quote(username),
-        registry = quote(registry),
         by_digest = quote(by_digest),
         tag = quote(tag),
     )
@@ -639,6 +675,10 @@ mod tests {
                 r#"{ tag = "a:1", ship = { registry = "r", username = "u", password = "" } }"#,
                 "password is empty",
             ),
+            (
+                r#"{ tag = "a:1", ship = { registry = "r", username = "u" } }"#,
+                "go together",
+            ),
         ] {
             let e = prepared(&spec(t).unwrap(), &shared).unwrap_err();
             assert!(e.contains(why), "{t}: {e}");
@@ -732,6 +772,25 @@ mod tests {
         });
         assert_eq!(v["id"], "sha256:0123");
         assert_eq!(v["digest"], "sha256:dd");
+    }
+
+    #[test]
+    fn without_a_login_the_hosts_own_docker_config_pulls() {
+        let shared = Shared::default();
+        let s = spec(r#"{ tag = "app:1", ship = { registry = "r:5000" } }"#).unwrap();
+        let d = prepared(&s, &shared).unwrap();
+        with_image(&d, "sha256:0123");
+        let _ = d.local.pushed.set(Ok("r:5000/app@sha256:dd".into()));
+        let a = d.apply();
+        assert_eq!(a.stdin, None);
+        assert!(!a.script.contains("login"), "{}", a.script);
+        assert!(!a.script.contains("DOCKER_CONFIG"), "{}", a.script);
+        assert!(
+            a.script
+                .starts_with("set -e\ndocker pull -q 'r:5000/app@sha256:dd'"),
+            "{}",
+            a.script
+        );
     }
 
     #[test]
