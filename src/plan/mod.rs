@@ -14,7 +14,7 @@ use crate::config::{ConfigError, Playbook, Project, Step};
 use crate::inventory::Host;
 use crate::remote::facts::NAME as FACTS;
 use crate::secrets::{Secrets, SecretsObject};
-use crate::steps::{PrepareCx, Spec, StepKind};
+use crate::steps::{PrepareCx, Shared, Spec, StepKind};
 use crate::template::Templates;
 use minijinja::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,6 +54,8 @@ pub struct Planner {
     /// `hosts.all` and `hosts.<role>`.
     host_order: Vec<String>,
     role_order: BTreeMap<String, Vec<String>>,
+    /// What the steps of all hosts share, made once per run (an image built on the controller).
+    shared: Shared,
 }
 
 /// Names provision sets in every template context: a var of that name would be hidden.
@@ -143,6 +145,7 @@ impl Planner {
             topology: None,
             host_order: env.hosts.iter().map(|h| h.name()).collect(),
             role_order: env.role_order.clone(),
+            shared: Shared::default(),
         };
         planner.register_named_secrets();
         // Vars may use other vars, at any depth: render each string after the vars it uses.
@@ -446,6 +449,7 @@ impl Planner {
             templates: &self.templates,
             context: ctx,
             secrets: &self.secrets,
+            shared: &self.shared,
         };
         Ok(Arc::from(spec.prepare(&cx).map_err(|e| e.to_string())?))
     }

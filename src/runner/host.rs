@@ -9,7 +9,7 @@ use crate::plan::{HostPlan, Planner, batch};
 use crate::remote::lock::{self, Lock};
 use crate::report::{Event, Mode, Sink, Status};
 use crate::steps::{StepKind, tail};
-use crate::transport::{Connector, ExecError, ExecOutput, Keep, Transport};
+use crate::transport::{Connector, ExecError, ExecOutput, Input, Keep, Transport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -447,20 +447,34 @@ impl<'a, C: Connector> HostRun<'a, C> {
         timeout: Duration,
         keep: Keep,
     ) -> Result<ExecOutput, Stop> {
+        self.exec_input(script, Input::from(stdin), timeout, keep)
+            .await
+    }
+
+    /// [`HostRun::exec`] with any [`Input`] (a file streamed on stdin).
+    pub(super) async fn exec_input(
+        &mut self,
+        script: &str,
+        stdin: Input<'_>,
+        timeout: Duration,
+        keep: Keep,
+    ) -> Result<ExecOutput, Stop> {
         self.outcome.round_trips += 1;
         let script = &format!("{}{script}", self.planner.prelude);
         self.debug(|| {
-            format!(
-                "exec ({} bytes on stdin):\n{script}",
-                stdin.map_or(0, <[u8]>::len)
-            )
+            let what = match stdin {
+                Input::None => "0 bytes".to_string(),
+                Input::Bytes(b) => format!("{} bytes", b.len()),
+                Input::File(path) => format!("the file {}", path.display()),
+            };
+            format!("exec ({what} on stdin):\n{script}")
         });
         // The heartbeat: every round trip of the holder refreshes its lock.
         let script = &match self.lock.as_ref().filter(|_| self.locked) {
             Some(lock) => format!("{}{script}", lock.heartbeat_sh()),
             None => script.clone(),
         };
-        let run = self.t.exec_keeping(script, stdin, timeout, keep);
+        let run = self.t.exec_input(script, stdin, timeout, keep);
         let out = match &self.lock {
             Some(lock) => {
                 let beat = format!("{}{}", self.planner.prelude, lock.heartbeat_sh());

@@ -21,6 +21,13 @@ impl<C: Connector> HostRun<'_, C> {
             Err(m) => return self.fail_unless_unknown(i, m, started),
         };
         self.ensure_probed(i, kind.as_ref(), started).await?;
+        // Work on the controller the decision needs (an image built once for all hosts).
+        let probe = self.probes.get(&i).cloned();
+        if let Some(work) = kind.controller(self.check(), probe.as_ref())
+            && let Err(m) = work.await
+        {
+            return Err(self.fail(i, m, None, started));
+        }
         match self.decide(kind.as_ref(), i) {
             Decision::Ok(msg) => {
                 self.register_outcome(i, kind.as_ref(), false);

@@ -11,7 +11,7 @@ use crate::report::{Event, Mode, Reporter, Sink};
 use crate::secrets::{Redactor, Secrets};
 use crate::transport::capture::{Capture, finish_streams};
 use crate::transport::{
-    ConnectError, ConnectSpec, Connector, ExecError, ExecOutput, Keep, Transport, script,
+    ConnectError, ConnectSpec, Connector, ExecError, ExecOutput, Input, Keep, Transport, script,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
@@ -170,10 +170,10 @@ impl LocalSession {
 }
 
 impl Transport for LocalSession {
-    async fn exec_keeping(
+    async fn exec_input(
         &self,
         script: &str,
-        stdin: Option<&[u8]>,
+        stdin: Input<'_>,
         timeout: Duration,
         keep: Keep,
     ) -> Result<ExecOutput, ExecError> {
@@ -209,7 +209,7 @@ const UNPRIVILEGED: &str =
 async fn run_sh(
     home: &Path,
     script: &str,
-    stdin: Option<&[u8]>,
+    stdin: Input<'_>,
     timeout: Duration,
 ) -> Result<ExecOutput, ExecError> {
     let mut child = tokio::process::Command::new("/bin/sh")
@@ -229,10 +229,23 @@ async fn run_sh(
         .spawn()
         .expect("/bin/sh runs");
     let mut input = child.stdin.take().expect("piped stdin");
-    let bytes = stdin.unwrap_or_default().to_vec();
-    tokio::spawn(async move {
-        let _ = input.write_all(&bytes).await;
-    });
+    match stdin {
+        Input::None => {}
+        Input::Bytes(bytes) => {
+            let bytes = bytes.to_vec();
+            tokio::spawn(async move {
+                let _ = input.write_all(&bytes).await;
+            });
+        }
+        Input::File(path) => {
+            let path = path.to_path_buf();
+            tokio::spawn(async move {
+                if let Ok(mut file) = tokio::fs::File::open(&path).await {
+                    let _ = tokio::io::copy(&mut file, &mut input).await;
+                }
+            });
+        }
+    }
     let out = tokio::time::timeout(timeout, child.wait_with_output())
         .await
         .map_err(|_| ExecError::Timeout(timeout))?
