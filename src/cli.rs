@@ -44,6 +44,9 @@ pub struct Global {
     /// Hosts worked on at once
     #[arg(long, global = true, default_value_t = 32)]
     pub forks: usize,
+    /// Rolling deploy: hosts per batch (2), a percentage (50%) or a list (1,50%), over the env's `serial`
+    #[arg(long, global = true, value_name = "N|P%", value_parser = parse_serial)]
+    pub serial: Option<crate::config::Serial>,
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
@@ -122,6 +125,7 @@ impl Global {
             limit: self.limit.clone(),
             tags: self.tags.clone(),
             forks: self.forks,
+            serial: self.serial.clone(),
             output: self.output,
             vars: self.vars.clone(),
             report: ReportOptions {
@@ -416,6 +420,11 @@ async fn dispatch(command: Command, cx: Context) -> Result<i32, Error> {
         Command::Completions { shell } => cmd::completions::run(shell, Cli::command(), &cx.out()),
         Command::Man { dir } => cmd::man::run(Cli::command(), dir.as_deref(), &cx.out()),
     }
+}
+
+/// `--serial 2`, `50%` or `1,50%`.
+fn parse_serial(s: &str) -> Result<crate::config::Serial, String> {
+    s.parse()
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cloud;
 pub mod commands;
 pub mod config;
+pub mod controller;
 pub mod error;
 pub mod inventory;
 pub mod plan;

@@ -63,6 +63,17 @@ impl Redactor {
         n.sort_by_key(|v| std::cmp::Reverse(v.len()));
     }
 
+    /// For [`Templates::on_derived`](crate::template::Templates::on_derived): a filter's
+    /// output made from a text holding a secret (a decoded or quoted value) is masked too.
+    pub fn derived_hook(&self) -> crate::template::DerivedHook {
+        let r = self.clone();
+        std::sync::Arc::new(move |input: &str, output: &str| {
+            if r.redact(input) != input {
+                r.add(output);
+            }
+        })
+    }
+
     pub fn redact(&self, text: &str) -> String {
         // A panic elsewhere while the list was being written leaves it whole (values are
         // pushed one by one): keep masking with it rather than panic in the output path.
@@ -182,9 +193,21 @@ impl Secrets {
         (out, hit.load(Ordering::SeqCst))
     }
 
+    /// The env's secrets file when it names one that does not exist (a typo in the path, or a
+    /// fresh checkout without the gitignored file): messages say so instead of "no keys".
+    pub fn missing_file(&self) -> Option<&Path> {
+        self.file.as_deref().filter(|f| !f.exists())
+    }
+
     /// Like [`get`](Self::get), with an error that says where the value was looked for.
     pub fn require(&self, key: &str) -> Result<String, String> {
         self.get(key).ok_or_else(|| {
+            if let Some(f) = self.missing_file() {
+                return format!(
+                    "secret {key} is missing: the secrets file {} does not exist and provision's environment has no {key}; create the file with a {key}=value line, or set {key} in the environment",
+                    f.display()
+                );
+            }
             let place = match &self.file {
                 Some(f) => format!("{} or provision's environment", f.display()),
                 None => "provision's environment (this env has no `secrets` file)".into(),

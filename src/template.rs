@@ -4,6 +4,9 @@
 //! Errors are built from the error's kind, detail, template name and line only: minijinja's
 //! debug dump lists referenced variables *with their values*, which would print secrets.
 
+mod filters;
+
+pub use filters::DerivedHook;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -61,6 +64,7 @@ impl TemplateError {
 pub struct Templates {
     env: Environment<'static>,
     root: PathBuf,
+    derived: filters::HookSlot,
 }
 
 impl Templates {
@@ -73,7 +77,8 @@ impl Templates {
         // the debug dump itself.
         env.set_debug(true);
         env.set_auto_escape_callback(|_| AutoEscape::None);
-        env.add_filter("shell_quote", shell_quote);
+        let derived = filters::HookSlot::default();
+        filters::add_all(&mut env, &derived);
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
                 .keep_trailing_newline(true)
@@ -83,7 +88,14 @@ impl Templates {
         Templates {
             env,
             root: root.to_path_buf(),
+            derived,
         }
+    }
+
+    /// Tell `hook` each value a filter turned into a form the redactor cannot derive (see
+    /// `filters`), so the secrets layer can mask it when it came from a secret.
+    pub fn on_derived(&self, hook: DerivedHook) {
+        self.derived.set(hook);
     }
 
     pub fn render_file(&self, name: &str, ctx: &Value) -> Result<String, TemplateError> {
@@ -155,21 +167,6 @@ impl Templates {
         let source = std::fs::read_to_string(self.root.join(name)).ok()?;
         line_of_variable(&source, ident)
     }
-}
-
-/// `{{ x | shell_quote }}`: the value as one POSIX sh word, so a var put into a command
-/// (`command.run`, `unless`, ...) cannot add commands of its own (a forged release id, a var
-/// with a space or `$(...)`). Numbers and other values are quoted as their string form.
-fn shell_quote(v: Value) -> String {
-    let s = match v.as_str() {
-        Some(s) => s.to_string(),
-        None => v.to_string(),
-    };
-    // shell-escape leaves the empty string unquoted; it must stay one (empty) word.
-    if s.is_empty() {
-        return "''".into();
-    }
-    shell_escape::unix::escape(std::borrow::Cow::Borrowed(&s)).into_owned()
 }
 
 /// First line (1-based) where `ident` is used as a variable inside `{{ }}` or `{% %}`:

@@ -629,6 +629,18 @@ fn every_event_variant_matches_the_schema() {
             ms: 3,
             release: Some("v1".into()),
         },
+        Event::BatchStarted {
+            batch: 1,
+            of: 2,
+            hosts: vec!["a".into()],
+        },
+        Event::RolloutStopped {
+            batch: 1,
+            of: 2,
+            failed_hosts: vec!["a".into()],
+            not_reached: vec!["b".into()],
+            limits: "max_failures = 0".into(),
+        },
         Event::RunFinished {
             mode: Mode::Apply,
             totals: counts,
@@ -651,6 +663,8 @@ fn every_event_variant_matches_the_schema() {
             | Event::Debug { .. }
             | Event::HostFinished { .. }
             | Event::RunFinished { .. }
+            | Event::BatchStarted { .. }
+            | Event::RolloutStopped { .. }
             | Event::Exec { .. }
             | Event::Status { .. }
             | Event::Release { .. }

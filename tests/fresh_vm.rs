@@ -301,7 +301,12 @@ fn dev_and_prod_example_with_snapshot_rollback_and_systemd() {
     images();
     let net = Network::create("dp");
     let keydir = tempfile::tempdir().expect("key dir");
-    let t = Target::start(Variant::Vm, &net, "dp", ClientKey::generate(keydir.path()));
+    let t = Target::start(
+        Variant::VmDocker,
+        &net,
+        "dp",
+        ClientKey::generate(keydir.path()),
+    );
     ph.lap("target boot to ssh");
 
     // The example as shipped, pointed at this target (and at the local base image).
@@ -346,7 +351,7 @@ fn dev_and_prod_example_with_snapshot_rollback_and_systemd() {
 
     let r = run(&["up", "prod"]);
     print_steps(&r);
-    ph.lap("up prod v1 (apt docker.io + curl, build, unit)");
+    ph.lap("up prod v1 (Docker preinstalled: group + relogin; apt curl, build, unit)");
     run(&["up", "dev"]);
     ph.lap("up dev v1");
     assert_eq!(page(&t, 8080, "/cgi-bin/version"), "prod v1");
@@ -473,7 +478,7 @@ fn todomvc_ec2_example_on_the_emulator_and_a_fresh_vm() {
     let _git = GitServer::start(&net, repos.path());
     let keydir = tempfile::tempdir().expect("key dir");
     let t = Target::start(
-        Variant::Vm,
+        Variant::VmDocker,
         &net,
         "todo",
         ClientKey::generate(keydir.path()),
@@ -533,7 +538,7 @@ fn todomvc_ec2_example_on_the_emulator_and_a_fresh_vm() {
     r.expect_code(0);
     print_steps(&r);
     assert!(r.stderr.contains("launched todo-prod-1"), "{}", r.dump());
-    ph.lap("up: EC2 (key pair, group, instance) + apt docker.io/git + deploy");
+    ph.lap("up: EC2 (key pair, group, instance) + apt git + deploy (Docker preinstalled)");
     // The emulated account: one instance of ours, its group open on 22 and 80.
     let account = moto.python(
         "g = ec2.describe_security_groups(GroupNames=['provision-todo-prod'])['SecurityGroups'][0]\n\

@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "template",
     "secrets",
     "remote",
+    "controller",
     "steps",
     "config",
     "inventory",

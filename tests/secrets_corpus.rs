@@ -374,3 +374,75 @@ fn exec_masks_a_secret_that_only_a_deferred_step_names() {
         );
     }
 }
+
+/// A value only a filter reveals: the secret is its base64.
+const DECODED: &str = "Kx9-decoded-only-canary";
+
+/// Every filter a template may apply to a secret (`urlencode`, `b64encode`, `b64decode`,
+/// `shell_quote`, `to_yaml`, `tojson`), its output printed by a remote command in every
+/// output style: no form of any value, nor the decoded value, nor a quoted form, appears.
+#[test]
+fn filtered_secret_values_are_masked_in_every_form() {
+    use base64::Engine;
+    let s = setup();
+    let p = &s.p;
+    let quoted = "Kx9 it's: #quoted";
+    let encoded = base64::engine::general_purpose::STANDARD.encode(DECODED);
+    p.write(
+        "secrets/test.env",
+        &format!(
+            "DB_PASSWORD={IN_FILE}\nFANCY='{FANCY}'\nQUOTED=\"{quoted}\"\nENCODED={encoded}\n"
+        ),
+    );
+    p.write(
+        "templates/filters.conf.j2",
+        "url = {{ secrets.FANCY | urlencode }}\nb64 = {{ secrets.FANCY | b64encode }}\n\
+         decoded = {{ secrets.ENCODED | b64decode }}\nsh = {{ secrets.QUOTED | shell_quote }}\n\
+         json = {{ secrets.QUOTED | tojson }}\n\
+         {{ {'db': {'password': secrets.QUOTED, 'fancy': secrets.FANCY}} | to_yaml }}\n",
+    );
+    let conf = p.remote_path("filters.conf");
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"filters\"\ntemplate = {{ src = \"templates/filters.conf.j2\", dest = \"{conf}\", mode = \"0600\" }}\n\n\
+             [[step]]\nname = \"show\"\ncommand = {{ run = \"cat {conf}; exit 3\" }}\n"
+        ),
+    );
+    let values = [IN_FILE, FANCY, quoted, &encoded, DECODED].map(str::to_string);
+    // The quoted forms the file holds, each a text no redactor derives from the value alone.
+    let on_host_forms = ["'Kx9 it'\\''s: #quoted'", "'Kx9 it''s: #quoted'"];
+    for extra in OUTPUTS {
+        let mut args = vec!["up", "test"];
+        args.extend_from_slice(extra);
+        let r = run(p, &args);
+        let what = format!("up {extra:?}");
+        assert_eq!(
+            r.code,
+            3,
+            "{what}: the failing step shows its output\n{}",
+            r.dump()
+        );
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert_no_form(&what, &all, &values);
+        for f in on_host_forms {
+            assert!(!all.contains(f), "{what}: printed {f}\n{}", r.dump());
+        }
+        assert!(
+            all.contains(&format!("decoded = {MASK}")) && all.contains(&format!("sh = {MASK}")),
+            "{what}: nothing masked\n{}",
+            r.dump()
+        );
+        std::fs::remove_file(&conf).ok();
+    }
+    // What the host got is the real thing: the filters ran.
+    run(p, &["up", "test"]);
+    let on_host = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        on_host.contains(&format!("decoded = {DECODED}")),
+        "{on_host}"
+    );
+    for f in on_host_forms {
+        assert!(on_host.contains(f), "{f} not in\n{on_host}");
+    }
+}

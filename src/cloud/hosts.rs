@@ -49,10 +49,8 @@ pub fn hosts(
             .role
             .clone()
             .unwrap_or_else(|| crate::cloud::DEFAULT_ROLE.into());
-        with_instances.hosts.push(HostEntry {
-            addr,
-            roles: vec![role],
-        });
+        // EC2 instances have no vars of their own: only hosts written in the config do.
+        with_instances.hosts.push(HostEntry::new(addr, vec![role]));
     }
     let names = display_names(instances);
     let mut out = Vec::new();

@@ -497,9 +497,28 @@ pub struct Options<'a> {
 /// The hosts `up` or `plan` runs the playbook on.
 #[derive(Debug)]
 pub struct RunHosts {
+    /// The hosts `--limit` selects.
     pub hosts: Vec<Host>,
+    /// Every host of the env, selected or not (templates see them all as `hosts`).
+    pub all: Vec<Host>,
     /// `plan`: EC2 changes are pending (for `--detailed-exitcode`).
     pub ec2_pending: bool,
+}
+
+impl RunHosts {
+    /// `all`, and those of them `limit` selects.
+    fn new(
+        all: Vec<Host>,
+        limit: Option<&str>,
+        file: &std::path::Path,
+        ec2_pending: bool,
+    ) -> Result<RunHosts, ConfigError> {
+        Ok(RunHosts {
+            hosts: hosts::select(all.clone(), limit, file)?,
+            all,
+            ec2_pending,
+        })
+    }
 }
 
 /// The hosts of a run. For an env with `ec2`, `up` first brings EC2 to the declared state
@@ -517,11 +536,7 @@ pub async fn hosts_for_run(
     resolve: impl Fn(&Env) -> Result<Vec<Host>, ConfigError>,
 ) -> Result<RunHosts, Error> {
     let Some(desired) = &env.ec2 else {
-        let hosts = hosts::select(resolve(env)?, limit, &project.file)?;
-        return Ok(RunHosts {
-            hosts,
-            ec2_pending: false,
-        });
+        return Ok(RunHosts::new(resolve(env)?, limit, &project.file, false)?);
     };
     #[cfg(feature = "ec2")]
     {

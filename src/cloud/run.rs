@@ -74,10 +74,7 @@ pub(super) async fn hosts_for_run(
             hosts
         }
     };
-    Ok(RunHosts {
-        hosts: super::hosts::select(hosts, limit, &project.file)?,
-        ec2_pending: false,
-    })
+    Ok(RunHosts::new(hosts, limit, &project.file, false)?)
 }
 
 /// The plan and the public key to import (read, and checked to be a public key, before
@@ -146,10 +143,12 @@ fn check_hosts(
         ));
     }
     let hosts = hosts_of(project, env, d, &kept, resolve)?;
-    Ok(RunHosts {
-        hosts: super::hosts::select(hosts, limit, &project.file)?,
-        ec2_pending: !plan.is_empty(),
-    })
+    Ok(RunHosts::new(
+        hosts,
+        limit,
+        &project.file,
+        !plan.is_empty(),
+    )?)
 }
 
 /// Everything that can be refused before the first change: the confirmation of

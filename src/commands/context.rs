@@ -19,6 +19,8 @@ pub struct Context {
     /// `--tags`, as given (trimmed by the planner's options).
     pub tags: Vec<String>,
     pub forks: usize,
+    /// `--serial`: batch sizes over the env's `serial`.
+    pub serial: Option<crate::config::Serial>,
     pub output: OutputFormat,
     /// `-e key=value`, in order.
     pub vars: Vec<(String, String)>,

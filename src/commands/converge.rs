@@ -8,7 +8,7 @@ use super::report::RunReport;
 use crate::config::{ConfigError, Env, Project};
 use crate::error::{Error, exit};
 use crate::inventory::Host;
-use crate::plan::Planner;
+use crate::plan::{Planner, Rollout};
 use crate::report::{Mode, Sink};
 use crate::runner::{self, RunOptions};
 use std::sync::Arc;
@@ -29,8 +29,8 @@ pub struct Converge {
 pub async fn run(cx: &Context, env_name: &str, how: Converge) -> Result<i32, Error> {
     let project = load::project(cx)?;
     let env = project.env(env_name)?;
-    let (planner, redactor) = load::planner(cx, &project, env, how.allow_recreate)?;
-    plan_expected(cx, &planner, &project, env)?;
+    let (mut planner, redactor) = load::planner(cx, &project, env, how.allow_recreate)?;
+    plan_expected(cx, &mut planner, &project, env)?;
     // EC2 machines are found or created (up) or planned (plan) here, after every local check.
     // One channel for the EC2 lines and the run's events.
     let sink = Sink::with_options(cx.output, cx.report, redactor);
@@ -39,18 +39,28 @@ pub async fn run(cx: &Context, env_name: &str, how: Converge) -> Result<i32, Err
     let limit = cx.limit.as_deref();
     let opts = cx.cloud(&sink);
     let cloud = crate::cloud::hosts_for_run(&project, env, limit, how.mode, opts, resolve).await?;
+    // Templates see every host of the env, also those `--limit` leaves out.
+    planner.set_hosts(&cloud.all);
     let plans = cloud
         .hosts
         .iter()
         .map(|h| planner.plan_host(h))
         .collect::<Result<Vec<_>, _>>()?;
+    let serial = cx.serial.as_ref();
+    let rollout = Rollout::new(
+        plans,
+        &env.rollout,
+        serial,
+        &planner.playbook,
+        limit.is_some(),
+    )?;
     let options = RunOptions {
         mode: how.mode,
         forks: cx.forks,
     };
     let summary = runner::run(
         Arc::new(planner),
-        plans,
+        rollout,
         options,
         sink.clone(),
         how.detailed,
@@ -73,7 +83,7 @@ pub async fn run(cx: &Context, env_name: &str, how: Converge) -> Result<i32, Err
 /// are planned again once they are known; without `ec2` they are known now.
 fn plan_expected(
     cx: &Context,
-    planner: &Planner,
+    planner: &mut Planner,
     project: &Project,
     env: &Env,
 ) -> Result<(), ConfigError> {
@@ -82,6 +92,7 @@ fn plan_expected(
     };
     let resolve = load::resolver(project, cx);
     let expected = crate::cloud::hosts::expected(env, ec2, &project.file, &resolve)?;
+    planner.set_hosts(&expected);
     for host in selected(expected, cx.limit.as_deref()) {
         planner.plan_host(&host)?;
     }

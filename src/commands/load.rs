@@ -36,6 +36,15 @@ pub fn planner(
         .to_string();
     let playbook = Playbook::load(&pb_path, &display)?;
     playbook.check_roles(&env.roles, &env.name)?;
+    // Hosts found elsewhere (EC2, ssh_config, Vagrant) are checked once the run has them.
+    if env.ec2.is_none() && env.ssh_source.is_none() {
+        let mut names: Vec<String> = (env.hosts.iter())
+            .flat_map(|h| [h.name(), h.addr.name(), h.addr.host.clone()])
+            .collect();
+        names.sort();
+        names.dedup();
+        playbook.check_run_once(&names, &env.name)?;
+    }
     let redactor = cx.redactor.clone();
     let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
     let tags: Vec<String> = cx

@@ -92,7 +92,9 @@ fn mask_playbook_secrets(project: &Project, env: &Env, secrets: Secrets, hosts: 
         return;
     };
     let opts = crate::plan::PlanOptions::default();
-    if let Ok(planner) = crate::plan::Planner::new(project, &env.name, playbook, secrets, opts) {
+    if let Ok(mut planner) = crate::plan::Planner::new(project, &env.name, playbook, secrets, opts)
+    {
+        planner.set_hosts(hosts);
         for host in hosts {
             let _ = planner.plan_host(host);
         }

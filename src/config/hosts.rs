@@ -1,5 +1,6 @@
-//! The `hosts` of an environment: a list of `user@host:port` strings, or a table of
-//! role = [hosts]. Each entry keeps its byte span so a bad host string is reported at its line.
+//! The `hosts` of an environment: a list of hosts, or a table of role = [hosts]. A host is a
+//! `user@host:port` string or a table `{ host = "...", name = "web1", vars = { ... } }`. Each
+//! entry keeps its byte span so a bad host is reported at its line.
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -7,9 +8,76 @@ use serde_spanned::Spanned;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Hosts as written: role name → host strings. A plain list is stored under role "all".
+/// Hosts as written: role name → host entries, in the order written. A plain list is stored
+/// under role "all".
 #[derive(Debug, Clone, Default)]
-pub struct HostsDef(pub BTreeMap<String, Vec<Spanned<String>>>);
+pub struct HostsDef(pub BTreeMap<String, Vec<Spanned<HostDef>>>);
+
+/// One host entry as written: the string form, or the table form with a name and vars.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostDef {
+    /// `[user@]host[:port]`, with its span (the string itself, or the table's `host`).
+    pub host: Spanned<String>,
+    /// `name = "web1"`: what events, `--limit` and templates call the host (default: the
+    /// host string's `host[:port]`).
+    pub name: Option<Spanned<String>>,
+    /// `vars = { weight = 2 }`: this host's own values (`host.vars` in templates), typed.
+    pub vars: toml::Table,
+}
+
+/// The table form, keys checked by serde (an unknown key is an error naming it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostTable {
+    host: Spanned<String>,
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    vars: toml::Table,
+}
+
+impl<'de> Deserialize<'de> for HostDef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(HostDefVisitor)
+    }
+}
+
+struct HostDefVisitor;
+
+impl<'de> Visitor<'de> for HostDefVisitor {
+    type Value = HostDef;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"a host like "deploy@10.0.0.5:22", or a table like { host = "deploy@10.0.0.5:22", name = "web1", vars = { weight = 2 } }"#)
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<HostDef, E> {
+        // The span of a string entry is the Spanned<HostDef> around it: filled in by the caller.
+        Ok(HostDef {
+            host: Spanned::new(0..0, s.to_string()),
+            name: None,
+            vars: toml::Table::new(),
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<HostDef, A::Error> {
+        let t = HostTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(HostDef {
+            host: t.host,
+            name: t.name,
+            vars: t.vars,
+        })
+    }
+}
+
+/// A spanned entry whose string form gets the entry's own span.
+fn entry(mut h: Spanned<HostDef>) -> Spanned<HostDef> {
+    let span = h.span();
+    let def = h.get_mut();
+    if def.host.span() == (0..0) {
+        def.host = Spanned::new(span, def.host.get_ref().clone());
+    }
+    h
+}
 
 impl<'de> Deserialize<'de> for HostsDef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -28,8 +96,8 @@ impl<'de> Visitor<'de> for HostsVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostsDef, A::Error> {
         let mut list = Vec::new();
-        while let Some(h) = seq.next_element::<Spanned<String>>()? {
-            list.push(h);
+        while let Some(h) = seq.next_element::<Spanned<HostDef>>()? {
+            list.push(entry(h));
         }
         Ok(HostsDef(BTreeMap::from([("all".to_string(), list)])))
     }
@@ -37,8 +105,9 @@ impl<'de> Visitor<'de> for HostsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HostsDef, A::Error> {
         let mut roles = BTreeMap::new();
         while let Some(role) = map.next_key::<String>()? {
-            let hosts = map.next_value::<Vec<Spanned<String>>>()?;
-            if role.is_empty() || role.chars().any(|c| c.is_whitespace() || c == ',') {
+            let hosts: Vec<Spanned<HostDef>> = map.next_value::<Vec<Spanned<HostDef>>>()?;
+            let hosts = hosts.into_iter().map(entry).collect();
+            if !is_name(&role) {
                 return Err(de::Error::custom(format!(
                     "role name `{role}` is not valid: roles are names without spaces or `,` (--limit takes a comma-separated list of them)"
                 )));
@@ -49,6 +118,11 @@ impl<'de> Visitor<'de> for HostsVisitor {
         }
         Ok(HostsDef(roles))
     }
+}
+
+/// A role or host name: not empty, no blanks or `,` (`--limit` takes a comma-separated list).
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == ',')
 }
 
 /// One parsed host string.

@@ -5,11 +5,13 @@
 pub mod ec2;
 pub mod hosts;
 pub mod playbook;
+pub mod rollout;
 
 pub use crate::error::ConfigError;
 pub use crate::value::{Dur, OneOrMany};
-pub use hosts::{HostAddr, HostsDef};
-pub use playbook::{Playbook, Step};
+pub use hosts::{HostAddr, HostDef, HostsDef};
+pub use playbook::{Playbook, RunOnce, Step};
+pub use rollout::{Rollout, Serial};
 
 use crate::transport::KnownHostsPolicy;
 use serde::Deserialize;
@@ -121,6 +123,10 @@ struct EnvFile {
     /// An ssh_config-format file for this env (its `Host` entries are the hosts when `hosts`
     /// is not given).
     ssh_config: Option<String>,
+    /// Rolling deploys (see `rollout.rs`).
+    serial: Option<Serial>,
+    max_fail_percentage: Option<Spanned<u32>>,
+    max_failures: Option<usize>,
 }
 
 /// Where an env's hosts and their connection settings are read from, besides `hosts`.
@@ -133,10 +139,31 @@ pub enum SshSource {
 }
 
 /// One host of an environment, parsed, with the roles it is in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostEntry {
     pub addr: HostAddr,
     pub roles: Vec<String>,
+    /// `name = "..."` of its table form (default: the address, `addr.name()`).
+    pub name: Option<String>,
+    /// `vars = { ... }` of its table form.
+    pub vars: toml::Table,
+}
+
+impl HostEntry {
+    /// A host from a string entry: no name of its own, no vars.
+    pub fn new(addr: HostAddr, roles: Vec<String>) -> HostEntry {
+        HostEntry {
+            addr,
+            roles,
+            name: None,
+            vars: toml::Table::new(),
+        }
+    }
+
+    /// What events, `--limit` and templates call it.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.addr.name())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +171,9 @@ pub struct Env {
     pub name: String,
     pub hosts: Vec<HostEntry>,
     pub roles: Vec<String>,
+    /// Role → its hosts' names in the order written (the order of `hosts.<role>` in
+    /// templates).
+    pub role_order: BTreeMap<String, Vec<String>>,
     pub vars: toml::Table,
     pub secrets: Option<PathBuf>,
     /// Top-level `[ssh]` merged with the environment's.
@@ -155,6 +185,8 @@ pub struct Env {
     pub ec2: Option<ec2::Ec2Env>,
     /// `vagrant = "<dir>"` or `ssh_config = "<file>"`: read by the inventory.
     pub ssh_source: Option<SshSource>,
+    /// `serial`, `max_fail_percentage`, `max_failures`.
+    pub rollout: Rollout,
 }
 
 /// The loaded project: `provision.toml` plus where it lives.
@@ -307,9 +339,10 @@ impl EnvAt<'_> {
 
 fn build_env(at: &EnvAt, app: &str, raw: EnvFile, top_ssh: &SshDef) -> Result<Env, ConfigError> {
     let ssh_source = ssh_source(at, &raw)?;
+    let rollout = rollout_of(at, &raw)?;
     let hosts_def = raw.hosts.unwrap_or_default();
     let mut roles: Vec<String> = hosts_def.0.keys().cloned().collect();
-    let hosts = host_entries(at, &hosts_def)?;
+    let (hosts, role_order) = host_entries(at, &hosts_def)?;
     let ssh = top_ssh.merged(&raw.ssh);
     let ec2 = match raw.ec2 {
         Some(def) => {
@@ -339,9 +372,11 @@ fn build_env(at: &EnvAt, app: &str, raw: EnvFile, top_ssh: &SshDef) -> Result<En
             .with_help("add hosts = [\"user@host:port\"], an [env.<name>.ec2] table to create them on EC2, or vagrant = \"<dir>\" / ssh_config = \"<file>\""));
     }
     Ok(Env {
+        rollout,
         name: at.name.to_string(),
         hosts,
         roles,
+        role_order,
         vars: raw.vars,
         secrets: raw.secrets.map(|s| at.root.join(s)),
         ssh,
@@ -352,18 +387,44 @@ fn build_env(at: &EnvAt, app: &str, raw: EnvFile, top_ssh: &SshDef) -> Result<En
     })
 }
 
-/// One entry per host, with every role it is listed under.
-fn host_entries(at: &EnvAt, hosts_def: &HostsDef) -> Result<Vec<HostEntry>, ConfigError> {
+/// The env's rollout settings; a percentage over 100 is an error at it.
+fn rollout_of(at: &EnvAt, raw: &EnvFile) -> Result<Rollout, ConfigError> {
+    if let Some(p) = raw
+        .max_fail_percentage
+        .as_ref()
+        .filter(|p| *p.get_ref() > 100)
+    {
+        return Err(at
+            .error(p.span().start, format!("env `{}`: max_fail_percentage {} is over 100", at.name, p.get_ref()))
+            .with_help("write a percentage from 0 to 100 (the rollout stops after a batch in which more than that failed)"));
+    }
+    Ok(Rollout {
+        serial: raw.serial.clone(),
+        max_fail_percentage: raw.max_fail_percentage.as_ref().map(|p| *p.get_ref()),
+        max_failures: raw.max_failures,
+    })
+}
+
+/// One entry per host, with every role it is listed under, in the order each first appears
+/// in the file; and each role's host names in the order written.
+type Entries = (Vec<HostEntry>, BTreeMap<String, Vec<String>>);
+
+fn host_entries(at: &EnvAt, hosts_def: &HostsDef) -> Result<Entries, ConfigError> {
     let name = at.name;
-    let mut hosts: Vec<HostEntry> = Vec::new();
+    // (first span start, entry): roles are a map, so file order comes from the spans.
+    let mut hosts: Vec<(usize, HostEntry)> = Vec::new();
+    let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (role, list) in &hosts_def.0 {
-        for h in list {
+        for spanned in list {
+            let def = spanned.get_ref();
+            let h = &def.host;
             let addr = HostAddr::parse(h.get_ref()).map_err(|m| {
                 at.error(h.span().start, format!("env `{name}`: {m}"))
                     .with_help("write hosts as \"host\", \"user@host\" or \"user@host:port\"")
             })?;
-            match hosts.iter_mut().find(|e| e.addr.name() == addr.name()) {
-                Some(e) if e.addr.user != addr.user => {
+            let own_name = host_name(at, def)?;
+            let entry = match hosts.iter_mut().find(|(_, e)| e.addr.name() == addr.name()) {
+                Some((_, e)) if e.addr.user != addr.user => {
                     return Err(at.error(
                         h.span().start,
                         format!(
@@ -372,15 +433,134 @@ fn host_entries(at: &EnvAt, hosts_def: &HostsDef) -> Result<Vec<HostEntry>, Conf
                         ),
                     ));
                 }
-                Some(e) => e.roles.push(role.clone()),
-                None => hosts.push(HostEntry {
-                    addr,
-                    roles: vec![role.clone()],
-                }),
-            }
+                Some((_, e)) => {
+                    merge_listed_again(at, e, spanned, own_name)?;
+                    e.roles.push(role.clone());
+                    e
+                }
+                None => {
+                    let mut e = HostEntry::new(addr, vec![role.clone()]);
+                    e.name = own_name;
+                    e.vars = def.vars.clone();
+                    hosts.push((spanned.span().start, e));
+                    &mut hosts.last_mut().expect("just pushed").1
+                }
+            };
+            members
+                .entry(role.clone())
+                .or_default()
+                .push(entry.addr.name());
         }
     }
-    Ok(hosts)
+    hosts.sort_by_key(|(at, _)| *at);
+    let hosts: Vec<HostEntry> = hosts.into_iter().map(|(_, e)| e).collect();
+    check_names_unique(at, &hosts, hosts_def)?;
+    // Members were noted by address; a name given on a later entry applies to all of them.
+    let by_addr: BTreeMap<String, String> =
+        hosts.iter().map(|e| (e.addr.name(), e.name())).collect();
+    for list in members.values_mut() {
+        for m in list.iter_mut() {
+            *m = by_addr[m.as_str()].clone();
+        }
+    }
+    Ok((hosts, members))
+}
+
+/// The table form's `name`, checked like a role name (`--limit` takes either).
+fn host_name(at: &EnvAt, def: &HostDef) -> Result<Option<String>, ConfigError> {
+    let Some(n) = &def.name else {
+        return Ok(None);
+    };
+    if !hosts::is_name(n.get_ref()) {
+        return Err(at
+            .error(
+                n.span().start,
+                format!(
+                    "env `{}`: host name `{}` is not valid",
+                    at.name,
+                    n.get_ref()
+                ),
+            )
+            .with_help(
+                "a host name has no spaces or `,` (--limit takes a comma-separated list of names)",
+            ));
+    }
+    Ok(Some(n.get_ref().clone()))
+}
+
+/// A host listed under several roles: its name and vars may be given on any one of its
+/// entries, or repeated equal; two different ones are an error at the second.
+fn merge_listed_again(
+    at: &EnvAt,
+    e: &mut HostEntry,
+    spanned: &Spanned<HostDef>,
+    own_name: Option<String>,
+) -> Result<(), ConfigError> {
+    let def = spanned.get_ref();
+    let clash = |what: &str| {
+        at.error(
+            spanned.span().start,
+            format!(
+                "env `{}`: host {} is listed again with a different {what}",
+                at.name,
+                e.addr.name()
+            ),
+        )
+        .with_help(format!(
+            "give the {what} on one of its entries (it applies to the host in every role)"
+        ))
+    };
+    match (&e.name, own_name) {
+        (Some(a), Some(b)) if *a != b => return Err(clash("name")),
+        (None, Some(b)) => e.name = Some(b),
+        _ => {}
+    }
+    if !def.vars.is_empty() {
+        if !e.vars.is_empty() && e.vars != def.vars {
+            return Err(clash("vars"));
+        }
+        e.vars = def.vars.clone();
+    }
+    Ok(())
+}
+
+/// Two hosts cannot share a name: events, `--limit` and `hosts.<role>` would mix them up.
+fn check_names_unique(
+    at: &EnvAt,
+    hosts: &[HostEntry],
+    hosts_def: &HostsDef,
+) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<String, &HostEntry> = BTreeMap::new();
+    for e in hosts {
+        if let Some(other) = seen.insert(e.name(), e) {
+            let offset = name_span(hosts_def, &e.name()).unwrap_or(at.offset);
+            return Err(at
+                .error(
+                    offset,
+                    format!(
+                        "env `{}`: hosts {} and {} are both named `{}`",
+                        at.name,
+                        other.addr.name(),
+                        e.addr.name(),
+                        e.name()
+                    ),
+                )
+                .with_help("give each host its own name"));
+        }
+    }
+    Ok(())
+}
+
+/// Where `name = "<n>"` is written, for the error about it.
+fn name_span(hosts_def: &HostsDef, n: &str) -> Option<usize> {
+    hosts_def
+        .0
+        .values()
+        .flatten()
+        .filter_map(|d| d.get_ref().name.as_ref())
+        .filter(|s| s.get_ref() == n)
+        .map(|s| s.span().start)
+        .next_back()
 }
 
 /// `vagrant = "<dir>"` or `ssh_config = "<file>"`, never both.
@@ -452,9 +632,87 @@ ssh = { user = "ops", become = true }
     }
 
     #[test]
+    fn host_tables_give_names_and_typed_vars_in_lists_and_roles() {
+        let p = parse(
+            r#"app = "demo"
+[env.prod]
+hosts = { web = ["10.0.0.9", { host = "deploy@10.0.0.5:22", name = "web1", vars = { weight = 2, tags = ["a"], tls = true } }], db = [{ host = "deploy@10.0.0.5:22", vars = { weight = 2, tags = ["a"], tls = true } }] }
+[env.stage]
+hosts = ["a", { host = "b:23", vars = { ratio = 0.5, t = { k = "v" } } }]
+"#,
+        )
+        .unwrap();
+        let prod = p.env("prod").unwrap();
+        let web1 = prod.hosts.iter().find(|h| h.name() == "web1").unwrap();
+        assert_eq!(web1.addr.user.as_deref(), Some("deploy"));
+        assert_eq!(web1.roles, vec!["db", "web"]);
+        assert_eq!(web1.vars["weight"].as_integer(), Some(2));
+        assert_eq!(web1.vars["tls"].as_bool(), Some(true));
+        // Written order per role, not name order; the name applies in every role.
+        assert_eq!(prod.role_order["web"], vec!["10.0.0.9", "web1"]);
+        assert_eq!(prod.role_order["db"], vec!["web1"]);
+        let stage = p.env("stage").unwrap();
+        let b = &stage.hosts[1];
+        assert_eq!(
+            (b.name(), b.vars["ratio"].as_float()),
+            ("b:23".into(), Some(0.5))
+        );
+        assert_eq!(b.vars["t"]["k"].as_str(), Some("v"));
+        assert!(stage.hosts[0].vars.is_empty());
+    }
+
+    #[test]
+    fn bad_host_tables_point_at_line_and_column() {
+        let at = |t: &str| {
+            let e = parse(&format!("app = \"x\"\n[env.prod]\n{t}\n")).unwrap_err();
+            (e.line, e.col, e.message)
+        };
+        let (line, col, m) = at(r#"hosts = ["a", { host = "b", wieght = 2 }]"#);
+        assert_eq!((line, col), (Some(3), Some(29)), "{m}");
+        assert!(m.contains("unknown field `wieght`"), "{m}");
+        let (line, _, m) = at(r#"hosts = { web = [{ vars = { w = 1 } }] }"#);
+        assert_eq!(line, Some(3));
+        assert!(m.contains("missing field `host`"), "{m}");
+        let (line, col, m) = at(r#"hosts = [{ host = "bad host" }]"#);
+        assert_eq!((line, col), (Some(3), Some(19)), "{m}");
+        assert!(m.contains("`bad host` is not a host"), "{m}");
+        let (_, col, m) = at(r#"hosts = [{ host = "a", name = "web 1" }]"#);
+        assert_eq!(col, Some(31), "{m}");
+        assert!(m.contains("host name `web 1` is not valid"), "{m}");
+        let (_, _, m) = at(r#"hosts = [{ host = "a", name = "w" }, { host = "b", name = "w" }]"#);
+        assert!(m.contains("hosts a and b are both named `w`"), "{m}");
+        let (_, _, m) = at(
+            r#"hosts = { web = [{ host = "a", vars = { w = 1 } }], db = [{ host = "a", vars = { w = 2 } }] }"#,
+        );
+        assert!(
+            m.contains("host a is listed again with a different vars"),
+            "{m}"
+        );
+        let (_, _, m) = at(r#"hosts = [7]"#);
+        assert!(m.contains("a host like"), "{m}");
+    }
+
+    #[test]
     fn missing_env_lists_known_ones() {
         let p = parse("app = \"x\"\n[env.prod]\nhosts = [\"a\"]\n").unwrap();
         let e = p.env("prd").unwrap_err();
         assert!(e.to_string().contains("environments defined: prod"));
+    }
+
+    #[test]
+    fn rollout_settings_are_read_and_checked() {
+        let p = parse(
+            "app = \"x\"\n[env.prod]\nhosts = [\"a\"]\nserial = [1, \"50%\"]\nmax_failures = 2\n",
+        )
+        .unwrap();
+        let r = &p.env("prod").unwrap().rollout;
+        assert_eq!(r.serial, Some("1,50%".parse().unwrap()));
+        assert_eq!(r.max_failures, Some(2));
+        let e = parse("app = \"x\"\n[env.prod]\nhosts = [\"a\"]\nmax_fail_percentage = 150\n")
+            .unwrap_err();
+        assert_eq!((e.line, e.col), (Some(4), Some(23)), "{e}");
+        assert!(e.message.contains("over 100"), "{e}");
+        let e = parse("app = \"x\"\n[env.prod]\nhosts = [\"a\"]\nserial = \"lots\"\n").unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
     }
 }

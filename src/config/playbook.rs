@@ -1,6 +1,6 @@
 //! Playbooks: `playbooks/<name>.toml`, an ordered list of `[[step]]` tables. Each step has
 //! exactly one kind key (any of `steps::NAMES`: `command`, `directory`, `file`, …) plus
-//! optional `name`, `on`, `when`, `register`, `tags`, `timeout`.
+//! optional `name`, `on`, `when`, `register`, `tags`, `timeout`, `run_once`.
 
 use super::{ConfigError, Dur, OneOrMany};
 use crate::steps::{self, Spec};
@@ -35,11 +35,34 @@ struct StepDef {
     register: Option<String>,
     tags: Option<Vec<String>>,
     timeout: Option<Dur>,
+    run_once: Option<Spanned<RunOnceDef>>,
     kinds: Vec<Spec>,
 }
 
+/// `run_once` as written: `true`/`false`, or the host that runs the step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "`run_once` is true, false or a host name (\"web1\")"
+)]
+enum RunOnceDef {
+    Flag(bool),
+    Host(String),
+}
+
+/// Which one host runs a `run_once` step; the others wait for its result and skip it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOnce {
+    /// The first host (in run order) the step is selected for.
+    First,
+    /// This host (its name or address), which must be in the env.
+    Host(String),
+}
+
 /// The keys every step may have besides its kind.
-const COMMON: [&str; 6] = ["name", "on", "when", "register", "tags", "timeout"];
+const COMMON: [&str; 7] = [
+    "name", "on", "when", "register", "tags", "timeout", "run_once",
+];
 
 /// Every key a `[[step]]` accepts, as an "unknown field" message lists them.
 const FIELDS: [&str; COMMON.len() + steps::NAMES.len()] = concat(&COMMON, steps::NAMES);
@@ -67,6 +90,7 @@ enum StepKey {
     Register,
     Tags,
     Timeout,
+    RunOnce,
     Kind(&'static str),
 }
 
@@ -93,6 +117,7 @@ impl Visitor<'_> for StepKeyVisitor {
             "register" => StepKey::Register,
             "tags" => StepKey::Tags,
             "timeout" => StepKey::Timeout,
+            "run_once" => StepKey::RunOnce,
             _ => match steps::NAMES.iter().find(|n| **n == key) {
                 Some(kind) => StepKey::Kind(kind),
                 None => return Err(E::unknown_field(key, &FIELDS)),
@@ -127,6 +152,7 @@ impl<'de> Visitor<'de> for StepDefVisitor {
                 StepKey::Register => set(&mut def.register, "register", &mut map)?,
                 StepKey::Tags => set(&mut def.tags, "tags", &mut map)?,
                 StepKey::Timeout => set(&mut def.timeout, "timeout", &mut map)?,
+                StepKey::RunOnce => set(&mut def.run_once, "run_once", &mut map)?,
                 StepKey::Kind(kind) => def.kinds.push(steps::deserialize_kind(kind, &mut map)?),
             }
         }
@@ -156,6 +182,7 @@ impl StepDef {
             register: self.register,
             tags: self.tags.unwrap_or_default(),
             timeout: self.timeout.map(|d| d.0),
+            run_once: self.run_once,
         };
         (self.kinds, common)
     }
@@ -168,6 +195,7 @@ struct StepCommon {
     register: Option<String>,
     tags: Vec<String>,
     timeout: Option<Duration>,
+    run_once: Option<Spanned<RunOnceDef>>,
 }
 
 /// One validated step.
@@ -182,6 +210,10 @@ pub struct Step {
     pub register: Option<String>,
     pub tags: Vec<String>,
     pub timeout: Option<Duration>,
+    /// `run_once`: None runs it on every host (a `migrate` step defaults to `First`).
+    pub run_once: Option<RunOnce>,
+    /// Line and column of `run_once` when written (else the header's), for errors.
+    pub run_once_at: (usize, usize),
     /// Line of the `[[step]]` header, for errors.
     pub line: usize,
 }
@@ -246,9 +278,23 @@ impl Playbook {
                 if !registers.insert(r.clone()) {
                     return Err(err(format!("`{r}` is registered by two steps")));
                 }
+                // Provision's own values in every template: a register would hide them.
+                if ["facts", "hosts"].contains(&r.as_str()) {
+                    return Err(err(format!(
+                        "register name `{r}` is taken: provision sets `{r}` in every template"
+                    ))
+                    .with_help("register under another name"));
+                }
             }
             let line = crate::error::line_col(text, offset).0;
+            let run_once_at = c
+                .run_once
+                .as_ref()
+                .map_or((line, 1), |r| crate::error::line_col(text, r.span().start));
+            let run_once = run_once_of(&spec, c.run_once.map(Spanned::into_inner));
             steps.push(Step {
+                run_once,
+                run_once_at,
                 index,
                 name,
                 spec,
@@ -269,6 +315,34 @@ impl Playbook {
         })
     }
 
+    /// Every host named by `run_once` must be one of the env's hosts (`names`: their names
+    /// and addresses).
+    pub fn check_run_once(&self, names: &[String], env_name: &str) -> Result<(), ConfigError> {
+        for s in &self.steps {
+            let Some(RunOnce::Host(h)) = &s.run_once else {
+                continue;
+            };
+            if !names.iter().any(|n| n == h) {
+                let (line, col) = s.run_once_at;
+                let mut e = ConfigError::new(
+                    &self.display,
+                    format!(
+                        "step `{}` runs once on host `{h}`, which env `{env_name}` does not have",
+                        s.name
+                    ),
+                )
+                .at_line(line)
+                .with_help(format!(
+                    "name one of its hosts ({}), or write run_once = true for the first host the step runs on",
+                    names.join(", ")
+                ));
+                e.col = Some(col);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Every role named in `on` must exist in the environment.
     pub fn check_roles(&self, env_roles: &[String], env_name: &str) -> Result<(), ConfigError> {
         for s in &self.steps {
@@ -287,6 +361,18 @@ impl Playbook {
             }
         }
         Ok(())
+    }
+}
+
+/// What `run_once` means for a step: a `migrate` runs once per env and release unless
+/// `run_once = false` says otherwise.
+fn run_once_of(spec: &Spec, def: Option<RunOnceDef>) -> Option<RunOnce> {
+    match def {
+        Some(RunOnceDef::Flag(true)) => Some(RunOnce::First),
+        Some(RunOnceDef::Flag(false)) => None,
+        Some(RunOnceDef::Host(h)) => Some(RunOnce::Host(h)),
+        None if spec.kind() == "migrate" => Some(RunOnce::First),
+        None => None,
     }
 }
 
@@ -386,5 +472,41 @@ command = { run = "echo hi", creates = "/tmp/hi" }
         let p = parse("[[step]]\non = \"db\"\ncommand = { run = \"x\" }\n").unwrap();
         let e = p.check_roles(&["web".into()], "prod").unwrap_err();
         assert!(e.to_string().contains("role `db`"), "{e}");
+    }
+
+    #[test]
+    fn run_once_is_a_flag_or_a_host_and_migrate_defaults_to_it() {
+        let p = parse(
+            "[[step]]\nname = \"a\"\nrun_once = true\ncommand = { run = \"x\" }\n\
+             [[step]]\nname = \"b\"\nrun_once = \"web2\"\ncommand = { run = \"x\" }\n\
+             [[step]]\nname = \"c\"\nmigrate = { image = \"i\", command = \"m\" }\n\
+             [[step]]\nname = \"d\"\nrun_once = false\nmigrate = { image = \"i\", command = \"m\" }\n\
+             [[step]]\nname = \"e\"\ncommand = { run = \"x\" }\n",
+        )
+        .unwrap();
+        let once: Vec<_> = p.steps.iter().map(|s| s.run_once.clone()).collect();
+        assert_eq!(
+            once,
+            [
+                Some(RunOnce::First),
+                Some(RunOnce::Host("web2".into())),
+                Some(RunOnce::First),
+                None,
+                None
+            ]
+        );
+        let e = p.check_run_once(&["web1".into()], "prod").unwrap_err();
+        assert_eq!((e.line, e.col), (Some(7), Some(12)), "{e}");
+        assert!(
+            e.message
+                .contains("host `web2`, which env `prod` does not have"),
+            "{e}"
+        );
+        assert!(
+            p.check_run_once(&["web1".into(), "web2".into()], "prod")
+                .is_ok()
+        );
+        let e = parse("[[step]]\nrun_once = 3\ncommand = { run = \"x\" }\n").unwrap_err();
+        assert!(e.message.contains("true, false or a host name"), "{e}");
     }
 }

@@ -76,7 +76,9 @@ impl ConfigError {
 
 /// A hint for the most common serde messages, so the user knows what to do next.
 fn help_for(message: &str) -> Option<String> {
-    if message.starts_with("unknown field") {
+    if let Some(near) = closest_expected(message) {
+        Some(format!("did you mean `{near}`?"))
+    } else if message.starts_with("unknown field") {
         Some("remove the key or fix its spelling; the accepted keys are listed above".into())
     } else if message.starts_with("missing field") {
         Some("add the key: it is required here".into())
@@ -87,6 +89,28 @@ fn help_for(message: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// For "unknown field `comand`, expected one of `command`, ..." (or "unknown variant"): the
+/// accepted name closest to the one written, when it is close enough to be a typo.
+fn closest_expected(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
+    let (written, expected) = rest.split_once('`')?;
+    let expected = expected.split_once("expected ")?.1;
+    let names = expected.split('`').skip(1).step_by(2);
+    suggest(written, names)
+}
+
+/// The candidate closest to `written` (Jaro-Winkler ≥ 0.8, as clap's suggestions), if any.
+pub fn suggest<'a>(written: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(written, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.to_string())
 }
 
 impl fmt::Display for ConfigError {

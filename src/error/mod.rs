@@ -8,5 +8,5 @@ pub mod exit;
 mod program;
 
 pub use cloud::CloudError;
-pub use config::{ConfigError, line_col, read};
+pub use config::{ConfigError, line_col, read, suggest};
 pub use program::Error;

@@ -32,6 +32,9 @@ pub struct Host {
     pub name: String,
     pub roles: Vec<String>,
     pub connect: ConnectSpec,
+    /// The config's `vars = { ... }` for this host (`host.vars` in templates); empty for
+    /// hosts from an ssh_config file or EC2.
+    pub vars: toml::Table,
 }
 
 /// Resolve the env's hosts, keeping those that `limit` (comma-separated host names or roles)
@@ -72,9 +75,10 @@ pub fn resolve_with(
     for entry in env.hosts.iter().chain(&from_file) {
         let connect = settings.connect_spec(&entry.addr, allow_prompt, 0)?;
         hosts.push(Host {
-            name: entry.addr.name(),
+            name: entry.name(),
             roles: entry.roles.clone(),
             connect,
+            vars: entry.vars.clone(),
         });
     }
     // Roles are a map, so "as written" has no single order: sort by name for stable output.
@@ -111,8 +115,9 @@ pub(crate) fn apply_limit(
         .collect())
 }
 
+/// A host's name, its address (as resolved, or as written with its port) or one of its roles.
 fn matches_limit(h: &Host, w: &str) -> bool {
-    h.name == w || h.connect.address == w || h.roles.iter().any(|r| r == w)
+    h.name == w || h.connect.name == w || h.connect.address == w || h.roles.iter().any(|r| r == w)
 }
 
 /// Whether `limit` (comma-separated host names, addresses or roles) selects `h`; unlike
@@ -379,6 +384,23 @@ mod tests {
         let one = resolve(&p, env, Some("10.0.0.3"), false).unwrap();
         assert_eq!(one[0].roles, vec!["db"]);
         assert!(resolve(&p, env, Some("nope"), false).is_err());
+    }
+
+    #[test]
+    fn named_hosts_keep_their_vars_and_are_limited_by_name_or_address() {
+        let text = "app = \"demo\"\n[ssh]\nconfig = \"none\"\n[env.prod]\nhosts = [{ host = \"10.0.0.1:2222\", name = \"web1\", vars = { weight = 2 } }, \"10.0.0.2\"]\n";
+        let p = Project::parse(Path::new("/p/provision.toml"), text).unwrap();
+        let env = p.env("prod").unwrap();
+        let hosts = resolve(&p, env, None, false).unwrap();
+        assert_eq!(hosts[1].name, "web1");
+        assert_eq!(hosts[1].connect.address, "10.0.0.1");
+        assert_eq!(hosts[1].vars["weight"].as_integer(), Some(2));
+        assert!(hosts[0].vars.is_empty());
+        for limit in ["web1", "10.0.0.1:2222", "10.0.0.1"] {
+            let one = resolve(&p, env, Some(limit), false).unwrap();
+            assert_eq!(one.len(), 1, "{limit}");
+            assert_eq!(one[0].name, "web1", "{limit}");
+        }
     }
 
     #[test]

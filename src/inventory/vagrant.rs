@@ -86,10 +86,7 @@ pub fn hosts_from(project: &Project, path: &Path) -> Result<Vec<HostEntry>, Conf
         let addr = HostAddr::parse(&name)
             .map_err(|m| ConfigError::new(path, format!("Host {name}: {m}")))?;
         if !hosts.iter().any(|h| h.addr == addr) {
-            hosts.push(HostEntry {
-                addr,
-                roles: vec!["all".to_string()],
-            });
+            hosts.push(HostEntry::new(addr, vec!["all".to_string()]));
         }
     }
     if hosts.is_empty() {

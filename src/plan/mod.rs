@@ -6,11 +6,15 @@
 //! Nothing here touches the network: the runner feeds probe results in and gets decisions out.
 
 pub mod batch;
+pub mod rollout;
+
+pub use rollout::Rollout;
 
 use crate::config::{ConfigError, Playbook, Project, Step};
 use crate::inventory::Host;
+use crate::remote::facts::NAME as FACTS;
 use crate::secrets::{Secrets, SecretsObject};
-use crate::steps::{PrepareCx, Spec, StepKind};
+use crate::steps::{PrepareCx, Shared, Spec, StepKind};
 use crate::template::Templates;
 use minijinja::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,7 +48,18 @@ pub struct Planner {
     opts: PlanOptions,
     /// `export K=V` lines from the env's `remote_env`, put before every script.
     pub prelude: String,
+    /// `hosts` in templates: role → every host of the env in it (see [`Planner::set_hosts`]).
+    topology: Option<Value>,
+    /// The env's host names in file order, and each role's as written: the order of
+    /// `hosts.all` and `hosts.<role>`.
+    host_order: Vec<String>,
+    role_order: BTreeMap<String, Vec<String>>,
+    /// What the steps of all hosts share, made once per run (an image built on the controller).
+    shared: Shared,
 }
+
+/// Names provision sets in every template context: a var of that name would be hidden.
+const RESERVED_VARS: &[&str] = &["hosts", crate::remote::facts::NAME];
 
 /// Command-line choices that shape the plan.
 #[derive(Debug, Clone, Default)]
@@ -63,8 +78,12 @@ pub struct PlannedStep {
     pub step: Step,
     /// Rendered and prepared now; None when it depends on registered values.
     pub prepared: Option<Arc<dyn StepKind>>,
-    /// Registered names it needs before it can be rendered.
+    /// Registered names it needs before it can be rendered (`facts` when its fields use
+    /// them: they are known after the host's first probe round trip).
     pub deps: BTreeSet<String>,
+    /// Whether it uses `facts` anywhere (fields, `when`, template): they must be gathered
+    /// before its turn.
+    pub facts: bool,
 }
 
 #[derive(Debug)]
@@ -92,12 +111,20 @@ impl Planner {
     ) -> Result<Planner, ConfigError> {
         let env = project.env(env_name)?;
         let templates = Templates::new(&project.root);
+        templates.on_derived(secrets.redactor().derived_hook());
         let mut raw = project.vars.clone();
         for (k, v) in &env.vars {
             raw.insert(k.clone(), v.clone());
         }
         for (k, v) in &opts.vars {
             raw.insert(k.clone(), toml::Value::String(v.clone()));
+        }
+        if let Some(k) = raw.keys().find(|k| RESERVED_VARS.contains(&k.as_str())) {
+            return Err(ConfigError::new(
+                &project.file,
+                format!("var `{k}`: provision sets `{k}` in every template"),
+            )
+            .with_help("rename the var"));
         }
         let prelude = env
             .remote_env
@@ -115,6 +142,10 @@ impl Planner {
             vars: BTreeMap::new(),
             opts,
             prelude,
+            topology: None,
+            host_order: env.hosts.iter().map(|h| h.name()).collect(),
+            role_order: env.role_order.clone(),
+            shared: Shared::default(),
         };
         planner.register_named_secrets();
         // Vars may use other vars, at any depth: render each string after the vars it uses.
@@ -204,6 +235,35 @@ impl Planner {
         }
     }
 
+    /// `hosts` in templates: every host of the env (all of them, whatever `--limit` selects:
+    /// an upstream list names every web host), by role, each `{ name, address, port, user,
+    /// roles, vars }`; `hosts.all` lists every host. Hosts are in the order the config
+    /// writes them; those it does not (EC2 instances, ssh_config entries) after, by name.
+    pub fn set_hosts(&mut self, all: &[Host]) {
+        let rank = |order: Option<&Vec<String>>, h: &Host| {
+            order
+                .and_then(|o| o.iter().position(|n| *n == h.name))
+                .unwrap_or(usize::MAX)
+        };
+        let mut everyone: Vec<&Host> = all.iter().collect();
+        everyone.sort_by_key(|h| rank(Some(&self.host_order), h));
+        let mut by_role: BTreeMap<String, Vec<&Host>> = BTreeMap::new();
+        for h in &everyone {
+            for r in &h.roles {
+                by_role.entry(r.clone()).or_default().push(h);
+            }
+        }
+        for (role, list) in by_role.iter_mut() {
+            list.sort_by_key(|h| rank(self.role_order.get(role), h));
+        }
+        by_role.insert("all".into(), everyone);
+        let m: BTreeMap<String, Vec<serde_json::Value>> = by_role
+            .into_iter()
+            .map(|(role, list)| (role, list.into_iter().map(host_value).collect()))
+            .collect();
+        self.topology = Some(Value::from(minijinja::value::Serde(m)));
+    }
+
     /// The template context for a host (None: before hosts are known) and registered values.
     pub fn context(
         &self,
@@ -219,11 +279,11 @@ impl Planner {
         if let Some(h) = host {
             m.insert(
                 "host".into(),
-                Value::from(minijinja::value::Serde(serde_json::json!({
-                    "name": h.name, "address": h.connect.address, "port": h.connect.port,
-                    "user": h.connect.user, "roles": h.roles,
-                }))),
+                Value::from(minijinja::value::Serde(host_value(h))),
             );
+        }
+        if let Some(t) = &self.topology {
+            m.insert("hosts".into(), t.clone());
         }
         m.insert(
             "secrets".into(),
@@ -259,10 +319,12 @@ impl Planner {
             .filter_map(|s| s.register.clone())
             .collect();
         let ctx = self.context(Some(host), &BTreeMap::new());
-        let known: BTreeSet<String> = ctx
+        let mut known: BTreeSet<String> = ctx
             .try_iter()
             .map(|it| it.filter_map(|k| k.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
+        // Known on the host's turn: gathered in its first probe round trip.
+        known.insert(FACTS.to_string());
         let mut registered_before = BTreeSet::new();
         let mut steps = Vec::new();
         for step in &self.playbook.steps {
@@ -271,7 +333,16 @@ impl Planner {
                 .iter()
                 .flat_map(|(_, names)| names.iter().cloned())
                 .collect();
-            let deps: BTreeSet<String> = all_refs.intersection(&all_registers).cloned().collect();
+            let mut deps: BTreeSet<String> =
+                all_refs.intersection(&all_registers).cloned().collect();
+            // Fields using facts wait for them; a `when` alone does not (it is evaluated on
+            // the step's turn, after they are gathered), so the step is still probed ahead.
+            let fields_use_facts = refs
+                .iter()
+                .any(|(o, names)| !matches!(o, Origin::When) && names.contains(FACTS));
+            if fields_use_facts {
+                deps.insert(FACTS.to_string());
+            }
             for (origin, names) in &refs {
                 for r in names {
                     if known.contains(r)
@@ -283,9 +354,13 @@ impl Planner {
                     let why = if all_registers.contains(r) {
                         format!("uses `{r}`, which is registered by a later step")
                     } else {
-                        format!(
-                            "undefined variable `{r}`; define it under [vars] or the env's vars"
-                        )
+                        let near = known.iter().chain(&all_registers).map(String::as_str);
+                        match crate::error::suggest(r, near) {
+                            Some(n) => format!("undefined variable `{r}`; did you mean `{n}`?"),
+                            None => format!(
+                                "undefined variable `{r}`; define it under [vars] or the env's vars"
+                            ),
+                        }
                     };
                     return Err(self.err(step, format!("{}: {why}", self.origin_text(origin, r))));
                 }
@@ -305,6 +380,7 @@ impl Planner {
                 step: step.clone(),
                 prepared,
                 deps,
+                facts: all_refs.contains(FACTS),
             });
         }
         Ok(HostPlan {
@@ -373,6 +449,7 @@ impl Planner {
             templates: &self.templates,
             context: ctx,
             secrets: &self.secrets,
+            shared: &self.shared,
         };
         Ok(Arc::from(spec.prepare(&cx).map_err(|e| e.to_string())?))
     }
@@ -433,6 +510,14 @@ impl Planner {
         })?;
         serde_json::from_value(json).map_err(|e| e.to_string())
     }
+}
+
+/// A host as templates see it (`host`, and each entry of `hosts.<role>`).
+fn host_value(h: &Host) -> serde_json::Value {
+    serde_json::json!({
+        "name": h.name, "address": h.connect.address, "port": h.connect.port,
+        "user": h.connect.user, "roles": h.roles, "vars": h.vars,
+    })
 }
 
 type RenderFn<'a> = dyn FnMut(&str, &str) -> Result<String, String> + 'a;
@@ -527,6 +612,81 @@ mod tests {
         )
         .unwrap();
         (project, planner, hosts)
+    }
+
+    #[test]
+    fn hosts_by_role_in_written_order_with_vars_and_every_host_in_all() {
+        let project = Project::parse(
+            Path::new("/nonexistent/provision.toml"),
+            "app = \"demo\"\n[ssh]\nconfig = \"none\"\nuser = \"ops\"\n[env.prod]\n\
+             hosts = { web = [{ host = \"10.0.0.9\", name = \"web2\", vars = { weight = 3 } }, { host = \"10.0.0.1:2222\", name = \"web1\", vars = { weight = 1 } }], db = [\"10.0.0.5\"] }\n",
+        )
+        .unwrap();
+        let pb = Playbook::parse(
+            Path::new("p.toml"),
+            "playbooks/p.toml",
+            "[[step]]\ncommand = { run = \"echo {{ host.vars.weight }}\" }\n",
+        )
+        .unwrap();
+        let secrets = Secrets::load(None, Redactor::default()).unwrap();
+        let mut p = Planner::new(&project, "prod", pb, secrets, PlanOptions::default()).unwrap();
+        let env = project.env("prod").unwrap();
+        let all = crate::inventory::resolve(&project, env, None, false).unwrap();
+        let limited = crate::inventory::resolve(&project, env, Some("web1"), false).unwrap();
+        p.set_hosts(&all);
+        let ctx = p.context(Some(&limited[0]), &BTreeMap::new());
+        let render = |t: &str| p.templates.render_str("t", t, &ctx).unwrap();
+        assert_eq!(
+            render(
+                "{% for h in hosts.web %}{{ h.name }}={{ h.address }}:{{ h.port }}*{{ h.vars.weight }} {% endfor %}"
+            ),
+            "web2=10.0.0.9:22*3 web1=10.0.0.1:2222*1 "
+        );
+        assert_eq!(
+            render("{{ hosts.db[0].name }} {{ hosts.db[0].user }} {{ hosts.db[0].roles }}"),
+            "10.0.0.5 ops ['db']"
+        );
+        assert_eq!(
+            render("{{ hosts.all | map(attribute='name') | join(',') }}"),
+            "web2,web1,10.0.0.5"
+        );
+        assert_eq!(
+            render("{{ host.name }} {{ host.vars.weight * 10 }}"),
+            "web1 10"
+        );
+        let plan = p.plan_host(&limited[0]).unwrap();
+        assert!(plan.steps[0].prepared.is_some() && !plan.steps[0].facts);
+    }
+
+    #[test]
+    fn steps_using_facts_in_fields_are_deferred_and_in_when_only_are_not() {
+        let (_, p, hosts) = setup(
+            "[[step]]\nname = \"a\"\ncommand = { run = \"echo {{ facts.cpus * 2 + 1 }}\" }\n\
+             [[step]]\nname = \"b\"\nwhen = \"facts.os.family == 'debian'\"\ncommand = { run = \"true\" }\n\
+             [[step]]\nname = \"c\"\ncommand = { run = \"true\" }\n",
+            &[],
+        );
+        let plan = p.plan_host(&hosts[0]).unwrap();
+        let s = &plan.steps;
+        assert!(s[0].prepared.is_none() && s[0].facts);
+        assert_eq!(s[0].deps.iter().collect::<Vec<_>>(), vec!["facts"]);
+        assert!(s[1].prepared.is_some() && s[1].facts && s[1].deps.is_empty());
+        assert!(s[2].prepared.is_some() && !s[2].facts);
+    }
+
+    #[test]
+    fn a_var_named_like_what_provision_sets_is_an_error() {
+        let project = Project::parse(
+            Path::new("/nonexistent/provision.toml"),
+            "app = \"demo\"\n[vars]\nfacts = 1\n[env.prod]\nhosts = [\"a\"]\n",
+        )
+        .unwrap();
+        let pb = Playbook::parse(Path::new("p.toml"), "playbooks/p.toml", "").unwrap();
+        let secrets = Secrets::load(None, Redactor::default()).unwrap();
+        let e = Planner::new(&project, "prod", pb, secrets, PlanOptions::default())
+            .err()
+            .unwrap();
+        assert!(e.message.contains("provision sets `facts`"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The host side of a deploy that is not a step: where provision keeps its state on a host
 //! (the deploy lock, the release log, markers), and how that state is read back.
 
+pub mod facts;
 pub mod lock;
 pub mod releases;
 

@@ -56,6 +56,22 @@ pub enum Event {
         #[serde(default)]
         started_at: String,
     },
+    /// A rolling deploy (`serial`) starts batch `batch` of `of` (from 1) on `hosts`.
+    BatchStarted {
+        batch: usize,
+        of: usize,
+        hosts: Vec<String>,
+    },
+    /// Batch `batch` failed beyond the env's limits: `not_reached` are never connected to
+    /// and keep their release.
+    RolloutStopped {
+        batch: usize,
+        of: usize,
+        failed_hosts: Vec<String>,
+        not_reached: Vec<String>,
+        /// The limits exceeded, as written (e.g. `max_failures = 1`).
+        limits: String,
+    },
     HostConnected {
         host: String,
         ms: u64,

@@ -46,6 +46,8 @@ struct Run<'a> {
     diffs: Vec<(&'a str, &'a str, &'a str)>,
     /// (host, step, message, output).
     failures: Vec<(&'a str, &'a str, &'a str, Option<&'a str>)>,
+    /// A rolling deploy that stopped: which batch failed and the hosts never reached.
+    stopped: Option<String>,
 }
 
 #[derive(Default)]
@@ -133,6 +135,18 @@ impl<'a> Run<'a> {
                 (row.ms, row.round_trips, row.counts) =
                     (Some(*ms), Some(*round_trips), Some(counts));
                 row.release = release.as_deref();
+            }
+            Event::RolloutStopped {
+                batch,
+                of,
+                not_reached,
+                limits,
+                ..
+            } => {
+                self.stopped = Some(format!(
+                    "the rollout stopped after batch {batch}/{of} ({limits}); not reached: {}",
+                    not_reached.join(", ")
+                ));
             }
             Event::RunFinished {
                 totals,
@@ -293,10 +307,21 @@ impl<'a> Run<'a> {
             .into_iter()
             .flat_map(|n| self.hosts[n].warnings.iter().map(move |w| (n, *w)))
             .collect();
-        if self.failures.is_empty() && unreachable.is_empty() && warnings.is_empty() {
+        if self.failures.is_empty()
+            && unreachable.is_empty()
+            && warnings.is_empty()
+            && self.stopped.is_none()
+        {
             return;
         }
         page.push_str("<section id=\"failures\"><h2>Failures</h2>");
+        if let Some(stopped) = &self.stopped {
+            let _ = write!(
+                page,
+                "<div class=\"failure\"><h3>rollout stopped</h3><p>{}</p></div>",
+                esc(stopped)
+            );
+        }
         for (host, step, message, output) in &self.failures {
             let _ = write!(
                 page,

@@ -1,7 +1,7 @@
 //! Terminal output: a live line per host (indicatif) showing the step it is on, finished
 //! changes and failures printed above the bars, and the recap at the end.
 
-use super::plain::{recap, step_lines};
+use super::plain::{Batches, recap, step_lines};
 use super::stdio::{self, To};
 use super::{Counts, Event, Mode, Reporter, Status};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -22,6 +22,7 @@ struct State {
     bars: HashMap<String, ProgressBar>,
     recap: Vec<(String, Counts, bool, Option<String>)>,
     width: usize,
+    batches: Batches,
 }
 
 impl Human {
@@ -39,6 +40,31 @@ impl Human {
     }
 }
 
+/// A batch starts: its hosts connect, the later ones wait for theirs; a stopped rollout's
+/// hosts never start.
+fn batch_bars(bars: &HashMap<String, ProgressBar>, ev: &Event) {
+    match ev {
+        Event::BatchStarted {
+            batch: 1, hosts, ..
+        } => {
+            for (_, bar) in bars.iter().filter(|(h, _)| !hosts.contains(h)) {
+                bar.set_message("waiting for its batch");
+            }
+        }
+        Event::BatchStarted { hosts, .. } => {
+            for bar in hosts.iter().filter_map(|h| bars.get(h)) {
+                bar.set_message("connecting");
+            }
+        }
+        Event::RolloutStopped { not_reached, .. } => {
+            for bar in not_reached.iter().filter_map(|h| bars.get(h)) {
+                bar.finish_and_clear();
+            }
+        }
+        _ => {}
+    }
+}
+
 impl Reporter for Human {
     fn event(&self, ev: &Event) {
         if let Some((_, line)) = super::host_notice(ev, self.color) {
@@ -46,6 +72,11 @@ impl Reporter for Human {
             return;
         }
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(line) = st.batches.take(ev) {
+            self.print(&line);
+            batch_bars(&st.bars, ev);
+            return;
+        }
         match ev {
             Event::RunStarted {
                 env,
@@ -113,7 +144,7 @@ impl Reporter for Human {
             Event::RunFinished { .. } => {
                 let _ = self.mp.clear();
                 st.recap.sort_by(|a, b| a.0.cmp(&b.0));
-                let text = recap(&st.recap, st.width, self.color, ev);
+                let text = recap(&st.recap, st.width, self.color, ev, &st.batches);
                 stdio::write(To::Stdout, &text, true);
             }
             _ => {}

@@ -31,6 +31,51 @@ struct State {
     held: BTreeMap<String, Vec<String>>,
     /// Hosts that finished while another was live, in the order they finished.
     done: Vec<String>,
+    batches: Batches,
+}
+
+/// A rolling deploy's batches, for the recap (shared with the human reporter).
+#[derive(Default)]
+pub(super) struct Batches {
+    /// How many batches the run has (0: no `serial`).
+    of: usize,
+    batch_of: BTreeMap<String, usize>,
+    /// The rollout stopped: after which batch, why, and the hosts never reached.
+    stopped: Option<(usize, String, Vec<String>)>,
+}
+
+impl Batches {
+    /// Keep what a rolling deploy's event says; the line to print for it.
+    pub(super) fn take(&mut self, ev: &Event) -> Option<String> {
+        match ev {
+            Event::BatchStarted { batch, of, hosts } => {
+                self.of = *of;
+                for h in hosts {
+                    self.batch_of.insert(h.clone(), *batch);
+                }
+                Some(format!("batch {batch}/{of}: {}", hosts.join(", ")))
+            }
+            Event::RolloutStopped {
+                batch,
+                of,
+                failed_hosts,
+                not_reached,
+                limits,
+            } => {
+                self.stopped = Some((*batch, limits.clone(), not_reached.clone()));
+                Some(format!(
+                    "rollout stopped after batch {batch}/{of} ({} failed; {limits}): not reached: {}",
+                    failed_hosts.join(", "),
+                    not_reached.join(", ")
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    fn batch(&self, host: &str) -> usize {
+        self.batch_of.get(host).copied().unwrap_or(0)
+    }
 }
 
 impl Plain {
@@ -172,6 +217,7 @@ pub(super) fn recap(
     width: usize,
     color: bool,
     ev: &Event,
+    batches: &Batches,
 ) -> String {
     let Event::RunFinished {
         mode,
@@ -186,7 +232,15 @@ pub(super) fn recap(
     };
     let style = |t: &str, s: Status| paint(t, s, color);
     let mut s = String::from("\nRECAP\n");
-    for (host, counts, unreachable, at) in state_recap {
+    let mut in_batch = 0;
+    let mut hosts: Vec<_> = state_recap.iter().collect();
+    hosts.sort_by_key(|h| batches.batch(&h.0));
+    for (host, counts, unreachable, at) in hosts {
+        let b = batches.batch(host);
+        if batches.of > 0 && b != in_batch {
+            in_batch = b;
+            s.push_str(&format!("batch {b}/{}\n", batches.of));
+        }
         s.push_str(&recap_line(
             host,
             width,
@@ -197,14 +251,32 @@ pub(super) fn recap(
         ));
         s.push('\n');
     }
+    let mut not_reached = 0;
+    if let Some((b, limits, rest)) = &batches.stopped {
+        not_reached = rest.len();
+        s.push_str(&format!(
+            "not reached (the rollout stopped after batch {b}/{}: {limits})\n",
+            batches.of
+        ));
+        for host in rest {
+            s.push_str(&format!(
+                "{host:width$}  {}\n",
+                style("NOT REACHED", Status::Skipped)
+            ));
+        }
+    }
     let changed = if *mode == Mode::Check {
         "would change"
     } else {
         "changed"
     };
+    let not_reached = match not_reached {
+        0 => String::new(),
+        n => format!(", {n} not reached"),
+    };
     s.push_str(&format!(
-        "{} hosts: {} failed, {} unreachable; {} {changed}, {} ok ({})",
-        state_recap.len(),
+        "{} hosts: {} failed, {} unreachable{not_reached}; {} {changed}, {} ok ({})",
+        state_recap.len() + batches.stopped.as_ref().map_or(0, |s| s.2.len()),
         failed_hosts.len(),
         unreachable_hosts.len(),
         totals.changed,
@@ -223,6 +295,14 @@ impl Reporter for Plain {
             // -q keeps what needs acting on (unreachable, warnings), not -vv chatter.
             if loud || !matches!(ev, Event::Debug { .. }) {
                 self.host_out(st, host, line);
+            }
+            return;
+        }
+        if let Some(line) = st.batches.take(ev) {
+            // Every host of the batch before has finished: nothing is held back.
+            self.flush_all(st);
+            if loud {
+                self.out(&line);
             }
             return;
         }
@@ -270,7 +350,7 @@ impl Reporter for Plain {
             Event::RunFinished { .. } => {
                 self.flush_all(st);
                 st.recap.sort_by(|a, b| a.0.cmp(&b.0));
-                let text = recap(&st.recap, st.width, self.color, ev);
+                let text = recap(&st.recap, st.width, self.color, ev, &st.batches);
                 if loud {
                     self.out(&text);
                 } else if let Some(last) = text.lines().last() {
@@ -326,5 +406,54 @@ mod tests {
         assert_eq!(live, ["a", "a", "a", "a", "a", "c", "c", ""]);
         let out = p.captured.unwrap().into_inner().unwrap();
         assert_eq!(out, ["a:1", "a:2", "b:1", "c:1", "c:2"]);
+    }
+
+    #[test]
+    fn the_recap_groups_hosts_by_batch_and_lists_the_hosts_not_reached() {
+        let mut b = Batches::default();
+        let started = Event::BatchStarted {
+            batch: 1,
+            of: 2,
+            hosts: vec!["web1".into()],
+        };
+        assert_eq!(b.take(&started).as_deref(), Some("batch 1/2: web1"));
+        let stopped = Event::RolloutStopped {
+            batch: 1,
+            of: 2,
+            failed_hosts: vec!["web1".into()],
+            not_reached: vec!["web2".into()],
+            limits: "max_failures = 0".into(),
+        };
+        let line = b.take(&stopped).unwrap();
+        assert!(
+            line.ends_with("(web1 failed; max_failures = 0): not reached: web2"),
+            "{line}"
+        );
+        let failed = Counts {
+            failed: 1,
+            ..Counts::default()
+        };
+        let finished = Event::RunFinished {
+            mode: Mode::Apply,
+            totals: failed.clone(),
+            failed_hosts: vec!["web1".into()],
+            unreachable_hosts: vec![],
+            exit_code: 3,
+            ms: 5,
+        };
+        let text = recap(
+            &[("web1".into(), failed, false, None)],
+            4,
+            false,
+            &finished,
+            &b,
+        );
+        assert_eq!(
+            text,
+            "\nRECAP\nbatch 1/2\nweb1  ok=0  changed=0  failed=1  skipped=0\n\
+             not reached (the rollout stopped after batch 1/2: max_failures = 0)\n\
+             web2  NOT REACHED\n\
+             2 hosts: 1 failed, 0 unreachable, 1 not reached; 0 changed, 0 ok (5ms)"
+        );
     }
 }

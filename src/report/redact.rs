@@ -306,6 +306,34 @@ impl Event {
             | Event::Release { .. }
             | Event::Host { .. }
             | Event::Unlock { .. }) => ev.redacted_operator(r),
+            ev @ (Event::BatchStarted { .. } | Event::RolloutStopped { .. }) => {
+                ev.redacted_rollout(r)
+            }
+        }
+    }
+
+    /// A rolling deploy's events: host names are the only free text.
+    fn redacted_rollout(self, r: &Redactor) -> Event {
+        match self {
+            Event::BatchStarted { batch, of, hosts } => Event::BatchStarted {
+                batch,
+                of,
+                hosts: hosts.mask(r),
+            },
+            Event::RolloutStopped {
+                batch,
+                of,
+                failed_hosts,
+                not_reached,
+                limits,
+            } => Event::RolloutStopped {
+                batch,
+                of,
+                failed_hosts: failed_hosts.mask(r),
+                not_reached: not_reached.mask(r),
+                limits: limits.mask(r),
+            },
+            other => other,
         }
     }
 

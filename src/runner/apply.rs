@@ -23,7 +23,7 @@ impl<C: Connector> HostRun<'_, C> {
         let probe_before = self.probes.remove(&i);
         let action = kind.apply();
         let rest = self.probe_items(i + 1);
-        let apply = self.pending.wrap_apply(i, action.script);
+        let apply = self.pending.wrap_apply(i, action.script.clone());
         let take_lock = self.lock.as_ref().filter(|_| !self.locked).cloned();
         let step = &self.plan.steps[i].step;
         let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
@@ -41,7 +41,7 @@ impl<C: Connector> HostRun<'_, C> {
                 script = format!("{}{script}", lock.acquire_sh(&self.nonce, gone.as_deref()));
             }
             let out = match self
-                .exec(&script, action.stdin.as_deref(), timeout, keep)
+                .exec_input(&script, action.input(), timeout, keep)
                 .await
             {
                 Ok(o) => o,

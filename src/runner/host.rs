@@ -1,6 +1,7 @@
 //! One host: connect, run its steps in order, release the deploy lock, report how it ended.
 //! Every round trip goes through [`HostRun::exec`], which counts it.
 
+use super::once::{self, Once};
 use super::outcome::HostOutcome;
 use super::{Interrupt, RunOptions};
 use crate::inventory::Host;
@@ -8,10 +9,11 @@ use crate::plan::{HostPlan, Planner, batch};
 use crate::remote::lock::{self, Lock};
 use crate::report::{Event, Mode, Sink, Status};
 use crate::steps::{StepKind, tail};
-use crate::transport::{Connector, ExecError, ExecOutput, Keep, Transport};
+use crate::transport::{Connector, ExecError, ExecOutput, Input, Keep, Transport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What every host of a run shares.
 #[derive(Clone, Copy)]
@@ -21,6 +23,10 @@ pub(super) struct RunCx<'a> {
     pub interrupt: &'a Interrupt,
     /// When the run started: events carry their offset from it (`at_ms`), for timelines.
     pub started: Instant,
+    /// `--forks`: a host holds a permit while it works, not while it waits for a
+    /// `run_once` step another host runs.
+    pub forks: &'a Arc<Semaphore>,
+    pub once: &'a Once,
 }
 
 /// Connect, run, close; an unreachable host is reported here and its steps never start.
@@ -29,11 +35,13 @@ pub(super) async fn connect_and_run<C: Connector>(
     planner: &Planner,
     plan: &HostPlan,
     run: RunCx<'_>,
+    permit: OwnedSemaphorePermit,
 ) -> HostOutcome {
     let RunCx {
         sink,
         interrupt,
         started: run_started,
+        once,
         ..
     } = run;
     let started = Instant::now();
@@ -41,6 +49,7 @@ pub(super) async fn connect_and_run<C: Connector>(
     if interrupt.is_set() {
         let mut o = HostOutcome::new(&host.name);
         o.interrupted = true;
+        once.abandon(&o);
         return o;
     }
     let mut outcome = match connector.connect(&host.connect).await {
@@ -50,7 +59,7 @@ pub(super) async fn connect_and_run<C: Connector>(
                 ms: started.elapsed().as_millis() as u64,
                 at_ms: run_started.elapsed().as_millis() as u64,
             });
-            HostRun::new(connector, planner, plan, run, session)
+            HostRun::new(connector, planner, plan, run, session, permit)
                 .run()
                 .await
         }
@@ -67,6 +76,7 @@ pub(super) async fn connect_and_run<C: Connector>(
     if outcome.unreachable && outcome.stopped_at.is_none() {
         outcome.stopped_at = Some("connect".into());
     }
+    once.abandon(&outcome);
     sink.emit(Event::HostFinished {
         host: host.name.clone(),
         counts: outcome.counts.clone(),
@@ -145,6 +155,10 @@ pub(super) struct HostRun<'a, C: Connector> {
     pub(super) pending: super::pending::Pending,
     /// When the run started (events' `at_ms`).
     run_started: Instant,
+    /// The `--forks` permit, let go while waiting for another host's `run_once` step.
+    permit: Option<OwnedSemaphorePermit>,
+    forks: &'a Arc<Semaphore>,
+    pub(super) once: &'a Once,
 }
 
 /// Why a step stopped the host.
@@ -162,14 +176,20 @@ impl<'a, C: Connector> HostRun<'a, C> {
         plan: &'a HostPlan,
         run: RunCx<'a>,
         t: C::Session,
+        permit: OwnedSemaphorePermit,
     ) -> Self {
         let RunCx {
             opts,
             sink,
             interrupt,
             started,
+            forks,
+            once,
         } = run;
         HostRun {
+            permit: Some(permit),
+            forks,
+            once,
             connector,
             run_started: started,
             planner,
@@ -233,10 +253,61 @@ impl<'a, C: Connector> HostRun<'a, C> {
                 break;
             }
             self.current = Some(name.clone());
-            if let Err(stop) = self.step(i).await {
+            let index = self.plan.steps[i].step.index;
+            let done = match self.once.elsewhere(index, &self.host.name) {
+                Some(by) => self.ran_elsewhere(i, by.to_string()).await,
+                None => self.step(i).await,
+            };
+            if let Err(stop) = done {
                 self.stopped(name, stop);
                 break;
             }
+            if self.once.runs_here(index, &self.host.name) {
+                self.once.publish(index, self.once_result(i));
+            }
+        }
+    }
+
+    /// What this host tells the others after running `run_once` step `i`.
+    fn once_result(&self, i: usize) -> once::Shared {
+        let register = self.plan.steps[i].step.register.as_ref();
+        once::Shared::Ran {
+            value: register.and_then(|r| self.registers.get(r).cloned()),
+            predicted: register.is_some_and(|r| self.unknown.contains_key(r)),
+        }
+    }
+
+    /// `run_once` step `i`, which host `by` runs: wait for its result (without holding a
+    /// fork, and keeping this host's lock fresh), take its registered value and report the
+    /// step skipped; or fail it when `by` did not run it.
+    async fn ran_elsewhere(&mut self, i: usize, by: String) -> Result<(), Stop> {
+        let started = Instant::now();
+        self.emit_started(i);
+        let index = self.plan.steps[i].step.index;
+        drop(self.permit.take());
+        let once = self.once;
+        let result = match self.lock.as_ref().filter(|_| self.locked) {
+            Some(lock) => {
+                let beat = format!("{}{}", self.planner.prelude, lock.heartbeat_sh());
+                with_heartbeat(&self.t, once.wait(index), &beat, lock.stale / 3).await
+            }
+            None => once.wait(index).await,
+        };
+        self.permit = self.forks.clone().acquire_owned().await.ok();
+        match result {
+            once::Shared::Ran { value, predicted } => {
+                if let Some(v) = value {
+                    self.register(i, v);
+                }
+                if predicted {
+                    self.register_is_predicted(i);
+                }
+                let verb = if self.check() { "runs" } else { "ran" };
+                let msg = format!("{verb} once on {by}");
+                self.finish(i, Status::Skipped, msg, None, None, started);
+                Ok(())
+            }
+            once::Shared::Failed(why) => Err(self.fail(i, why, None, started)),
         }
     }
 
@@ -376,20 +447,34 @@ impl<'a, C: Connector> HostRun<'a, C> {
         timeout: Duration,
         keep: Keep,
     ) -> Result<ExecOutput, Stop> {
+        self.exec_input(script, Input::from(stdin), timeout, keep)
+            .await
+    }
+
+    /// [`HostRun::exec`] with any [`Input`] (a file streamed on stdin).
+    pub(super) async fn exec_input(
+        &mut self,
+        script: &str,
+        stdin: Input<'_>,
+        timeout: Duration,
+        keep: Keep,
+    ) -> Result<ExecOutput, Stop> {
         self.outcome.round_trips += 1;
         let script = &format!("{}{script}", self.planner.prelude);
         self.debug(|| {
-            format!(
-                "exec ({} bytes on stdin):\n{script}",
-                stdin.map_or(0, <[u8]>::len)
-            )
+            let what = match stdin {
+                Input::None => "0 bytes".to_string(),
+                Input::Bytes(b) => format!("{} bytes", b.len()),
+                Input::File(path) => format!("the file {}", path.display()),
+            };
+            format!("exec ({what} on stdin):\n{script}")
         });
         // The heartbeat: every round trip of the holder refreshes its lock.
         let script = &match self.lock.as_ref().filter(|_| self.locked) {
             Some(lock) => format!("{}{script}", lock.heartbeat_sh()),
             None => script.clone(),
         };
-        let run = self.t.exec_keeping(script, stdin, timeout, keep);
+        let run = self.t.exec_input(script, stdin, timeout, keep);
         let out = match &self.lock {
             Some(lock) => {
                 let beat = format!("{}{}", self.planner.prelude, lock.heartbeat_sh());

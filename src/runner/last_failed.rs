@@ -9,15 +9,15 @@ fn unfinished_file(root: &Path, env: &str) -> PathBuf {
     root.join(".provision").join(format!("last-failed-{env}"))
 }
 
-/// After an `up`: write the names of the hosts that failed, were unreachable or were
-/// interrupted (one a line), or remove the file when every host finished. Best effort: a
+/// After an `up`: write the names of the hosts that failed, were unreachable, were
+/// interrupted or not reached by a stopped rollout (one a line), or remove the file when every host finished. Best effort: a
 /// read-only project folder must not fail the run.
 pub fn record_unfinished(root: &Path, env: &str, summary: &RunSummary) {
     let file = unfinished_file(root, env);
     let names: Vec<&str> = summary
         .hosts
         .iter()
-        .filter(|h| h.unreachable || h.interrupted || h.counts.failed > 0)
+        .filter(|h| h.unreachable || h.interrupted || h.not_reached || h.counts.failed > 0)
         .map(|h| h.name.as_str())
         .collect();
     if names.is_empty() {

@@ -1,9 +1,12 @@
-//! Runs a plan: hosts in parallel (bounded by `--forks`), steps in order on each host, one
-//! connection per host. Round trips are kept to a minimum: all probes of a host go in one
+//! Runs a plan: batches one after another (`serial`; one batch by default), the hosts of a
+//! batch in parallel (bounded by `--forks`), steps in order on each host, one connection per
+//! host. A batch that fails beyond the env's limits stops the rollout: later batches are
+//! never connected to. Round trips are kept to a minimum: all probes of a host go in one
 //! script; a change and the re-probe of the steps after it share another.
 //!
 //! * `host`: one host's connection and step loop, the deploy lock, every round trip.
 //! * `step`: one step: `when`, render, decide, register. `probe` and `apply` its round trips.
+//! * `once`: `run_once` steps, run by one host and waited for by the others.
 //! * `outcome`: how hosts ended → exit code. `interrupt`: Ctrl-C. `last_failed`: `--retry-failed`.
 //!
 //! Generic over the [`Connector`], so the unit tests (`tests.rs`) drive it with a fake.
@@ -12,6 +15,7 @@ mod apply;
 mod host;
 mod interrupt;
 mod last_failed;
+mod once;
 mod outcome;
 mod pending;
 mod probe;
@@ -22,7 +26,7 @@ mod testing;
 mod tests;
 mod unknown;
 
-use crate::plan::{HostPlan, Planner};
+use crate::plan::{HostPlan, Planner, Rollout};
 use crate::report::{Event, Mode, Sink};
 use crate::transport::Connector;
 use crate::transport::ssh::SshConnector;
@@ -48,7 +52,7 @@ pub struct RunOptions {
 /// Run over SSH, stopping on Ctrl-C / SIGTERM.
 pub async fn run(
     planner: Arc<Planner>,
-    plans: Vec<HostPlan>,
+    rollout: Rollout,
     opts: RunOptions,
     sink: Sink,
     detailed_exitcode: bool,
@@ -59,7 +63,7 @@ pub async fn run(
         ssh,
         interrupt,
         planner,
-        plans,
+        rollout,
         opts,
         sink,
         detailed_exitcode,
@@ -91,7 +95,7 @@ pub async fn run_with<C: Connector + 'static>(
     connector: Arc<C>,
     interrupt: Interrupt,
     planner: Arc<Planner>,
-    plans: Vec<HostPlan>,
+    rollout: Rollout,
     opts: RunOptions,
     sink: Sink,
     detailed_exitcode: bool,
@@ -101,31 +105,98 @@ pub async fn run_with<C: Connector + 'static>(
         env: planner.env.clone(),
         mode: opts.mode,
         playbook: planner.playbook.display.clone(),
-        hosts: plans.iter().map(|p| p.host.name.clone()).collect(),
+        hosts: rollout.host_names(),
         user: crate::remote::lock::local_user(),
         started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     });
-    let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
+    let shared = Shared {
+        connector,
+        interrupt,
+        once: Arc::new(once::Once::new(&rollout.once, |i| {
+            planner.playbook.steps[i].name.clone()
+        })),
+        planner,
+        forks: Arc::new(Semaphore::new(opts.forks.max(1))),
+        opts,
+        sink: sink.clone(),
+        started,
+    };
+    let of = rollout.batches.len();
+    let mut hosts = Vec::new();
+    let mut batches = rollout.batches.into_iter().enumerate();
+    while let Some((b, batch)) = batches.next() {
+        if rollout.serial {
+            sink.emit(Event::BatchStarted {
+                batch: b + 1,
+                of,
+                hosts: batch.iter().map(|p| p.host.name.clone()).collect(),
+            });
+        }
+        let size = batch.len();
+        let done = run_batch(&shared, batch).await;
+        let failed = |o: &&HostOutcome| o.unreachable || o.counts.failed > 0;
+        let batch_failed: Vec<String> =
+            done.iter().filter(failed).map(|o| o.name.clone()).collect();
+        hosts.extend(done);
+        let all_failed = hosts.iter().filter(failed).count();
+        if b + 1 < of && rollout.limits.stops(size, batch_failed.len(), all_failed) {
+            let rest: Vec<HostPlan> = batches.by_ref().flat_map(|(_, batch)| batch).collect();
+            let not_reached: Vec<String> = rest.iter().map(|p| p.host.name.clone()).collect();
+            sink.emit(Event::RolloutStopped {
+                batch: b + 1,
+                of,
+                failed_hosts: batch_failed,
+                not_reached: not_reached.clone(),
+                limits: rollout.limits.limits(),
+            });
+            hosts.extend(not_reached.iter().map(|h| HostOutcome::not_reached(h)));
+        }
+    }
+    let ms = started.elapsed().as_millis() as u64;
+    outcome::summarize(hosts, opts.mode, detailed_exitcode, &sink, ms)
+}
+
+/// What every host task of a run shares.
+struct Shared<C> {
+    connector: Arc<C>,
+    interrupt: Interrupt,
+    planner: Arc<Planner>,
+    once: Arc<once::Once>,
+    forks: Arc<Semaphore>,
+    opts: RunOptions,
+    sink: Sink,
+    started: Instant,
+}
+
+/// One batch: its hosts in parallel, as many at once as `--forks` lets.
+async fn run_batch<C: Connector + 'static>(
+    shared: &Shared<C>,
+    batch: Vec<HostPlan>,
+) -> Vec<HostOutcome> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut names = std::collections::BTreeMap::new();
-    for plan in plans {
-        let (connector, planner, sink, forks, interrupt) = (
-            connector.clone(),
-            planner.clone(),
-            sink.clone(),
-            forks.clone(),
-            interrupt.clone(),
-        );
+    for plan in batch {
+        let connector = shared.connector.clone();
+        let planner = shared.planner.clone();
+        let (sink, forks) = (shared.sink.clone(), shared.forks.clone());
+        let (interrupt, once) = (shared.interrupt.clone(), shared.once.clone());
+        let (opts, started) = (shared.opts, shared.started);
         let name = plan.host.name.clone();
         let task = tasks.spawn(async move {
-            let _permit = forks.acquire_owned().await.expect("semaphore open");
+            let _guard = once::Guard {
+                once: &once,
+                host: &plan.host.name,
+            };
+            let permit = forks.clone().acquire_owned().await.expect("semaphore open");
             let run = host::RunCx {
                 opts,
                 sink: &sink,
                 interrupt: &interrupt,
                 started,
+                forks: &forks,
+                once: &once,
             };
-            host::connect_and_run(&*connector, &planner, &plan, run).await
+            host::connect_and_run(&*connector, &planner, &plan, run, permit).await
         });
         names.insert(task.id(), name);
     }
@@ -133,9 +204,8 @@ pub async fn run_with<C: Connector + 'static>(
     while let Some(r) = tasks.join_next_with_id().await {
         hosts.push(match r {
             Ok((_, outcome)) => outcome,
-            Err(e) => task_lost(&names[&e.id()], e, &sink),
+            Err(e) => task_lost(&names[&e.id()], e, &shared.sink),
         });
     }
-    let ms = started.elapsed().as_millis() as u64;
-    outcome::summarize(hosts, opts.mode, detailed_exitcode, &sink, ms)
+    hosts
 }

@@ -16,6 +16,8 @@ pub struct HostOutcome {
     pub interrupted: bool,
     /// The release id recorded in the host's release log (apply mode, when a lock was held).
     pub release: Option<String>,
+    /// A rolling deploy stopped before this host's batch: it was never connected to.
+    pub not_reached: bool,
 }
 
 impl HostOutcome {
@@ -28,6 +30,14 @@ impl HostOutcome {
             round_trips: 0,
             interrupted: false,
             release: None,
+            not_reached: false,
+        }
+    }
+
+    pub(super) fn not_reached(name: &str) -> HostOutcome {
+        HostOutcome {
+            not_reached: true,
+            ..HostOutcome::new(name)
         }
     }
 }

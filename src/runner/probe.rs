@@ -6,13 +6,15 @@ use super::DEFAULT_STEP_TIMEOUT;
 use super::host::{HostRun, Stop};
 use super::pending::PENDING_PROBE;
 use crate::plan::batch;
-use crate::remote::lock;
+use crate::remote::{facts, lock};
 use crate::steps::{StepKind, tail};
 use crate::transport::{Connector, ExecOutput, Keep};
 use std::time::{Duration, Instant};
 
 /// The id of the deploy-lock probe in the first probe batch (no step has it).
 const LOCK_PROBE: usize = usize::MAX;
+/// The id of the facts probe in the first probe batch (see `remote/facts.rs`).
+const FACTS_PROBE: usize = usize::MAX - 2;
 
 impl<C: Connector> HostRun<'_, C> {
     /// Make sure step `i` has a probe result when its kind has a probe: one round trip
@@ -26,6 +28,32 @@ impl<C: Connector> HostRun<'_, C> {
         if kind.probe(self.check()).is_none() || self.probes.contains_key(&i) {
             return Ok(());
         }
+        let out = self.probe_round(i, started).await?;
+        if !self.probes.contains_key(&i) {
+            let err = no_probe_output(&self.nonce, &out);
+            return Err(self.fail(i, err, None, started));
+        }
+        Ok(())
+    }
+
+    /// Step `i` uses `facts` and no round trip has brought them yet (it is the first step
+    /// probed): the first probe batch goes now, before its `when` is evaluated. Probes are
+    /// read-only, so sending the later steps' ones ahead costs nothing when `when` is false.
+    pub(super) async fn ensure_facts(&mut self, i: usize, started: Instant) -> Result<(), Stop> {
+        if !self.plan.steps[i].facts || self.registers.contains_key(facts::NAME) {
+            return Ok(());
+        }
+        let out = self.probe_round(i, started).await?;
+        if !self.registers.contains_key(facts::NAME) {
+            let err = no_probe_output(&self.nonce, &out);
+            return Err(self.fail(i, err, None, started));
+        }
+        Ok(())
+    }
+
+    /// One probe round trip from step `i` on; its results kept (the side probes of the
+    /// first batch too: lock, pending markers, facts). A timeout fails step `i`.
+    async fn probe_round(&mut self, i: usize, started: Instant) -> Result<ExecOutput, Stop> {
         let out = match self.probe_batch(i).await {
             Err(Stop::TimedOut(e)) => {
                 return Err(self.fail(i, format!("inspecting the host: {e}"), None, started));
@@ -40,12 +68,13 @@ impl<C: Connector> HostRun<'_, C> {
         if let Some(p) = parsed.probes.remove(&PENDING_PROBE) {
             self.pending.parse_probe(&p.out);
         }
-        self.probes.extend(parsed.probes);
-        if !self.probes.contains_key(&i) {
-            let err = no_probe_output(&self.nonce, &out);
-            return Err(self.fail(i, err, None, started));
+        if let Some(p) = parsed.probes.remove(&FACTS_PROBE) {
+            // Facts are a value every later step may use, like a registered one.
+            let facts = facts::parse(&p.out);
+            self.registers.insert(facts::NAME.to_string(), facts);
         }
-        Ok(())
+        self.probes.extend(parsed.probes);
+        Ok(out)
     }
 
     /// Send the probes from step `i` on (and the lock probe, the first time).
@@ -57,6 +86,10 @@ impl<C: Connector> HostRun<'_, C> {
             items.push((LOCK_PROBE, probe));
             items.extend(self.pending.probe_sh().map(|p| (PENDING_PROBE, p)));
         }
+        // In the first probe batch: no round trip of its own.
+        if !self.registers.contains_key(facts::NAME) {
+            items.push((FACTS_PROBE, facts::probe_sh().to_string()));
+        }
         let script = batch::probe_script(&self.nonce, &items);
         self.exec(&script, None, timeout, Keep::All).await
     }
@@ -66,7 +99,10 @@ impl<C: Connector> HostRun<'_, C> {
     pub(super) fn probe_items(&mut self, from: usize) -> Vec<(usize, String)> {
         let mut items = Vec::new();
         for j in from..self.plan.steps.len() {
-            if self.probes.contains_key(&j) {
+            let index = self.plan.steps[j].step.index;
+            // Another host runs it: this one never looks.
+            if self.probes.contains_key(&j) || self.once.elsewhere(index, &self.host.name).is_some()
+            {
                 continue;
             }
             self.try_render(j);

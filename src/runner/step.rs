@@ -12,6 +12,7 @@ impl<C: Connector> HostRun<'_, C> {
     pub(super) async fn step(&mut self, i: usize) -> Result<(), Stop> {
         let started = Instant::now();
         self.emit_started(i);
+        self.ensure_facts(i, started).await?;
         if self.skipped_by_when(i, started)? {
             return Ok(());
         }
@@ -20,6 +21,13 @@ impl<C: Connector> HostRun<'_, C> {
             Err(m) => return self.fail_unless_unknown(i, m, started),
         };
         self.ensure_probed(i, kind.as_ref(), started).await?;
+        // Work on the controller the decision needs (an image built once for all hosts).
+        let probe = self.probes.get(&i).cloned();
+        if let Some(work) = kind.controller(self.check(), probe.as_ref())
+            && let Err(m) = work.await
+        {
+            return Err(self.fail(i, m, None, started));
+        }
         match self.decide(kind.as_ref(), i) {
             Decision::Ok(msg) => {
                 self.register_outcome(i, kind.as_ref(), false);
@@ -44,7 +52,7 @@ impl<C: Connector> HostRun<'_, C> {
         }
     }
 
-    fn emit_started(&self, i: usize) {
+    pub(super) fn emit_started(&self, i: usize) {
         let ps = &self.plan.steps[i];
         self.sink.emit(Event::StepStarted {
             host: self.host.name.clone(),

@@ -6,12 +6,12 @@
 
 use super::{Interrupt, RunOptions, RunSummary, run_with};
 use crate::config::{Playbook, Project};
-use crate::plan::{HostPlan, PlanOptions, Planner};
+use crate::plan::{HostPlan, PlanOptions, Planner, Rollout};
 use crate::report::{Event, Mode, Reporter, Sink};
 use crate::secrets::{Redactor, Secrets};
 use crate::transport::capture::{Capture, finish_streams};
 use crate::transport::{
-    ConnectError, ConnectSpec, Connector, ExecError, ExecOutput, Keep, Transport, script,
+    ConnectError, ConnectSpec, Connector, ExecError, ExecOutput, Input, Keep, Transport, script,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
@@ -170,10 +170,10 @@ impl LocalSession {
 }
 
 impl Transport for LocalSession {
-    async fn exec_keeping(
+    async fn exec_input(
         &self,
         script: &str,
-        stdin: Option<&[u8]>,
+        stdin: Input<'_>,
         timeout: Duration,
         keep: Keep,
     ) -> Result<ExecOutput, ExecError> {
@@ -209,7 +209,7 @@ const UNPRIVILEGED: &str =
 async fn run_sh(
     home: &Path,
     script: &str,
-    stdin: Option<&[u8]>,
+    stdin: Input<'_>,
     timeout: Duration,
 ) -> Result<ExecOutput, ExecError> {
     let mut child = tokio::process::Command::new("/bin/sh")
@@ -229,10 +229,23 @@ async fn run_sh(
         .spawn()
         .expect("/bin/sh runs");
     let mut input = child.stdin.take().expect("piped stdin");
-    let bytes = stdin.unwrap_or_default().to_vec();
-    tokio::spawn(async move {
-        let _ = input.write_all(&bytes).await;
-    });
+    match stdin {
+        Input::None => {}
+        Input::Bytes(bytes) => {
+            let bytes = bytes.to_vec();
+            tokio::spawn(async move {
+                let _ = input.write_all(&bytes).await;
+            });
+        }
+        Input::File(path) => {
+            let path = path.to_path_buf();
+            tokio::spawn(async move {
+                if let Ok(mut file) = tokio::fs::File::open(&path).await {
+                    let _ = tokio::io::copy(&mut file, &mut input).await;
+                }
+            });
+        }
+    }
     let out = tokio::time::timeout(timeout, child.wait_with_output())
         .await
         .map_err(|_| ExecError::Timeout(timeout))?
@@ -301,11 +314,12 @@ pub(super) fn plan(hosts: &[&str], playbook: &str) -> (Arc<Planner>, Vec<HostPla
     let pb = Playbook::parse(Path::new("p.toml"), "playbooks/p.toml", playbook)
         .expect("playbook parses");
     let secrets = Secrets::load(None, Redactor::default()).expect("no secrets");
-    let planner = Planner::new(&project, "test", pb, secrets, PlanOptions::default())
+    let mut planner = Planner::new(&project, "test", pb, secrets, PlanOptions::default())
         .expect("planner builds");
     let env = project.env("test").expect("env test");
-    let plans = crate::inventory::resolve(&project, env, None, false)
-        .expect("hosts resolve")
+    let hosts = crate::inventory::resolve(&project, env, None, false).expect("hosts resolve");
+    planner.set_hosts(&hosts);
+    let plans = hosts
         .iter()
         .map(|h| planner.plan_host(h).expect("host plans"))
         .collect();
@@ -323,6 +337,42 @@ pub(super) async fn run_local(
     run_local_edited(local, interrupt, hosts, playbook, opts, |_| {}).await
 }
 
+/// `run_local` as a rolling deploy with the env settings `rollout` (`serial`, limits).
+pub(super) async fn run_rolling(
+    local: &Arc<LocalHosts>,
+    hosts: &[&str],
+    playbook: &str,
+    opts: RunOptions,
+    rollout: crate::config::Rollout,
+) -> (RunSummary, Arc<Recorder>) {
+    let (planner, plans) = plan(hosts, playbook);
+    let rollout = Rollout::new(plans, &rollout, None, &planner.playbook, false)
+        .expect("the rollout is valid");
+    run_planned(local, Interrupt::default(), planner, rollout, opts).await
+}
+
+async fn run_planned(
+    local: &Arc<LocalHosts>,
+    interrupt: Interrupt,
+    planner: Arc<Planner>,
+    rollout: Rollout,
+    opts: RunOptions,
+) -> (RunSummary, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let sink = Sink::with_reporter(recorder.clone(), Redactor::default(), 0);
+    let summary = run_with(
+        local.clone(),
+        interrupt,
+        planner,
+        rollout,
+        opts,
+        sink,
+        false,
+    )
+    .await;
+    (summary, recorder)
+}
+
 /// `run_local`, with the plans changed by `edit` first (e.g. a step's kind swapped for one
 /// no playbook can express).
 pub(super) async fn run_local_edited(
@@ -335,10 +385,9 @@ pub(super) async fn run_local_edited(
 ) -> (RunSummary, Arc<Recorder>) {
     let (planner, mut plans) = plan(hosts, playbook);
     edit(&mut plans);
-    let recorder = Arc::new(Recorder::default());
-    let sink = Sink::with_reporter(recorder.clone(), Redactor::default(), 0);
-    let summary = run_with(local.clone(), interrupt, planner, plans, opts, sink, false).await;
-    (summary, recorder)
+    let rollout = Rollout::new(plans, &Default::default(), None, &planner.playbook, false)
+        .expect("the rollout is valid");
+    run_planned(local, interrupt, planner, rollout, opts).await
 }
 
 /// Apply mode with `forks` hosts at a time.

@@ -2,7 +2,7 @@
 //! unreachable hosts, `--forks` and Ctrl-C, asserted on the events, the round trips and the
 //! hosts' folders. The real-sshd integration tests (tests/*.rs) cover the same loop over SSH.
 
-use super::testing::{LocalHosts, apply, run_local};
+use super::testing::{LocalHosts, apply, run_local, run_rolling};
 use super::{Interrupt, exit};
 use crate::report::{Event, Status};
 use std::sync::Arc;
@@ -90,8 +90,8 @@ async fn a_no_op_run_is_one_round_trip_per_host() {
         );
         let scripts = local.scripts(h);
         assert_eq!(scripts.len(), 1);
-        // Both steps and the lock status, in the one script.
-        assert_eq!(probed_steps(&scripts[0]).len(), 3, "{}", scripts[0]);
+        // Both steps, the lock status and the facts, in the one script.
+        assert_eq!(probed_steps(&scripts[0]).len(), 4, "{}", scripts[0]);
     }
     let events = rec.events();
     assert!(
@@ -125,7 +125,12 @@ async fn a_change_shares_its_round_trip_with_the_re_probe_of_later_steps() {
     let scripts = local.scripts("a");
     assert_eq!(
         probed_steps(&scripts[0]),
-        ["0", "1", &usize::MAX.to_string()]
+        [
+            "0",
+            "1",
+            &usize::MAX.to_string(),
+            &(usize::MAX - 2).to_string()
+        ]
     );
     assert!(scripts[1].contains("touch one"));
     // A later step already probed in the first batch is not re-probed with the apply (its
@@ -165,6 +170,59 @@ async fn a_deferred_step_is_rendered_on_its_turn_with_the_registered_value() {
     assert_eq!(
         std::fs::read_to_string(local.home("a").join("got")).unwrap(),
         "v42\n"
+    );
+}
+
+#[tokio::test]
+async fn facts_in_a_when_ride_in_the_first_round_trip() {
+    let local = Arc::new(LocalHosts::new());
+    touch(&local, "a", "one");
+    let playbook = "[[step]]\nname = \"one\"\nwhen = \"facts.cpus >= 1 and facts.arch != ''\"\n\
+        command = { run = \"touch one\", unless = \"test -e one\" }\n\
+        [[step]]\nname = \"two\"\nwhen = \"facts.cpus < 1\"\ncommand = { run = \"touch two\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(
+        trace(&rec.events(), "a"),
+        vec![
+            "connected",
+            "start one",
+            "one ok: `unless` succeeded",
+            "start two",
+            "two skipped: `when` is false",
+            "finished (1 trips)",
+        ]
+    );
+    assert!(!local.home("a").join("two").exists());
+}
+
+#[tokio::test]
+async fn a_step_whose_fields_use_facts_is_rendered_after_the_first_round_trip() {
+    let local = Arc::new(LocalHosts::new());
+    let playbook = "[[step]]\nname = \"workers\"\n\
+        command = { run = \"echo {{ facts.cpus * 2 + 1 }} > w\", unless = \"grep -qx {{ facts.cpus * 2 + 1 }} w\" }\n";
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(
+        summary.exit_code,
+        exit::OK,
+        "{:?}",
+        trace(&rec.events(), "a")
+    );
+    let nproc = std::process::Command::new("nproc").output().unwrap();
+    let cpus: u64 = String::from_utf8_lossy(&nproc.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(local.home("a").join("w")).unwrap(),
+        format!("{}\n", cpus * 2 + 1)
+    );
+    // Again, with nothing to do: the facts trip, then the step's own probe.
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(
+        trace(&rec.events(), "a").last().unwrap(),
+        "finished (2 trips)"
     );
 }
 
@@ -377,8 +435,8 @@ async fn plan_mode_probes_once_and_changes_nothing() {
             "finished (1 trips)",
         ]
     );
-    // No lock in plan mode: only the two step probes and the lock's status probe.
-    assert_eq!(probed_steps(&local.scripts("a")[0]).len(), 3);
+    // No lock in plan mode: only the two step probes, the lock's status probe and the facts.
+    assert_eq!(probed_steps(&local.scripts("a")[0]).len(), 4);
     assert!(!local.home("a").join("one").exists());
     assert!(
         !local.home("a").join(".local").exists(),
@@ -629,4 +687,260 @@ async fn a_change_that_needs_a_new_login_reconnects_before_the_next_step() {
             "finished (1 trips)"
         ]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// run_once and rolling deploys
+// ---------------------------------------------------------------------------------------------
+
+/// `run_once` step `m` appends its host to `../ran` (the folder every host's folder is in)
+/// and registers a value; step `use` writes the value on each host.
+const ONCE_REGISTERED: &str = "[[step]]\nname = \"m\"\nrun_once = true\nregister = \"m\"\ncommand = { run = \"basename $PWD >> ../ran; echo from-$(basename $PWD)\" }\n\
+    [[step]]\nname = \"use\"\ncommand = { run = \"echo {{ m.stdout }} > seen\", creates = \"seen\" }\n";
+
+fn rolling(serial: &str) -> crate::config::Rollout {
+    crate::config::Rollout {
+        serial: Some(serial.parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+/// The hosts of each `batch_started`, and the `rollout_stopped` event's hosts not reached.
+fn batches(events: &[Event]) -> (Vec<Vec<String>>, Option<Vec<String>>) {
+    let started = events.iter().filter_map(|e| match e {
+        Event::BatchStarted { hosts, .. } => Some(hosts.clone()),
+        _ => None,
+    });
+    let stopped = events.iter().find_map(|e| match e {
+        Event::RolloutStopped { not_reached, .. } => Some(not_reached.clone()),
+        _ => None,
+    });
+    (started.collect(), stopped)
+}
+
+/// Every event that names `host`.
+fn events_of(events: &[Event], host: &str) -> usize {
+    let text = format!("\"{host}\"");
+    (events.iter())
+        .filter(|e| !matches!(e, Event::RunStarted { .. } | Event::RolloutStopped { .. }))
+        .filter(|e| serde_json::to_string(e).unwrap().contains(&text))
+        .count()
+}
+
+#[tokio::test]
+async fn a_run_once_step_runs_on_the_first_host_and_the_others_see_its_value() {
+    for forks in [1, 5] {
+        let local = Arc::new(LocalHosts::new());
+        let hosts = ["a", "b", "c"];
+        let (summary, rec) = run_local(
+            &local,
+            Interrupt::default(),
+            &hosts,
+            ONCE_REGISTERED,
+            apply(forks),
+        )
+        .await;
+        assert_eq!(summary.exit_code, exit::OK, "forks {forks}");
+        let ran = std::fs::read_to_string(local.home("a").join("../ran")).unwrap();
+        assert_eq!(ran, "a\n", "ran exactly once, on a");
+        for h in hosts {
+            let seen = std::fs::read_to_string(local.home(h).join("seen")).unwrap();
+            assert_eq!(seen, "from-a\n", "{h} used a's registered value");
+        }
+        let events = rec.events();
+        assert!(trace(&events, "a").contains(&"m changed: run".to_string()));
+        for h in ["b", "c"] {
+            assert!(
+                trace(&events, h).contains(&"m skipped: ran once on a".to_string()),
+                "{:?}",
+                trace(&events, h)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_named_host_runs_it_even_when_it_comes_last_with_one_fork() {
+    let local = Arc::new(LocalHosts::new());
+    let playbook = ONCE_REGISTERED.replace("run_once = true", "run_once = \"c\"");
+    let run = run_local(
+        &local,
+        Interrupt::default(),
+        &["a", "b", "c"],
+        &playbook,
+        apply(1),
+    );
+    // a and b wait for c without holding the one fork, so c gets it.
+    let (summary, _) = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("no deadlock");
+    assert_eq!(summary.exit_code, exit::OK);
+    let ran = std::fs::read_to_string(local.home("a").join("../ran")).unwrap();
+    assert_eq!(ran, "c\n");
+    let seen = std::fs::read_to_string(local.home("a").join("seen")).unwrap();
+    assert_eq!(seen, "from-c\n");
+}
+
+#[tokio::test]
+async fn when_the_run_once_host_fails_or_stops_first_the_others_fail_the_step() {
+    let local = Arc::new(LocalHosts::new());
+    let failing = ONCE_REGISTERED.replace("basename $PWD >> ../ran;", "exit 3;");
+    let run = run_local(
+        &local,
+        Interrupt::default(),
+        &["a", "b"],
+        &failing,
+        apply(5),
+    );
+    let (summary, rec) = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the waiting host does not hang");
+    assert_eq!(summary.exit_code, exit::FAILED);
+    assert!(
+        trace(&rec.events(), "b").contains(&"m failed: runs once on a, which failed it".into()),
+        "{:?}",
+        trace(&rec.events(), "b")
+    );
+    assert!(!local.home("b").join("seen").exists());
+
+    let local = Arc::new(LocalHosts::new());
+    let before = format!(
+        "[[step]]\nname = \"first\"\ncommand = {{ run = \"test $(basename $PWD) != a\" }}\n{ONCE_REGISTERED}"
+    );
+    let (summary, rec) =
+        run_local(&local, Interrupt::default(), &["a", "b"], &before, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::FAILED);
+    let b = trace(&rec.events(), "b");
+    assert!(
+        b.contains(&"m failed: runs once on a, which stopped at `first` before it".into()),
+        "{b:?}"
+    );
+
+    let local = Arc::new(LocalHosts::new().unreachable("a"));
+    let (summary, rec) = run_local(
+        &local,
+        Interrupt::default(),
+        &["a", "b"],
+        ONCE_REGISTERED,
+        apply(5),
+    )
+    .await;
+    assert_eq!(summary.exit_code, exit::UNREACHABLE);
+    let b = trace(&rec.events(), "b");
+    assert!(
+        b.contains(&"m failed: runs once on a, which is unreachable".into()),
+        "{b:?}"
+    );
+}
+
+#[tokio::test]
+async fn plan_mode_says_where_a_run_once_step_would_run() {
+    let local = Arc::new(LocalHosts::new());
+    let opts = super::RunOptions {
+        mode: crate::report::Mode::Check,
+        forks: 5,
+    };
+    let (summary, rec) = run_local(
+        &local,
+        Interrupt::default(),
+        &["a", "b"],
+        ONCE_REGISTERED,
+        opts,
+    )
+    .await;
+    assert_eq!(summary.exit_code, exit::OK);
+    let b = trace(&rec.events(), "b");
+    assert!(b.contains(&"m skipped: runs once on a".into()), "{b:?}");
+    assert!(
+        !local.home("a").join("../ran").exists(),
+        "plan runs nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_batch_stops_the_rollout_before_the_next_is_connected() {
+    let local = Arc::new(LocalHosts::new());
+    let playbook = "[[step]]\nname = \"deploy\"\ncommand = { run = \"test $(basename $PWD) != a && touch deployed\" }\n";
+    let (summary, rec) =
+        run_rolling(&local, &["a", "b", "c"], playbook, apply(5), rolling("1")).await;
+    assert_eq!(summary.exit_code, exit::FAILED);
+    let events = rec.events();
+    assert_eq!(
+        batches(&events),
+        (
+            vec![vec!["a".to_string()]],
+            Some(vec!["b".into(), "c".into()])
+        )
+    );
+    for h in ["b", "c"] {
+        assert_eq!(local.logins(h), 0, "{h} was never connected to");
+        assert_eq!(events_of(&events, h), 0, "no event for {h}");
+        assert!(!local.home(h).join("deployed").exists());
+        let o = summary.hosts.iter().find(|o| o.name == h).unwrap();
+        assert!(o.not_reached);
+    }
+}
+
+#[tokio::test]
+async fn serial_lists_give_ansibles_batches() {
+    let local = Arc::new(LocalHosts::new());
+    let hosts = ["h1", "h2", "h3", "h4"];
+    let (summary, rec) = run_rolling(&local, &hosts, TWO_GUARDED, apply(5), rolling("1,50%")).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    let (started, stopped) = batches(&rec.events());
+    assert_eq!(started, [vec!["h1"], vec!["h2", "h3"], vec!["h4"]]);
+    assert_eq!(stopped, None);
+    // A batch starts once the one before it finished.
+    let events = rec.events();
+    let at = |pred: &dyn Fn(&Event) -> bool| events.iter().position(pred).unwrap();
+    let h1_done = at(&|e| matches!(e, Event::HostFinished { host, .. } if host == "h1"));
+    let second = at(&|e| matches!(e, Event::BatchStarted { batch: 2, .. }));
+    let h2_connected = at(&|e| matches!(e, Event::HostConnected { host, .. } if host == "h2"));
+    assert!(h1_done < second && second < h2_connected);
+}
+
+#[tokio::test]
+async fn max_failures_lets_the_rollout_go_on_until_more_hosts_failed() {
+    let local = Arc::new(LocalHosts::new());
+    let playbook =
+        "[[step]]\nname = \"deploy\"\ncommand = { run = \"test $(basename $PWD) = c\" }\n";
+    let limits = crate::config::Rollout {
+        max_failures: Some(1),
+        ..rolling("1")
+    };
+    let (summary, rec) = run_rolling(&local, &["a", "b", "c"], playbook, apply(5), limits).await;
+    assert_eq!(summary.exit_code, exit::FAILED);
+    // a failed (tolerated), b failed (2 > 1): c is not reached.
+    let (started, stopped) = batches(&rec.events());
+    assert_eq!(started, [vec!["a"], vec!["b"]]);
+    assert_eq!(stopped, Some(vec!["c".to_string()]));
+    let limits = crate::config::Rollout {
+        max_fail_percentage: Some(50),
+        ..rolling("2")
+    };
+    let local = Arc::new(LocalHosts::new());
+    let (_, rec) = run_rolling(&local, &["a", "b", "c"], playbook, apply(5), limits).await;
+    // a and b both failed: 100% of batch 1 > 50%.
+    assert_eq!(batches(&rec.events()).1, Some(vec!["c".to_string()]));
+}
+
+#[tokio::test]
+async fn a_run_once_host_in_the_first_batch_serves_the_later_batches() {
+    let local = Arc::new(LocalHosts::new());
+    let (summary, rec) = run_rolling(
+        &local,
+        &["a", "b", "c"],
+        ONCE_REGISTERED,
+        apply(1),
+        rolling("1"),
+    )
+    .await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(batches(&rec.events()).0.len(), 3);
+    let ran = std::fs::read_to_string(local.home("a").join("../ran")).unwrap();
+    assert_eq!(ran, "a\n");
+    for h in ["a", "b", "c"] {
+        let seen = std::fs::read_to_string(local.home(h).join("seen")).unwrap();
+        assert_eq!(seen, "from-a\n");
+    }
 }

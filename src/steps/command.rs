@@ -75,7 +75,7 @@ impl StepKind for Desired {
         let cd = cd_prefix(self.0.chdir.as_deref());
         Action {
             script: format!("set -e\n{cd}{}", self.0.run),
-            stdin: None,
+            ..Action::default()
         }
     }
 

@@ -56,9 +56,13 @@ pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> 
         lines.insert(key.clone(), value);
     }
     if lines.is_empty() {
-        return Err(PrepareError::Invalid(
-            "nothing to write: the secrets file has no keys and no `keys`/`vars` are given".into(),
-        ));
+        let why = match cx.secrets.missing_file() {
+            Some(f) => format!("the secrets file {} does not exist", f.display()),
+            None => "the secrets file has no keys".into(),
+        };
+        return Err(PrepareError::Invalid(format!(
+            "nothing to write: {why} and no `keys`/`vars` are given"
+        )));
     }
     let mut content = String::new();
     for (k, v) in &lines {

@@ -7,7 +7,10 @@ use crate::secrets::Secrets;
 use crate::template::{TemplateError, Templates};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// A step kind, implemented by the `Spec` of each `steps/<kind>.rs`.
 ///
@@ -48,6 +51,36 @@ pub struct PrepareCx<'a> {
     pub templates: &'a Templates,
     pub context: &'a minijinja::Value,
     pub secrets: &'a Secrets,
+    /// What the hosts of this run share (see [`Shared`]).
+    pub shared: &'a Shared,
+}
+
+/// Values every host of one run shares, each made once: the steps of all hosts that ask for
+/// the same key get the same `Arc<T>` (e.g. the image the controller builds once for every
+/// host). Owned by the planner, so it lives as long as the run and is dropped with it.
+#[derive(Default)]
+pub struct Shared(Mutex<HashMap<(TypeId, String), Arc<dyn Any + Send + Sync>>>);
+
+impl Shared {
+    /// The value under `key`, made with `T::default()` by the first to ask.
+    pub fn get<T: Any + Send + Sync + Default>(&self, key: &str) -> Arc<T> {
+        // A panic elsewhere while the lock was held cannot leave the map half-changed.
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map
+            .entry((TypeId::of::<T>(), key.to_string()))
+            .or_insert_with(|| Arc::new(T::default()));
+        match entry.clone().downcast::<T>() {
+            Ok(value) => value,
+            // The key includes the type, so this cannot happen; a fresh value is still right.
+            Err(_) => Arc::new(T::default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
 }
 
 impl PrepareCx<'_> {

@@ -14,6 +14,7 @@ pub mod env_file;
 pub mod file;
 pub mod git;
 pub mod healthcheck;
+pub mod image;
 pub mod kind;
 pub mod migrate;
 pub mod packages;
@@ -23,10 +24,12 @@ pub mod template;
 pub mod upload;
 pub mod wait;
 
-pub use kind::{Kind, PrepareCx, PrepareError};
+pub use kind::{Kind, PrepareCx, PrepareError, Shared};
 pub use registry::{NAMES, Spec, deserialize_kind};
 
-use crate::transport::ExecOutput;
+use crate::transport::{ExecOutput, Input};
+use futures::future::BoxFuture;
+use std::path::PathBuf;
 
 /// Output of one probe: what the snippet printed and its exit code.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -71,7 +74,15 @@ impl Action {
     pub fn script(script: String) -> Action {
         Action {
             script,
-            stdin: None,
+            ..Action::default()
+        }
+    }
+
+    /// What the script reads on stdin: the file when there is one, else the bytes.
+    pub fn input(&self) -> Input<'_> {
+        match &self.stdin_file {
+            Some(path) => Input::File(path),
+            None => Input::from(self.stdin.as_deref()),
         }
     }
 }
@@ -90,6 +101,9 @@ impl Decision {
 pub struct Action {
     pub script: String,
     pub stdin: Option<Vec<u8>>,
+    /// A local file streamed on stdin instead of `stdin` (too large to hold per host: an
+    /// image archive).
+    pub stdin_file: Option<PathBuf>,
 }
 
 /// What the runner knows after a step, for `register`.
@@ -121,6 +135,17 @@ pub trait StepKind: Send + Sync + std::fmt::Debug {
     }
     /// Pure comparison of desired and observed state. `observed` is None when `probe` is None.
     fn decide(&self, observed: Option<&Probe>) -> Decision;
+    /// Work on the controller (this machine) the decision needs, run after the probe and
+    /// before `decide`: e.g. the image built once for every host. `observed` is this host's
+    /// probe, so the work can be skipped where the host needs nothing. An error fails the
+    /// step. In plan mode (`check`) it must only read.
+    fn controller<'a>(
+        &'a self,
+        _check: bool,
+        _observed: Option<&'a Probe>,
+    ) -> Option<BoxFuture<'a, Result<(), String>>> {
+        None
+    }
     /// The script that makes the change; safe to run again.
     fn apply(&self) -> Action;
     /// The value stored by `register`.

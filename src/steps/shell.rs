@@ -21,11 +21,19 @@ pub fn prefix(text: &str, n: usize) -> &str {
 }
 
 /// Defines `http_status URL` printing the HTTP status code (000 when nothing answered).
+///
+/// With wget (no curl, e.g. a busybox host) the status is the last response line `-S` prints
+/// (`  HTTP/1.1 500 …`, indented); busybox also reports an error status as
+/// `wget: server returned error: HTTP/1.1 500 …`, which must not be read. No `-T`: busybox
+/// built without its timeout feature (Debian's busybox-static) dies of SIGSEGV on it, so
+/// `timeout` (coreutils or busybox) bounds the request where the host has one. busybox takes
+/// `-t` and ignores it; GNU wget then tries once. Unlike curl here, wget follows redirects.
 pub const HTTP_STATUS_FN: &str = r#"http_status() {
   if command -v curl >/dev/null 2>&1; then
     curl -s -o /dev/null -m 5 -w '%{http_code}' "$1" 2>/dev/null || true
   elif command -v wget >/dev/null 2>&1; then
-    wget -q -S -O /dev/null -T 5 "$1" 2>&1 | awk '/HTTP\//{c=$2} END{print (c=="" ? "000" : c)}'
+    _hs_t=; if timeout 5 true 2>/dev/null; then _hs_t='timeout 5'; fi
+    $_hs_t wget -q -S -t 1 -O /dev/null "$1" 2>&1 | awk '/^[ \t]*HTTP\//{c=$2} END{print (c=="" ? "000" : c)}'
   else
     echo no-http-client
   fi

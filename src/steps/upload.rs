@@ -245,6 +245,7 @@ impl Upload {
         Action {
             script,
             stdin: Some(stdin),
+            ..Action::default()
         }
     }
 }

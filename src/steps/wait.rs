@@ -162,7 +162,7 @@ impl StepKind for Desired {
         // decide never asks for a change.
         Action {
             script: "true".into(),
-            stdin: None,
+            ..Action::default()
         }
     }
 }

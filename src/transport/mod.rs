@@ -15,7 +15,7 @@ pub use capture::Keep;
 pub use ssh::HostKey;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,9 +52,36 @@ pub enum ExecError {
     Disconnected(String),
 }
 
+/// What a script reads on stdin.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Nothing: stdin is closed at once, so a remote `cat` never waits.
+    None,
+    /// These bytes (an upload, a password).
+    Bytes(&'a [u8]),
+    /// A local file, streamed in chunks as the remote side reads it: memory stays bounded
+    /// whatever its size (an image archive shipped to many hosts).
+    File(&'a Path),
+}
+
+impl<'a> From<Option<&'a [u8]>> for Input<'a> {
+    fn from(bytes: Option<&'a [u8]>) -> Input<'a> {
+        bytes.map_or(Input::None, Input::Bytes)
+    }
+}
+
 /// A connected host. `script` is run by `/bin/sh` (wrapped by the implementation so the
-/// remote user's login shell and rc files do not matter); `stdin` is fed then closed.
+/// remote user's login shell and rc files do not matter); its stdin is fed then closed.
 pub trait Transport: Send + Sync {
+    /// Run `script` with `input` on its stdin, keeping what it prints as `keep` says.
+    fn exec_input(
+        &self,
+        script: &str,
+        input: Input<'_>,
+        timeout: Duration,
+        keep: Keep,
+    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
+
     /// Run `script`, keeping what it prints as `keep` says.
     fn exec_keeping(
         &self,
@@ -62,7 +89,9 @@ pub trait Transport: Send + Sync {
         stdin: Option<&[u8]>,
         timeout: Duration,
         keep: Keep,
-    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
+    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send {
+        self.exec_input(script, Input::from(stdin), timeout, keep)
+    }
 
     /// Run `script`, keeping all it prints (up to [`capture::ALL_CAP`] per stream): for
     /// output that is parsed.

@@ -3,6 +3,9 @@
 //! sshd, a sudo user `admin` and nothing else: no Docker, no git.
 //!
 //! - `Variant::Vm`: systemd is PID 1 (a brand-new cloud VM); `docker restart` is a reboot.
+//! - `Variant::VmDocker`: the same VM with Debian's docker.io baked in and enabled (a cloud image
+//!   with Docker preinstalled; the login user is not in the docker group). Every test not about
+//!   installing Docker starts here, so apt runs once per image build instead of once per test.
 //! - `Variant::Bare`: sshd is PID 1, no init system (the `docker_install` fallback path).
 //!
 //! Each target sits on a user network of its own (created before any inner dockerd starts, so
@@ -22,6 +25,7 @@ use crate::docker_support::{BASE_IMAGE, DB_IMAGE, docker, docker_host, docker_ok
 use crate::support::{ClientKey, free_port, git};
 
 pub const VM_IMAGE: &str = "provision-fresh/vm:bookworm";
+pub const VM_DOCKER_IMAGE: &str = "provision-fresh/vm-docker:bookworm";
 pub const BARE_IMAGE: &str = "provision-fresh/bare:bookworm";
 /// Label on everything the fresh-VM tests create in the engine (for reaping).
 pub const LABEL: &str = "provision.test=fresh-vm";
@@ -29,6 +33,7 @@ pub const LABEL: &str = "provision.test=fresh-vm";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     Vm,
+    VmDocker,
     Bare,
 }
 
@@ -182,6 +187,7 @@ impl Target {
             .status();
         let image = match variant {
             Variant::Vm => VM_IMAGE,
+            Variant::VmDocker => VM_DOCKER_IMAGE,
             Variant::Bare => BARE_IMAGE,
         };
         let keys_mount = format!("{}:/etc/ssh/test-keys:ro", keys.path().display());
@@ -223,7 +229,7 @@ impl Target {
                 &publish,
             ];
             match variant {
-                Variant::Vm => {
+                Variant::Vm | Variant::VmDocker => {
                     args.extend(["--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp"])
                 }
                 Variant::Bare => args.push("--init"),

@@ -107,6 +107,9 @@ pub struct Sshd {
     pub listen: &'static str,
     dir: TempDir,
     child: Option<Child>,
+    /// Extra bind mounts (source, mount point) in sshd's mount namespace: what makes this
+    /// "machine" differ from the one the tests run on (see [`Sshd::start_with_binds`]).
+    binds: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Sshd {
@@ -117,6 +120,23 @@ impl Sshd {
 
     /// [`Sshd::start`] on another loopback address (`::1`).
     pub fn start_listening(key: &ClientKey, listen: &'static str) -> Sshd {
+        Sshd::start_full(key, listen, Vec::new())
+    }
+
+    /// [`Sshd::start`] on a "machine" that differs from this one by bind mounts seen only by
+    /// sshd and its sessions: each `(source, mount point)` is mounted over the mount point
+    /// (which must exist; a file over a file, a dir over a dir). E.g. another
+    /// /etc/os-release, or /dev/null over a tool to take it off PATH. The tests' own view of
+    /// the filesystem is unchanged.
+    pub fn start_with_binds(key: &ClientKey, binds: &[(&Path, &Path)]) -> Sshd {
+        let binds = binds
+            .iter()
+            .map(|(s, m)| (s.to_path_buf(), m.to_path_buf()))
+            .collect();
+        Sshd::start_full(key, "127.0.0.1", binds)
+    }
+
+    fn start_full(key: &ClientKey, listen: &'static str, binds: Vec<(PathBuf, PathBuf)>) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is required for these tests (apt-get install openssh-server)"
@@ -139,6 +159,7 @@ impl Sshd {
             listen,
             dir,
             child: None,
+            binds,
         };
         sshd.host_pub_key = sshd.read_host_pub_key();
         for _ in 0..20 {
@@ -326,12 +347,20 @@ impl Sshd {
         std::fs::create_dir_all(&state).expect("create sshd state dir");
         chmod(&state, 0o755);
         std::fs::create_dir_all(HOST_STATE_DIR).expect("create the /var/lib/provision mount point");
-        let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-            .arg("mount --bind \"$1\" \"$2\" || exit 97; shift 2; exec \"$@\"")
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg(
+                "while [ \"$1\" != -- ]; do mount --bind \"$1\" \"$2\" || exit 97; shift 2; done; \
+                 shift; exec \"$@\"",
+            )
             .arg("sh")
             .arg(&state)
-            .arg(HOST_STATE_DIR)
+            .arg(HOST_STATE_DIR);
+        for (source, point) in &self.binds {
+            cmd.arg(source).arg(point);
+        }
+        let child = cmd
+            .arg("--")
             .args([SSHD, "-D", "-e", "-f"])
             .arg(self.path("sshd_config"))
             .stdin(Stdio::null())
@@ -361,7 +390,8 @@ impl Sshd {
                 assert_ne!(
                     status.code(),
                     Some(97),
-                    "cannot bind-mount a private {HOST_STATE_DIR} for sshd (needs root and `unshare`): {log}"
+                    "cannot bind-mount a private {HOST_STATE_DIR} (or {:?}) for sshd (needs root and `unshare`): {log}",
+                    self.binds
                 );
                 eprintln!("sshd on port {} exited ({status}): {log}", self.port);
                 self.child = None;

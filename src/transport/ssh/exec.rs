@@ -7,14 +7,14 @@ use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 
 use super::handler::ClientHandler;
 use crate::transport::capture::{Capture, Keep, finish_streams};
-use crate::transport::{ExecError, ExecOutput};
+use crate::transport::{ExecError, ExecOutput, Input};
 
 /// Open a channel, run `line`, feed `stdin` (or close it at once so a remote `cat` never
 /// waits), and collect until the channel closes; the whole thing bounded by `timeout`.
 pub(super) async fn run(
     handle: &Handle<ClientHandler>,
     line: String,
-    stdin: Option<&[u8]>,
+    stdin: Input<'_>,
     open_timeout: Duration,
     timeout: Duration,
     keep: Keep,
@@ -60,20 +60,54 @@ async fn converse(
     rx: &mut ChannelReadHalf,
     tx: &ChannelWriteHalf<Msg>,
     line: String,
-    stdin: Option<&[u8]>,
+    stdin: Input<'_>,
     keep: Keep,
 ) -> Result<ExecOutput, ExecError> {
     tx.exec(true, line).await.map_err(lost)?;
     let writing = async {
-        if let Some(bytes) = stdin {
-            let _ = tx.data_bytes(bytes.to_vec()).await;
+        let fed = match stdin {
+            Input::None => true,
+            Input::Bytes(bytes) => tx.data_bytes(bytes.to_vec()).await.is_ok(),
+            Input::File(path) => feed_file(tx, path).await,
+        };
+        // A file that could not be read whole is not ended as if it were: the channel is
+        // closed instead, so the remote reader sees a broken stream, never a short one.
+        if fed {
+            let _ = tx.eof().await;
+        } else {
+            let _ = tx.close().await;
         }
-        let _ = tx.eof().await;
         std::future::pending::<()>().await
     };
     tokio::select! {
         output = collect(rx, keep) => output,
         _ = writing => unreachable!("the writer never finishes on its own"),
+    }
+}
+
+/// How much of a streamed file is read at a time: what one host's transfer holds in memory
+/// (plus the SSH window russh keeps in flight).
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// Stream `path` into the channel chunk by chunk; each write waits for the remote window,
+/// so memory stays at one chunk however large the file is. False when it could not be read
+/// to its end.
+async fn feed_file(tx: &ChannelWriteHalf<Msg>, path: &std::path::Path) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return false;
+    };
+    let mut buf = vec![0u8; FILE_CHUNK];
+    loop {
+        match file.read(&mut buf).await {
+            Ok(0) => return true,
+            Ok(n) => {
+                if tx.data_bytes(buf[..n].to_vec()).await.is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
     }
 }
 

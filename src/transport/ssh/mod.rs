@@ -22,7 +22,9 @@ use russh::Disconnect;
 use russh::client::Handle;
 use tokio::sync::Semaphore;
 
-use super::{ConnectError, ConnectSpec, Connector, ExecError, ExecOutput, Keep, Transport, script};
+use super::{
+    ConnectError, ConnectSpec, Connector, ExecError, ExecOutput, Input, Keep, Transport, script,
+};
 use handler::ClientHandler;
 
 pub use host_key::HostKey;
@@ -183,10 +185,10 @@ impl SshSession {
 impl Transport for SshSession {
     /// Waiting for a free channel slot does not count against `timeout`: only the remote
     /// command's own run time does.
-    async fn exec_keeping(
+    async fn exec_input(
         &self,
         script: &str,
-        stdin: Option<&[u8]>,
+        stdin: Input<'_>,
         timeout: Duration,
         keep: Keep,
     ) -> Result<ExecOutput, ExecError> {
