@@ -38,13 +38,35 @@ const ENGINE_START: Duration = Duration::from_secs(90);
 // Engines
 // ---------------------------------------------------------------------------------------------
 
-/// A `dockerd` of this test process (no bridge, no iptables: it only stores images), in
+/// A `dockerd` of this test process (a bridge of its own, no iptables: it only stores images), in
 /// `/tmp/pship-<pid>-<name>`; stopped and removed on drop. `tmpfs`: its data root is a tmpfs
 /// of that size (an engine with little room).
 struct Engine {
     dir: PathBuf,
     child: Child,
     tmpfs: bool,
+    bridge: String,
+}
+
+/// A bridge of the engine's own, `psh<pid>-<n>` with 10.213.<n>.1/24: never `--bridge none`,
+/// which makes dockerd delete the host's `docker0` (shared with the tests' engine, whose
+/// builds then fail with "could not find bridge docker0").
+fn own_bridge() -> String {
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("psh{}-{n}", std::process::id());
+    let ip = |args: &[&str]| {
+        let st = Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip (iproute2) is required");
+        assert!(st.success(), "ip {}", args.join(" "));
+    };
+    let _ = Command::new("ip").args(["link", "del", &name]).status();
+    ip(&["link", "add", "name", &name, "type", "bridge"]);
+    ip(&["addr", "add", &format!("10.213.{n}.1/24"), "dev", &name]);
+    ip(&["link", "set", &name, "up"]);
+    name
 }
 
 impl Engine {
@@ -62,6 +84,7 @@ impl Engine {
             assert!(st.success(), "mount a {size} tmpfs for the small engine");
         }
         let log = std::fs::File::create(dir.join("dockerd.log")).expect("dockerd log");
+        let bridge = own_bridge();
         let child = Command::new("dockerd")
             .arg("--host")
             .arg(format!("unix://{}/docker.sock", dir.display()))
@@ -71,7 +94,7 @@ impl Engine {
             .arg(dir.join("exec"))
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
-            .args(["--bridge", "none", "--iptables=false"])
+            .args(["--bridge", &bridge, "--iptables=false", "--ip-masq=false"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -81,6 +104,7 @@ impl Engine {
             dir,
             child,
             tmpfs: tmpfs.is_some(),
+            bridge,
         };
         let started = Instant::now();
         while !engine
@@ -136,6 +160,9 @@ impl Drop for Engine {
             let _ = Command::new("umount").arg(self.dir.join("data")).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
     }
 }
 
@@ -172,6 +199,22 @@ fn reap_stale_engines() {
         }
         let _ = Command::new("umount").arg(dir.join("data")).status();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+    // Their bridges (`psh<pid>-<n>`).
+    let Ok(links) = std::fs::read_dir("/sys/class/net") else {
+        return;
+    };
+    for link in links.flatten() {
+        let name = link.file_name().to_string_lossy().to_string();
+        let owner: i32 = name
+            .strip_prefix("psh")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        // SAFETY: signal 0 only checks that the process exists.
+        if owner > 0 && owner != std::process::id() as i32 && unsafe { libc::kill(owner, 0) } != 0 {
+            let _ = Command::new("ip").args(["link", "del", &name]).status();
+        }
     }
 }
 
