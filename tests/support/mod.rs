@@ -31,6 +31,7 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------------------------
 
 /// An unencrypted ed25519 client key pair.
+#[derive(Clone)]
 pub struct ClientKey {
     pub private: PathBuf,
     /// The `.pub` line (`ssh-ed25519 AAAA... comment`), trimmed.
