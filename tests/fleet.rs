@@ -47,18 +47,25 @@ impl Fleet {
             .1
     }
 
-    fn up(&self, version: &str) -> Run {
-        self.p.run_timeout(
+    /// `provision <cmd> prod -e version=…` with the controller's Docker (which builds and
+    /// ships the images) being the tests' engine.
+    fn run(&self, cmd: &str, version: &str) -> Run {
+        self.p.run_timeout_env(
             &[
-                "up",
+                cmd,
                 "prod",
                 "--output",
                 "json",
                 "-e",
                 &format!("version={version}"),
             ],
+            &[("DOCKER_HOST", docker_support::DOCKER_HOST)],
             Duration::from_secs(15 * 60),
         )
+    }
+
+    fn up(&self, version: &str) -> Run {
+        self.run("up", version)
     }
 
     /// The address of `name` on the targets' network (what the hosts use between them).
@@ -187,6 +194,12 @@ name = "docker"
 docker_install = {}
 
 [[step]]
+name = "curl"
+on = ["web"]
+# The start-first health check runs on the host (curl, or wget).
+packages = { names = ["curl"] }
+
+[[step]]
 name = "app folder"
 directory = { path = "/srv/fleet", mode = "0755" }
 
@@ -306,7 +319,7 @@ fn rolling_release_behind_a_load_balancer_on_four_fresh_vms_drops_nothing() {
     let p = &f.p;
 
     // plan before anything exists, then the first release.
-    let plan = p.run(&["plan", "prod", "--output", "json", "-e", "version=v1"]);
+    let plan = f.run("plan", "v1");
     assert_eq!(plan.code, 0, "{}", plan.dump());
     let started = Instant::now();
     let r = f.up("v1");
