@@ -129,7 +129,8 @@ commit "hello"
 
 P=$W/project
 mkdir -p "$P/playbooks" "$P/templates" "$P/secrets"
-cp "$ROOT/templates/release.txt.j2" "$P/templates/"
+# The release note names the host's own port.
+sed 's/{{ http_port }}/{{ host.vars.http_port }}/g' "$ROOT/templates/release.txt.j2" >"$P/templates/release.txt.j2"
 python3 - "$ROOT/playbooks/deploy.toml" "$P/playbooks/deploy.toml" "$STRATEGY" <<'PY'
 import sys
 src, dest, strategy = sys.argv[1:]
