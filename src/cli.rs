@@ -41,6 +41,9 @@ pub struct Global {
     /// Only steps with one of these tags (comma separated)
     #[arg(long, global = true, value_delimiter = ',')]
     pub tags: Vec<String>,
+    /// Leave out steps with one of these tags (comma separated; wins over --tags)
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
     /// Hosts worked on at once
     #[arg(long, global = true, default_value_t = 32)]
     pub forks: usize,
@@ -124,6 +127,7 @@ impl Global {
             playbook: self.playbook.clone(),
             limit: self.limit.clone(),
             tags: self.tags.clone(),
+            skip_tags: self.skip_tags.clone(),
             forks: self.forks,
             serial: self.serial.clone(),
             output: self.output,

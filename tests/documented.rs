@@ -61,6 +61,91 @@ fn tags_select_the_steps_of_a_plan_and_a_run() {
     assert_eq!(up.steps_with("changed"), ["untagged".to_string()].into());
 }
 
+#[test]
+fn skip_tags_leave_out_their_steps_even_when_tags_select_them() {
+    let s = Setup::new("skiptags", 1, "");
+    let p = &s.p;
+    let touch = |name: &str, tags: &str| {
+        let f = p.remote_path(name);
+        format!(
+            "[[step]]\nname = \"{name}\"\n{tags}command = {{ run = \"touch {f}\", creates = \"{f}\" }}\n\n"
+        )
+    };
+    let playbook = [
+        touch("web1", "tags = [\"web\"]\n"),
+        touch("slow", "tags = [\"web\", \"slow\"]\n"),
+        touch("db1", "tags = [\"db\"]\n"),
+        touch("untagged", ""),
+    ]
+    .concat();
+    p.write("playbooks/deploy.toml", &playbook);
+    let exists = |name: &str| std::path::Path::new(&p.remote_path(name)).exists();
+
+    let plan = p.run(&["plan", "test", "--skip-tags", "slow,db", "--output", "json"]);
+    plan.expect_code(0);
+    assert_eq!(reported(&plan), ["web1", "untagged"], "{}", plan.dump());
+
+    // With --tags: the skip wins over the selection.
+    let up = p.run(&[
+        "up",
+        "test",
+        "--tags",
+        "web",
+        "--skip-tags",
+        "slow",
+        "--output",
+        "json",
+    ]);
+    up.expect_code(0);
+    assert_eq!(reported(&up), ["web1"], "{}", up.dump());
+    assert!(exists("web1") && !exists("slow") && !exists("db1") && !exists("untagged"));
+
+    let up = p.run(&["up", "test", "--skip-tags", "slow", "--output", "json"]);
+    up.expect_code(0);
+    assert_eq!(
+        up.steps_with("changed"),
+        ["db1".to_string(), "untagged".to_string()].into()
+    );
+    assert!(!exists("slow"), "{}", up.dump());
+}
+
+/// `-e n=3` is a number and `-e on=true` a boolean in `when` and templates; `-e v=1.10` stays
+/// the text written.
+#[test]
+fn command_line_vars_are_typed_numbers_and_booleans() {
+    let s = Setup::new("typedvars", 1, "");
+    let p = &s.p;
+    let out = p.remote_path("typed.txt");
+    p.write("templates/typed.j2", "{{ n * 2 + 1 }} {{ v }}\n");
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"typed\"\nwhen = \"n > 2 and on\"\ntemplate = {{ src = \"templates/typed.j2\", dest = \"{out}\" }}\n"
+        ),
+    );
+    let up = p.run(&[
+        "up", "test", "-e", "n=3", "-e", "on=true", "-e", "v=1.10", "--output", "json",
+    ]);
+    up.expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "7 1.10\n",
+        "{}",
+        up.dump()
+    );
+    // A false boolean (not the non-empty string "false") turns the step off.
+    let off = p.run(&[
+        "up", "test", "-e", "n=3", "-e", "on=false", "-e", "v=1.10", "--output", "json",
+    ]);
+    off.expect_code(0);
+    assert_eq!(
+        off.steps_with("skipped"),
+        ["typed".to_string()].into(),
+        "{}",
+        off.dump()
+    );
+}
+
 /// An HTTP/1.0 server on loopback that starts listening after `delay`: `/ok` answers 200,
 /// every other path 404. It serves until the test process ends.
 fn late_http_server(delay: Duration) -> u16 {

@@ -18,6 +18,8 @@ pub struct Context {
     pub limit: Option<String>,
     /// `--tags`, as given (trimmed by the planner's options).
     pub tags: Vec<String>,
+    /// `--skip-tags`, as given.
+    pub skip_tags: Vec<String>,
     pub forks: usize,
     /// `--serial`: batch sizes over the env's `serial`.
     pub serial: Option<crate::config::Serial>,

@@ -47,14 +47,15 @@ pub fn planner(
     }
     let redactor = cx.redactor.clone();
     let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
-    let tags: Vec<String> = cx
-        .tags
-        .iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let trimmed = |tags: &[String]| -> Vec<String> {
+        tags.iter()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
     let opts = PlanOptions {
-        tags,
+        tags: trimmed(&cx.tags),
+        skip_tags: trimmed(&cx.skip_tags),
         vars: cx.vars.clone(),
         allow_recreate,
     };

@@ -58,6 +58,23 @@ pub struct Planner {
     shared: Shared,
 }
 
+/// A `-e key=value` value: a number or boolean when it reads as exactly one in TOML
+/// (`3`, `-1`, `0.5`, `true`), so `when = "workers > 2"` and `{{ n + 1 }}` work; anything
+/// else, or text TOML would change (`1.10`, `007`, `1_000`), stays the string written.
+fn typed_var(v: &str) -> toml::Value {
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {v}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|p| {
+            matches!(
+                p,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+            )
+        })
+        .filter(|p| p.to_string() == v);
+    parsed.unwrap_or_else(|| toml::Value::String(v.to_string()))
+}
+
 /// Names provision sets in every template context: a var of that name would be hidden.
 const RESERVED_VARS: &[&str] = &["hosts", crate::remote::facts::NAME];
 
@@ -66,6 +83,8 @@ const RESERVED_VARS: &[&str] = &["hosts", crate::remote::facts::NAME];
 pub struct PlanOptions {
     /// `--tags`: only steps with one of these tags (empty: all).
     pub tags: Vec<String>,
+    /// `--skip-tags`: never steps with one of these tags (wins over `tags`).
+    pub skip_tags: Vec<String>,
     /// `--var key=value`: override vars (strings), after the env's vars.
     pub vars: Vec<(String, String)>,
     /// `--allow-recreate`: stateful containers may be recreated.
@@ -117,7 +136,7 @@ impl Planner {
             raw.insert(k.clone(), v.clone());
         }
         for (k, v) in &opts.vars {
-            raw.insert(k.clone(), toml::Value::String(v.clone()));
+            raw.insert(k.clone(), typed_var(v));
         }
         if let Some(k) = raw.keys().find(|k| RESERVED_VARS.contains(&k.as_str())) {
             return Err(ConfigError::new(
@@ -299,7 +318,8 @@ impl Planner {
         let role_ok = step.on.is_empty() || step.on.iter().any(|r| host.roles.contains(r));
         let tags = &self.opts.tags;
         let tag_ok = tags.is_empty() || step.tags.iter().any(|t| tags.contains(t));
-        role_ok && tag_ok
+        let skipped = step.tags.iter().any(|t| self.opts.skip_tags.contains(t));
+        role_ok && tag_ok && !skipped
     }
 
     fn err(&self, step: &Step, msg: impl Into<String>) -> ConfigError {
@@ -882,5 +902,19 @@ mod tests {
                 .redact("wh3n-secret tpl-secret k3y-secret"),
             "******** ******** ********"
         );
+    }
+
+    #[test]
+    fn command_line_vars_are_typed_only_when_exact() {
+        use toml::Value::*;
+        assert_eq!(typed_var("3"), Integer(3));
+        assert_eq!(typed_var("-1"), Integer(-1));
+        assert_eq!(typed_var("0.5"), Float(0.5));
+        assert_eq!(typed_var("true"), Boolean(true));
+        for text in [
+            "1.10", "007", "1_000", "v1.2", "True", "", "abc123", "\"q\"", "[1]", "1e3",
+        ] {
+            assert_eq!(typed_var(text), String(text.into()), "{text}");
+        }
     }
 }
