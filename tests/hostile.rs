@@ -6,7 +6,9 @@ mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Project, SECRETS_ENV, Servers, Setup, ensure_user, reader};
+use support::{
+    Project, SECRETS_ENV, Sampled, Servers, Setup, ensure_user, reader, wait_sampling_peak,
+};
 
 /// A playbook touching every upload kind plus a command, all under `remote`.
 fn full_playbook(p: &Project) -> String {
@@ -165,15 +167,6 @@ fn invalid_utf8_and_a_10_mb_line() {
     }
 }
 
-/// Peak RSS (VmHWM) of a running process in KiB, if it is still there.
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
 #[test]
 fn sixty_megabytes_on_one_line_keep_memory_and_events_bounded() {
     let s = Setup::new("hostile", 1, "");
@@ -196,24 +189,11 @@ fn sixty_megabytes_on_one_line_keep_memory_and_events_bounded() {
         let out_reader = reader(child.stdout.take().unwrap());
         let err_reader = reader(child.stderr.take().unwrap());
         let started = Instant::now();
-        let mut peak = 0;
-        // VmHWM is the high-water mark, so one late sample would do; but a run that ended before
-        // the first sample (or a /proc that cannot be read) must not pass as "0 MiB".
-        let mut samples = 0;
-        let status = loop {
-            if let Some(kib) = vm_hwm_kib(pid) {
-                peak = peak.max(kib);
-                samples += 1;
-            }
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(300),
-                "still running after 300 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let Sampled {
+            status,
+            peak_kib: peak,
+            samples,
+        } = wait_sampling_peak(&mut child, Duration::from_secs(300));
         let stdout = out_reader.join().unwrap();
         let stderr = err_reader.join().unwrap();
         eprintln!(

@@ -316,25 +316,10 @@ impl Ship {
         cmd.envs(self.env());
         let started = Instant::now();
         let mut child = cmd.spawn().expect("run provision");
-        let pid = child.id();
         let out = reader(child.stdout.take().unwrap());
         let err = reader(child.stderr.take().unwrap());
-        let (mut peak, mut samples) = (0, 0);
-        let status = loop {
-            if let Some(kib) = vm_hwm_kib(pid) {
-                peak = peak.max(kib);
-                samples += 1;
-            }
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(600),
-                "still running"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(samples > 0, "no VmHWM sample of provision was taken");
+        let sampled = wait_sampling_peak(&mut child, Duration::from_secs(600));
+        let (status, peak) = (sampled.status, sampled.peak_kib);
         let run = Run {
             code: status.code().expect("exit code"),
             stdout: out.join().unwrap(),
@@ -355,14 +340,6 @@ impl Ship {
             .collect();
         assert!(left.is_empty(), "provision left {left:?} in its TMPDIR");
     }
-}
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 /// The message of the `image` step on `host`.

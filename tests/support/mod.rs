@@ -977,3 +977,45 @@ pub fn uid_of_user(name: &str) -> u32 {
         .parse()
         .unwrap_or_else(|_| panic!("no user {name}"))
 }
+
+/// Wait for `child` (bounded by `bound`) while sampling its peak RSS (VmHWM, KiB) every 20 ms.
+/// VmHWM is a high-water mark, so one late sample would do; but a run that ended before the
+/// first sample (or a /proc that cannot be read) must not pass as "0 KiB": that fails here.
+pub fn wait_sampling_peak(child: &mut std::process::Child, bound: Duration) -> Sampled {
+    let pid = child.id();
+    let started = std::time::Instant::now();
+    let (mut peak, mut samples) = (0, 0);
+    let status = loop {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak = peak.max(kib);
+            samples += 1;
+        }
+        if let Some(s) = child.try_wait().expect("wait for provision") {
+            break s;
+        }
+        assert!(started.elapsed() < bound, "still running after {bound:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(samples > 0, "no VmHWM sample of provision was taken");
+    Sampled {
+        status,
+        peak_kib: peak,
+        samples,
+    }
+}
+
+/// How a sampled process ended, its peak RSS and how many samples saw it.
+pub struct Sampled {
+    pub status: std::process::ExitStatus,
+    pub peak_kib: u64,
+    pub samples: usize,
+}
+
+/// A process's peak RSS so far (VmHWM), in KiB.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
