@@ -53,7 +53,7 @@ pub struct Global {
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
-    /// Override a var for this run (repeatable): -e ref=v1.2
+    /// Override a var for this run (repeatable): -e ref=v1.2, or -e @vars.toml (a file of key = value)
     #[arg(short = 'e', long = "var", global = true, value_name = "KEY=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
     /// More output: -v shows every step and command output, -vv what goes over the wire
@@ -431,7 +431,16 @@ fn parse_serial(s: &str) -> Result<crate::config::Serial, String> {
     s.parse()
 }
 
+use crate::commands::VAR_FILE;
+
 fn parse_var(s: &str) -> Result<(String, String), String> {
+    // `-e @vars.toml`: read (and checked, with file:line:col) when the project loads.
+    if let Some(path) = s.strip_prefix('@') {
+        if path.is_empty() {
+            return Err("`-e @` needs a file: -e @vars.toml".into());
+        }
+        return Ok((VAR_FILE.into(), path.into()));
+    }
     match s.split_once('=') {
         Some((k, v)) if crate::config::playbook::is_identifier(k) => {
             Ok((k.to_string(), v.to_string()))

@@ -133,6 +133,23 @@ fn command_line_vars_are_typed_numbers_and_booleans() {
         "{}",
         up.dump()
     );
+    // The same from a file; a later -e wins over it.
+    let file = p.path("vars.toml");
+    std::fs::write(&file, "n = 4\non = true\nv = \"2.50\"\n").unwrap();
+    let at = format!("@{}", file.display());
+    let up = p.run(&["up", "test", "-e", &at, "-e", "n=5", "--output", "json"]);
+    up.expect_code(0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "11 2.50\n", "{}", up.dump());
+    // A list is not a command-line var: the error names the file, line and column.
+    std::fs::write(&file, "n = 4\nxs = [1, 2]\n").unwrap();
+    let bad = p.run(&["plan", "test", "-e", &at]);
+    bad.expect_code(1);
+    assert!(
+        bad.stderr.contains(&format!("{}:2:6", file.display()))
+            && bad.stderr.contains("strings, numbers and booleans"),
+        "{}",
+        bad.dump()
+    );
     // A false boolean (not the non-empty string "false") turns the step off.
     let off = p.run(&[
         "up", "test", "-e", "n=3", "-e", "on=false", "-e", "v=1.10", "--output", "json",

@@ -53,12 +53,64 @@ pub fn planner(
             .filter(|t| !t.is_empty())
             .collect()
     };
+    let vars = expand_var_files(&cx.vars)?;
     let opts = PlanOptions {
         tags: trimmed(&cx.tags),
         skip_tags: trimmed(&cx.skip_tags),
-        vars: cx.vars.clone(),
+        vars,
         allow_recreate,
     };
     let planner = Planner::new(project, &env.name, playbook, secrets, opts)?;
     Ok((planner, redactor))
+}
+
+/// The key `-e @file` is carried under until the file is read.
+pub const VAR_FILE: &str = "@";
+
+/// `-e` pairs with each `@file` replaced by its `key = value` lines, in command-line order (a
+/// later `-e` wins). Values are strings, numbers or booleans, kept as the text `-e` would take
+/// (typed the same way), so the release log records them and `rollback` restores them.
+fn expand_var_files(given: &[(String, String)]) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (k, v) in given {
+        if k == VAR_FILE {
+            out.extend(read_var_file(std::path::Path::new(v))?);
+        } else {
+            out.push((k.clone(), v.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn read_var_file(path: &std::path::Path) -> Result<Vec<(String, String)>, ConfigError> {
+    use serde_spanned::Spanned;
+    let text = crate::error::read(path, "the vars file given with -e @")?;
+    let table: std::collections::BTreeMap<String, Spanned<toml::Value>> =
+        toml::from_str(&text).map_err(|e| ConfigError::from_toml(path, &text, &e))?;
+    let mut vars = Vec::new();
+    for (k, v) in table {
+        let value = match v.get_ref() {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                v.get_ref().to_string()
+            }
+            _ => {
+                return Err(ConfigError::at(
+                    path,
+                    &text,
+                    v.span().start,
+                    format!("var `{k}`: a vars file holds strings, numbers and booleans"),
+                )
+                .with_help("put lists and tables under [vars] in provision.toml"));
+            }
+        };
+        if !crate::config::playbook::is_identifier(&k) {
+            return Err(
+                ConfigError::new(path, format!("`{k}` is not a variable name"))
+                    .with_help("use letters, digits and `_`"),
+            );
+        }
+        vars.push((k, value));
+    }
+    Ok(vars)
 }

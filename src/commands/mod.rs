@@ -12,6 +12,8 @@ pub mod exec;
 pub mod hosts;
 pub mod init;
 mod load;
+
+pub use load::VAR_FILE;
 pub mod logs;
 pub mod man;
 pub mod plan;
