@@ -139,7 +139,12 @@ fn command_line_vars_are_typed_numbers_and_booleans() {
     let at = format!("@{}", file.display());
     let up = p.run(&["up", "test", "-e", &at, "-e", "n=5", "--output", "json"]);
     up.expect_code(0);
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "11 2.50\n", "{}", up.dump());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "11 2.50\n",
+        "{}",
+        up.dump()
+    );
     // A list is not a command-line var: the error names the file, line and column.
     std::fs::write(&file, "n = 4\nxs = [1, 2]\n").unwrap();
     let bad = p.run(&["plan", "test", "-e", &at]);
