@@ -16,16 +16,19 @@ fn reported(run: &Run) -> Vec<String> {
         .collect()
 }
 
+/// A step `name` (with `tags`, a `tags = [...]` line or nothing) that creates a file once.
+fn touch_step(p: &Project, name: &str, tags: &str) -> String {
+    let f = p.remote_path(name);
+    format!(
+        "[[step]]\nname = \"{name}\"\n{tags}command = {{ run = \"touch {f}\", creates = \"{f}\" }}\n\n"
+    )
+}
+
 #[test]
 fn tags_select_the_steps_of_a_plan_and_a_run() {
     let s = Setup::new("tags", 1, "");
     let p = &s.p;
-    let touch = |name: &str, tags: &str| {
-        let f = p.remote_path(name);
-        format!(
-            "[[step]]\nname = \"{name}\"\n{tags}command = {{ run = \"touch {f}\", creates = \"{f}\" }}\n\n"
-        )
-    };
+    let touch = |name: &str, tags: &str| touch_step(p, name, tags);
     let playbook = [
         touch("web1", "tags = [\"web\"]\n"),
         touch("db1", "tags = [\"db\"]\n"),
@@ -65,12 +68,7 @@ fn tags_select_the_steps_of_a_plan_and_a_run() {
 fn skip_tags_leave_out_their_steps_even_when_tags_select_them() {
     let s = Setup::new("skiptags", 1, "");
     let p = &s.p;
-    let touch = |name: &str, tags: &str| {
-        let f = p.remote_path(name);
-        format!(
-            "[[step]]\nname = \"{name}\"\n{tags}command = {{ run = \"touch {f}\", creates = \"{f}\" }}\n\n"
-        )
-    };
+    let touch = |name: &str, tags: &str| touch_step(p, name, tags);
     let playbook = [
         touch("web1", "tags = [\"web\"]\n"),
         touch("slow", "tags = [\"web\", \"slow\"]\n"),

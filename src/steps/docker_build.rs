@@ -38,18 +38,7 @@ pub struct Desired(Spec);
 
 impl Desired {
     pub fn prepare(spec: &Spec) -> Result<Desired, String> {
-        let (repo, tag) = spec
-            .tag
-            .rsplit_once(':')
-            .filter(|(_, t)| !t.contains('/'))
-            .unwrap_or((&spec.tag, ""));
-        if repo.is_empty() || tag.is_empty() {
-            return Err(format!(
-                "tag `{}` must be repository:tag, e.g. \"myapp:{{{{ src.sha }}}}\"",
-                spec.tag
-            ));
-        }
-        super::shell::not_an_option("tag", &spec.tag)?;
+        super::shell::check_image_tag(&spec.tag)?;
         super::shell::not_an_option("context", &spec.context)?;
         if spec.keep == Some(0) {
             return Err("keep must be at least 1 (the image just built)".into());

@@ -203,21 +203,7 @@ impl fmt::Debug for Local {
 
 impl Desired {
     fn new(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Desired, String> {
-        let (repo, tag) = spec
-            .tag
-            .rsplit_once(':')
-            .filter(|(_, t)| !t.contains('/'))
-            .unwrap_or((&spec.tag, ""));
-        if repo.is_empty() || tag.is_empty() {
-            return Err(format!(
-                "tag `{}` must be repository:tag, e.g. \"myapp:{{{{ src.sha }}}}\"",
-                spec.tag
-            ));
-        }
-        if spec.tag.contains(char::is_whitespace) {
-            return Err(format!("tag `{}` must not contain spaces", spec.tag));
-        }
-        super::shell::not_an_option("tag", &spec.tag)?;
+        super::shell::check_image_tag(&spec.tag)?;
         let build = spec
             .build
             .as_ref()

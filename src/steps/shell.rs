@@ -4,6 +4,24 @@
 pub use crate::remote::state_dir;
 use std::time::Duration;
 
+/// An image tag a step builds or ships: `repository:tag` (a `:` in a registry's `host:port`
+/// does not count), without spaces, not read as an option by docker.
+pub fn check_image_tag(full: &str) -> Result<(), String> {
+    let (repo, tag) = full
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .unwrap_or((full, ""));
+    if repo.is_empty() || tag.is_empty() {
+        return Err(format!(
+            "tag `{full}` must be repository:tag, e.g. \"myapp:{{{{ src.sha }}}}\""
+        ));
+    }
+    if full.contains(char::is_whitespace) {
+        return Err(format!("tag `{full}` must not contain spaces"));
+    }
+    not_an_option("tag", full)
+}
+
 /// Refuse a value that a remote tool would read as an option (`--upload-pack=…`, `-x`):
 /// values handed to tools as positional arguments must not start with `-`.
 pub fn not_an_option(field: &str, value: &str) -> Result<(), String> {
