@@ -21,25 +21,6 @@ use std::time::{Duration, Instant};
 use docker_support::*;
 use support::*;
 
-/// `up test --output json` plus `extra`, with the secrets check every run gets.
-fn up(d: &Deploy, extra: &[&str]) -> Run {
-    let mut args = vec!["up", "test", "--output", "json"];
-    args.extend_from_slice(extra);
-    let r = d.run(&args);
-    d.assert_no_secrets(&r, &[]);
-    r
-}
-
-/// The `message` and `output` of a step's `step_finished` event, joined.
-fn step_text(r: &Run, step: &str) -> String {
-    let e = r.step(step);
-    format!(
-        "{}\n{}",
-        e["message"].as_str().unwrap_or_default(),
-        e["output"].as_str().unwrap_or_default()
-    )
-}
-
 /// Number of migration runs recorded in the app's database.
 fn migration_runs(d: &Deploy) -> u32 {
     let n = psql(&d.app, "select count(*) from migration_runs");
@@ -115,7 +96,7 @@ fn deploy_update_rollback_and_unhealthy_release() {
 
     // `up` changes exactly those steps; no secret on any command line meanwhile.
     let watch = PsWatch::start(&d.canaries());
-    let first = up(&d, &["-vv"]);
+    let first = d.up_checked(&["-vv"]);
     let seen = watch.finish();
     first.expect_code(0);
     assert_eq!(first.steps_with("changed"), planned, "{}", first.dump());
@@ -161,7 +142,7 @@ fn deploy_update_rollback_and_unhealthy_release() {
     assert!(container_env(&db).contains(&format!("POSTGRES_PASSWORD={}", d.db_password)));
 
     // Second up: nothing to change, same containers.
-    let again = up(&d, &[]);
+    let again = d.up_checked(&[]);
     again.expect_code(0);
     assert_eq!(again.changed(), 0, "{}", again.dump());
     assert_eq!(container_id(&app).as_ref(), Some(&app_id));
@@ -200,7 +181,7 @@ fn deploy_update_rollback_and_unhealthy_release() {
         old_secret.clone(),
         d.db_password.clone(),
     ]);
-    let rotated = up(&d, &["-vv"]);
+    let rotated = d.up_checked(&["-vv"]);
     let seen = watch.finish();
     rotated.expect_code(0);
     d.assert_no_secrets(&rotated, std::slice::from_ref(&old_secret));
@@ -234,7 +215,7 @@ fn deploy_update_rollback_and_unhealthy_release() {
     // 2b. Change the greeting var: same two steps, the page shows it.
     d.greeting = "Howdy from dkflow".into();
     d.write_config();
-    let greeted = up(&d, &[]);
+    let greeted = d.up_checked(&[]);
     greeted.expect_code(0);
     assert_eq!(
         greeted.steps_with("changed"),
@@ -256,7 +237,7 @@ fn deploy_update_rollback_and_unhealthy_release() {
     let short2 = &sha2[..12];
     let plan = d.run(&["plan", "test", "--output", "json"]);
     plan.expect_code(0);
-    let released = up(&d, &[]);
+    let released = d.up_checked(&[]);
     released.expect_code(0);
     assert_eq!(
         released.steps_with("changed"),
@@ -271,7 +252,7 @@ fn deploy_update_rollback_and_unhealthy_release() {
     assert_eq!(container_id(&db).as_ref(), Some(&db_id));
     let tags = docker(&["images", &app, "--format", "{{.Tag}}"]);
     assert!(tags.contains(short1) && tags.contains(short2), "{tags}");
-    let again = up(&d, &[]);
+    let again = d.up_checked(&[]);
     again.expect_code(0);
     assert_eq!(again.changed(), 0, "{}", again.dump());
 
@@ -298,7 +279,7 @@ fn deploy_update_rollback_and_unhealthy_release() {
         "{}",
         plain.dump()
     );
-    let newest = up(&d, &["-e", "ref=main"]);
+    let newest = d.up_checked(&["-e", "ref=main"]);
     newest.expect_code(0);
     assert_eq!(container_image(&app), d.image_for(&sha2));
     assert!(hello(d.http_port).contains(&format!("release {short2}")));
@@ -310,7 +291,7 @@ fn deploy_update_rollback_and_unhealthy_release() {
         "#!/bin/sh\nprintf 'Status: 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\nbroken\\n'\n",
     );
     let sha3 = d.commit("v3: unhealthy");
-    let broken = up(&d, &[]);
+    let broken = d.up_checked(&[]);
     broken.expect_code(3);
     assert_eq!(
         broken.steps_with("failed"),
@@ -318,7 +299,7 @@ fn deploy_update_rollback_and_unhealthy_release() {
         "{}",
         broken.dump()
     );
-    let text = step_text(&broken, "app");
+    let text = broken.step_text("app");
     eprintln!("unhealthy release: {text}");
     assert!(
         text.contains("health check") && text.contains("restored"),
@@ -446,8 +427,8 @@ fn concurrent_ups_take_turns() {
     let sha = git(&d.work, &["rev-parse", "HEAD"]);
 
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| up(&d, &["-e", "slow=yes"]));
-        let b = s.spawn(|| up(&d, &["-e", "slow=yes"]));
+        let a = s.spawn(|| d.up_checked(&["-e", "slow=yes"]));
+        let b = s.spawn(|| d.up_checked(&["-e", "slow=yes"]));
         (a.join().expect("up a"), b.join().expect("up b"))
     });
     let (won, lost) = match (a.code, b.code) {
@@ -472,7 +453,7 @@ fn concurrent_ups_take_turns() {
     );
     assert_eq!(lost.changed(), 0, "the refused run changed something");
 
-    let after = up(&d, &[]);
+    let after = d.up_checked(&[]);
     after.expect_code(0);
     assert_eq!(after.changed(), 0, "{}", after.dump());
     assert!(hello(d.http_port).contains(&format!("release {}", &sha[..12])));
@@ -487,7 +468,7 @@ fn concurrent_ups_take_turns() {
 fn stateful_database_needs_allow_recreate() {
     let d = Deploy::new("dkstate");
     let db = d.db();
-    let first = up(&d, &[]);
+    let first = d.up_checked(&[]);
     first.expect_code(0);
     psql(
         &d.app,
@@ -499,7 +480,7 @@ fn stateful_database_needs_allow_recreate() {
     let other = format!("{DB_IMAGE}-{}", d.app);
     docker(&["tag", DB_IMAGE, &other]);
     let var = format!("db_image={other}");
-    let refused = up(&d, &["-e", &var]);
+    let refused = d.up_checked(&["-e", &var]);
     refused.expect_code(3);
     assert_eq!(
         refused.steps_with("failed"),
@@ -507,7 +488,7 @@ fn stateful_database_needs_allow_recreate() {
         "{}",
         refused.dump()
     );
-    let msg = step_text(&refused, "database");
+    let msg = refused.step_text("database");
     eprintln!("stateful: {msg}");
     assert!(
         msg.contains("not recreated without --allow-recreate"),
@@ -516,7 +497,7 @@ fn stateful_database_needs_allow_recreate() {
     assert_eq!(container_id(&db).as_ref(), Some(&db_id));
     assert_eq!(container_image(&db), DB_IMAGE);
 
-    let recreated = up(&d, &["-e", &var, "--allow-recreate"]);
+    let recreated = d.up_checked(&["-e", &var, "--allow-recreate"]);
     recreated.expect_code(0);
     assert!(
         recreated.steps_with("changed").contains("database"),
@@ -535,7 +516,7 @@ fn stateful_database_needs_allow_recreate() {
         "the data did not survive"
     );
     assert!(hello(d.http_port).contains("2 greetings"));
-    let again = up(&d, &["-e", &var]);
+    let again = d.up_checked(&["-e", &var]);
     again.expect_code(0);
     assert_eq!(again.changed(), 0, "{}", again.dump());
     let _ = docker_out(&["rmi", &other]);

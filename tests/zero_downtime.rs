@@ -46,29 +46,10 @@ fn start_first_playbook() -> String {
     text.replace(STOP_FIRST, START_FIRST)
 }
 
-/// `up test --output json` plus `extra`, with the secrets check every run gets.
-fn up(d: &Deploy, extra: &[&str]) -> Run {
-    let mut args = vec!["up", "test", "--output", "json"];
-    args.extend_from_slice(extra);
-    let r = d.run(&args);
-    d.assert_no_secrets(&r, &[]);
-    r
-}
-
 fn plan(d: &Deploy) -> Run {
     let r = d.run(&["plan", "test", "--output", "json", "--detailed-exitcode"]);
     d.assert_no_secrets(&r, &[]);
     r
-}
-
-/// The `message` and `output` of a step's `step_finished` event, joined.
-fn step_text(r: &Run, step: &str) -> String {
-    let e = r.step(step);
-    format!(
-        "{}\n{}",
-        e["message"].as_str().unwrap_or_default(),
-        e["output"].as_str().unwrap_or_default()
-    )
 }
 
 /// The one container of the service, which must be running.
@@ -142,7 +123,7 @@ fn start_first_deploy_under_load_drops_nothing() {
     // 1. Fresh host: plan predicts exactly what up changes; a second up changes nothing.
     let planned = plan(&d);
     planned.expect_code(2);
-    let first = up(&d, &[]);
+    let first = d.up_checked(&[]);
     first.expect_code(0);
     assert_eq!(
         first.steps_with("changed"),
@@ -151,7 +132,7 @@ fn start_first_deploy_under_load_drops_nothing() {
         first.dump()
     );
     assert!(
-        step_text(&first, "app").contains(&format!("behind {proxy}")),
+        first.step_text("app").contains(&format!("behind {proxy}")),
         "{}",
         first.dump()
     );
@@ -162,7 +143,7 @@ fn start_first_deploy_under_load_drops_nothing() {
     );
     assert_eq!(container_state(&proxy).as_deref(), Some("running"));
     assert!(hello(d.http_port).contains(&format!("release {short1}")));
-    let again = up(&d, &[]);
+    let again = d.up_checked(&[]);
     again.expect_code(0);
     assert_eq!(again.changed(), 0, "{}", again.dump());
 
@@ -174,7 +155,7 @@ fn start_first_deploy_under_load_drops_nothing() {
     predicted.expect_code(2);
     let load = Load::start(d.http_port, "/", RATE, WORKERS);
     let t = Instant::now();
-    let deploy = up(&d, &[]);
+    let deploy = d.up_checked(&[]);
     let wall = t.elapsed();
     let seen = load.finish();
     eprintln!("new version under load: {}", seen.summary());
@@ -192,7 +173,9 @@ fn start_first_deploy_under_load_drops_nothing() {
         deploy.dump()
     );
     assert!(
-        step_text(&deploy, "app").contains(&format!("swap {app}: env, image changed")),
+        deploy
+            .step_text("app")
+            .contains(&format!("swap {app}: env, image changed")),
         "{}",
         deploy.dump()
     );
@@ -219,7 +202,7 @@ fn start_first_deploy_under_load_drops_nothing() {
         "the old container {v1} is still there"
     );
     assert_eq!(container_image(&v2), d.image_for(&sha2));
-    let again = up(&d, &[]);
+    let again = d.up_checked(&[]);
     again.expect_code(0);
     assert_eq!(again.changed(), 0, "{}", again.dump());
 
@@ -231,7 +214,7 @@ fn start_first_deploy_under_load_drops_nothing() {
     d.write_app_file("www/index.html", "<p>v3</p>\n");
     d.commit("v3: unhealthy");
     let load = Load::start(d.http_port, "/", RATE, WORKERS);
-    let broken = up(&d, &[]);
+    let broken = d.up_checked(&[]);
     let seen = load.finish();
     eprintln!(
         "unhealthy release under load: {}; changed steps: {}",
@@ -245,7 +228,7 @@ fn start_first_deploy_under_load_drops_nothing() {
         "{}",
         broken.dump()
     );
-    let text = step_text(&broken, "app");
+    let text = broken.step_text("app");
     eprintln!("unhealthy release: {text}");
     assert!(
         text.contains("health check /cgi-bin/health")
@@ -268,7 +251,7 @@ fn stop_first_app_moves_to_start_first_and_the_proxy_reloads() {
     let mut d = Deploy::new("dkswitch");
     let app = d.app.clone();
     let proxy = format!("{app}-proxy");
-    up(&d, &[]).expect_code(0);
+    d.up_checked(&[]).expect_code(0);
     let legacy = container_id(&app).expect("the stop-first container");
 
     // Start-first from here: plan says the stop-first container goes; up does exactly that.
@@ -277,11 +260,13 @@ fn stop_first_app_moves_to_start_first_and_the_proxy_reloads() {
     let planned = plan(&d);
     planned.expect_code(2);
     assert!(
-        step_text(&planned, "app").contains(&format!("replace the stop-first container {app}")),
+        planned
+            .step_text("app")
+            .contains(&format!("replace the stop-first container {app}")),
         "{}",
         planned.dump()
     );
-    let switched = up(&d, &[]);
+    let switched = d.up_checked(&[]);
     switched.expect_code(0);
     assert_eq!(
         switched.steps_with("changed"),
@@ -296,7 +281,7 @@ fn stop_first_app_moves_to_start_first_and_the_proxy_reloads() {
     let serving_one = serving(&app);
     assert!(hello(d.http_port).contains("release "));
     let proxy_id = container_id(&proxy).expect("the proxy");
-    assert_eq!(up(&d, &[]).changed(), 0);
+    assert_eq!(d.up_checked(&[]).changed(), 0);
 
     // A drain change rewrites the conf and reloads it: the same proxy and app containers.
     d.p.write(
@@ -305,13 +290,13 @@ fn stop_first_app_moves_to_start_first_and_the_proxy_reloads() {
     );
     let planned = plan(&d);
     assert_eq!(
-        step_text(&planned, "app").lines().next(),
+        planned.step_text("app").lines().next(),
         Some(format!("rewrite the conf of {proxy} and reload it").as_str()),
         "{}",
         planned.dump()
     );
     let load = Load::start(d.http_port, "/", RATE, WORKERS);
-    let reload = up(&d, &[]);
+    let reload = d.up_checked(&[]);
     let seen = load.finish();
     eprintln!("conf reload under load: {}", seen.summary());
     reload.expect_code(0);
@@ -335,16 +320,18 @@ fn stop_first_app_moves_to_start_first_and_the_proxy_reloads() {
         docker(&["exec", &proxy, "cat", "/etc/nginx/nginx.conf"])
             .contains("worker_shutdown_timeout 3000ms;")
     );
-    assert_eq!(up(&d, &[]).changed(), 0);
+    assert_eq!(d.up_checked(&[]).changed(), 0);
 
     // A port change recreates the proxy, which then answers on the new port.
     let old_port = d.http_port;
     d.http_port = free_port();
     d.write_config();
-    let moved = up(&d, &[]);
+    let moved = d.up_checked(&[]);
     moved.expect_code(0);
     assert!(
-        step_text(&moved, "app").contains(&format!("recreate proxy {proxy}")),
+        moved
+            .step_text("app")
+            .contains(&format!("recreate proxy {proxy}")),
         "{}",
         moved.dump()
     );
@@ -355,5 +342,5 @@ fn stop_first_app_moves_to_start_first_and_the_proxy_reloads() {
         http_get(old_port, "/cgi-bin/hello").is_none(),
         "the old port still answers"
     );
-    assert_eq!(up(&d, &[]).changed(), 0);
+    assert_eq!(d.up_checked(&[]).changed(), 0);
 }

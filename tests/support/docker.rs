@@ -707,6 +707,15 @@ impl Deploy {
     }
 
     /// The app container's image tag for a commit.
+    /// `up test --output json` plus `extra`, checked for secrets like every run of a test.
+    pub fn up_checked(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["up", "test", "--output", "json"];
+        args.extend_from_slice(extra);
+        let r = self.run(&args);
+        self.assert_no_secrets(&r, &[]);
+        r
+    }
+
     pub fn image_for(&self, sha: &str) -> String {
         format!("{}:{}", self.app, &sha[..12])
     }

@@ -796,6 +796,16 @@ impl Run {
     }
 
     /// The `step_finished` event of `step` (on the only host that ran it).
+    /// The `message` and `output` of a step's `step_finished` event, joined.
+    pub fn step_text(&self, step: &str) -> String {
+        let e = self.step(step);
+        format!(
+            "{}\n{}",
+            e["message"].as_str().unwrap_or_default(),
+            e["output"].as_str().unwrap_or_default()
+        )
+    }
+
     pub fn step(&self, step: &str) -> serde_json::Value {
         let mut found: Vec<_> = self
             .events_of("step_finished")
