@@ -344,3 +344,153 @@ fn stop_first_app_moves_to_start_first_and_the_proxy_reloads() {
     );
     assert_eq!(d.up_checked(&[]).changed(), 0);
 }
+
+/// HAProxy in front of the app's proxy, checking its readiness path: `web` is the app host,
+/// `fallback` answers only when no server of `web` is up (what a second web host would do),
+/// so the answers show when the LB had taken the host out.
+const HAPROXY_CFG: &str = "global
+  maxconn 256
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  timeout check 2s
+frontend fe
+  bind :80
+  use_backend fallback if { nbsrv(web) eq 0 }
+  default_backend web
+backend web
+  option httpchk GET /.provision/ready
+  http-check expect status 200
+  server app @PROXY@:80 check inter 100ms fall 2 rise 2
+backend fallback
+  http-request return status 200 content-type text/plain string \"<p>fallback</p>\"
+";
+
+/// Start the LB on the app's network, publishing `port`; wait until it routes to the app.
+fn start_lb(app: &str, dir: &std::path::Path, port: u16) {
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        HAPROXY_CFG.replace("@PROXY@", &format!("{app}-proxy")),
+    )
+    .expect("write haproxy.cfg");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{app}-lb"),
+        "--network",
+        &format!("{app}-net"),
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "-v",
+        &format!("{}:/etc/haproxy/haproxy.cfg:ro", cfg.display()),
+        "provision-local/haproxy:1",
+    ]);
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !matches!(http_get(port, "/"), Some((200, b)) if !b.contains("fallback")) {
+        assert!(Instant::now() < deadline, "the LB never routed to the app");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn behind_a_load_balancer_the_host_is_taken_out_for_its_swap_and_put_back() {
+    nginx_image();
+    haproxy_image();
+    let d = Deploy::new("dklb");
+    let with_lb = |timeout: &str| {
+        start_first_playbook().replace(
+            r#"drain = "5s" }"#,
+            &format!(r#"drain = "5s", lb = {{ checks = 2, timeout = "{timeout}" }} }}"#),
+        )
+    };
+    d.p.write("playbooks/deploy.toml", &with_lb("20s"));
+    let app = d.app.clone();
+    let lb = format!("{app}-lb");
+    // The first deploy: no release serves yet, so nothing is taken out.
+    let first = d.up_checked(&[]);
+    first.expect_code(0);
+    assert!(
+        !first.step_text("app").contains("load balancer"),
+        "{}",
+        first.dump()
+    );
+    let lb_port = free_port();
+    start_lb(&app, &d.p.path(""), lb_port);
+
+    // A new version under load through the LB: out, swap, back in; nothing fails.
+    d.write_app_file("www/index.html", "<p>v2</p>\n");
+    d.commit("v2");
+    let predicted = plan(&d);
+    let load = Load::start(lb_port, "/", RATE, WORKERS);
+    let deploy = d.up_checked(&[]);
+    let seen = load.finish();
+    eprintln!("new version through the LB: {}", seen.summary());
+    deploy.expect_code(0);
+    assert_eq!(
+        deploy.steps_with("changed"),
+        predicted.steps_with("changed"),
+        "{}",
+        deploy.dump()
+    );
+    let text = deploy.step_text("app");
+    eprintln!("the swap behind the LB:\n{text}");
+    let out = text.find("out of the load balancer").expect("taken out");
+    let reloaded = text.find("reloaded, routing to").expect("switched");
+    let back = text.find("back in the load balancer").expect("put back");
+    assert!(out < reloaded && reloaded < back, "{text}");
+    assert_none_failed(&seen, &deploy, 30.0);
+    // The LB's answers: the old release, then only the fallback while the host was out,
+    // then the new release: v2 never answered before the host had been taken out.
+    let answered = versions_seen(&seen);
+    let first_fallback = answered.iter().position(|v| v == "fallback");
+    let first_v2 = answered.iter().position(|v| v == "v2");
+    assert!(
+        matches!((first_fallback, first_v2), (Some(f), Some(v)) if f < v),
+        "{answered:?}"
+    );
+    assert!(
+        answered
+            .iter()
+            .all(|v| ["v1", "v2", "fallback"].contains(&v.as_str())),
+        "{answered:?}"
+    );
+    let logs = docker_out(&["logs", &lb]);
+    let logs =
+        String::from_utf8_lossy(&logs.stdout).into_owned() + &String::from_utf8_lossy(&logs.stderr);
+    let down = logs
+        .find("app is DOWN")
+        .expect("HAProxy marked the host down");
+    assert!(logs[down..].contains("app is UP"), "{logs}");
+    // Between deploys the proxy's conf is the steady one: a second up changes nothing.
+    let again = d.up_checked(&[]);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+
+    // No LB checking: the swap refuses to go on, the host is put back as it was.
+    docker(&["stop", &lb]);
+    d.p.write("playbooks/deploy.toml", &with_lb("2s"));
+    d.write_app_file("www/index.html", "<p>v3</p>\n");
+    d.commit("v3");
+    let unchecked = d.up_checked(&[]);
+    unchecked.expect_code(3);
+    let text = unchecked.step_text("app");
+    assert!(
+        text.contains("did not check /.provision/ready 2 times within 2s")
+            && text.contains("keeps serving"),
+        "{text}"
+    );
+    assert!(
+        matches!(http_get(d.http_port, "/.provision/ready"), Some((200, _))),
+        "the readiness path was left answering 503"
+    );
+    assert!(http_get(d.http_port, "/").is_some_and(|(_, b)| b.contains("v2")));
+    // With the LB back the next up finishes the release.
+    docker(&["start", &lb]);
+    let finished = d.up_checked(&[]);
+    finished.expect_code(0);
+    assert!(http_get(d.http_port, "/").is_some_and(|(_, b)| b.contains("v3")));
+    assert_eq!(d.up_checked(&[]).changed(), 0);
+}

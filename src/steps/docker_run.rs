@@ -702,6 +702,7 @@ mod tests {
                 drain: None,
                 image: None,
                 name: None,
+                lb: None,
             })),
             ..spec()
         }

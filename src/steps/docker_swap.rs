@@ -15,6 +15,7 @@
 //! reads it with `docker cp`, and the decision compares its sha256 with the conf this step would
 //! write for the container it names.
 
+use super::lb_drain::{LbDrain, LbSpec, Ready};
 use super::shell::{HTTP_STATUS_FN, not_an_option};
 use crate::transport::script::quote;
 use crate::value::Dur;
@@ -62,6 +63,8 @@ pub struct Proxy {
     pub image: Option<String>,
     /// The proxy container's name (default `<name>-proxy`).
     pub name: Option<String>,
+    /// A load balancer checks this proxy: take the host out of it for the swap (lb_drain.rs).
+    pub lb: Option<LbSpec>,
 }
 
 /// The prepared swap: every default filled in.
@@ -77,6 +80,7 @@ pub struct Swap {
     interval: Duration,
     timeout: Duration,
     drain: Duration,
+    lb: Option<LbDrain>,
 }
 
 /// What the probe saw of the proxy and the service's containers.
@@ -150,6 +154,7 @@ impl Swap {
             interval: dur(p.interval, 0.2).max(Duration::from_millis(50)),
             timeout: dur(p.timeout, 30.0).max(Duration::from_secs(1)),
             drain: dur(p.drain, 30.0),
+            lb: p.lb.as_ref().map(LbDrain::prepare).transpose()?,
         })
     }
 
@@ -161,9 +166,19 @@ impl Swap {
         hex::encode(&Sha256::digest(&json)[..6])
     }
 
-    /// The nginx.conf routing to `upstream` (a container name). `worker_shutdown_timeout`
-    /// bounds how long old workers may keep serving after a reload: the drain.
+    /// The nginx.conf routing to `upstream` (a container name), as it is between deploys.
     pub fn nginx_conf(&self, upstream: &str) -> String {
+        self.nginx_conf_for(upstream, Ready::Steady)
+    }
+
+    /// The nginx.conf routing to `upstream` with the LB's readiness path (if any) answering as
+    /// `ready` says. `worker_shutdown_timeout` bounds how long old workers may keep serving
+    /// after a reload: the drain.
+    fn nginx_conf_for(&self, upstream: &str, ready: Ready) -> String {
+        let (log_format, location) = match &self.lb {
+            Some(lb) => (LbDrain::LOG_FORMAT, lb.location(ready)),
+            None => ("", String::new()),
+        };
         format!(
             "# Written by provision: the front proxy of docker_run `{svc}` (strategy = \"start-first\").\n\
              # provision upstream: {upstream}\n\
@@ -175,8 +190,10 @@ impl Swap {
              http {{\n\
              \x20 access_log off;\n\
              \x20 upstream app {{ server {upstream}:{port}; }}\n\
+             {log_format}\
              \x20 server {{\n\
              \x20   listen 80;\n\
+             {location}\
              \x20   location / {{\n\
              \x20     proxy_pass http://app;\n\
              \x20     proxy_set_header Host $http_host;\n\
@@ -266,7 +283,6 @@ impl Swap {
     /// The apply, given the caller's lines that set `$envsum`, `$img` and `$n` (the new
     /// container's name) and its `docker run` arguments (`--name "$n"`, no ports).
     pub fn apply(&self, name_sh: &str, run_args: &str) -> String {
-        let conf = quote(&self.nginx_conf(UPSTREAM)).into_owned();
         format!(
             "set -e\n\
              svc={svc}; p={p}; net={net}\n\
@@ -276,11 +292,16 @@ impl Swap {
              docker network inspect \"$net\" >/dev/null 2>&1 || docker network create \"$net\" >/dev/null\n\
              cur=$(docker cp \"$p:{CONF}\" - 2>/dev/null | tar -xOf - 2>/dev/null | sed -n 's/^# provision upstream: //p' | head -n 1 || true)\n\
              plabel=$(docker inspect -f '{{{{index .Config.Labels \"{PROXY_LABEL}\"}}}}' \"$p\" 2>/dev/null || echo none)\n\
-             conf() {{ printf '%s' {conf} | sed \"s/{UPSTREAM}/$1/g\"; }}\n\
+             {conf_fn}\
              put() {{ t=$(mktemp -d); conf \"$1\" > \"$t/$2\"; tar -C \"$t\" -cf - \"$2\" | docker cp - \"$p:/etc/nginx/\"; rm -rf \"$t\"; }}\n\
              # Progress on stdout (the step's output): what happened, at ms since the start.\n\
              t0=$(now_ms); say() {{ echo \"$(( $(now_ms) - t0 )) ms: $1\"; }}\n\
+             {lb_fns}\
+             # The conf the switch writes: steady, or the one counting the LB's checks.\n\
+             after=steady; drained=0\n\
+             fail_switch() {{ echo \"$1\" >&2; if [ \"$started\" = 1 ]; then docker rm -f \"$n\" >/dev/null 2>&1 || true; echo \"the new container was removed\" >&2; fi; {undrain}exit 1; }}\n\
              {start_new}\
+             {lb_out}\
              {switch}\
              {drain}\
              for c in $(docker ps -aq --filter label={SERVICE_LABEL}=\"$svc\"); do\n\
@@ -288,14 +309,68 @@ impl Swap {
                [ \"$c\" = \"$n\" ] && continue\n\
                docker stop \"$c\" >/dev/null 2>&1 || true; docker rm -f \"$c\" >/dev/null 2>&1 || true\n\
                say \"$c stopped and removed\"\n\
-             done\n",
+             done\n\
+             {lb_back}",
             svc = quote(&self.service),
             p = quote(&self.proxy),
             net = quote(&self.network),
+            conf_fn = self.conf_fn(),
+            lb_fns = self.lb.as_ref().map(LbDrain::shell_fns).unwrap_or_default(),
+            undrain = if self.lb.is_some() {
+                "if [ \"$drained\" = 1 ]; then lb_set steady \"$cur\" >/dev/null 2>&1 || true; fi; "
+            } else {
+                ""
+            },
+            lb_out = self.lb_out_sh(),
+            lb_back = self.lb_back_sh(),
             start_new = self.start_new_sh(run_args),
             switch = self.switch_sh(),
             drain = self.drain_sh(),
         )
+    }
+
+    /// `conf UPSTREAM [steady|drain|back]`: the conf of that kind for that container.
+    fn conf_fn(&self) -> String {
+        let conf = |ready| quote(&self.nginx_conf_for(UPSTREAM, ready)).into_owned();
+        let body = match self.lb {
+            Some(_) => format!(
+                "case ${{2:-steady}} in drain) printf '%s' {};; back) printf '%s' {};; *) printf '%s' {};; esac",
+                conf(Ready::Draining),
+                conf(Ready::Back),
+                conf(Ready::Steady)
+            ),
+            None => format!("printf '%s' {}", conf(Ready::Steady)),
+        };
+        format!("conf() {{ {body} | sed \"s/{UPSTREAM}/$1/g\"; }}\n")
+    }
+
+    /// With an LB: once the new container is healthy and another one serves through a running
+    /// proxy, answer 503 to the LB's checks and wait until it has seen that (lb_drain.rs).
+    fn lb_out_sh(&self) -> String {
+        if self.lb.is_none() {
+            return String::new();
+        }
+        format!(
+            "if [ -n \"$cur\" ] && [ \"$cur\" != \"$n\" ] && [ \"$plabel\" = {label} ] && [ \"$(docker inspect -f '{{{{.State.Status}}}}' \"$p\")\" = running ]; then\n\
+               drained=1; after=back\n\
+               if ! out=$(lb_set drain \"$cur\" 2>&1); then fail_switch \"the proxy refused the draining conf: $out\"; fi\n\
+               lb_wait 503 \"$p out of the load balancer\" || fail_switch \"the host was not taken out of the load balancer; $cur keeps serving\"\n\
+             fi\n",
+            label = quote(&self.proxy_label()),
+        )
+    }
+
+    /// With an LB, after a drained swap: wait until the LB has seen 200 again (so a rolling
+    /// deploy's next batch never finds this host out too), then the steady conf.
+    fn lb_back_sh(&self) -> String {
+        if self.lb.is_none() {
+            return String::new();
+        }
+        "if [ \"$drained\" = 1 ]; then\n\
+           lb_wait 200 \"$p back in the load balancer\" || { echo \"$n serves, but the load balancer has not taken this host back\" >&2; exit 1; }\n\
+           if ! out=$(lb_set steady \"$n\" 2>&1); then echo \"the proxy refused its steady conf: $out\" >&2; exit 1; fi\n\
+         fi\n"
+            .into()
     }
 
     /// Start `$n` unless the proxy already routes to it running; then poll its health path at
@@ -350,7 +425,6 @@ impl Swap {
     fn switch_sh(&self) -> String {
         format!(
             "old_workers=\n\
-             fail_switch() {{ echo \"$1\" >&2; if [ \"$started\" = 1 ]; then docker rm -f \"$n\" >/dev/null 2>&1 || true; echo \"the new container was removed\" >&2; fi; exit 1; }}\n\
              # The proxy is recreated only when its image, port or network changed (a short gap).\n\
              if [ \"$plabel\" != none ] && [ \"$plabel\" != {label} ]; then docker rm -f \"$p\" >/dev/null; plabel=none; fi\n\
              if [ \"$plabel\" = none ]; then\n\
@@ -370,10 +444,10 @@ impl Swap {
                done\n\
              else\n\
                if [ \"$(docker inspect -f '{{{{.State.Status}}}}' \"$p\")\" != running ]; then docker start \"$p\" >/dev/null; fi\n\
-               if [ \"$(conf \"$n\" | sha256sum | cut -c1-64)\" != \"$(docker cp \"$p:{CONF}\" - 2>/dev/null | tar -xOf - 2>/dev/null | sha256sum | cut -c1-64)\" ]; then\n\
+               if [ \"$(conf \"$n\" \"$after\" | sha256sum | cut -c1-64)\" != \"$(docker cp \"$p:{CONF}\" - 2>/dev/null | tar -xOf - 2>/dev/null | sha256sum | cut -c1-64)\" ]; then\n\
                  old_workers=$(docker top \"$p\" -o pid,args | awk '/nginx: worker process/ {{print $1}}')\n\
                  # One exec: write a copy, test it, move it in place, reload gracefully.\n\
-                 if ! out=$(conf \"$n\" | docker exec -i \"$p\" sh -c {swap_in} 2>&1); then fail_switch \"the proxy refused the new conf: $out\"; fi\n\
+                 if ! out=$(conf \"$n\" \"$after\" | docker exec -i \"$p\" sh -c {swap_in} 2>&1); then fail_switch \"the proxy refused the new conf: $out\"; fi\n\
                  say \"$p reloaded, routing to $n\"\n\
                fi\n\
              fi\n",
@@ -421,6 +495,7 @@ mod tests {
             drain: Some(Dur(Duration::from_secs(5))),
             image: None,
             name: None,
+            lb: None,
         }
     }
 
@@ -495,8 +570,18 @@ mod tests {
 
     #[test]
     fn scripts_are_valid_sh() {
-        let s = Swap::prepare("web", Some("net"), &proxy()).unwrap();
-        for script in [s.probe(), s.apply("n=web-1\n", "--name \"$n\" -d img")] {
+        let plain = Swap::prepare("web", Some("net"), &proxy()).unwrap();
+        let with_lb = Proxy {
+            lb: Some(LbSpec::default()),
+            ..proxy()
+        };
+        let lb = Swap::prepare("web", Some("net"), &with_lb).unwrap();
+        let run = "--name \"$n\" -d img";
+        for script in [
+            plain.probe(),
+            plain.apply("n=web-1\n", run),
+            lb.apply("n=web-1\n", run),
+        ] {
             let out = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
                 .output()

@@ -16,6 +16,7 @@ pub mod git;
 pub mod healthcheck;
 pub mod image;
 pub mod kind;
+pub mod lb_drain;
 pub mod migrate;
 pub mod packages;
 pub mod registry;

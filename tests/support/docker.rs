@@ -23,8 +23,8 @@ pub const DOCKER_HOST: &str = "unix:///tmp/provision-test-docker/docker.sock";
 pub const BASE_IMAGE: &str = "provision-local/base:1";
 pub const DB_IMAGE: &str = "provision-local/postgres:15";
 /// The tests' app names: one of these followed by the test process's pid.
-pub const APP_BASES: [&str; 6] = [
-    "dkflow", "dkwait", "dklock", "dkstate", "dkzero", "dkswitch",
+pub const APP_BASES: [&str; 7] = [
+    "dkflow", "dkwait", "dklock", "dkstate", "dkzero", "dkswitch", "dklb",
 ];
 /// The front proxy image of `docker_run`'s start-first strategy (see [`nginx_image`]).
 pub const NGINX_IMAGE: &str = "provision-local/nginx:1";
@@ -282,6 +282,7 @@ pub fn cleanup_app(app: &str) {
         app.to_string(),
         format!("{app}-db"),
         format!("{app}--previous"),
+        format!("{app}-lb"),
     ] {
         let _ = docker_out(&["rm", "-f", "-v", &c]);
     }
@@ -305,15 +306,25 @@ pub fn cleanup_app(app: &str) {
 /// Build the local nginx image the start-first proxy runs (Debian's nginx binary, no
 /// registry: `examples/compose-three-tier/nginx-image.sh`, idempotent) into the test engine.
 pub fn nginx_image() {
+    build_local_image("examples/compose-three-tier/nginx-image.sh");
+}
+
+/// Build provision-local/haproxy:1 (Debian's HAProxy, `scripts/haproxy-image.sh`): a load
+/// balancer with active health checks, in front of start-first proxies with `proxy.lb`.
+pub fn haproxy_image() {
+    build_local_image("scripts/haproxy-image.sh");
+}
+
+fn build_local_image(script: &str) {
     docker_host();
-    let out = Command::new(repo_root().join("examples/compose-three-tier/nginx-image.sh"))
+    let out = Command::new(repo_root().join(script))
         .env("DOCKER_HOST", DOCKER_HOST)
         .stdin(Stdio::null())
         .output()
-        .expect("run examples/compose-three-tier/nginx-image.sh");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
     assert!(
         out.status.success(),
-        "examples/compose-three-tier/nginx-image.sh failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
