@@ -2,12 +2,15 @@
 //! from the Docker-preinstalled image: the bundled hello app built ONCE on the controller and
 //! shipped over SSH to both web hosts (same image ID), PostgreSQL on `db` found through the
 //! topology (`hosts.db[0].vars.ip`), migrations run once per release (`run_once`, the default
-//! for `migrate`), each web host swapping start-first behind its own nginx, and an nginx load
-//! balancer on `lb` whose upstream is rendered from `hosts.web`. The rollout is `serial = 1`.
+//! for `migrate`), each web host swapping start-first behind its own nginx, and an HAProxy load
+//! balancer on `lb` whose servers are rendered from `hosts.web` and health-checked on the
+//! proxies' readiness path, so each web host is taken out of it for its swap and put back
+//! (`proxy.lb`). The rollout is `serial = 1`.
 //!
 //! - a new release deployed while a load generator sends requests through the LB for the whole
-//!   deploy: 0 failed requests (count, p50/p99 printed), the migration row written once, one
-//!   build, the same image ID on both web hosts, a second `up` changes nothing;
+//!   deploy: 0 failed requests (count, p50/p99 printed), each web host marked down by the LB
+//!   and back up before the next one went down, the migration row written once, one build, the
+//!   same image ID on both web hosts, a second `up` changes nothing;
 //! - a release whose health check fails: the first web host keeps serving the old release, the
 //!   second is never reached, the exit code and the recap say which batch failed, 0 failed
 //!   requests through the LB.
@@ -87,6 +90,7 @@ impl Fleet {
 fn start_fleet(ph: &mut Phases) -> Fleet {
     images();
     docker_support::nginx_image();
+    docker_support::haproxy_image();
     let net = Network::create("fleet");
     let keys = tempfile::tempdir().expect("key dir");
     let key = ClientKey::generate(keys.path());
@@ -163,28 +167,27 @@ trap 'kill "$!"; exit 0' TERM INT
 wait "$!"
 "#;
 
-/// The load balancer: every web host from the topology, a failed upstream retried on the other.
-const LB_CONF: &str = r#"user nobody nogroup;
-worker_processes 1;
-pid /run/nginx.pid;
-error_log stderr warn;
-events { worker_connections 512; }
-http {
-    access_log off;
-    upstream web {
+/// The load balancer: every web host from the topology, health-checked on its proxy's
+/// readiness path (`proxy.lb`), a request that found a host going away retried on another.
+const LB_CONF: &str = r#"global
+  maxconn 512
+defaults
+  mode http
+  retries 3
+  option redispatch
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  timeout check 2s
+frontend fe
+  bind :80
+  default_backend web
+backend web
+  option httpchk GET /.provision/ready
+  http-check expect status 200
 {%- for h in hosts.web %}
-        server {{ h.vars.ip }}:8080 max_fails=1 fail_timeout=2s;
+  server {{ h.name }} {{ h.vars.ip }}:8080 check inter 100ms fall 2 rise 2
 {%- endfor %}
-    }
-    server {
-        listen 80;
-        location / {
-            proxy_pass http://web;
-            proxy_next_upstream error timeout http_502 http_503;
-            proxy_connect_timeout 2s;
-        }
-    }
-}
 "#;
 
 const PLAYBOOK: &str = r#"release = "{{ version }}"
@@ -225,8 +228,13 @@ wait = { command = "docker exec fleet-db pg_isready -q -U fleet", timeout = "60s
 
 [[step]]
 name = "proxy image"
-on = ["web", "lb"]
+on = ["web"]
 image = { tag = "provision-local/nginx:1" }
+
+[[step]]
+name = "lb image"
+on = ["lb"]
+image = { tag = "provision-local/haproxy:1" }
 
 [[step]]
 name = "app image"
@@ -246,7 +254,7 @@ migrate = { image = "fleet:{{ version }}", command = "APP_RELEASE={{ version | s
 [[step]]
 name = "app"
 on = ["web"]
-docker_run = { name = "fleet", image = "fleet:{{ version }}", env_file = "/srv/fleet/app.env", env = { APP_RELEASE = "{{ version }}" }, network = "fleet-net", pull = "never", strategy = "start-first", proxy = { port = "8080", app_port = 8000, health = "/cgi-bin/health", timeout = "30s", drain = "5s" } }
+docker_run = { name = "fleet", image = "fleet:{{ version }}", env_file = "/srv/fleet/app.env", env = { APP_RELEASE = "{{ version }}" }, network = "fleet-net", pull = "never", strategy = "start-first", proxy = { port = "8080", app_port = 8000, health = "/cgi-bin/health", timeout = "30s", drain = "5s", lb = { checks = 2, timeout = "30s" } } }
 
 [[step]]
 name = "lb conf"
@@ -257,13 +265,14 @@ register = "lbconf"
 [[step]]
 name = "lb"
 on = ["lb"]
-docker_run = { name = "fleet-lb", image = "provision-local/nginx:1", ports = ["80:80"], volumes = ["/srv/fleet/lb.conf:/etc/nginx/nginx.conf:ro"], pull = "never" }
+docker_run = { name = "fleet-lb", image = "provision-local/haproxy:1", ports = ["80:80"], volumes = ["/srv/fleet/lb.conf:/etc/haproxy/haproxy.cfg:ro"], pull = "never" }
 
 [[step]]
 name = "lb reload"
 on = ["lb"]
 when = "lbconf.changed"
-command = { run = "docker exec fleet-lb nginx -s reload" }
+# HAProxy's master reloads gracefully on USR2 (old workers finish their connections).
+command = { run = "docker kill -s USR2 fleet-lb" }
 "#;
 
 /// Round trips per host from the `host_finished` events.
@@ -296,6 +305,27 @@ fn assert_no_failures(load: &LoadReport, what: &str) {
         "{what}: too few requests: {}",
         load.summary()
     );
+}
+
+/// The LB's server state changes (`web1 DOWN`, `web1 UP`, …) it logged after its first
+/// `skip` log lines.
+fn lb_changes(f: &Fleet, skip: usize) -> Vec<String> {
+    lb_log(f)
+        .lines()
+        .skip(skip)
+        .filter_map(|l| {
+            let rest = l.split("Server web/").nth(1)?;
+            let (server, state) = rest.split_once(" is ")?;
+            let state = state.split([',', ' ']).next()?;
+            Some(format!("{server} {state}"))
+        })
+        .collect()
+}
+
+fn lb_log(f: &Fleet) -> String {
+    f.target("lb")
+        .exec("docker logs fleet-lb 2>&1")
+        .expect("LB logs")
 }
 
 /// The releases the LB's answers named, in order of first appearance.
@@ -333,6 +363,7 @@ fn rolling_release_behind_a_load_balancer_on_four_fresh_vms_drops_nothing() {
 
     let lb = f.target("lb").tunnel(80).expect("tunnel to the LB");
     // A new release under load.
+    let logged = lb_log(&f).lines().count();
     let load = Load::start(lb.port, "/release.txt", RATE, WORKERS);
     let started = Instant::now();
     let r = f.up("v2");
@@ -351,6 +382,12 @@ fn rolling_release_behind_a_load_balancer_on_four_fresh_vms_drops_nothing() {
         Some("v2"),
         "{}",
         report.summary()
+    );
+    // Each web host was taken out of the LB for its swap and back in before the next one.
+    assert_eq!(
+        lb_changes(&f, logged),
+        ["web1 DOWN", "web1 UP", "web2 DOWN", "web2 UP"],
+        "the LB's view of the rollout"
     );
     let batches: Vec<_> = r.events_of("batch_started");
     assert_eq!(batches.len(), 4, "serial = 1 over 4 hosts: {batches:?}");
@@ -380,6 +417,7 @@ fn rolling_release_behind_a_load_balancer_on_four_fresh_vms_drops_nothing() {
         "app/www/cgi-bin/health",
         "#!/bin/sh\nprintf 'Status: 503 Service Unavailable\\r\\n\\r\\nbroken\\n'\n",
     );
+    let logged = lb_log(&f).lines().count();
     let load = Load::start(lb.port, "/release.txt", RATE, WORKERS);
     let r = f.up("v3");
     let report = load.finish();
@@ -392,6 +430,8 @@ fn rolling_release_behind_a_load_balancer_on_four_fresh_vms_drops_nothing() {
         "{}",
         report.summary()
     );
+    // Its new container never became healthy: web1 was never taken out.
+    assert_eq!(lb_changes(&f, logged), Vec::<String>::new());
     let stopped = r.events_of("rollout_stopped");
     assert_eq!(stopped.len(), 1, "{}", r.dump());
     let reached: Vec<String> = r
