@@ -231,3 +231,72 @@ fn sixty_megabytes_on_one_line_keep_memory_and_events_bounded() {
         );
     }
 }
+
+/// Sample a run of `args` for its peak RSS (KiB), with its stdout.
+fn sampled_run(p: &Project, args: &[&str]) -> (Sampled, String, String) {
+    let mut child = p.command(args).spawn().unwrap();
+    let out_reader = reader(child.stdout.take().unwrap());
+    let err_reader = reader(child.stderr.take().unwrap());
+    let sampled = wait_sampling_peak(&mut child, Duration::from_secs(600));
+    (
+        sampled,
+        out_reader.join().unwrap(),
+        err_reader.join().unwrap(),
+    )
+}
+
+/// Issue 14: one upload's content is held once for all hosts, not once per host (nor once
+/// per connection in flight): a 1 MiB file to 100 hosts, each its own sshd, adds little to the
+/// peak RSS of the same run with a 10-byte file (it added ~1 MiB per host in flight).
+#[test]
+fn a_one_megabyte_file_to_a_hundred_hosts_is_held_once() {
+    let s = Setup::new("memory", 100, "");
+    let p = &s.p;
+    // Incompressible and the same for every host: 1 MiB of a fixed pseudo-random sequence.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(p.path("big.bin"), &big).unwrap();
+    std::fs::write(p.path("small.bin"), "ten bytes\n").unwrap();
+    let dir = p.remote_path("hosts");
+    let playbook = |src: &str| {
+        format!(
+            "[[step]]\nname = \"dir\"\ndirectory = {{ path = \"{dir}/{{{{ host.port }}}}\" }}\n\n\
+             [[step]]\nname = \"upload\"\nfile = {{ src = \"{src}\", dest = \"{dir}/{{{{ host.port }}}}/file\" }}\n"
+        )
+    };
+    let mut peaks = Vec::new();
+    for (src, want_changed) in [("small.bin", 200), ("big.bin", 100), ("big.bin", 0)] {
+        p.write("playbooks/deploy.toml", &playbook(src));
+        let started = Instant::now();
+        let (run, stdout, stderr) = sampled_run(p, &["up", "test", "--output", "json"]);
+        eprintln!(
+            "up of {src} to 100 hosts ({want_changed} changes): peak RSS {:.1} MiB ({} samples), {:.1}s",
+            run.peak_kib as f64 / 1024.0,
+            run.samples,
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(run.status.code(), Some(0), "{stdout}\n{stderr}");
+        let changed = stdout.matches("\"status\":\"changed\"").count();
+        assert_eq!(changed, want_changed, "up of {src}: changed steps");
+        peaks.push(run.peak_kib);
+    }
+    // 100 MiB went out (32 hosts at a time, the default --forks): held per host or per
+    // connection in flight, it would add 32 MiB or more.
+    let added = peaks[1].saturating_sub(peaks[0]);
+    assert!(
+        added < 12 * 1024,
+        "the 1 MiB upload added {} MiB of peak RSS over the 10-byte one",
+        added / 1024
+    );
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let got = std::fs::read(entry.unwrap().path().join("file")).unwrap();
+        assert!(got == big, "a host's copy differs");
+    }
+}

@@ -465,6 +465,7 @@ impl<'a, C: Connector> HostRun<'a, C> {
             let what = match stdin {
                 Input::None => "0 bytes".to_string(),
                 Input::Bytes(b) => format!("{} bytes", b.len()),
+                Input::Parts(p) => format!("{} bytes", p.iter().map(|b| b.len()).sum::<usize>()),
                 Input::File(path) => format!("the file {}", path.display()),
             };
             format!("exec ({what} on stdin):\n{script}")

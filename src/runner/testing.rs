@@ -237,6 +237,14 @@ async fn run_sh(
                 let _ = input.write_all(&bytes).await;
             });
         }
+        Input::Parts(parts) => {
+            let parts = parts.to_vec();
+            tokio::spawn(async move {
+                for part in parts {
+                    let _ = input.write_all(&part).await;
+                }
+            });
+        }
         Input::File(path) => {
             let path = path.to_path_buf();
             tokio::spawn(async move {

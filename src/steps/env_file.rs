@@ -81,7 +81,7 @@ pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> 
         spec.owner.clone(),
         spec.group.clone(),
     )?;
-    Ok(up.keys_only(cx.secrets.redactor()))
+    Ok(up.keys_only(cx.secrets.redactor()).shared_in(cx.shared))
 }
 
 fn check_key(k: &str) -> Result<(), String> {

@@ -38,7 +38,9 @@ pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> 
         spec.group.clone(),
     )?;
     // A file with secret values is never fetched for a diff: it may hold rotated-away ones.
-    Ok(up.hidden_if_secret(cx.secrets.redactor()))
+    Ok(up
+        .hidden_if_secret(cx.secrets.redactor())
+        .shared_in(cx.shared))
 }
 
 impl StepKind for Upload {

@@ -83,6 +83,7 @@ impl Action {
     pub fn input(&self) -> Input<'_> {
         match &self.stdin_file {
             Some(path) => Input::File(path),
+            None if !self.stdin_shared.is_empty() => Input::Parts(&self.stdin_shared),
             None => Input::from(self.stdin.as_deref()),
         }
     }
@@ -102,6 +103,9 @@ impl Decision {
 pub struct Action {
     pub script: String,
     pub stdin: Option<Vec<u8>>,
+    /// Parts sent in order instead of `stdin`, shared with other hosts' actions without a
+    /// copy (an upload's content: memory does not grow with hosts × size).
+    pub stdin_shared: Vec<bytes::Bytes>,
     /// A local file streamed on stdin instead of `stdin` (too large to hold per host: an
     /// image archive).
     pub stdin_file: Option<PathBuf>,

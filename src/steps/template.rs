@@ -46,5 +46,7 @@ pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> 
     )?;
     // A file rendered from secrets is never fetched for a diff: it may hold rotated-away
     // ones, and filters may have put them in a form the redactor does not know.
-    Ok(up.hidden_if(read_secret, cx.secrets.redactor()))
+    Ok(up
+        .hidden_if(read_secret, cx.secrets.redactor())
+        .shared_in(cx.shared))
 }

@@ -4,10 +4,13 @@
 //! target is always either the old file or the new one, never half-written.
 
 use super::directory::{attr_changes, attr_script, stat_probe};
+use super::kind::Shared;
 use super::{Action, Decision, Probe};
 use crate::transport::script::quote;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 /// Files up to this size are fetched in plan mode to show a diff.
 const DIFF_LIMIT: usize = 256 * 1024;
@@ -30,10 +33,15 @@ pub enum DiffStyle {
     Hidden,
 }
 
+/// The contents of a run's uploads by sha256, each held once.
+#[derive(Default)]
+struct ContentPool(Mutex<HashMap<String, Bytes>>);
+
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub dest: String,
-    pub content: Vec<u8>,
+    /// Shared by every host whose step has the same content ([`Upload::shared_in`]).
+    pub content: Bytes,
     pub sha256: String,
     pub mode: String,
     pub owner: Option<String>,
@@ -47,7 +55,7 @@ pub struct Upload {
 impl Upload {
     pub fn new(
         dest: &str,
-        content: Vec<u8>,
+        content: impl Into<Bytes>,
         mode: &str,
         owner: Option<String>,
         group: Option<String>,
@@ -55,6 +63,7 @@ impl Upload {
         if !dest.starts_with('/') || dest.ends_with('/') {
             return Err(format!("dest `{dest}` must be an absolute file path"));
         }
+        let content: Bytes = content.into();
         Ok(Upload {
             dest: dest.to_string(),
             sha256: hex::encode(Sha256::digest(&content)),
@@ -65,6 +74,18 @@ impl Upload {
             diff: DiffStyle::Text,
             salt: String::new(),
         })
+    }
+
+    /// The same content as another host's upload of this run, if there is one: one copy in
+    /// memory for all hosts (a 1 MB file over 100 hosts is 1 MB, not 100).
+    pub fn shared_in(mut self, shared: &Shared) -> Upload {
+        let pool = shared.get::<ContentPool>("upload contents");
+        let mut map = pool.0.lock().unwrap_or_else(|e| e.into_inner());
+        self.content = map
+            .entry(self.sha256.clone())
+            .or_insert_with(|| self.content.clone())
+            .clone();
+        self
     }
 
     /// Show only which dotenv keys change (env_file).
@@ -240,11 +261,10 @@ impl Upload {
         // The checksum rides on stdin in front of the content: on the command line, any
         // user of the host could read in the process list a sum that confirms a guessed
         // secret (the content may hold one).
-        let mut stdin = format!("{}\n", self.sha256).into_bytes();
-        stdin.extend_from_slice(&self.content);
+        let sum = Bytes::from(format!("{}\n", self.sha256).into_bytes());
         Action {
             script,
-            stdin: Some(stdin),
+            stdin_shared: vec![sum, self.content.clone()],
             ..Action::default()
         }
     }
@@ -452,9 +472,22 @@ mod tests {
         assert!(a.script.contains("mktemp -d \"$dir/.provision.XXXXXX\""));
         assert!(a.script.contains("mv -f -- ./upload \"$dest\""));
         let stdin = format!("{}\nx", u.sha256);
-        assert_eq!(a.stdin.as_deref(), Some(stdin.as_bytes()));
+        assert_eq!(a.stdin_shared.concat(), stdin.as_bytes());
+        // The content part is the upload's own, not a copy.
+        assert_eq!(a.stdin_shared[1].as_ptr(), u.content.as_ptr());
         // The script is a command line in the host's process list: no sum of the content.
         assert!(!a.script.contains(&u.sha256), "{}", a.script);
+    }
+
+    #[test]
+    fn hosts_with_the_same_content_share_one_copy() {
+        let shared = Shared::default();
+        let a = up("same").shared_in(&shared);
+        let b = up("same").shared_in(&shared);
+        let other = up("other").shared_in(&shared);
+        assert_eq!(a.content.as_ptr(), b.content.as_ptr());
+        assert_ne!(a.content.as_ptr(), other.content.as_ptr());
+        assert_eq!(&b.content[..], b"same");
     }
 
     /// The staged upload in a real `sh`: the file lands whole with its mode, and neither the
@@ -465,7 +498,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("conf/app.env");
         let run = |u: &Upload, content: &[u8]| {
-            let stdin = [u.apply().stdin.unwrap()[..65].to_vec(), content.to_vec()].concat();
+            let stdin = [u.apply().stdin_shared[0].to_vec(), content.to_vec()].concat();
             let mut child = std::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(&u.apply().script)

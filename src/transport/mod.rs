@@ -57,8 +57,11 @@ pub enum ExecError {
 pub enum Input<'a> {
     /// Nothing: stdin is closed at once, so a remote `cat` never waits.
     None,
-    /// These bytes (an upload, a password).
+    /// These bytes (a password, a short input).
     Bytes(&'a [u8]),
+    /// These parts, one after another, each sent without a copy: an upload whose content
+    /// every host of the run shares.
+    Parts(&'a [bytes::Bytes]),
     /// A local file, streamed in chunks as the remote side reads it: memory stays bounded
     /// whatever its size (an image archive shipped to many hosts).
     File(&'a Path),

@@ -68,6 +68,7 @@ async fn converse(
         let fed = match stdin {
             Input::None => true,
             Input::Bytes(bytes) => tx.data_bytes(bytes.to_vec()).await.is_ok(),
+            Input::Parts(parts) => feed_parts(tx, parts).await,
             Input::File(path) => feed_file(tx, path).await,
         };
         // A file that could not be read whole is not ended as if it were: the channel is
@@ -84,6 +85,26 @@ async fn converse(
         _ = writing => unreachable!("the writer never finishes on its own"),
     }
 }
+
+/// Send each part as is (a clone of `Bytes` is a reference count): however many hosts
+/// receive an upload at once, its content is in memory once.
+async fn feed_parts(tx: &ChannelWriteHalf<Msg>, parts: &[bytes::Bytes]) -> bool {
+    for part in parts {
+        for at in (0..part.len()).step_by(FEED_SLICE) {
+            let slice = part.slice(at..part.len().min(at + FEED_SLICE));
+            if tx.data_bytes(slice).await.is_err() {
+                return false;
+            }
+            // russh's session task encrypts everything queued before it writes to the
+            // socket: a slice at a time, it writes (and frees) each before the next is queued.
+            tokio::task::yield_now().await;
+        }
+    }
+    true
+}
+
+/// What one connection queues for encryption at a time from a shared upload.
+const FEED_SLICE: usize = 64 * 1024;
 
 /// How much of a streamed file is read at a time: what one host's transfer holds in memory
 /// (plus the SSH window russh keeps in flight).
