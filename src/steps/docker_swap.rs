@@ -296,6 +296,7 @@ impl Swap {
              put() {{ t=$(mktemp -d); conf \"$1\" > \"$t/$2\"; tar -C \"$t\" -cf - \"$2\" | docker cp - \"$p:/etc/nginx/\"; rm -rf \"$t\"; }}\n\
              # Progress on stdout (the step's output): what happened, at ms since the start.\n\
              t0=$(now_ms); say() {{ echo \"$(( $(now_ms) - t0 )) ms: $1\"; }}\n\
+             {workers_fns}\
              {lb_fns}\
              # The conf the switch writes: steady, or the one counting the LB's checks.\n\
              after=steady; drained=0\n\
@@ -315,6 +316,7 @@ impl Swap {
             p = quote(&self.proxy),
             net = quote(&self.network),
             conf_fn = self.conf_fn(),
+            workers_fns = self.workers_fns(),
             lb_fns = self.lb.as_ref().map(LbDrain::shell_fns).unwrap_or_default(),
             undrain = if self.lb.is_some() {
                 "if [ \"$drained\" = 1 ]; then lb_set steady \"$cur\" >/dev/null 2>&1 || true; fi; "
@@ -445,7 +447,7 @@ impl Swap {
              else\n\
                if [ \"$(docker inspect -f '{{{{.State.Status}}}}' \"$p\")\" != running ]; then docker start \"$p\" >/dev/null; fi\n\
                if [ \"$(conf \"$n\" \"$after\" | sha256sum | cut -c1-64)\" != \"$(docker cp \"$p:{CONF}\" - 2>/dev/null | tar -xOf - 2>/dev/null | sha256sum | cut -c1-64)\" ]; then\n\
-                 old_workers=$(docker top \"$p\" -o pid,args | awk '/nginx: worker process/ {{print $1}}')\n\
+                 old_workers=$(workers)\n\
                  # One exec: write a copy, test it, move it in place, reload gracefully.\n\
                  if ! out=$(conf \"$n\" \"$after\" | docker exec -i \"$p\" sh -c {swap_in} 2>&1); then fail_switch \"the proxy refused the new conf: $out\"; fi\n\
                  say \"$p reloaded, routing to $n\"\n\
@@ -466,17 +468,30 @@ impl Swap {
     fn drain_sh(&self) -> String {
         format!(
             "if [ -n \"$old_workers\" ]; then\n\
-               start=$(now_ms)\n\
+               if workers_gone \"$old_workers\"; then say \"old nginx workers drained\"; \
+             else echo \"old nginx workers still draining after {drain_s}s; stopping the old container anyway\" >&2; fi\n\
+             fi\n",
+            drain_s = self.drain.as_secs_f64(),
+        )
+    }
+
+    /// `workers`: the proxy's nginx worker pids; `workers_gone PIDS`: wait until none of
+    /// them runs (true), for at most `drain` plus a margin (false). After a reload the old
+    /// workers still answer with the old conf until they exit.
+    fn workers_fns(&self) -> String {
+        format!(
+            "workers() {{ docker top \"$p\" -o pid,args 2>/dev/null | awk '/nginx: worker process/ {{print $1}}'; }}\n\
+             workers_gone() {{\n\
+               wg_start=$(now_ms)\n\
                while :; do\n\
                  alive=$(docker top \"$p\" -o pid 2>/dev/null | tail -n +2)\n\
-                 left=0; for w in $old_workers; do case \" $(echo $alive) \" in *\" $w \"*) left=1;; esac; done\n\
-                 [ \"$left\" = 0 ] && {{ say \"old nginx workers drained\"; break; }}\n\
-                 if [ $(( $(now_ms) - start )) -ge {bound} ]; then echo \"old nginx workers still draining after {drain_s}s; stopping the old container anyway\" >&2; break; fi\n\
+                 left=0; for w in $1; do case \" $(echo $alive) \" in *\" $w \"*) left=1;; esac; done\n\
+                 [ \"$left\" = 0 ] && return 0\n\
+                 [ $(( $(now_ms) - wg_start )) -ge {bound} ] && return 1\n\
                  sleep 0.05\n\
                done\n\
-             fi\n",
+             }}\n",
             bound = self.drain.as_millis() + 2000,
-            drain_s = self.drain.as_secs_f64(),
         )
     }
 }

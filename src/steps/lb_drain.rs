@@ -110,12 +110,14 @@ impl LbDrain {
         )
     }
 
-    /// Shell functions for the apply (after `conf`, `now_ms`, `say` and `$p`): `lb_set KIND
-    /// UPSTREAM` writes and reloads the conf of that kind with the log emptied; `lb_wait
+    /// Shell functions for the apply (after `conf`, `now_ms`, `say`, `workers`,
+    /// `workers_gone` and `$p`): `lb_set KIND UPSTREAM` writes and reloads the conf of that
+    /// kind with the log emptied, and waits until the workers of the previous conf are gone
+    /// (so every answer from then on is the new conf's); `lb_wait
     /// STATUS WHAT` waits until every checker has had `checks` answers of STATUS.
     pub fn shell_fns(&self) -> String {
         format!(
-            "lb_set() {{ conf \"$2\" \"$1\" | docker exec -i \"$p\" sh -c {swap_in}; }}\n\
+            "lb_set() {{ lb_old=$(workers); conf \"$2\" \"$1\" | docker exec -i \"$p\" sh -c {swap_in} || return 1; workers_gone \"$lb_old\" || true; }}\n\
              lb_wait() {{\n\
                lb_start=$(now_ms)\n\
                while :; do\n\
