@@ -39,7 +39,7 @@ pub fn run(cx: &Context, env_name: Option<&str>) -> Result<i32, Error> {
             v.env(cx, project, env);
         }
     }
-    Ok(v.report(cx, &root))
+    Ok(v.report(cx))
 }
 
 /// What was checked and every error found.
@@ -125,7 +125,7 @@ impl Validation {
 
     /// Every error (each once, in the order found) on stderr, then a summary; exit 1 when
     /// there was one. Otherwise one `valid:` line.
-    fn report(self, cx: &Context, root: &Path) -> i32 {
+    fn report(self, cx: &Context) -> i32 {
         let out = cx.out();
         let mut seen = BTreeSet::new();
         let errors: Vec<ConfigError> = (self.errors.into_iter())
@@ -151,16 +151,9 @@ impl Validation {
         for e in &errors {
             out.err_line(&format!("error: {e}"));
         }
-        let files: BTreeSet<String> = errors
-            .iter()
-            .map(|e| e.file.strip_prefix(root).unwrap_or(&e.file).display().to_string())
-            .collect();
-        let files: Vec<String> = files.into_iter().collect();
         out.err_line(&format!(
-            "{} in {} ({}); nothing was contacted",
-            count(errors.len(), "error"),
-            count(files.len(), "file"),
-            files.join(", ")
+            "{}; nothing was contacted",
+            count(errors.len(), "error")
         ));
         code
     }
