@@ -381,7 +381,10 @@ fn validate_case(sshd: &Sshd, key: &ClientKey, case: &str) -> Result<(), String>
             .map(str::to_string)
     };
     match (first_error(&normal), checked.code) {
-        (None, _) => problems.push(format!("the normal path gave no error line\n{}", normal.dump())),
+        (None, _) => problems.push(format!(
+            "the normal path gave no error line\n{}",
+            normal.dump()
+        )),
         (Some(line), 1) if checked.stderr.lines().any(|l| l == line) => {}
         (Some(line), code) => problems.push(format!(
             "validate (exit {code}) does not report the normal path's `{line}`"

@@ -128,7 +128,13 @@ fn config_shows_hosts_their_ssh_settings_vars_and_secret_names_but_no_value() {
     assert_no_secret(&run, &env);
     let text = &run.stdout;
     let toml = std::fs::read_to_string(p.path("provision.toml")).unwrap();
-    let jump = toml.split("bastion@").nth(1).unwrap().split('"').next().unwrap();
+    let jump = toml
+        .split("bastion@")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     for want in [
         "env test of app shop, playbook playbooks/deploy.toml",
         "hosts: 3",
@@ -148,7 +154,11 @@ fn config_shows_hosts_their_ssh_settings_vars_and_secret_names_but_no_value() {
     ] {
         assert!(text.contains(want), "no `{want}` in\n{}", run.dump());
     }
-    assert!(text.contains("address   deploy@127.0.0.1:"), "{}", run.dump());
+    assert!(
+        text.contains("address   deploy@127.0.0.1:"),
+        "{}",
+        run.dump()
+    );
 
     for args in [
         &["config", "test", "--json", "-e", "greeting=hi"][..],
@@ -166,7 +176,10 @@ fn config_shows_hosts_their_ssh_settings_vars_and_secret_names_but_no_value() {
         assert_eq!(web2["user"], "root", "{web2:#}");
         assert_eq!(web2["vars"]["weight"], 3);
         assert_eq!(web2["roles"], serde_json::json!(["web"]));
-        let deploy = hosts.iter().find(|h| h["user"] == "deploy").expect("deploy");
+        let deploy = hosts
+            .iter()
+            .find(|h| h["user"] == "deploy")
+            .expect("deploy");
         let ssh = &deploy["ssh"];
         assert_eq!(ssh["known_hosts"], "accept-new");
         assert_eq!(ssh["identity_key"], "$PROVISION_SSH_KEY", "{ssh:#}");
@@ -207,7 +220,8 @@ fn secrets_lists_keys_where_they_are_used_and_which_are_missing() {
     run.expect_code(1);
     assert_no_secret(&run, &env);
     assert!(
-        run.stdout.contains("FROM_ENV     MISSING      playbooks/deploy.toml:5"),
+        run.stdout
+            .contains("FROM_ENV     MISSING      playbooks/deploy.toml:5"),
         "{}",
         run.dump()
     );
@@ -225,7 +239,10 @@ fn secrets_lists_keys_where_they_are_used_and_which_are_missing() {
     assert_eq!(doc["file_exists"], true);
     assert_eq!(doc["missing"], serde_json::json!(["FROM_ENV"]));
     let keys = doc["keys"].as_array().expect("keys");
-    let token = keys.iter().find(|k| k["name"] == "API_TOKEN").expect("API_TOKEN");
+    let token = keys
+        .iter()
+        .find(|k| k["name"] == "API_TOKEN")
+        .expect("API_TOKEN");
     assert_eq!(token["source"], "file");
     assert_eq!(token["used_by"][0]["file"], "templates/app.conf.j2");
     assert_eq!(token["used_by"][0]["line"], 2);

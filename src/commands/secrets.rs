@@ -76,7 +76,12 @@ pub fn run(cx: &Context, env_name: &str, json: bool) -> Result<i32, Error> {
         .filter(|k| matches!(k.source, Source::Missing | Source::Empty) && !k.used_by.is_empty())
         .map(|k| k.name.clone())
         .collect();
-    let relative = |p: &Path| p.strip_prefix(&project.root).unwrap_or(p).display().to_string();
+    let relative = |p: &Path| {
+        p.strip_prefix(&project.root)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
     let listing = Listing {
         env: env.name.clone(),
         file: env.secrets.as_deref().map(relative),
@@ -119,7 +124,13 @@ fn show(out: &crate::report::Output, l: &Listing) {
         "env {}: secrets file {file}, then provision's environment (values not shown)",
         l.env
     ));
-    let width = l.keys.iter().map(|k| k.name.len()).max().unwrap_or(3).max(3);
+    let width = l
+        .keys
+        .iter()
+        .map(|k| k.name.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
     out.line(&format!("{:width$}  {:<11}  USED BY", "KEY", "SOURCE"));
     for k in &l.keys {
         let source = match k.source {
@@ -131,7 +142,11 @@ fn show(out: &crate::report::Output, l: &Listing) {
         let used = if k.used_by.is_empty() {
             "(not used)".to_string()
         } else {
-            k.used_by.iter().map(use_text).collect::<Vec<_>>().join("; ")
+            k.used_by
+                .iter()
+                .map(use_text)
+                .collect::<Vec<_>>()
+                .join("; ")
         };
         out.line(&format!("{:width$}  {source:<11}  {used}", k.name));
     }

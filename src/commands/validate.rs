@@ -32,7 +32,10 @@ pub fn run(cx: &Context, env_name: Option<&str>) -> Result<i32, Error> {
     }
     if let Some(project) = &project {
         let envs: Vec<&Env> = match env_name {
-            Some(name) => v.take(project.env(name).map_err(|e| vec![e])).into_iter().collect(),
+            Some(name) => v
+                .take(project.env(name).map_err(|e| vec![e]))
+                .into_iter()
+                .collect(),
             None => project.envs.values().collect(),
         };
         for env in envs {
@@ -69,7 +72,11 @@ impl Validation {
         if let Some(parsed) = self.playbooks.get(path) {
             return parsed.clone();
         }
-        let display = path.strip_prefix(root).unwrap_or(path).display().to_string();
+        let display = path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
         let parsed = self.take(Playbook::load_all(path, &display));
         if let Some(pb) = &parsed {
             self.steps += pb.steps.len();
@@ -97,7 +104,8 @@ impl Validation {
         let hosts = self.take_one(load::offline_hosts(cx, project, env));
         let secrets = self.take_one(Secrets::load(env.secrets.as_deref(), cx.redactor.clone()));
         let n = hosts.as_ref().map_or(0, |(_, selected)| selected.len());
-        self.envs.push(format!("{} ({})", env.name, super::hosts_n(n)));
+        self.envs
+            .push(format!("{} ({})", env.name, super::hosts_n(n)));
         let (Some(pb), Some((all, selected)), Some(secrets)) = (playbook, hosts, secrets) else {
             return;
         };

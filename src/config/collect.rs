@@ -25,8 +25,9 @@ impl Project {
 impl Playbook {
     /// [`Playbook::load`], with every error of the file when it has any.
     pub fn load_all(file: &Path, display: &str) -> Result<Playbook, Vec<ConfigError>> {
-        let text = crate::error::read(file, "the playbook")
-            .map_err(|e| vec![e.with_help("create it (see `provision init`) or choose another with --playbook")])?;
+        let text = crate::error::read(file, "the playbook").map_err(|e| {
+            vec![e.with_help("create it (see `provision init`) or choose another with --playbook")]
+        })?;
         Playbook::parse(file, display, &text)
             .map_err(|first| playbook_errors(Path::new(display), &text, first))
     }
@@ -62,18 +63,15 @@ fn project_errors(file: &Path, text: &str, first: ConfigError) -> Vec<ConfigErro
         ssh: raw.as_ref().map_or(&no_ssh, |r| &r.ssh),
         remote_env: raw.as_ref().map_or(&no_env, |r| &r.remote_env),
     };
-    match envs.map(Spanned::into_inner) {
-        Some(DeValue::Table(tables)) => {
-            for (name, value) in tables {
-                let name = name.into_inner();
-                match Spanned::<EnvFile>::deserialize(ValueDeserializer::from(value)) {
-                    Ok(def) => errors.extend(top.env(&name, def).err()),
-                    Err(e) => errors.push(ConfigError::from_toml(file, text, &e)),
-                }
+    // `env = 3` is not a table: the normal path said what is wrong with it.
+    if let Some(DeValue::Table(tables)) = envs.map(Spanned::into_inner) {
+        for (name, value) in tables {
+            let name = name.into_inner();
+            match Spanned::<EnvFile>::deserialize(ValueDeserializer::from(value)) {
+                Ok(def) => errors.extend(top.env(&name, def).err()),
+                Err(e) => errors.push(ConfigError::from_toml(file, text, &e)),
             }
         }
-        // `env = 3`: the normal path said what is wrong with it.
-        Some(_) | None => {}
     }
     dedup(errors)
 }
@@ -92,7 +90,9 @@ fn playbook_errors(shown: &Path, text: &str, first: ConfigError) -> Vec<ConfigEr
         let mut seen = Seen::default();
         for (index, item) in items.into_iter().enumerate() {
             match Spanned::<StepDef>::deserialize(ValueDeserializer::from(item)) {
-                Ok(def) => errors.extend(playbook::step_of(shown, text, index, def, &mut seen).err()),
+                Ok(def) => {
+                    errors.extend(playbook::step_of(shown, text, index, def, &mut seen).err())
+                }
                 Err(e) => errors.push(ConfigError::from_toml(shown, text, &e)),
             }
         }
@@ -160,10 +160,19 @@ mod tests {
             "app = \"x\"\ncolour = 1\n[env.a]\nhosts = [\"bad host\"]\n[env.b]\nhosts = [\"h\"]\nsecret = \"s\"\n[env.c]\nhosts = [\"ok\"]\n",
         );
         assert_eq!(errors.len(), 3, "{errors:#?}");
-        assert!(errors[0].starts_with("provision.toml:2:1: unknown field `colour`"), "{errors:#?}");
+        assert!(
+            errors[0].starts_with("provision.toml:2:1: unknown field `colour`"),
+            "{errors:#?}"
+        );
         assert!(errors[1].starts_with("provision.toml:4:"), "{errors:#?}");
-        assert!(errors[1].contains("`bad host` is not a host"), "{errors:#?}");
-        assert!(errors[2].starts_with("provision.toml:7:1: unknown field `secret`"), "{errors:#?}");
+        assert!(
+            errors[1].contains("`bad host` is not a host"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[2].starts_with("provision.toml:7:1: unknown field `secret`"),
+            "{errors:#?}"
+        );
     }
 
     #[test]

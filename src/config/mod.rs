@@ -309,8 +309,15 @@ fn check_app(file: &Path, text: &str, app: &str) -> Result<(), ConfigError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
-        return Err(ConfigError::at(file, text, text.find("app").unwrap_or(0), format!("app name `{app}` is not valid"))
-            .with_help("use letters, digits, `-`, `_` or `.`: it names folders and containers on the hosts"));
+        return Err(ConfigError::at(
+            file,
+            text,
+            text.find("app").unwrap_or(0),
+            format!("app name `{app}` is not valid"),
+        )
+        .with_help(
+            "use letters, digits, `-`, `_` or `.`: it names folders and containers on the hosts",
+        ));
     }
     Ok(())
 }
