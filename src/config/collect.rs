@@ -18,7 +18,13 @@ impl Project {
     /// [`Project::load`], with every error of the file when it has any.
     pub fn load_all(file: &Path) -> Result<Project, Vec<ConfigError>> {
         let text = crate::error::read(file, "the project file").map_err(|e| vec![e])?;
-        Project::parse(file, &text).map_err(|first| project_errors(file, &text, first))
+        Project::parse_all(file, &text)
+    }
+
+    /// [`Project::parse`], with every error of the text when it has any (the first one is
+    /// `parse`'s).
+    pub fn parse_all(file: &Path, text: &str) -> Result<Project, Vec<ConfigError>> {
+        Project::parse(file, text).map_err(|first| project_errors(file, text, first))
     }
 }
 
@@ -28,8 +34,14 @@ impl Playbook {
         let text = crate::error::read(file, "the playbook").map_err(|e| {
             vec![e.with_help("create it (see `provision init`) or choose another with --playbook")]
         })?;
-        Playbook::parse(file, display, &text)
-            .map_err(|first| playbook_errors(Path::new(display), &text, first))
+        Playbook::parse_all(file, display, &text)
+    }
+
+    /// [`Playbook::parse`], with every error of the text when it has any (the first one is
+    /// `parse`'s).
+    pub fn parse_all(file: &Path, display: &str, text: &str) -> Result<Playbook, Vec<ConfigError>> {
+        Playbook::parse(file, display, text)
+            .map_err(|first| playbook_errors(Path::new(display), text, first))
     }
 }
 
