@@ -199,6 +199,33 @@ pub enum Command {
     /// List the environment's hosts, their roles and how they are reached
     #[command(after_help = "Example: provision hosts prod")]
     Hosts { env: String },
+    /// Check everything `up` checks before connecting (provision.toml, every playbook, the
+    /// templates rendered with the env's hosts and vars, secrets, host strings, keys) and
+    /// report every error at once; contacts nothing
+    #[command(
+        after_help = "Examples:\n  provision validate\n  provision validate prod -e ref=v1.2\n\nWithout ENV every environment is checked. Exit 0 when valid, 1 when an error was found."
+    )]
+    Validate { env: Option<String> },
+    /// The resolved configuration of an environment: hosts, their SSH settings, vars after
+    /// -e, and the names of the secrets needed (values never shown); contacts nothing
+    #[command(after_help = "Example: provision config prod -e ref=v1.2 --json")]
+    Config {
+        env: String,
+        /// One JSON document instead of text (as --output json)
+        #[arg(long)]
+        json: bool,
+    },
+    /// The secrets an environment's source holds, which steps and templates use each
+    /// (file:line), and which are missing; values never shown
+    #[command(
+        after_help = "Example: provision secrets prod\n\nExit 1 when a secret the playbook uses is missing."
+    )]
+    Secrets {
+        env: String,
+        /// One JSON document instead of text (as --output json)
+        #[arg(long)]
+        json: bool,
+    },
     /// Terminate the environment's EC2 instances and delete the security group and key pair provision created
     #[command(after_help = "Example: provision down staging --yes")]
     Down { env: String },
@@ -391,6 +418,9 @@ async fn dispatch(command: Command, cx: Context) -> Result<i32, Error> {
         Command::Releases { env } => cmd::releases::run(cx, &env).await,
         Command::Hosts { env } => cmd::hosts::run(cx, &env).await,
         Command::Down { env } => cmd::down::run(cx, &env).await,
+        Command::Validate { env } => cmd::validate::run(cx, env.as_deref()),
+        Command::Config { env, json } => cmd::config::run(cx, &env, json),
+        Command::Secrets { env, json } => cmd::secrets::run(cx, &env, json),
         Command::Exec {
             env,
             timeout,

@@ -332,6 +332,88 @@ fn every_bad_input_is_reported_with_its_location_and_touches_no_host() {
     );
 }
 
+/// `provision validate` on every case: it exits 1 and reports the very error the normal path
+/// gives (the same `error:` line: file:line:col and message), without connecting. The case's
+/// `args` give the env (`up test` → `validate test`) and the options before `--`.
+#[test]
+fn validate_reports_every_bad_input_as_the_normal_path_does_and_connects_nowhere() {
+    let servers = Servers::start(1);
+    let (sshd, key) = (servers.sshd(), &servers.key);
+    wait_quiet(sshd);
+    let cases = cases();
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|case| {
+            validate_case(sshd, key, case)
+                .err()
+                .map(|e| format!("=== {case}: {e}"))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad-input cases failed under validate:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+fn validate_case(sshd: &Sshd, key: &ClientKey, case: &str) -> Result<(), String> {
+    let dir = PathBuf::from(CORPUS).join(case);
+    let text = std::fs::read_to_string(dir.join("expect.txt"))
+        .map_err(|e| format!("cannot read {case}/expect.txt: {e}"))?;
+    let expect = parse_expect(case, &text);
+    let (project, subst) = materialize(sshd, key, Some(case), Some(&expect));
+    let args = subst.apply(expect.args.as_deref().unwrap_or("up test"));
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let mut validate = vec!["validate"];
+    validate.extend(args[1..].iter().take_while(|a| **a != "--"));
+    let run = |args: &[&str]| project.run_env(args, &expect.env);
+    let normal = run(&args);
+    let log_before = sshd.log().len();
+    let checked = run(&validate);
+    let sshd_saw = sshd.log().get(log_before..).unwrap_or_default().to_string();
+    let mut problems = Vec::new();
+    let first_error = |r: &Run| {
+        r.stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .map(str::to_string)
+    };
+    match (first_error(&normal), checked.code) {
+        (None, _) => problems.push(format!(
+            "the normal path gave no error line\n{}",
+            normal.dump()
+        )),
+        (Some(line), 1) if checked.stderr.lines().any(|l| l == line) => {}
+        (Some(line), code) => problems.push(format!(
+            "validate (exit {code}) does not report the normal path's `{line}`"
+        )),
+    }
+    let all = format!("{}\n{}", checked.stdout, checked.stderr);
+    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+        if all.contains(bad) {
+            problems.push(format!("the output contains `{bad}`"));
+        }
+    }
+    for secret in &expect.absent {
+        if all.contains(secret.as_str()) {
+            problems.push(format!("the output contains `{secret}`"));
+        }
+    }
+    if !checked.stderr.contains("nothing was contacted") {
+        problems.push("no summary line".into());
+    }
+    if sshd_saw.contains("Connection from") || project.path(".provision/known_hosts").exists() {
+        problems.push(format!("validate connected:\n{sshd_saw}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\n{}", problems.join("\n"), checked.dump()))
+    }
+}
+
 /// The control: `_base` alone is a valid project whose first step does create the marker, so
 /// "the marker is absent" in the cases above means something.
 #[test]

@@ -962,7 +962,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 16] = [
     "up",
     "plan",
     "rollback",
@@ -976,6 +976,9 @@ const COMMANDS: [&str; 13] = [
     "init",
     "completions",
     "man",
+    "validate",
+    "config",
+    "secrets",
 ];
 
 #[test]

@@ -6,6 +6,7 @@ use crate::config::{ConfigError, Env, Playbook, Project};
 use crate::inventory::Host;
 use crate::plan::{PlanOptions, Planner};
 use crate::secrets::{Redactor, Secrets};
+use std::path::PathBuf;
 
 /// The project `-C` names (or the one found upward from here).
 pub fn project(cx: &Context) -> Result<Project, ConfigError> {
@@ -20,6 +21,32 @@ pub fn resolver<'a>(
     move |e: &Env| crate::inventory::resolve_with(project, e, None, &cx.access)
 }
 
+/// The env's hosts (all of them, as templates see them) and those `--limit` selects: for an
+/// env with `ec2`, the instances `up` would launch, without asking EC2.
+pub fn offline_hosts(
+    cx: &Context,
+    project: &Project,
+    env: &Env,
+) -> Result<(Vec<Host>, Vec<Host>), ConfigError> {
+    let resolve = resolver(project, cx);
+    let limit = cx.limit.as_deref();
+    match &env.ec2 {
+        Some(ec2) => {
+            let all = crate::cloud::hosts::expected(env, ec2, &project.file, &resolve)?;
+            let selected = (all.iter())
+                .filter(|h| limit.is_none_or(|l| crate::inventory::in_limit(h, l)))
+                .cloned()
+                .collect();
+            Ok((all, selected))
+        }
+        None => {
+            let all = resolve(env)?;
+            let selected = crate::cloud::hosts::select(all.clone(), limit, &project.file)?;
+            Ok((all, selected))
+        }
+    }
+}
+
 /// A run's planner: the env's playbook (checked against its roles) and secrets, with the
 /// command line's tags and vars. Every reference is checked when hosts are planned.
 pub fn planner(
@@ -28,13 +55,28 @@ pub fn planner(
     env: &Env,
     allow_recreate: bool,
 ) -> Result<(Planner, Redactor), ConfigError> {
+    let (pb_path, display) = playbook_file(cx, project, env);
+    let playbook = Playbook::load(&pb_path, &display)?;
+    check_playbook(&playbook, env)?;
+    let redactor = cx.redactor.clone();
+    let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
+    let planner = planner_with(cx, project, env, playbook, secrets, allow_recreate)?;
+    Ok((planner, redactor))
+}
+
+/// The env's playbook (`--playbook` wins) and its path as messages show it.
+pub fn playbook_file(cx: &Context, project: &Project, env: &Env) -> (PathBuf, String) {
     let pb_path = project.playbook_path(env, cx.playbook.as_deref());
     let display = pb_path
         .strip_prefix(&project.root)
         .unwrap_or(&pb_path)
         .display()
         .to_string();
-    let playbook = Playbook::load(&pb_path, &display)?;
+    (pb_path, display)
+}
+
+/// The roles and `run_once` hosts the playbook names are the env's.
+pub fn check_playbook(playbook: &Playbook, env: &Env) -> Result<(), ConfigError> {
     playbook.check_roles(&env.roles, &env.name)?;
     // Hosts found elsewhere (EC2, ssh_config, Vagrant) are checked once the run has them.
     if env.ec2.is_none() && env.ssh_source.is_none() {
@@ -45,8 +87,18 @@ pub fn planner(
         names.dedup();
         playbook.check_run_once(&names, &env.name)?;
     }
-    let redactor = cx.redactor.clone();
-    let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
+    Ok(())
+}
+
+/// The planner of a loaded playbook and secrets, with the command line's tags and vars.
+pub fn planner_with(
+    cx: &Context,
+    project: &Project,
+    env: &Env,
+    playbook: Playbook,
+    secrets: Secrets,
+    allow_recreate: bool,
+) -> Result<Planner, ConfigError> {
     let trimmed = |tags: &[String]| -> Vec<String> {
         tags.iter()
             .map(|t| t.trim().to_string())
@@ -60,8 +112,7 @@ pub fn planner(
         vars,
         allow_recreate,
     };
-    let planner = Planner::new(project, &env.name, playbook, secrets, opts)?;
-    Ok((planner, redactor))
+    Planner::new(project, &env.name, playbook, secrets, opts)
 }
 
 /// The key `-e @file` is carried under until the file is read.
@@ -70,7 +121,7 @@ pub const VAR_FILE: &str = "@";
 /// `-e` pairs with each `@file` replaced by its `key = value` lines, in command-line order (a
 /// later `-e` wins). Values are strings, numbers or booleans, kept as the text `-e` would take
 /// (typed the same way), so the release log records them and `rollback` restores them.
-fn expand_var_files(given: &[(String, String)]) -> Result<Vec<(String, String)>, ConfigError> {
+pub fn expand_var_files(given: &[(String, String)]) -> Result<Vec<(String, String)>, ConfigError> {
     let mut out = Vec::new();
     for (k, v) in given {
         if k == VAR_FILE {

@@ -5,6 +5,7 @@
 //! values.
 
 pub mod completions;
+pub mod config;
 pub mod context;
 mod converge;
 pub mod down;
@@ -20,10 +21,12 @@ pub mod plan;
 pub mod releases;
 pub mod report;
 pub mod rollback;
+pub mod secrets;
 pub mod ssh;
 pub mod status;
 pub mod unlock;
 pub mod up;
+pub mod validate;
 
 use crate::config::{Env, Project};
 use crate::error::Error;

@@ -2,6 +2,7 @@
 //!
 //! Parsing is strict (unknown keys are errors) and happens before any host is contacted.
 
+mod collect;
 pub mod ec2;
 pub mod hosts;
 pub mod playbook;
@@ -237,49 +238,22 @@ impl Project {
     }
 
     pub fn parse(file: &Path, text: &str) -> Result<Project, ConfigError> {
-        let raw: ProjectFile =
+        let mut raw: ProjectFile =
             toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
-        let root = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let root = if root.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            root
+        let root = root_of(file);
+        check_app(file, text, &raw.app)?;
+        let tables = std::mem::take(&mut raw.env);
+        let top = Top {
+            file,
+            text,
+            root: &root,
+            app: &raw.app,
+            ssh: &raw.ssh,
+            remote_env: &raw.remote_env,
         };
-        if raw.app.trim().is_empty()
-            || !raw
-                .app
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(ConfigError::at(file, text, text.find("app").unwrap_or(0), format!("app name `{}` is not valid", raw.app))
-                .with_help("use letters, digits, `-`, `_` or `.`: it names folders and containers on the hosts"));
-        }
         let mut envs = BTreeMap::new();
-        for (name, spanned) in raw.env {
-            let span = spanned.span();
-            let at = EnvAt {
-                file,
-                text,
-                name: &name,
-                offset: span.start,
-                root: &root,
-            };
-            let mut env = build_env(&at, &raw.app, spanned.into_inner(), &raw.ssh)?;
-            for (k, v) in &raw.remote_env {
-                env.remote_env.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-            if let Some(bad) = env
-                .remote_env
-                .keys()
-                .find(|k| !playbook::is_identifier(k) && !k.starts_with('_'))
-            {
-                return Err(ConfigError::at(
-                    file,
-                    text,
-                    span.start,
-                    format!("env `{name}`: remote_env key `{bad}` is not a variable name"),
-                ));
-            }
+        for (name, spanned) in tables {
+            let env = top.env(&name, spanned)?;
             envs.insert(name, env);
         }
         Ok(Project {
@@ -318,6 +292,75 @@ impl Project {
         } else {
             self.root.join("playbooks").join(format!("{name}.toml"))
         }
+    }
+}
+
+/// The folder a project file's paths are relative to.
+fn root_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn check_app(file: &Path, text: &str, app: &str) -> Result<(), ConfigError> {
+    if app.trim().is_empty()
+        || !app
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ConfigError::at(
+            file,
+            text,
+            text.find("app").unwrap_or(0),
+            format!("app name `{app}` is not valid"),
+        )
+        .with_help(
+            "use letters, digits, `-`, `_` or `.`: it names folders and containers on the hosts",
+        ));
+    }
+    Ok(())
+}
+
+/// The top level of a project file, which every `[env.<name>]` is built with.
+struct Top<'a> {
+    file: &'a Path,
+    text: &'a str,
+    root: &'a Path,
+    app: &'a str,
+    ssh: &'a SshDef,
+    remote_env: &'a BTreeMap<String, String>,
+}
+
+impl Top<'_> {
+    /// One env, as written under `[env.<name>]`, with the top level's ssh and remote_env.
+    fn env(&self, name: &str, spanned: Spanned<EnvFile>) -> Result<Env, ConfigError> {
+        let (file, text) = (self.file, self.text);
+        let span = spanned.span();
+        let at = EnvAt {
+            file,
+            text,
+            name,
+            offset: span.start,
+            root: self.root,
+        };
+        let mut env = build_env(&at, self.app, spanned.into_inner(), self.ssh)?;
+        for (k, v) in self.remote_env {
+            env.remote_env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        if let Some(bad) = env
+            .remote_env
+            .keys()
+            .find(|k| !playbook::is_identifier(k) && !k.starts_with('_'))
+        {
+            return Err(ConfigError::at(
+                file,
+                text,
+                span.start,
+                format!("env `{name}`: remote_env key `{bad}` is not a variable name"),
+            ));
+        }
+        Ok(env)
     }
 }
 

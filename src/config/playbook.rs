@@ -14,7 +14,7 @@ use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PlaybookFile {
+pub(super) struct PlaybookFile {
     /// What a deploy is recorded as in the release log, e.g. "{{ src.sha }}".
     release: Option<String>,
     /// A deploy lock not refreshed for this long is taken over (default 2m). `lock_ttl` is
@@ -28,7 +28,7 @@ struct PlaybookFile {
 /// One `[[step]]` as written: the common keys and every kind key it has (exactly one is
 /// valid; `Playbook::parse` says which are there when not).
 #[derive(Debug, Default)]
-struct StepDef {
+pub(super) struct StepDef {
     name: Option<String>,
     on: Option<OneOrMany>,
     when: Option<String>,
@@ -240,71 +240,10 @@ impl Playbook {
         let shown = PathBuf::from(display);
         let raw: PlaybookFile =
             toml::from_str(text).map_err(|e| ConfigError::from_toml(&shown, text, &e))?;
+        let mut seen = Seen::default();
         let mut steps = Vec::new();
-        let mut names = BTreeSet::new();
-        let mut registers = BTreeSet::new();
         for (index, spanned) in raw.step.into_iter().enumerate() {
-            let offset = spanned.span().start;
-            let err = |msg: String| ConfigError::at(&shown, text, offset, msg);
-            let (mut kinds, c) = spanned.into_inner().into_kind();
-            if kinds.len() != 1 {
-                let what = if kinds.is_empty() {
-                    "has no kind".to_string()
-                } else {
-                    // Named in the order of the kinds list, whatever the order written.
-                    let given = steps::NAMES
-                        .iter()
-                        .filter(|n| kinds.iter().any(|k| k.kind() == **n));
-                    let given: Vec<&str> = given.copied().collect();
-                    format!("has {} kinds ({})", kinds.len(), given.join(", "))
-                };
-                return Err(err(format!("step {} {what}", index + 1)).with_help(format!(
-                    "give each [[step]] exactly one of: {}",
-                    steps::NAMES.join(", ")
-                )));
-            }
-            let spec = kinds.remove(0);
-            let name = c.name.unwrap_or_else(|| spec.default_name());
-            if !names.insert(name.clone()) {
-                return Err(err(format!("two steps are named `{name}`")).with_help(
-                    "give each step a distinct `name` (names key the output and --limit of steps)",
-                ));
-            }
-            if let Some(r) = &c.register {
-                if !is_identifier(r) {
-                    return Err(err(format!("register name `{r}` is not an identifier"))
-                        .with_help("use letters, digits and `_`, starting with a letter"));
-                }
-                if !registers.insert(r.clone()) {
-                    return Err(err(format!("`{r}` is registered by two steps")));
-                }
-                // Provision's own values in every template: a register would hide them.
-                if ["facts", "hosts"].contains(&r.as_str()) {
-                    return Err(err(format!(
-                        "register name `{r}` is taken: provision sets `{r}` in every template"
-                    ))
-                    .with_help("register under another name"));
-                }
-            }
-            let line = crate::error::line_col(text, offset).0;
-            let run_once_at = c
-                .run_once
-                .as_ref()
-                .map_or((line, 1), |r| crate::error::line_col(text, r.span().start));
-            let run_once = run_once_of(&spec, c.run_once.map(Spanned::into_inner));
-            steps.push(Step {
-                run_once,
-                run_once_at,
-                index,
-                name,
-                spec,
-                on: c.on,
-                when: c.when,
-                register: c.register,
-                tags: c.tags,
-                timeout: c.timeout,
-                line,
-            });
+            steps.push(step_of(&shown, text, index, spanned, &mut seen)?);
         }
         Ok(Playbook {
             release: raw.release,
@@ -362,6 +301,85 @@ impl Playbook {
         }
         Ok(())
     }
+}
+
+/// What the steps before this one used: a name or register given twice is an error.
+#[derive(Default)]
+pub(super) struct Seen {
+    names: BTreeSet<String>,
+    registers: BTreeSet<String>,
+}
+
+/// The `index`-th `[[step]]` of a playbook, checked (also by the collecting path,
+/// `collect.rs`, which goes on after an error).
+pub(super) fn step_of(
+    shown: &Path,
+    text: &str,
+    index: usize,
+    spanned: Spanned<StepDef>,
+    seen: &mut Seen,
+) -> Result<Step, ConfigError> {
+    let offset = spanned.span().start;
+    let err = |msg: String| ConfigError::at(shown, text, offset, msg);
+    let (mut kinds, c) = spanned.into_inner().into_kind();
+    if kinds.len() != 1 {
+        let what = if kinds.is_empty() {
+            "has no kind".to_string()
+        } else {
+            // Named in the order of the kinds list, whatever the order written.
+            let given = steps::NAMES
+                .iter()
+                .filter(|n| kinds.iter().any(|k| k.kind() == **n));
+            let given: Vec<&str> = given.copied().collect();
+            format!("has {} kinds ({})", kinds.len(), given.join(", "))
+        };
+        return Err(err(format!("step {} {what}", index + 1)).with_help(format!(
+            "give each [[step]] exactly one of: {}",
+            steps::NAMES.join(", ")
+        )));
+    }
+    let spec = kinds.remove(0);
+    let name = c.name.unwrap_or_else(|| spec.default_name());
+    if !seen.names.insert(name.clone()) {
+        return Err(err(format!("two steps are named `{name}`")).with_help(
+            "give each step a distinct `name` (names key the output and --limit of steps)",
+        ));
+    }
+    if let Some(r) = &c.register {
+        if !is_identifier(r) {
+            return Err(err(format!("register name `{r}` is not an identifier"))
+                .with_help("use letters, digits and `_`, starting with a letter"));
+        }
+        if !seen.registers.insert(r.clone()) {
+            return Err(err(format!("`{r}` is registered by two steps")));
+        }
+        // Provision's own values in every template: a register would hide them.
+        if ["facts", "hosts"].contains(&r.as_str()) {
+            return Err(err(format!(
+                "register name `{r}` is taken: provision sets `{r}` in every template"
+            ))
+            .with_help("register under another name"));
+        }
+    }
+    let line = crate::error::line_col(text, offset).0;
+    let run_once_at = c
+        .run_once
+        .as_ref()
+        .map_or((line, 1), |r| crate::error::line_col(text, r.span().start));
+    let run_once = run_once_of(&spec, c.run_once.map(Spanned::into_inner));
+    Ok(Step {
+        run_once,
+        run_once_at,
+        index,
+        name,
+        spec,
+        on: c.on,
+        when: c.when,
+        register: c.register,
+        tags: c.tags,
+        timeout: c.timeout,
+        line,
+    })
 }
 
 /// What `run_once` means for a step: a `migrate` runs once per env and release unless

@@ -111,6 +111,16 @@ pub struct HostPlan {
     pub steps: Vec<PlannedStep>,
 }
 
+/// The names a step's references are checked against while a host is planned.
+struct Names {
+    /// Vars, provision's own names (app, env, host, hosts, secrets) and `facts`.
+    known: BTreeSet<String>,
+    /// Registered by some step of the playbook.
+    all_registers: BTreeSet<String>,
+    /// Registered by the steps before this one.
+    registered_before: BTreeSet<String>,
+}
+
 /// Where a step refers to variables.
 enum Origin {
     /// A step field, by its path (e.g. `command.run`).
@@ -332,6 +342,17 @@ impl Planner {
 
     /// Plan one host: select its steps, check every reference, render what can be rendered.
     pub fn plan_host(&self, host: &Host) -> Result<HostPlan, ConfigError> {
+        let (plan, mut errors) = self.plan_host_all(host);
+        match errors.is_empty() {
+            true => Ok(plan),
+            false => Err(errors.swap_remove(0)),
+        }
+    }
+
+    /// [`Planner::plan_host`] going on after a step's error (`provision validate`): the
+    /// steps planned, and every step's error in playbook order. A step with an error still
+    /// counts as registering its value, so the steps using it are not reported too.
+    pub fn plan_host_all(&self, host: &Host) -> (HostPlan, Vec<ConfigError>) {
         let all_registers: BTreeSet<String> = self
             .playbook
             .steps
@@ -345,68 +366,92 @@ impl Planner {
             .unwrap_or_default();
         // Known on the host's turn: gathered in its first probe round trip.
         known.insert(FACTS.to_string());
-        let mut registered_before = BTreeSet::new();
-        let mut steps = Vec::new();
+        let mut names = Names {
+            known,
+            all_registers,
+            registered_before: BTreeSet::new(),
+        };
+        let (mut steps, mut errors) = (Vec::new(), Vec::new());
         for step in &self.playbook.steps {
-            let refs = self.references(step)?;
-            let all_refs: BTreeSet<String> = refs
-                .iter()
-                .flat_map(|(_, names)| names.iter().cloned())
-                .collect();
-            let mut deps: BTreeSet<String> =
-                all_refs.intersection(&all_registers).cloned().collect();
-            // Fields using facts wait for them; a `when` alone does not (it is evaluated on
-            // the step's turn, after they are gathered), so the step is still probed ahead.
-            let fields_use_facts = refs
-                .iter()
-                .any(|(o, names)| !matches!(o, Origin::When) && names.contains(FACTS));
-            if fields_use_facts {
-                deps.insert(FACTS.to_string());
-            }
-            for (origin, names) in &refs {
-                for r in names {
-                    if known.contains(r)
-                        || BUILTINS.contains(&r.as_str())
-                        || registered_before.contains(r)
-                    {
-                        continue;
-                    }
-                    let why = if all_registers.contains(r) {
-                        format!("uses `{r}`, which is registered by a later step")
-                    } else {
-                        let near = known.iter().chain(&all_registers).map(String::as_str);
-                        match crate::error::suggest(r, near) {
-                            Some(n) => format!("undefined variable `{r}`; did you mean `{n}`?"),
-                            None => format!(
-                                "undefined variable `{r}`; define it under [vars] or the env's vars"
-                            ),
-                        }
-                    };
-                    return Err(self.err(step, format!("{}: {why}", self.origin_text(origin, r))));
-                }
+            match self.plan_step(step, host, &ctx, &names) {
+                Ok(Some(planned)) => steps.push(planned),
+                Ok(None) => {}
+                Err(e) => errors.push(e),
             }
             if let Some(r) = &step.register {
-                registered_before.insert(r.clone());
+                names.registered_before.insert(r.clone());
             }
-            if !self.selected(step, host) {
-                continue;
-            }
-            let prepared = if deps.is_empty() {
-                Some(self.prepare(step, &ctx).map_err(|m| self.err(step, m))?)
-            } else {
-                None
-            };
-            steps.push(PlannedStep {
-                step: step.clone(),
-                prepared,
-                deps,
-                facts: all_refs.contains(FACTS),
-            });
         }
-        Ok(HostPlan {
+        let plan = HostPlan {
             host: host.clone(),
             steps,
-        })
+        };
+        (plan, errors)
+    }
+
+    /// One step of [`Planner::plan_host_all`]: None when the host does not run it.
+    fn plan_step(
+        &self,
+        step: &Step,
+        host: &Host,
+        ctx: &Value,
+        names: &Names,
+    ) -> Result<Option<PlannedStep>, ConfigError> {
+        let Names {
+            known,
+            all_registers,
+            registered_before,
+        } = names;
+        let refs = self.references(step)?;
+        let all_refs: BTreeSet<String> = refs
+            .iter()
+            .flat_map(|(_, names)| names.iter().cloned())
+            .collect();
+        let mut deps: BTreeSet<String> = all_refs.intersection(all_registers).cloned().collect();
+        // Fields using facts wait for them; a `when` alone does not (it is evaluated on
+        // the step's turn, after they are gathered), so the step is still probed ahead.
+        let fields_use_facts = refs
+            .iter()
+            .any(|(o, names)| !matches!(o, Origin::When) && names.contains(FACTS));
+        if fields_use_facts {
+            deps.insert(FACTS.to_string());
+        }
+        for (origin, names) in &refs {
+            for r in names {
+                if known.contains(r)
+                    || BUILTINS.contains(&r.as_str())
+                    || registered_before.contains(r)
+                {
+                    continue;
+                }
+                let why = if all_registers.contains(r) {
+                    format!("uses `{r}`, which is registered by a later step")
+                } else {
+                    let near = known.iter().chain(all_registers).map(String::as_str);
+                    match crate::error::suggest(r, near) {
+                        Some(n) => format!("undefined variable `{r}`; did you mean `{n}`?"),
+                        None => format!(
+                            "undefined variable `{r}`; define it under [vars] or the env's vars"
+                        ),
+                    }
+                };
+                return Err(self.err(step, format!("{}: {why}", self.origin_text(origin, r))));
+            }
+        }
+        if !self.selected(step, host) {
+            return Ok(None);
+        }
+        let prepared = if deps.is_empty() {
+            Some(self.prepare(step, ctx).map_err(|m| self.err(step, m))?)
+        } else {
+            None
+        };
+        Ok(Some(PlannedStep {
+            step: step.clone(),
+            prepared,
+            deps,
+            facts: all_refs.contains(FACTS),
+        }))
     }
 
     /// Root variable names used by a step, grouped by where they are used: each field, `when`
