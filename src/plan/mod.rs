@@ -384,7 +384,9 @@ impl Planner {
                     let why = if all_registers.contains(r) {
                         format!("uses `{r}`, which is registered by a later step")
                     } else {
-                        let near = known.iter().chain(&all_registers).map(String::as_str);
+                        let near = (known.iter().chain(&all_registers))
+                            .chain(step.lang.locals.keys())
+                            .map(String::as_str);
                         match crate::error::suggest(r, near) {
                             Some(n) => format!("undefined variable `{r}`; did you mean `{n}`?"),
                             None => format!(
