@@ -4,6 +4,7 @@
 
 pub mod ec2;
 pub mod hosts;
+pub mod include;
 pub mod lang;
 pub mod playbook;
 pub mod rollout;

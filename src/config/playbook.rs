@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_spanned::Spanned;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
@@ -157,32 +157,19 @@ impl<'de> Visitor<'de> for StepDefVisitor {
         let mut def = StepDef::default();
         while let Some(key) = map.next_key::<StepKey>()? {
             match key {
-                StepKey::Name => set(&mut def.name, "name", &mut map)?,
-                StepKey::On => set(&mut def.on, "on", &mut map)?,
-                StepKey::When => set(&mut def.when, "when", &mut map)?,
-                StepKey::Register => set(&mut def.register, "register", &mut map)?,
-                StepKey::Tags => set(&mut def.tags, "tags", &mut map)?,
-                StepKey::Timeout => set(&mut def.timeout, "timeout", &mut map)?,
-                StepKey::RunOnce => set(&mut def.run_once, "run_once", &mut map)?,
+                StepKey::Name => lang::set(&mut def.name, "name", &mut map)?,
+                StepKey::On => lang::set(&mut def.on, "on", &mut map)?,
+                StepKey::When => lang::set(&mut def.when, "when", &mut map)?,
+                StepKey::Register => lang::set(&mut def.register, "register", &mut map)?,
+                StepKey::Tags => lang::set(&mut def.tags, "tags", &mut map)?,
+                StepKey::Timeout => lang::set(&mut def.timeout, "timeout", &mut map)?,
+                StepKey::RunOnce => lang::set(&mut def.run_once, "run_once", &mut map)?,
                 StepKey::Lang(k) => def.lang.read(k, &mut map)?,
                 StepKey::Kind(kind) => def.kinds.push(steps::deserialize_kind(kind, &mut map)?),
             }
         }
         Ok(def)
     }
-}
-
-/// Read the current entry's value into `slot`, which a key given twice would overwrite.
-pub(super) fn set<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
-    slot: &mut Option<T>,
-    key: &'static str,
-    map: &mut A,
-) -> Result<(), A::Error> {
-    if slot.is_some() {
-        return Err(de::Error::duplicate_field(key));
-    }
-    *slot = Some(map.next_value()?);
-    Ok(())
 }
 
 impl StepDef {
@@ -259,22 +246,6 @@ pub struct Playbook {
     pub handlers: Vec<Step>,
 }
 
-/// One file of a playbook being read: the path shown in messages and its text.
-pub(super) struct Source<'a> {
-    pub shown: PathBuf,
-    pub text: &'a str,
-}
-
-impl Source<'_> {
-    pub fn err(&self, offset: usize, msg: impl Into<String>) -> ConfigError {
-        ConfigError::at(&self.shown, self.text, offset, msg)
-    }
-
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        crate::error::line_col(self.text, offset)
-    }
-}
-
 /// What an entry of a `[[step]]` list is: a step, or an include of another file's steps.
 pub(super) enum Entry {
     Step(Box<Step>),
@@ -296,7 +267,7 @@ pub(super) struct FileDef {
     pub handlers: Vec<Spanned<StepDef>>,
 }
 
-pub(super) fn read_file(src: &Source) -> Result<FileDef, ConfigError> {
+pub(super) fn read_file(src: &lang::Source) -> Result<FileDef, ConfigError> {
     let raw: PlaybookFile =
         toml::from_str(src.text).map_err(|e| ConfigError::from_toml(&src.shown, src.text, &e))?;
     Ok(FileDef {
@@ -311,7 +282,7 @@ pub(super) fn read_file(src: &Source) -> Result<FileDef, ConfigError> {
 /// name, a valid register; or an include. `how.1`: inside an include with `vars`.
 pub(super) fn entry(
     spanned: Spanned<StepDef>,
-    src: &Source,
+    src: &lang::Source,
     index: usize,
     taken: &mut Taken,
     (handler, scoped): (bool, bool),
@@ -401,31 +372,6 @@ pub(super) fn entry(
 }
 
 impl Playbook {
-    pub fn load(file: &Path, display: &str) -> Result<Playbook, ConfigError> {
-        let text = crate::error::read(file, "the playbook").map_err(|e| {
-            e.with_help("create it (see `provision init`) or choose another with --playbook")
-        })?;
-        Self::parse(file, display, &text)
-    }
-
-    /// The playbook in `text` (the content of `file`), with the files it includes read.
-    pub fn parse(file: &Path, display: &str, text: &str) -> Result<Playbook, ConfigError> {
-        let src = Source {
-            shown: PathBuf::from(display),
-            text,
-        };
-        let raw = read_file(&src)?;
-        let (steps, handlers) = lang::Walk::run(file, &src, raw.steps, raw.handlers)?;
-        Ok(Playbook {
-            release: raw.release,
-            lock_stale: raw.lock_stale,
-            file: file.to_path_buf(),
-            display: display.to_string(),
-            steps,
-            handlers,
-        })
-    }
-
     /// Every host named by `run_once` must be one of the env's hosts (`names`: their names
     /// and addresses).
     pub fn check_run_once(&self, names: &[String], env_name: &str) -> Result<(), ConfigError> {
@@ -487,14 +433,12 @@ fn run_once_of(spec: &Spec, def: Option<RunOnceDef>) -> Option<RunOnce> {
     }
 }
 
-pub fn is_identifier(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+pub use super::lang::is_identifier;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn parse(t: &str) -> Result<Playbook, ConfigError> {
         Playbook::parse(Path::new("p.toml"), "playbooks/p.toml", t)

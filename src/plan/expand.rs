@@ -140,27 +140,8 @@ impl Planner {
             .unwrap_or(text)
             .trim();
         let ctx = with_locals(&self.context(None, &BTreeMap::new()), locals);
-        let refs = self
-            .templates
-            .referenced_in_expr(&step.name, expr)
-            .map_err(|e| err(format!("loop: {}", e.message)).with_help(LOOP_HELP))?;
-        let known: BTreeSet<String> = ctx
-            .try_iter()
-            .map(|it| it.filter_map(|k| k.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        for r in refs.iter().filter(|r| !known.contains(*r)) {
-            let why = if registers.contains(r) || ["facts", "host", "hosts"].contains(&r.as_str()) {
-                format!(
-                    "loop uses `{r}`, which is known only on the host's turn; a loop is expanded when the playbook is planned"
-                )
-            } else {
-                match crate::error::suggest(r, known.iter().map(String::as_str)) {
-                    Some(n) => format!("loop: undefined variable `{r}`; did you mean `{n}`?"),
-                    None => format!("loop: undefined variable `{r}`"),
-                }
-            };
-            return Err(err(why).with_help(LOOP_HELP));
-        }
+        self.loop_references(&step.name, expr, &ctx, registers)
+            .map_err(|m| err(m).with_help(LOOP_HELP))?;
         let (value, read_secret) = self
             .secrets
             .track(&ctx, |ctx| self.templates.eval(&step.name, expr, ctx));
@@ -178,6 +159,39 @@ impl Planner {
                     .with_help(LOOP_HELP),
             ),
         }
+    }
+
+    /// Every name a loop expression uses is known now (a var, not a register or facts).
+    fn loop_references(
+        &self,
+        name: &str,
+        expr: &str,
+        ctx: &Value,
+        registers: &BTreeSet<String>,
+    ) -> Result<(), String> {
+        let refs = self
+            .templates
+            .referenced_in_expr(name, expr)
+            .map_err(|e| format!("loop: {}", e.message))?;
+        let known: BTreeSet<String> = ctx
+            .try_iter()
+            .map(|it| it.filter_map(|k| k.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let Some(r) = refs.iter().find(|r| !known.contains(*r)) else {
+            return Ok(());
+        };
+        Err(
+            if registers.contains(r) || ["facts", "host", "hosts"].contains(&r.as_str()) {
+                format!(
+                    "loop uses `{r}`, which is known only on the host's turn; a loop is expanded when the playbook is planned"
+                )
+            } else {
+                match crate::error::suggest(r, known.iter().map(String::as_str)) {
+                    Some(n) => format!("loop: undefined variable `{r}`; did you mean `{n}`?"),
+                    None => format!("loop: undefined variable `{r}`"),
+                }
+            },
+        )
     }
 
     /// A name with `{{ }}` rendered with the step's own values (kept as written when it uses
