@@ -241,3 +241,51 @@ fn a_notification_survives_a_failed_run_until_the_handler_ran() {
         .unwrap_or_default();
     assert!(left.is_empty(), "markers left: {left:?}");
 }
+
+#[test]
+fn a_second_handler_is_not_lost_when_the_run_stops_after_the_first() {
+    let s = Setup::new("langtwo", 1, "retries = 0");
+    let p = &s.p;
+    let (conf, log, gate) = (
+        p.remote_path("app.conf"),
+        p.remote_path("log"),
+        p.remote_path("gate"),
+    );
+    p.write("templates/app.conf.j2", "workers = 4\n");
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"conf\"\ntemplate = {{ src = \"templates/app.conf.j2\", dest = \"{conf}\" }}\nnotify = [\"first\", \"second\"]\n\n\
+             [[handler]]\nname = \"first\"\ncommand = {{ run = \"echo first >> {log}\" }}\n\n\
+             [[handler]]\nname = \"second\"\ncommand = {{ run = \"test -e {gate} && echo second >> {log}\" }}\n"
+        ),
+    );
+    let failed = p.run(&["up", "test", "--output", "json"]);
+    failed.expect_code(3);
+    assert_eq!(
+        failed.step("first")["status"],
+        "changed",
+        "{}",
+        failed.dump()
+    );
+    assert_eq!(
+        failed.step("second")["status"],
+        "failed",
+        "{}",
+        failed.dump()
+    );
+
+    // The notification stays until the last handler ran: both run again (at least once each).
+    std::fs::write(&gate, "").unwrap();
+    let fixed = p.run(&["up", "test", "--output", "json"]);
+    fixed.expect_code(0);
+    assert_eq!(
+        fixed.steps_with("changed"),
+        set(&["first", "second"]),
+        "{}",
+        fixed.dump()
+    );
+    assert_eq!(read(&log), "first\nfirst\nsecond\n");
+    let again = p.run(&["up", "test", "--output", "json"]);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+}

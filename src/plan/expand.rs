@@ -313,6 +313,13 @@ mod tests {
     use std::path::Path;
 
     fn planner(playbook: &str) -> Result<Planner, crate::config::ConfigError> {
+        planner_with(playbook, PlanOptions::default())
+    }
+
+    fn planner_with(
+        playbook: &str,
+        opts: PlanOptions,
+    ) -> Result<Planner, crate::config::ConfigError> {
         let project = Project::parse(
             Path::new("/nonexistent/provision.toml"),
             "app = \"demo\"\n[vars]\nusers = [\"ann\", \"bob\"]\nroot = \"/srv\"\n[env.prod]\nhosts = [\"a\"]\n",
@@ -320,7 +327,7 @@ mod tests {
         .unwrap();
         let pb = Playbook::parse(Path::new("p.toml"), "playbooks/p.toml", playbook)?;
         let secrets = Secrets::load(None, Redactor::default()).unwrap();
-        Planner::new(&project, "prod", pb, secrets, PlanOptions::default())
+        Planner::new(&project, "prod", pb, secrets, opts)
     }
 
     fn names(p: &Planner) -> Vec<String> {
@@ -429,5 +436,28 @@ mod tests {
         );
         assert_eq!(s[3].lang.notified_by, [0, 1, 2]);
         assert_eq!(s[4].when.as_deref(), Some("false"));
+    }
+
+    #[test]
+    fn a_handler_goes_where_a_notifier_goes_whatever_the_tags() {
+        let playbook = "[[step]]\nname = \"a\"\ntags = [\"conf\"]\ncommand = { run = \"a\" }\nnotify = \"h\"\n\
+                        [[step]]\nname = \"b\"\ncommand = { run = \"b\" }\nnotify = \"h2\"\n\
+                        [[handler]]\nname = \"h\"\ncommand = { run = \"h\" }\n\
+                        [[handler]]\nname = \"h2\"\ncommand = { run = \"h2\" }\n";
+        let opts = PlanOptions {
+            tags: vec!["conf".into()],
+            ..PlanOptions::default()
+        };
+        let p = planner_with(playbook, opts).unwrap();
+        let project = Project::parse(
+            Path::new("/nonexistent/provision.toml"),
+            "app = \"demo\"\n[env.prod]\nhosts = [\"a\"]\n",
+        )
+        .unwrap();
+        let env = project.env("prod").unwrap();
+        let hosts = crate::inventory::resolve(&project, env, None, false).unwrap();
+        let plan = p.plan_host(&hosts[0]).unwrap();
+        let planned: Vec<&str> = plan.steps.iter().map(|s| s.step.name.as_str()).collect();
+        assert_eq!(planned, ["a", "h"]);
     }
 }
