@@ -121,6 +121,17 @@ impl Templates {
             .map_err(|e| TemplateError::from_minijinja(name, &e))
     }
 
+    /// Evaluate an expression to its value (a `loop` over a variable).
+    pub fn eval(&self, name: &str, expr: &str, ctx: &Value) -> Result<Value, TemplateError> {
+        let compiled = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| TemplateError::from_minijinja(name, &e))?;
+        compiled
+            .eval(ctx)
+            .map_err(|e| TemplateError::from_minijinja(name, &e))
+    }
+
     /// Evaluate a `when` expression to a boolean (Jinja truthiness).
     pub fn eval_bool(&self, name: &str, expr: &str, ctx: &Value) -> Result<bool, TemplateError> {
         let compiled = self

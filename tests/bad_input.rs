@@ -21,6 +21,8 @@ const BASE: &str = "_base";
 struct Expect {
     file: Option<String>,
     line: Option<usize>,
+    /// With `line`: the message names `file:line:col`.
+    col: Option<usize>,
     contains: Vec<String>,
     absent: Vec<String>,
     args: Option<String>,
@@ -36,6 +38,7 @@ fn parse_expect(case: &str, text: &str) -> Expect {
     let mut e = Expect {
         file: None,
         line: None,
+        col: None,
         contains: Vec::new(),
         absent: Vec::new(),
         args: None,
@@ -57,6 +60,7 @@ fn parse_expect(case: &str, text: &str) -> Expect {
         match key.trim() {
             "file" => e.file = Some(value),
             "line" => e.line = Some(value.parse().unwrap_or_else(|_| bad("not a line number"))),
+            "col" => e.col = Some(value.parse().unwrap_or_else(|_| bad("not a column number"))),
             "contains" => e.contains.push(value),
             "absent" => e.absent.push(value),
             "args" => e.args = Some(value),
@@ -88,6 +92,10 @@ fn parse_expect(case: &str, text: &str) -> Expect {
     assert!(
         e.line.is_none() || e.file.is_some(),
         "{case}/expect.txt: `line` without `file`"
+    );
+    assert!(
+        e.col.is_none() || e.line.is_some(),
+        "{case}/expect.txt: `col` without `line`"
     );
     assert!(
         e.exit != 1 || e.file.is_some(),
@@ -284,6 +292,12 @@ fn check_run(run: &Run, expect: &Expect, problems: &mut Vec<String>) {
     match (&expect.file, expect.line) {
         (Some(file), Some(line)) if !has_location(message, file, line) => {
             problems.push(format!("the message does not name `{file}:{line}`"));
+        }
+        (Some(file), Some(line)) if expect.col.is_some() => {
+            let col = expect.col.unwrap_or_default();
+            if !has_location(message, &format!("{file}:{line}"), col) {
+                problems.push(format!("the message does not name `{file}:{line}:{col}`"));
+            }
         }
         (Some(file), None) if !message.contains(file.as_str()) => {
             problems.push(format!("the message does not name `{file}`"));

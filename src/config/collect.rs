@@ -6,7 +6,8 @@
 //! checks as the normal path, keeping the offsets of the whole file: the same errors at the
 //! same file:line:col.
 
-use super::playbook::{self, PlaybookFile, Seen, StepDef};
+use super::lang::Source;
+use super::playbook::{self, PlaybookFile, StepDef, Taken};
 use super::{ConfigError, EnvFile, Playbook, Project, ProjectFile, SshDef, Top};
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -99,12 +100,15 @@ fn playbook_errors(shown: &Path, text: &str, first: ConfigError) -> Vec<ConfigEr
         errors.push(ConfigError::from_toml(shown, text, &e));
     }
     if let Some(DeValue::Array(items)) = steps.map(Spanned::into_inner) {
-        let mut seen = Seen::default();
+        let mut taken = Taken::default();
+        let src = Source {
+            shown: shown.to_path_buf(),
+            text,
+        };
         for (index, item) in items.into_iter().enumerate() {
             match Spanned::<StepDef>::deserialize(ValueDeserializer::from(item)) {
-                Ok(def) => {
-                    errors.extend(playbook::step_of(shown, text, index, def, &mut seen).err())
-                }
+                Ok(def) => errors
+                    .extend(playbook::entry(def, &src, index, &mut taken, (false, false)).err()),
                 Err(e) => errors.push(ConfigError::from_toml(shown, text, &e)),
             }
         }

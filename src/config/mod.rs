@@ -5,6 +5,8 @@
 mod collect;
 pub mod ec2;
 pub mod hosts;
+pub mod include;
+pub mod lang;
 pub mod playbook;
 pub mod rollout;
 

@@ -1,15 +1,17 @@
 //! Playbooks: `playbooks/<name>.toml`, an ordered list of `[[step]]` tables. Each step has
 //! exactly one kind key (any of `steps::NAMES`: `command`, `directory`, `file`, …) plus
-//! optional `name`, `on`, `when`, `register`, `tags`, `timeout`, `run_once`.
+//! optional `name`, `on`, `when`, `register`, `tags`, `timeout`, `run_once`; `loop`,
+//! `vars`, `notify`, `include` entries and `[[handler]]`s are the language around steps
+//! (see `lang.rs`).
 
-use super::{ConfigError, Dur, OneOrMany};
+use super::{ConfigError, Dur, OneOrMany, lang};
 use crate::steps::{self, Spec};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_spanned::Spanned;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
@@ -23,6 +25,9 @@ pub(super) struct PlaybookFile {
     lock_stale: Option<Dur>,
     #[serde(default)]
     step: Vec<Spanned<StepDef>>,
+    /// Steps run at the end of a host's run when a step notifying them changed.
+    #[serde(default)]
+    handler: Vec<Spanned<StepDef>>,
 }
 
 /// One `[[step]]` as written: the common keys and every kind key it has (exactly one is
@@ -37,6 +42,7 @@ pub(super) struct StepDef {
     timeout: Option<Dur>,
     run_once: Option<Spanned<RunOnceDef>>,
     kinds: Vec<Spec>,
+    lang: lang::LangDef,
 }
 
 /// `run_once` as written: `true`/`false`, or the host that runs the step.
@@ -60,9 +66,12 @@ pub enum RunOnce {
 }
 
 /// The keys every step may have besides its kind.
-const COMMON: [&str; 7] = [
-    "name", "on", "when", "register", "tags", "timeout", "run_once",
-];
+const COMMON: [&str; 7 + lang::KEYS.len()] = concat(
+    &[
+        "name", "on", "when", "register", "tags", "timeout", "run_once",
+    ],
+    &lang::KEYS,
+);
 
 /// Every key a `[[step]]` accepts, as an "unknown field" message lists them.
 const FIELDS: [&str; COMMON.len() + steps::NAMES.len()] = concat(&COMMON, steps::NAMES);
@@ -91,6 +100,7 @@ enum StepKey {
     Tags,
     Timeout,
     RunOnce,
+    Lang(lang::Key),
     Kind(&'static str),
 }
 
@@ -118,9 +128,10 @@ impl Visitor<'_> for StepKeyVisitor {
             "tags" => StepKey::Tags,
             "timeout" => StepKey::Timeout,
             "run_once" => StepKey::RunOnce,
-            _ => match steps::NAMES.iter().find(|n| **n == key) {
-                Some(kind) => StepKey::Kind(kind),
-                None => return Err(E::unknown_field(key, &FIELDS)),
+            _ => match (lang::Key::of(key), steps::NAMES.iter().find(|n| **n == key)) {
+                (Some(k), _) => StepKey::Lang(k),
+                (None, Some(kind)) => StepKey::Kind(kind),
+                (None, None) => return Err(E::unknown_field(key, &FIELDS)),
             },
         })
     }
@@ -146,13 +157,14 @@ impl<'de> Visitor<'de> for StepDefVisitor {
         let mut def = StepDef::default();
         while let Some(key) = map.next_key::<StepKey>()? {
             match key {
-                StepKey::Name => set(&mut def.name, "name", &mut map)?,
-                StepKey::On => set(&mut def.on, "on", &mut map)?,
-                StepKey::When => set(&mut def.when, "when", &mut map)?,
-                StepKey::Register => set(&mut def.register, "register", &mut map)?,
-                StepKey::Tags => set(&mut def.tags, "tags", &mut map)?,
-                StepKey::Timeout => set(&mut def.timeout, "timeout", &mut map)?,
-                StepKey::RunOnce => set(&mut def.run_once, "run_once", &mut map)?,
+                StepKey::Name => lang::set(&mut def.name, "name", &mut map)?,
+                StepKey::On => lang::set(&mut def.on, "on", &mut map)?,
+                StepKey::When => lang::set(&mut def.when, "when", &mut map)?,
+                StepKey::Register => lang::set(&mut def.register, "register", &mut map)?,
+                StepKey::Tags => lang::set(&mut def.tags, "tags", &mut map)?,
+                StepKey::Timeout => lang::set(&mut def.timeout, "timeout", &mut map)?,
+                StepKey::RunOnce => lang::set(&mut def.run_once, "run_once", &mut map)?,
+                StepKey::Lang(k) => def.lang.read(k, &mut map)?,
                 StepKey::Kind(kind) => def.kinds.push(steps::deserialize_kind(kind, &mut map)?),
             }
         }
@@ -160,21 +172,8 @@ impl<'de> Visitor<'de> for StepDefVisitor {
     }
 }
 
-/// Read the current entry's value into `slot`, which a key given twice would overwrite.
-fn set<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
-    slot: &mut Option<T>,
-    key: &'static str,
-    map: &mut A,
-) -> Result<(), A::Error> {
-    if slot.is_some() {
-        return Err(de::Error::duplicate_field(key));
-    }
-    *slot = Some(map.next_value()?);
-    Ok(())
-}
-
 impl StepDef {
-    fn into_kind(self) -> (Vec<Spec>, StepCommon) {
+    fn into_kind(self) -> (Vec<Spec>, StepCommon, lang::LangDef) {
         let common = StepCommon {
             name: self.name,
             on: self.on.map(|o| o.to_vec()).unwrap_or_default(),
@@ -184,7 +183,19 @@ impl StepDef {
             timeout: self.timeout.map(|d| d.0),
             run_once: self.run_once,
         };
-        (self.kinds, common)
+        (self.kinds, common, self.lang)
+    }
+
+    /// Whether any key but the language's (`include`, `vars`, ...) is set.
+    fn has_step_keys(&self) -> bool {
+        self.name.is_some()
+            || self.on.is_some()
+            || self.when.is_some()
+            || self.register.is_some()
+            || self.tags.is_some()
+            || self.timeout.is_some()
+            || self.run_once.is_some()
+            || !self.kinds.is_empty()
     }
 }
 
@@ -216,6 +227,10 @@ pub struct Step {
     pub run_once_at: (usize, usize),
     /// Line of the `[[step]]` header, for errors.
     pub line: usize,
+    /// The playbook file the step is written in, as shown in messages (an included one's).
+    pub file: String,
+    /// `loop`, `vars`, `notify`, and whether it is a handler (see `lang.rs`).
+    pub lang: lang::Lang,
 }
 
 #[derive(Debug, Clone)]
@@ -226,45 +241,148 @@ pub struct Playbook {
     /// Path as shown in messages (relative to the project root).
     pub display: String,
     pub steps: Vec<Step>,
+    /// `[[handler]]`s, in the order written (of this file and its includes); the planner
+    /// puts them after the steps (`plan/expand.rs`).
+    pub handlers: Vec<Step>,
+}
+
+/// What an entry of a `[[step]]` list is: a step, or an include of another file's steps.
+pub(super) enum Entry {
+    Step(Box<Step>),
+    Include(lang::Include),
+}
+
+/// Names and registers taken so far in the whole playbook (includes too).
+#[derive(Default)]
+pub(super) struct Taken {
+    names: BTreeSet<String>,
+    registers: BTreeSet<String>,
+}
+
+/// A playbook file's top level as written.
+pub(super) struct FileDef {
+    pub release: Option<String>,
+    pub lock_stale: Option<Duration>,
+    pub steps: Vec<Spanned<StepDef>>,
+    pub handlers: Vec<Spanned<StepDef>>,
+}
+
+pub(super) fn read_file(src: &lang::Source) -> Result<FileDef, ConfigError> {
+    let raw: PlaybookFile =
+        toml::from_str(src.text).map_err(|e| ConfigError::from_toml(&src.shown, src.text, &e))?;
+    Ok(FileDef {
+        release: raw.release,
+        lock_stale: raw.lock_stale.map(|d| d.0),
+        steps: raw.step,
+        handlers: raw.handler,
+    })
+}
+
+/// One `[[step]]` (or `[[handler]]`: `how.0`) entry, checked: exactly one kind, a distinct
+/// name, a valid register; or an include. `how.1`: inside an include with `vars`.
+pub(super) fn entry(
+    spanned: Spanned<StepDef>,
+    src: &lang::Source,
+    index: usize,
+    taken: &mut Taken,
+    (handler, scoped): (bool, bool),
+) -> Result<Entry, ConfigError> {
+    let offset = spanned.span().start;
+    let err = |msg: String| src.err(offset, msg);
+    let def = spanned.into_inner();
+    if handler && def.name.is_none() {
+        return Err(
+            err("a [[handler]] needs a `name`: steps notify it by name".into())
+                .with_help("add name = \"reload nginx\" (any name; `notify` uses it)"),
+        );
+    }
+    if handler && def.lang.include.is_some() {
+        return Err(err("a [[handler]] cannot `include`".into())
+            .with_help("include the file as a step entry: its [[handler]]s are read too"));
+    }
+    if def.lang.include.is_some() {
+        let step_keys = def.has_step_keys();
+        return lang::include_of(def.lang, step_keys, src, offset).map(Entry::Include);
+    }
+    let (mut kinds, c, lang_def) = def.into_kind();
+    if kinds.len() != 1 {
+        let what = if kinds.is_empty() {
+            "has no kind".to_string()
+        } else {
+            // Named in the order of the kinds list, whatever the order written.
+            let given = steps::NAMES
+                .iter()
+                .filter(|n| kinds.iter().any(|k| k.kind() == **n));
+            let given: Vec<&str> = given.copied().collect();
+            format!("has {} kinds ({})", kinds.len(), given.join(", "))
+        };
+        return Err(err(format!("step {} {what}", index + 1)).with_help(format!(
+            "give each [[step]] exactly one of: {}",
+            steps::NAMES.join(", ")
+        )));
+    }
+    let spec = kinds.remove(0);
+    let name = c.name.unwrap_or_else(|| spec.default_name());
+    // A templated name of a looped or scoped step is checked once rendered (plan/expand.rs):
+    // the same file included twice with other vars names its steps apart.
+    let varies = name.contains("{{") && (scoped || lang_def.varies());
+    if !varies && !taken.names.insert(name.clone()) {
+        return Err(err(format!("two steps are named `{name}`")).with_help(
+            "give each step a distinct `name` (names key the output and --limit of steps)",
+        ));
+    }
+    if let Some(r) = &c.register {
+        if !is_identifier(r) {
+            return Err(err(format!("register name `{r}` is not an identifier"))
+                .with_help("use letters, digits and `_`, starting with a letter"));
+        }
+        if !taken.registers.insert(r.clone()) {
+            return Err(err(format!("`{r}` is registered by two steps")));
+        }
+        // Provision's own values in every template: a register would hide them.
+        if ["facts", "hosts"].contains(&r.as_str()) {
+            return Err(err(format!(
+                "register name `{r}` is taken: provision sets `{r}` in every template"
+            ))
+            .with_help("register under another name"));
+        }
+    }
+    let lang = lang::Lang::of(lang_def, c.register.is_some(), src)?;
+    let line = src.line_col(offset).0;
+    let run_once_at = c
+        .run_once
+        .as_ref()
+        .map_or((line, 1), |r| src.line_col(r.span().start));
+    let run_once = run_once_of(&spec, c.run_once.map(Spanned::into_inner));
+    Ok(Entry::Step(Box::new(Step {
+        run_once,
+        run_once_at,
+        index,
+        name,
+        spec,
+        on: c.on,
+        when: c.when,
+        register: c.register,
+        tags: c.tags,
+        timeout: c.timeout,
+        line,
+        file: src.shown.display().to_string(),
+        lang,
+    })))
 }
 
 impl Playbook {
-    pub fn load(file: &Path, display: &str) -> Result<Playbook, ConfigError> {
-        let text = crate::error::read(file, "the playbook").map_err(|e| {
-            e.with_help("create it (see `provision init`) or choose another with --playbook")
-        })?;
-        Self::parse(file, display, &text)
-    }
-
-    pub fn parse(file: &Path, display: &str, text: &str) -> Result<Playbook, ConfigError> {
-        let shown = PathBuf::from(display);
-        let raw: PlaybookFile =
-            toml::from_str(text).map_err(|e| ConfigError::from_toml(&shown, text, &e))?;
-        let mut seen = Seen::default();
-        let mut steps = Vec::new();
-        for (index, spanned) in raw.step.into_iter().enumerate() {
-            steps.push(step_of(&shown, text, index, spanned, &mut seen)?);
-        }
-        Ok(Playbook {
-            release: raw.release,
-            lock_stale: raw.lock_stale.map(|d| d.0),
-            file: file.to_path_buf(),
-            display: display.to_string(),
-            steps,
-        })
-    }
-
     /// Every host named by `run_once` must be one of the env's hosts (`names`: their names
     /// and addresses).
     pub fn check_run_once(&self, names: &[String], env_name: &str) -> Result<(), ConfigError> {
-        for s in &self.steps {
+        for s in self.steps.iter().chain(&self.handlers) {
             let Some(RunOnce::Host(h)) = &s.run_once else {
                 continue;
             };
             if !names.iter().any(|n| n == h) {
                 let (line, col) = s.run_once_at;
                 let mut e = ConfigError::new(
-                    &self.display,
+                    &s.file,
                     format!(
                         "step `{}` runs once on host `{h}`, which env `{env_name}` does not have",
                         s.name
@@ -284,11 +402,11 @@ impl Playbook {
 
     /// Every role named in `on` must exist in the environment.
     pub fn check_roles(&self, env_roles: &[String], env_name: &str) -> Result<(), ConfigError> {
-        for s in &self.steps {
+        for s in self.steps.iter().chain(&self.handlers) {
             for r in &s.on {
                 if !env_roles.iter().any(|e| e == r) {
                     return Err(ConfigError::new(
-                        &self.display,
+                        &s.file,
                         format!(
                             "step `{}` runs on role `{r}`, which env `{env_name}` does not have",
                             s.name
@@ -303,85 +421,6 @@ impl Playbook {
     }
 }
 
-/// What the steps before this one used: a name or register given twice is an error.
-#[derive(Default)]
-pub(super) struct Seen {
-    names: BTreeSet<String>,
-    registers: BTreeSet<String>,
-}
-
-/// The `index`-th `[[step]]` of a playbook, checked (also by the collecting path,
-/// `collect.rs`, which goes on after an error).
-pub(super) fn step_of(
-    shown: &Path,
-    text: &str,
-    index: usize,
-    spanned: Spanned<StepDef>,
-    seen: &mut Seen,
-) -> Result<Step, ConfigError> {
-    let offset = spanned.span().start;
-    let err = |msg: String| ConfigError::at(shown, text, offset, msg);
-    let (mut kinds, c) = spanned.into_inner().into_kind();
-    if kinds.len() != 1 {
-        let what = if kinds.is_empty() {
-            "has no kind".to_string()
-        } else {
-            // Named in the order of the kinds list, whatever the order written.
-            let given = steps::NAMES
-                .iter()
-                .filter(|n| kinds.iter().any(|k| k.kind() == **n));
-            let given: Vec<&str> = given.copied().collect();
-            format!("has {} kinds ({})", kinds.len(), given.join(", "))
-        };
-        return Err(err(format!("step {} {what}", index + 1)).with_help(format!(
-            "give each [[step]] exactly one of: {}",
-            steps::NAMES.join(", ")
-        )));
-    }
-    let spec = kinds.remove(0);
-    let name = c.name.unwrap_or_else(|| spec.default_name());
-    if !seen.names.insert(name.clone()) {
-        return Err(err(format!("two steps are named `{name}`")).with_help(
-            "give each step a distinct `name` (names key the output and --limit of steps)",
-        ));
-    }
-    if let Some(r) = &c.register {
-        if !is_identifier(r) {
-            return Err(err(format!("register name `{r}` is not an identifier"))
-                .with_help("use letters, digits and `_`, starting with a letter"));
-        }
-        if !seen.registers.insert(r.clone()) {
-            return Err(err(format!("`{r}` is registered by two steps")));
-        }
-        // Provision's own values in every template: a register would hide them.
-        if ["facts", "hosts"].contains(&r.as_str()) {
-            return Err(err(format!(
-                "register name `{r}` is taken: provision sets `{r}` in every template"
-            ))
-            .with_help("register under another name"));
-        }
-    }
-    let line = crate::error::line_col(text, offset).0;
-    let run_once_at = c
-        .run_once
-        .as_ref()
-        .map_or((line, 1), |r| crate::error::line_col(text, r.span().start));
-    let run_once = run_once_of(&spec, c.run_once.map(Spanned::into_inner));
-    Ok(Step {
-        run_once,
-        run_once_at,
-        index,
-        name,
-        spec,
-        on: c.on,
-        when: c.when,
-        register: c.register,
-        tags: c.tags,
-        timeout: c.timeout,
-        line,
-    })
-}
-
 /// What `run_once` means for a step: a `migrate` runs once per env and release unless
 /// `run_once = false` says otherwise.
 fn run_once_of(spec: &Spec, def: Option<RunOnceDef>) -> Option<RunOnce> {
@@ -394,14 +433,12 @@ fn run_once_of(spec: &Spec, def: Option<RunOnceDef>) -> Option<RunOnce> {
     }
 }
 
-pub fn is_identifier(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+pub use super::lang::is_identifier;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn parse(t: &str) -> Result<Playbook, ConfigError> {
         Playbook::parse(Path::new("p.toml"), "playbooks/p.toml", t)

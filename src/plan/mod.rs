@@ -6,6 +6,7 @@
 //! Nothing here touches the network: the runner feeds probe results in and gets decisions out.
 
 pub mod batch;
+mod expand;
 pub mod rollout;
 
 pub use rollout::Rollout;
@@ -220,6 +221,9 @@ impl Planner {
             }
             planner.vars.insert(k, Value::from(rendered));
         }
+        // Loops, includes' vars and handlers, now that the vars are known.
+        planner.expand()?;
+        planner.register_named_secrets();
         // remote_env is exported in every script, which the host's process list shows.
         let redactor = planner.secrets.redactor();
         if let Some(k) = env
@@ -326,6 +330,14 @@ impl Planner {
 
     fn selected(&self, step: &Step, host: &Host) -> bool {
         let role_ok = step.on.is_empty() || step.on.iter().any(|r| host.roles.contains(r));
+        // A handler goes wherever a step notifying it does, whatever the tags.
+        if step.lang.handler.is_some() {
+            let notifiers = &step.lang.notified_by;
+            return role_ok
+                && notifiers
+                    .iter()
+                    .any(|i| self.selected(&self.playbook.steps[*i], host));
+        }
         let tags = &self.opts.tags;
         let tag_ok = tags.is_empty() || step.tags.iter().any(|t| tags.contains(t));
         let skipped = step.tags.iter().any(|t| self.opts.skip_tags.contains(t));
@@ -333,11 +345,8 @@ impl Planner {
     }
 
     fn err(&self, step: &Step, msg: impl Into<String>) -> ConfigError {
-        ConfigError::new(
-            &self.playbook.display,
-            format!("step `{}`: {}", step.name, msg.into()),
-        )
-        .at_line(step.line)
+        ConfigError::new(&step.file, format!("step `{}`: {}", step.name, msg.into()))
+            .at_line(step.line)
     }
 
     /// Plan one host: select its steps, check every reference, render what can be rendered.
@@ -419,6 +428,7 @@ impl Planner {
         for (origin, names) in &refs {
             for r in names {
                 if known.contains(r)
+                    || step.lang.locals.contains_key(r)
                     || BUILTINS.contains(&r.as_str())
                     || registered_before.contains(r)
                 {
@@ -427,7 +437,9 @@ impl Planner {
                 let why = if all_registers.contains(r) {
                     format!("uses `{r}`, which is registered by a later step")
                 } else {
-                    let near = known.iter().chain(all_registers).map(String::as_str);
+                    let near = (known.iter().chain(all_registers))
+                        .chain(step.lang.locals.keys())
+                        .map(String::as_str);
                     match crate::error::suggest(r, near) {
                         Some(n) => format!("undefined variable `{r}`; did you mean `{n}`?"),
                         None => format!(
@@ -505,6 +517,7 @@ impl Planner {
 
     /// Render a step's fields against `ctx` and prepare its desired state.
     pub fn prepare(&self, step: &Step, ctx: &Value) -> Result<Arc<dyn StepKind>, String> {
+        let ctx = &expand::with_locals(ctx, &step.lang.locals);
         let spec = self.render_spec(step, ctx)?;
         let cx = PrepareCx {
             app: &self.app,
@@ -544,6 +557,7 @@ impl Planner {
 
     /// Whether a `when` condition holds.
     pub fn when(&self, step: &Step, ctx: &Value) -> Result<bool, String> {
+        let ctx = &expand::with_locals(ctx, &step.lang.locals);
         match &step.when {
             None => Ok(true),
             Some(w) => self

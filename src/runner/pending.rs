@@ -1,9 +1,10 @@
 //! Pending reloads: a change whose consequence runs later (`when = "conf.changed"` on a
 //! reload after a template step registered `conf`) must not be lost when the run stops in
 //! between. The change writes a marker in the state dir in the same round trip as itself;
-//! while the marker exists, later runs treat the register as changed; the marker goes when a
-//! step whose `when` uses the register ran (in that step's round trip, or its own one when
-//! the step had nothing to do).
+//! while the marker exists, later runs treat the register as changed; the marker goes when the
+//! last step whose `when` uses the register ran (in that step's round trip, or its own one
+//! when the step had nothing to do): with two handlers notified by one change, a run that
+//! stops between them still runs the second next time.
 //!
 //! Markers are `<state dir>/pending/<register>`; the first probe batch lists them.
 
@@ -20,7 +21,7 @@ pub(super) const PENDING_PROBE: usize = usize::MAX - 1;
 pub(super) struct Pending {
     /// Step index → its register, when a later step's `when` uses it.
     watched: BTreeMap<usize, String>,
-    /// Step index → the watched registers its `when` uses.
+    /// Step index → the watched registers its `when` uses and it is the last step to use.
     dependents: BTreeMap<usize, BTreeSet<String>>,
     /// Markers found on the host (or written by this run).
     seen: BTreeSet<String>,
@@ -36,15 +37,19 @@ impl Pending {
             ..Pending::default()
         };
         let mut registered: BTreeMap<String, usize> = BTreeMap::new();
+        let mut last_use: BTreeMap<String, usize> = BTreeMap::new();
         for (j, ps) in plan.steps.iter().enumerate() {
             let uses = when_references(planner, &ps.step);
             for (name, i) in registered.iter().filter(|(n, _)| uses.contains(*n)) {
                 p.watched.insert(*i, name.clone());
-                p.dependents.entry(j).or_default().insert(name.clone());
+                last_use.insert(name.clone(), j);
             }
             if let Some(r) = &ps.step.register {
                 registered.insert(r.clone(), j);
             }
+        }
+        for (name, j) in last_use {
+            p.dependents.entry(j).or_default().insert(name);
         }
         p
     }

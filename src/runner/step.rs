@@ -71,7 +71,11 @@ impl<C: Connector> HostRun<'_, C> {
             Ok(true) => Ok(false),
             Ok(false) => {
                 self.register(i, serde_json::json!({ "changed": false, "skipped": true }));
-                let msg = "`when` is false".to_string();
+                let msg = match &self.plan.steps[i].step.lang.handler {
+                    // A handler's `when` is "notified" (and the one written, if any).
+                    Some(_) => "not notified (no notifying step changed)".to_string(),
+                    None => "`when` is false".to_string(),
+                };
                 self.finish(i, Status::Skipped, msg, None, None, started);
                 Ok(true)
             }
