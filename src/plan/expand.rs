@@ -312,6 +312,18 @@ mod tests {
     use crate::secrets::{Redactor, Secrets};
     use std::path::Path;
 
+    /// The plan of the one host `a` of a minimal project.
+    fn plan_one_host(p: &Planner) -> crate::plan::HostPlan {
+        let project = Project::parse(
+            Path::new("/nonexistent/provision.toml"),
+            "app = \"demo\"\n[env.prod]\nhosts = [\"a\"]\n",
+        )
+        .unwrap();
+        let env = project.env("prod").unwrap();
+        let hosts = crate::inventory::resolve(&project, env, None, false).unwrap();
+        p.plan_host(&hosts[0]).unwrap()
+    }
+
     fn planner(playbook: &str) -> Result<Planner, crate::config::ConfigError> {
         planner_with(playbook, PlanOptions::default())
     }
@@ -356,14 +368,7 @@ mod tests {
         let idx: Vec<usize> = p.playbook.steps.iter().map(|s| s.index).collect();
         assert_eq!(idx, [0, 1, 2, 3, 4, 5]);
         assert_eq!(p.playbook.steps[3].lang.locals["loop_index"], 1);
-        let project = Project::parse(
-            Path::new("/nonexistent/provision.toml"),
-            "app = \"demo\"\n[env.prod]\nhosts = [\"a\"]\n",
-        )
-        .unwrap();
-        let env = project.env("prod").unwrap();
-        let hosts = crate::inventory::resolve(&project, env, None, false).unwrap();
-        let plan = p.plan_host(&hosts[0]).unwrap();
+        let plan = plan_one_host(&p);
         let probe = plan.steps[1]
             .prepared
             .as_ref()
@@ -449,14 +454,7 @@ mod tests {
             ..PlanOptions::default()
         };
         let p = planner_with(playbook, opts).unwrap();
-        let project = Project::parse(
-            Path::new("/nonexistent/provision.toml"),
-            "app = \"demo\"\n[env.prod]\nhosts = [\"a\"]\n",
-        )
-        .unwrap();
-        let env = project.env("prod").unwrap();
-        let hosts = crate::inventory::resolve(&project, env, None, false).unwrap();
-        let plan = p.plan_host(&hosts[0]).unwrap();
+        let plan = plan_one_host(&p);
         let planned: Vec<&str> = plan.steps.iter().map(|s| s.step.name.as_str()).collect();
         assert_eq!(planned, ["a", "h"]);
     }

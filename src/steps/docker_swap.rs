@@ -33,6 +33,16 @@ const CONF: &str = "/etc/nginx/nginx.conf";
 /// Stands for the upstream container's name in the conf, until the script knows it.
 const UPSTREAM: &str = "__UPSTREAM__";
 
+/// The command (quoted, for `docker exec -i "$p" sh -c`) that puts the conf on its stdin in
+/// place: a copy is written and tested with `nginx -t`, moved in, then `before_reload` (shell
+/// ending in `&& ` or empty) runs and nginx reloads gracefully.
+fn swap_in_sh(before_reload: &str) -> String {
+    quote(&format!(
+        "cat > {CONF}.new && nginx -q -t -c {CONF}.new && mv {CONF}.new {CONF} && {before_reload}nginx -s reload"
+    ))
+    .into_owned()
+}
+
 /// A docker container name: letters, digits, `_`, `.`, `-`, starting with a letter or digit.
 pub fn valid_name(name: &str) -> bool {
     name.chars()
@@ -317,7 +327,11 @@ impl Swap {
             net = quote(&self.network),
             conf_fn = self.conf_fn(),
             workers_fns = self.workers_fns(),
-            lb_fns = self.lb.as_ref().map(LbDrain::shell_fns).unwrap_or_default(),
+            lb_fns = self
+                .lb
+                .as_ref()
+                .map(|lb| lb.shell_fns(&swap_in_sh(&format!(": > {} && ", super::lb_drain::LOG))))
+                .unwrap_or_default(),
             undrain = if self.lb.is_some() {
                 "if [ \"$drained\" = 1 ]; then lb_set steady \"$cur\" >/dev/null 2>&1 || true; fi; "
             } else {
@@ -456,9 +470,7 @@ impl Swap {
             label = quote(&self.proxy_label()),
             port = quote(&self.port),
             image = quote(&self.image),
-            swap_in = quote(&format!(
-                "cat > {CONF}.new && nginx -q -t -c {CONF}.new && mv {CONF}.new {CONF} && nginx -s reload"
-            )),
+            swap_in = swap_in_sh(""),
         )
     }
 

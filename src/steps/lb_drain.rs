@@ -114,8 +114,9 @@ impl LbDrain {
     /// `workers_gone` and `$p`): `lb_set KIND UPSTREAM` writes and reloads the conf of that
     /// kind with the log emptied, and waits until the workers of the previous conf are gone
     /// (so every answer from then on is the new conf's); `lb_wait
-    /// STATUS WHAT` waits until every checker has had `checks` answers of STATUS.
-    pub fn shell_fns(&self) -> String {
+    /// STATUS WHAT` waits until every checker has had `checks` answers of STATUS. `swap_in`:
+    /// the proxy's own conf swap command, emptying the log before its reload.
+    pub fn shell_fns(&self, swap_in: &str) -> String {
         format!(
             "lb_set() {{ lb_old=$(workers); conf \"$2\" \"$1\" | docker exec -i \"$p\" sh -c {swap_in} || return 1; workers_gone \"$lb_old\" || true; }}\n\
              lb_wait() {{\n\
@@ -130,10 +131,6 @@ impl LbDrain {
                  sleep 0.1\n\
                done\n\
              }}\n",
-            swap_in = crate::transport::script::quote(&format!(
-                "cat > /etc/nginx/nginx.conf.new && nginx -q -t -c /etc/nginx/nginx.conf.new && \
-                 mv /etc/nginx/nginx.conf.new /etc/nginx/nginx.conf && : > {LOG} && nginx -s reload"
-            )),
             awk = crate::transport::script::quote(COUNT_AWK),
             checks = self.checks,
             path = self.path,
