@@ -130,7 +130,7 @@ line=$(check_counts target/test-output.txt)
 slow_ok=1
 if [ "${PROVISION_FAST:-0}" != 1 ]; then
   start_phase "slow group: fresh VMs (PROVISION_FAST=1 skips it)"
-  cargo test --test fresh_vm --test fleet -- --ignored --nocapture 2>&1 | tee target/test-output-slow.txt || slow_ok=0
+  cargo test --no-fail-fast --test fresh_vm --test fleet -- --ignored --nocapture 2>&1 | tee target/test-output-slow.txt || slow_ok=0
   end_phase "slow group"
   for b in fresh_vm fleet; do
     read -r _ slow_run _ <<<"$(per_binary target/test-output-slow.txt | grep "^$b " || echo "$b -1 0")"
