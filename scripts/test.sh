@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 # Binaries expected to run no test in the fast run, each for a reason:
 #   main      src/main.rs only calls cli::main(); its code and unit tests live in the lib.
 #   fresh_vm  every test is #[ignore]d: the slow group runs them (`--ignored`), so here it
-#   fleet     must report ignored tests (at least one) and run none.
-ZERO_OK="main fresh_vm fleet"
+#   fleet, static_binary  must report ignored tests (at least one) and run none.
+ZERO_OK="main fresh_vm fleet static_binary"
 
 phases=()
 phase_start=0
@@ -130,9 +130,11 @@ line=$(check_counts target/test-output.txt)
 slow_ok=1
 if [ "${PROVISION_FAST:-0}" != 1 ]; then
   start_phase "slow group: fresh VMs (PROVISION_FAST=1 skips it)"
-  cargo test --no-fail-fast --test fresh_vm --test fleet -- --ignored --nocapture 2>&1 | tee target/test-output-slow.txt || slow_ok=0
+  # The static binary (scripts/dist.sh) linked over the test build, for tests/static_binary.rs.
+  PROFILE=dev OUT=target/dist-dev scripts/dist.sh || slow_ok=0
+  cargo test --no-fail-fast --test fresh_vm --test fleet --test static_binary -- --ignored --nocapture 2>&1 | tee target/test-output-slow.txt || slow_ok=0
   end_phase "slow group"
-  for b in fresh_vm fleet; do
+  for b in fresh_vm fleet static_binary; do
     read -r _ slow_run _ <<<"$(per_binary target/test-output-slow.txt | grep "^$b " || echo "$b -1 0")"
     if [ "$slow_run" -le 0 ]; then
       echo "the slow group ran nothing in $b ($slow_run run)" >&2
