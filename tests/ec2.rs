@@ -1116,3 +1116,65 @@ fn an_icmp_rule_added_by_hand_is_left_alone() {
         "the ICMP rule was revoked"
     );
 }
+
+/// Keys from a profile's `credential_process` (aws-vault, granted, 1Password; SSO through
+/// `aws configure export-credentials --format process`): the command runs locally, its keys
+/// sign the calls, and the secret it printed appears nowhere; a failing command is one clear
+/// line.
+#[test]
+fn a_profiles_credential_process_supplies_the_keys() {
+    const KEY_ID: &str = "AKIAPROCESSKEY";
+    const SECRET: &str = "process-secret-access-key-1f2e";
+    let t = Ec2Test::new();
+    t.config("count = 1");
+    let ran = t.p.path("process-ran");
+    let script = t.p.path("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {ran:?}\nprintf '{{\"Version\": 1, \"AccessKeyId\": \"{KEY_ID}\", \"SecretAccessKey\": \"{SECRET}\"}}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = t.p.path("aws-config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile vault]\ncredential_process = {} prod\n\n[profile broken]\ncredential_process = /bin/false\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let env = |profile| {
+        [
+            ("AWS_ACCESS_KEY_ID", None),
+            ("AWS_SECRET_ACCESS_KEY", None),
+            ("AWS_PROFILE", Some(profile)),
+            ("AWS_CONFIG_FILE", Some(config.as_str())),
+            ("AWS_SHARED_CREDENTIALS_FILE", Some("/nonexistent")),
+        ]
+    };
+    let up = t.run_with(&["up", "test", "-vv", "--output", "json"], &env("vault"));
+    up.expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(&ran)
+            .unwrap_or_default()
+            .lines()
+            .next(),
+        Some("prod"),
+        "the profile's command ran"
+    );
+    // With no keys anywhere else, the run got this far only with the process's keys
+    // (`aws_errors_are_one_sentence_with_the_code` shows the same run failing without them).
+    assert_eq!(t.moto.account().ours().len(), 1);
+    for out in [&up.stdout, &up.stderr] {
+        assert!(!out.contains(SECRET), "{}", up.dump());
+    }
+
+    let broken = t.run_with(&["plan", "test"], &env("broken"));
+    broken.expect_code(3);
+    assert!(broken.stderr.contains("credential"), "{}", broken.dump());
+    assert_eq!(broken.stderr.trim().lines().count(), 1, "{}", broken.dump());
+}

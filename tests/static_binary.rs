@@ -114,7 +114,10 @@ fn the_static_binary_deploys_from_one_fresh_vm_to_another() {
         ),
     );
     p.write("playbooks/deploy.toml", PLAYBOOK);
-    p.write("templates/static.txt.j2", "deployed by the static binary to {{ host.name }}\n");
+    p.write(
+        "templates/static.txt.j2",
+        "deployed by the static binary to {{ host.name }}\n",
+    );
     std::fs::copy(&key.private, p.path("deploy_key")).expect("copy the key");
     docker(&[
         "cp",
