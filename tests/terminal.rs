@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use support::*;
 
-/// Runs `argv` on a new pty (120 columns), answering each `(expect, send)` in order once
+/// Runs `argv` on a new pty (120 columns, `PTY_ROWS` rows, default 40), answering each `(expect, send)` in order once
 /// `expect` has appeared in the output after the previous answer. Prints a JSON object: the
 /// whole output, the exit code, and how many answers were sent.
 const PTY_DRIVER: &str = r#"
@@ -21,7 +21,8 @@ argv = sys.argv[2:]
 pid, fd = pty.fork()
 if pid == 0:
     os.execvp(argv[0], argv)
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+rows = int(os.environ.get("PTY_ROWS", "40"))
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 120, 0, 0))
 out, pos, sent = b"", 0, 0
 deadline = time.time() + 120
 while time.time() < deadline:
@@ -311,5 +312,86 @@ fn human_output_shows_diffs_failures_and_honours_no_color() {
         format!("{}{}", piped.stdout, piped.stderr).contains("relation users does not exist"),
         "{}",
         piped.dump()
+    );
+}
+
+/// Twelve hosts on a terminal of 8 rows, 3 at a time (`--forks 3`): the view never takes more
+/// rows than the terminal has (every redraw moves the cursor up fewer lines than there are
+/// rows), shows the run's totals, a step counter per host, the hosts queued for a fork slot
+/// and how many more there are; the recap lists hosts in natural order (web2 before web10).
+#[test]
+fn the_live_view_fits_a_terminal_with_fewer_rows_than_hosts() {
+    const ROWS: usize = 8;
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshds = start_many(&key, 12);
+    let p = Project::new();
+    let hosts: Vec<String> = (sshds.iter().enumerate())
+        .map(|(i, s)| format!("{{ host = {:?}, name = \"web{}\" }}", s.addr("root"), i + 1))
+        .collect();
+    p.write(
+        "provision.toml",
+        &format!(
+            "app = \"wide\"\n\n[ssh]\nidentity_file = {key:?}\nknown_hosts = \"accept-new\"\nconfig = \"none\"\n\n[env.test]\nhosts = [{}]\n",
+            hosts.join(", "),
+            key = key.private.display().to_string(),
+        ),
+    );
+    let dir = p.remote_path("wide");
+    p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"dir\"\ndirectory = {{ path = \"{dir}/{{{{ host.name }}}}\" }}\n\n\
+             [[step]]\nname = \"slow\"\ncommand = {{ run = \"sleep 0.4; touch {dir}/{{{{ host.name }}}}/done\", creates = \"{dir}/{{{{ host.name }}}}/done\" }}\n\n\
+             [[step]]\nname = \"check\"\ncommand = {{ run = \"true\", unless = \"true\" }}\n"
+        ),
+    );
+    let run = on_tty(
+        &p,
+        &["up", "test", "--forks", "3"],
+        &[],
+        &[("PTY_ROWS", &ROWS.to_string())],
+    );
+    let text = run.text();
+    assert_eq!(run.code, 0, "{text}");
+    // Cursor-up moves (`ESC [ n A`) of every redraw.
+    let ups: Vec<usize> = run
+        .raw
+        .split("\x1b[")
+        .skip(1)
+        .filter_map(|s| {
+            let n: String = s.chars().take_while(char::is_ascii_digit).collect();
+            s[n.len()..]
+                .starts_with('A')
+                .then(|| n.parse().unwrap_or(1))
+        })
+        .collect();
+    assert!(!ups.is_empty(), "no redraws: {text}");
+    assert!(
+        ups.iter().all(|&n| n < ROWS),
+        "a redraw taller than the terminal: {ups:?}\n{text}"
+    );
+    for want in [
+        "/12 hosts done",
+        "/36 steps",
+        "queued",
+        "more: ",
+        "2/3 slow",
+    ] {
+        assert!(text.contains(want), "missing `{want}`:\n{text}");
+    }
+    let recap = &text[text.rfind("RECAP").expect("a recap")..];
+    let at = |h: &str| {
+        recap
+            .find(&format!("\n{h} "))
+            .unwrap_or_else(|| panic!("{h} not in the recap: {recap}"))
+    };
+    assert!(
+        at("web1") < at("web2") && at("web2") < at("web10"),
+        "{recap}"
+    );
+    assert!(
+        at("web9") < at("web10") && at("web10") < at("web12"),
+        "{recap}"
     );
 }

@@ -1,11 +1,13 @@
-//! Terminal output: a live line per host (indicatif) showing the step it is on, finished
-//! changes and failures printed above the bars, and the recap at the end.
+//! Terminal output: one live view (indicatif, a single multi-line bar) drawn from
+//! [`LiveView`]: a summary line, then a line per unfinished host that fits the terminal;
+//! finished changes and failures printed above it; the recap at the end.
 
+use super::live::{Live, LiveView};
 use super::plain::{Batches, recap, step_lines};
 use super::stdio::{self, To};
+use super::timings::natural_cmp;
 use super::{Counts, Event, Mode, Reporter, Status};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,10 +21,23 @@ pub(super) struct Human {
 #[derive(Default)]
 struct State {
     mode: Option<Mode>,
-    bars: HashMap<String, ProgressBar>,
+    view: LiveView,
+    bar: Option<ProgressBar>,
     recap: Vec<(String, Counts, bool, Option<String>)>,
     width: usize,
     batches: Batches,
+}
+
+impl State {
+    /// Redraw the view's text for the terminal's size now (it may have been resized).
+    fn draw(&self) {
+        let Some(bar) = &self.bar else { return };
+        let (rows, cols) = console::Term::stderr().size();
+        let (rows, cols) = (usize::from(rows), usize::from(cols));
+        bar.set_prefix(self.view.summary());
+        let lines = self.view.host_lines(rows, cols);
+        bar.set_message(lines.iter().map(|l| format!("\n{l}")).collect::<String>());
+    }
 }
 
 impl Human {
@@ -38,30 +53,39 @@ impl Human {
     fn print(&self, text: &str) {
         let _ = self.mp.println(text);
     }
-}
 
-/// A batch starts: its hosts connect, the later ones wait for theirs; a stopped rollout's
-/// hosts never start.
-fn batch_bars(bars: &HashMap<String, ProgressBar>, ev: &Event) {
-    match ev {
-        Event::BatchStarted {
-            batch: 1, hosts, ..
-        } => {
-            for (_, bar) in bars.iter().filter(|(h, _)| !hosts.contains(h)) {
-                bar.set_message("waiting for its batch");
-            }
-        }
-        Event::BatchStarted { hosts, .. } => {
-            for bar in hosts.iter().filter_map(|h| bars.get(h)) {
-                bar.set_message("connecting");
-            }
-        }
-        Event::RolloutStopped { not_reached, .. } => {
-            for bar in not_reached.iter().filter_map(|h| bars.get(h)) {
-                bar.finish_and_clear();
-            }
-        }
-        _ => {}
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn start(&self, st: &mut State, ev: &Event) {
+        let Event::RunStarted {
+            env,
+            mode,
+            playbook,
+            hosts,
+            ..
+        } = ev
+        else {
+            return;
+        };
+        st.mode = Some(*mode);
+        st.width = hosts.iter().map(String::len).max().unwrap_or(0);
+        let verb = if *mode == Mode::Check {
+            "Planning"
+        } else {
+            "Deploying"
+        };
+        self.print(&format!(
+            "{verb} {env} ({playbook}) on {} host(s)",
+            hosts.len()
+        ));
+        // The summary is the prefix, the host lines the message (each starting with `\n`).
+        let style = ProgressStyle::with_template("{spinner:.green} {prefix} · {elapsed}{msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bar = self.mp.add(ProgressBar::new_spinner().with_style(style));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        st.bar = Some(bar);
     }
 }
 
@@ -71,52 +95,15 @@ impl Reporter for Human {
             self.print(&line);
             return;
         }
-        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut st = self.state();
+        st.view.event(ev);
         if let Some(line) = st.batches.take(ev) {
             self.print(&line);
-            batch_bars(&st.bars, ev);
+            st.draw();
             return;
         }
         match ev {
-            Event::RunStarted {
-                env,
-                mode,
-                playbook,
-                hosts,
-                ..
-            } => {
-                st.mode = Some(*mode);
-                st.width = hosts.iter().map(String::len).max().unwrap_or(0);
-                let verb = if *mode == Mode::Check {
-                    "Planning"
-                } else {
-                    "Deploying"
-                };
-                self.print(&format!(
-                    "{verb} {env} ({playbook}) on {} host(s)",
-                    hosts.len()
-                ));
-                let style = ProgressStyle::with_template(&format!(
-                    "{{spinner:.green}} {{prefix:{}}} {{wide_msg}}",
-                    st.width
-                ))
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
-                for h in hosts {
-                    let bar = self.mp.add(
-                        ProgressBar::new_spinner()
-                            .with_style(style.clone())
-                            .with_prefix(h.clone()),
-                    );
-                    bar.set_message("connecting");
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    st.bars.insert(h.clone(), bar);
-                }
-            }
-            Event::StepStarted { host, step, .. } => {
-                if let Some(b) = st.bars.get(host) {
-                    b.set_message(step.clone());
-                }
-            }
+            Event::RunStarted { .. } => self.start(&mut st, ev),
             Event::StepFinished { status, .. } => {
                 if (*status != Status::Ok || self.verbosity >= 1)
                     && let Some(s) = step_lines(ev, st.mode, self.verbosity, self.color)
@@ -131,9 +118,6 @@ impl Reporter for Human {
                 stopped_at,
                 ..
             } => {
-                if let Some(b) = st.bars.get(host) {
-                    b.finish_and_clear();
-                }
                 st.recap.push((
                     host.clone(),
                     counts.clone(),
@@ -142,13 +126,24 @@ impl Reporter for Human {
                 ));
             }
             Event::RunFinished { .. } => {
+                if let Some(bar) = st.bar.take() {
+                    bar.finish_and_clear();
+                }
                 let _ = self.mp.clear();
-                st.recap.sort_by(|a, b| a.0.cmp(&b.0));
+                st.recap.sort_by(|a, b| natural_cmp(&a.0, &b.0));
                 let text = recap(&st.recap, st.width, self.color, ev, &st.batches);
                 stdio::write(To::Stdout, &text, true);
+                return;
             }
             _ => {}
         }
+        st.draw();
+    }
+
+    fn live(&self, hint: &Live) {
+        let mut st = self.state();
+        st.view.hint(hint);
+        st.draw();
     }
 
     fn note(&self, msg: &str) {

@@ -7,6 +7,7 @@ pub mod event;
 pub mod html;
 mod human;
 mod json;
+mod live;
 mod output;
 pub mod payload;
 mod plain;
@@ -15,6 +16,7 @@ mod stdio;
 pub mod timings;
 
 pub use event::{Counts, Event, Mode, Status};
+pub use live::Live;
 pub use output::Output;
 pub use payload::{
     ContainerStatus, ExecOutput, HostInstance, HostStatus, LockStatus, Reply, Unlocked,
@@ -35,6 +37,9 @@ pub trait Reporter: Send + Sync {
     fn event(&self, ev: &Event);
     /// Print a message that is not an event (warnings, summaries of other commands).
     fn note(&self, msg: &str);
+    /// A live-view hint (steps per host, a host leaving the fork queue): only the terminal
+    /// view draws these; they are not events and never reach JSON or a saved run.
+    fn live(&self, _hint: &Live) {}
 }
 
 /// How text output looks.

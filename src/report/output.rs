@@ -86,6 +86,11 @@ impl Output {
         &self.inner.redactor
     }
 
+    /// A live-view hint for the terminal view (host names and counts: nothing to mask).
+    pub fn live(&self, hint: super::Live) {
+        self.reporter().live(&hint);
+    }
+
     /// Report an event: masked, then a JSON line (`--output json`) or the text reporter's
     /// rendering. `debug` events are dropped below -vv.
     pub fn emit(&self, ev: Event) {
@@ -208,6 +213,9 @@ impl Reporter for Shared {
     }
     fn note(&self, msg: &str) {
         self.0.note(msg)
+    }
+    fn live(&self, hint: &super::Live) {
+        self.0.live(hint)
     }
 }
 

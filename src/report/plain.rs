@@ -349,7 +349,8 @@ impl Reporter for Plain {
             }
             Event::RunFinished { .. } => {
                 self.flush_all(st);
-                st.recap.sort_by(|a, b| a.0.cmp(&b.0));
+                st.recap
+                    .sort_by(|a, b| super::timings::natural_cmp(&a.0, &b.0));
                 let text = recap(&st.recap, st.width, self.color, ev, &st.batches);
                 if loud {
                     self.out(&text);

@@ -27,7 +27,7 @@ mod tests;
 mod unknown;
 
 use crate::plan::{HostPlan, Planner, Rollout};
-use crate::report::{Event, Mode, Sink};
+use crate::report::{Event, Live, Mode, Sink};
 use crate::transport::Connector;
 use crate::transport::ssh::SshConnector;
 use std::sync::Arc;
@@ -109,6 +109,11 @@ pub async fn run_with<C: Connector + 'static>(
         user: crate::remote::lock::local_user(),
         started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     });
+    sink.live(Live::Planned(
+        (rollout.batches.iter().flatten())
+            .map(|p| (p.host.name.clone(), p.steps.len()))
+            .collect(),
+    ));
     let shared = Shared {
         connector,
         interrupt,
@@ -188,6 +193,7 @@ async fn run_batch<C: Connector + 'static>(
                 host: &plan.host.name,
             };
             let permit = forks.clone().acquire_owned().await.expect("semaphore open");
+            sink.live(Live::Started(plan.host.name.clone()));
             let run = host::RunCx {
                 opts,
                 sink: &sink,
