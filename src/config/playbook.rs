@@ -1,6 +1,7 @@
 //! Playbooks: `playbooks/<name>.toml`, an ordered list of `[[step]]` tables. Each step has
 //! exactly one kind key (any of `steps::NAMES`: `command`, `directory`, `file`, …) plus
-//! optional `name`, `on`, `when`, `register`, `tags`, `timeout`, `run_once`; `loop`,
+//! optional `name`, `on`, `when`, `register`, `tags`, `timeout`, `run_once`, `become`,
+//! `become_user`; `loop`,
 //! `vars`, `notify`, `include` entries and `[[handler]]`s are the language around steps
 //! (see `lang.rs`).
 
@@ -41,6 +42,8 @@ pub(super) struct StepDef {
     tags: Option<Vec<String>>,
     timeout: Option<Dur>,
     run_once: Option<Spanned<RunOnceDef>>,
+    become_: Option<Spanned<bool>>,
+    become_user: Option<String>,
     kinds: Vec<Spec>,
     lang: lang::LangDef,
 }
@@ -66,9 +69,17 @@ pub enum RunOnce {
 }
 
 /// The keys every step may have besides its kind.
-const COMMON: [&str; 7 + lang::KEYS.len()] = concat(
+const COMMON: [&str; 9 + lang::KEYS.len()] = concat(
     &[
-        "name", "on", "when", "register", "tags", "timeout", "run_once",
+        "name",
+        "on",
+        "when",
+        "register",
+        "tags",
+        "timeout",
+        "run_once",
+        "become",
+        "become_user",
     ],
     &lang::KEYS,
 );
@@ -100,6 +111,8 @@ enum StepKey {
     Tags,
     Timeout,
     RunOnce,
+    Become,
+    BecomeUser,
     Lang(lang::Key),
     Kind(&'static str),
 }
@@ -128,6 +141,8 @@ impl Visitor<'_> for StepKeyVisitor {
             "tags" => StepKey::Tags,
             "timeout" => StepKey::Timeout,
             "run_once" => StepKey::RunOnce,
+            "become" => StepKey::Become,
+            "become_user" => StepKey::BecomeUser,
             _ => match (lang::Key::of(key), steps::NAMES.iter().find(|n| **n == key)) {
                 (Some(k), _) => StepKey::Lang(k),
                 (None, Some(kind)) => StepKey::Kind(kind),
@@ -164,6 +179,8 @@ impl<'de> Visitor<'de> for StepDefVisitor {
                 StepKey::Tags => lang::set(&mut def.tags, "tags", &mut map)?,
                 StepKey::Timeout => lang::set(&mut def.timeout, "timeout", &mut map)?,
                 StepKey::RunOnce => lang::set(&mut def.run_once, "run_once", &mut map)?,
+                StepKey::Become => lang::set(&mut def.become_, "become", &mut map)?,
+                StepKey::BecomeUser => lang::set(&mut def.become_user, "become_user", &mut map)?,
                 StepKey::Lang(k) => def.lang.read(k, &mut map)?,
                 StepKey::Kind(kind) => def.kinds.push(steps::deserialize_kind(kind, &mut map)?),
             }
@@ -182,6 +199,8 @@ impl StepDef {
             tags: self.tags.unwrap_or_default(),
             timeout: self.timeout.map(|d| d.0),
             run_once: self.run_once,
+            become_: self.become_,
+            become_user: self.become_user,
         };
         (self.kinds, common, self.lang)
     }
@@ -195,6 +214,8 @@ impl StepDef {
             || self.tags.is_some()
             || self.timeout.is_some()
             || self.run_once.is_some()
+            || self.become_.is_some()
+            || self.become_user.is_some()
             || !self.kinds.is_empty()
     }
 }
@@ -207,6 +228,8 @@ struct StepCommon {
     tags: Vec<String>,
     timeout: Option<Duration>,
     run_once: Option<Spanned<RunOnceDef>>,
+    become_: Option<Spanned<bool>>,
+    become_user: Option<String>,
 }
 
 /// One validated step.
@@ -231,6 +254,9 @@ pub struct Step {
     pub file: String,
     /// `loop`, `vars`, `notify`, and whether it is a handler (see `lang.rs`).
     pub lang: lang::Lang,
+    /// `become`/`become_user` on this step: its probe and change run through `sudo -n` as
+    /// this user (`become = true` alone: root), the rest of the run as the env says.
+    pub become_user: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,7 +380,23 @@ pub(super) fn entry(
         .as_ref()
         .map_or((line, 1), |r| src.line_col(r.span().start));
     let run_once = run_once_of(&spec, c.run_once.map(Spanned::into_inner));
+    let become_user = match (c.become_, c.become_user) {
+        (Some(b), Some(_)) if !*b.get_ref() => {
+            return Err(src
+                .err(
+                    b.span().start,
+                    "`become = false` with `become_user`: the step would not become that user",
+                )
+                .with_help(
+                    "remove `become = false`; `become_user` alone runs the step as that user",
+                ));
+        }
+        (_, Some(user)) => Some(user),
+        (Some(b), None) if *b.get_ref() => Some("root".to_string()),
+        _ => None,
+    };
     Ok(Entry::Step(Box::new(Step {
+        become_user,
         run_once,
         run_once_at,
         index,

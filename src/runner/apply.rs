@@ -23,7 +23,7 @@ impl<C: Connector> HostRun<'_, C> {
         let probe_before = self.probes.remove(&i);
         let action = kind.apply();
         let rest = self.probe_items(i + 1);
-        let apply = self.pending.wrap_apply(i, action.script.clone());
+        let apply = (self.pending).wrap_apply(i, self.as_step_user(i, action.script.clone()));
         let take_lock = self.lock.as_ref().filter(|_| !self.locked).cloned();
         let step = &self.plan.steps[i].step;
         let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);

@@ -113,10 +113,18 @@ impl<C: Connector> HostRun<'_, C> {
                 continue;
             }
             if let Some(script) = kind.probe(self.check()) {
-                items.push((j, script));
+                items.push((j, self.as_step_user(j, script)));
             }
         }
         items
+    }
+
+    /// Step `j`'s script as its `become_user`, when it names one.
+    pub(super) fn as_step_user(&self, j: usize, script: String) -> String {
+        match &self.plan.steps[j].step.become_user {
+            Some(user) => crate::transport::script::as_user(&script, user),
+            None => script,
+        }
     }
 
     /// Render deferred step `j` if every value it needs is registered. Errors surface when

@@ -12,28 +12,38 @@ pub fn quote(s: &str) -> Cow<'_, str> {
     shell_escape::unix::escape(Cow::Borrowed(s))
 }
 
+/// A fixed PATH and locale, nothing from the remote user's environment.
+const ENV: &str =
+    "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C";
+
 /// The command line for `script`: `/bin/sh -c` with a fixed PATH and locale so nothing depends
 /// on the remote user's rc files, optionally through `sudo -n` (never prompts).
 pub fn command_line(script: &str, become_user: Option<&str>) -> String {
-    let env = "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C";
     match become_user {
         None => format!(
-            "exec {env} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c {}",
+            "exec {ENV} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c {}",
             quote(script)
         ),
         // sudo -H sets HOME (and USER) to the target user's; the clean environment is made
         // inside, keeping those two: without HOME a non-root user's state dir (lock, release
         // log, markers) would have no home. The script is a positional parameter, never
         // parsed twice.
-        Some(user) => format!(
-            "exec sudo -n -H -u {} -- /bin/sh -c {} provision {}",
-            quote(user),
-            quote(&format!(
-                "exec {env} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c \"$1\""
-            )),
-            quote(script)
-        ),
+        Some(user) => format!("exec {}", as_user(script, user)),
     }
+}
+
+/// `script` run as `user` through `sudo -n` (never prompts), in the same clean environment as
+/// [`command_line`]: the whole connection's `ssh.become`, or one step's `become`. Reads the
+/// stdin it is given, so a change's upload passes through.
+pub fn as_user(script: &str, user: &str) -> String {
+    format!(
+        "sudo -n -H -u {} -- /bin/sh -c {} provision {}",
+        quote(user),
+        quote(&format!(
+            "exec {ENV} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c \"$1\""
+        )),
+        quote(script)
+    )
 }
 
 #[cfg(test)]
