@@ -3,6 +3,7 @@
 //! read-only `sh` snippet), its decision (a pure function of desired and observed state) and
 //! its apply. `registry.rs` lists the kinds; `kind.rs` is what each of them implements.
 
+pub mod absent;
 pub mod command;
 pub mod compose;
 pub mod directory;

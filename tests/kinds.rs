@@ -1,0 +1,141 @@
+//! The step kinds of issue 18 end to end (`state = "absent"`, `line_in_file`, `user`,
+//! `group`, `sync`): the real binary, a real sshd on 127.0.0.1 logging in as root, real effects
+//! on disk. Each test checks the contract of `support/target.rs`: plan lists exactly what up
+//! changes, a second up changes nothing.
+//!
+//! Playbooks are written with placeholders: `@R` is the test's remote root, `@P` the project.
+
+#[path = "support/docker.rs"]
+mod docker_support;
+mod support;
+#[path = "support/target.rs"]
+mod target;
+
+use target::*;
+
+// ---------------------------------------------------------------------------------------------
+// state = "absent"
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn absent_file_and_directory_are_removed_once() {
+    let t = Target::new("root");
+    std::fs::write(t.remote("old.conf"), "stale\n").unwrap();
+    std::fs::create_dir_all(t.remote("old-tree/a/b")).unwrap();
+    std::fs::write(t.remote("old-tree/a/b/f"), "x").unwrap();
+    std::fs::write(t.remote("keep"), "kept\n").unwrap();
+    // A link's target outlives the link's removal.
+    std::os::unix::fs::symlink(t.remote("keep"), t.remote("link.conf")).unwrap();
+    t.playbook(
+        r#"
+[[step]]
+name = "rm file"
+file = { dest = "@R/old.conf", state = "absent" }
+
+[[step]]
+name = "rm tree"
+directory = { path = "@R/old-tree/", state = "absent" }
+
+[[step]]
+name = "rm link"
+file = { dest = "@R/link.conf", state = "absent" }
+
+[[step]]
+name = "never there"
+file = { dest = "@R/nothing", state = "absent" }
+"#,
+    );
+    let would = t.plan_changes(&["rm file", "rm tree", "rm link"]);
+    let plan = t.plan();
+    assert!(
+        plan.step_text("rm tree").contains("remove"),
+        "{}",
+        plan.dump()
+    );
+    assert_eq!(plan.step("never there")["status"], "ok");
+    assert!(t.remote("old.conf").exists(), "plan must not remove");
+
+    t.converge(&would);
+    assert!(!t.remote("old.conf").exists());
+    assert!(!t.remote("old-tree").exists());
+    assert!(t.remote("link.conf").symlink_metadata().is_err());
+    assert_eq!(read(&t.remote("keep")), "kept\n");
+}
+
+#[test]
+fn absent_refuses_a_path_of_the_other_type() {
+    let t = Target::new("root");
+    std::fs::create_dir_all(t.remote("adir/x")).unwrap();
+    t.playbook(
+        r#"
+[[step]]
+name = "rm as file"
+file = { dest = "@R/adir", state = "absent" }
+"#,
+    );
+    let r = t.p.run(&["up", "test", "--output", "json"]);
+    assert_eq!(r.failed(), 1, "{}", r.dump());
+    assert!(
+        r.step_text("rm as file").contains("not a file"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        t.remote("adir/x").is_dir(),
+        "a directory is never removed as a file"
+    );
+}
+
+/// A stopped and a running container, and the `--previous` a stop-first swap keeps, are
+/// removed; a stateful one only with --allow-recreate; a name never created is ok.
+#[test]
+fn absent_container_is_removed_once() {
+    use docker_support::*;
+    let host = docker_host();
+    let app = app_name("dkabsent");
+    cleanup_app(&app);
+    let t = Target::with_env(
+        "root",
+        &format!("remote_env = {{ DOCKER_HOST = {host:?} }}"),
+    );
+    docker(&["create", "--name", &app, BASE_IMAGE, "true"]);
+    let previous = format!("{app}--previous");
+    docker(&["run", "-d", "--name", &previous, BASE_IMAGE, "sleep", "600"]);
+    let db = format!("{app}-db");
+    docker(&["create", "--name", &db, BASE_IMAGE, "true"]);
+    t.playbook(&format!(
+        r#"
+[[step]]
+name = "rm app"
+docker_run = {{ name = "{app}", state = "absent" }}
+
+[[step]]
+name = "rm never made"
+docker_run = {{ name = "{app}-none", state = "absent" }}
+"#
+    ));
+    let would = t.plan_changes(&["rm app"]);
+    assert!(container_id(&app).is_some(), "plan must not remove");
+    t.converge(&would);
+    assert!(container_id(&app).is_none());
+    assert!(container_id(&previous).is_none());
+
+    t.playbook(&format!(
+        r#"
+[[step]]
+name = "rm db"
+docker_run = {{ name = "{db}", state = "absent", stateful = true }}
+"#
+    ));
+    let refused = t.p.run(&["up", "test", "--output", "json"]);
+    assert_eq!(refused.failed(), 1, "{}", refused.dump());
+    assert!(
+        container_id(&db).is_some(),
+        "a stateful container needs --allow-recreate"
+    );
+    let forced =
+        t.p.run(&["up", "test", "--allow-recreate", "--output", "json"]);
+    assert_eq!(forced.changed(), 1, "{}", forced.dump());
+    assert!(container_id(&db).is_none());
+    cleanup_app(&app);
+}
