@@ -139,3 +139,87 @@ docker_run = {{ name = "{db}", state = "absent", stateful = true }}
     assert!(container_id(&db).is_none());
     cleanup_app(&app);
 }
+
+// ---------------------------------------------------------------------------------------------
+// line_in_file
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn line_in_file_sets_adds_removes_and_creates() {
+    let t = Target::new("root");
+    let conf = t.remote("app.conf");
+    std::fs::write(&conf, "# app\nport = 1\nname = x\n# old comment\nkeep = $HOME \\t\n").unwrap();
+    let mode = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    };
+    std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    std::fs::write(t.remote("already"), "x = 1\n").unwrap();
+    t.playbook(
+        r#"
+[[step]]
+name = "port"
+line_in_file = { path = "@R/app.conf", regexp = "^port *=", line = "port = 8080" }
+
+[[step]]
+name = "add"
+line_in_file = { path = "@R/app.conf", line = "debug = false" }
+
+[[step]]
+name = "no comments"
+line_in_file = { path = "@R/app.conf", regexp = "^#", state = "absent" }
+
+[[step]]
+name = "created"
+line_in_file = { path = "@R/new/made.conf", line = "a = b", create = true, mode = "0600" }
+
+[[step]]
+name = "already there"
+line_in_file = { path = "@R/already", line = "x = 1" }
+
+[[step]]
+name = "already gone"
+line_in_file = { path = "@R/nothing", line = "x", state = "absent" }
+"#,
+    );
+    let before = read(&conf);
+    let would = t.plan_changes(&["port", "add", "no comments", "created"]);
+    assert_eq!(read(&conf), before, "plan must not edit");
+    let plan = t.plan();
+    assert!(
+        plan.step_text("port").contains("matching /^port *=/"),
+        "{}",
+        plan.dump()
+    );
+
+    t.converge(&would);
+    assert_eq!(
+        read(&conf),
+        "port = 8080\nname = x\nkeep = $HOME \\t\ndebug = false\n"
+    );
+    assert_eq!(mode(&conf), 0o640, "an edited file keeps its mode");
+    assert_eq!(read(&t.remote("new/made.conf")), "a = b\n");
+    assert_eq!(mode(&t.remote("new/made.conf")), 0o600);
+    let leftovers: Vec<_> = std::fs::read_dir(t.remote(""))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".provision."))
+        .collect();
+    assert!(leftovers.is_empty(), "staging directories left: {leftovers:?}");
+}
+
+#[test]
+fn line_in_file_needs_create_for_a_missing_file() {
+    let t = Target::new("root");
+    t.playbook(
+        r#"
+[[step]]
+name = "edit missing"
+line_in_file = { path = "@R/missing.conf", line = "a = b" }
+"#,
+    );
+    let r = t.p.run(&["up", "test", "--output", "json"]);
+    assert_eq!(r.failed(), 1, "{}", r.dump());
+    assert!(r.step_text("edit missing").contains("create = true"), "{}", r.dump());
+    assert!(!t.remote("missing.conf").exists());
+}

@@ -18,6 +18,7 @@ pub mod healthcheck;
 pub mod image;
 pub mod kind;
 pub mod lb_drain;
+pub mod line_in_file;
 pub mod migrate;
 pub mod packages;
 pub mod registry;

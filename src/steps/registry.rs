@@ -74,6 +74,7 @@ kinds! {
     Migrate => migrate,
     Healthcheck => healthcheck,
     Compose => compose,
+    LineInFile => line_in_file,
 }
 
 /// The object-safe part of [`Kind`], so `Spec` dispatches through one generated `match`.
@@ -182,6 +183,7 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
     ("migrate", r#"{ image = "app:1", command = "migrate" }"#),
     ("healthcheck", r#"{ url = "http://localhost/" }"#),
     ("compose", r#"{ file = "/srv/compose.yml" }"#),
+    ("line_in_file", r#"{ path = "/etc/a", line = "x = 1" }"#),
 ];
 
 #[cfg(test)]
