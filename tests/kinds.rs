@@ -148,7 +148,11 @@ docker_run = {{ name = "{db}", state = "absent", stateful = true }}
 fn line_in_file_sets_adds_removes_and_creates() {
     let t = Target::new("root");
     let conf = t.remote("app.conf");
-    std::fs::write(&conf, "# app\nport = 1\nname = x\n# old comment\nkeep = $HOME \\t\n").unwrap();
+    std::fs::write(
+        &conf,
+        "# app\nport = 1\nname = x\n# old comment\nkeep = $HOME \\t\n",
+    )
+    .unwrap();
     let mode = |p: &std::path::Path| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
@@ -205,7 +209,10 @@ line_in_file = { path = "@R/nothing", line = "x", state = "absent" }
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(".provision."))
         .collect();
-    assert!(leftovers.is_empty(), "staging directories left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "staging directories left: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -220,6 +227,146 @@ line_in_file = { path = "@R/missing.conf", line = "a = b" }
     );
     let r = t.p.run(&["up", "test", "--output", "json"]);
     assert_eq!(r.failed(), 1, "{}", r.dump());
-    assert!(r.step_text("edit missing").contains("create = true"), "{}", r.dump());
+    assert!(
+        r.step_text("edit missing").contains("create = true"),
+        "{}",
+        r.dump()
+    );
     assert!(!t.remote("missing.conf").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// user and group
+// ---------------------------------------------------------------------------------------------
+
+/// Removes the test's users, then its groups, from this machine when the test ends (the sshd
+/// runs as root on loopback, so `user` steps make real accounts here).
+struct Accounts {
+    users: Vec<String>,
+    groups: Vec<String>,
+}
+
+impl Drop for Accounts {
+    fn drop(&mut self) {
+        for u in &self.users {
+            let _ = std::process::Command::new("userdel")
+                .args(["-r", u])
+                .output();
+        }
+        for g in &self.groups {
+            let _ = std::process::Command::new("groupdel").arg(g).output();
+        }
+    }
+}
+
+fn getent(db: &str, name: &str) -> Option<String> {
+    let out = std::process::Command::new("getent")
+        .args([db, name])
+        .output()
+        .expect("getent");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A free uid/gid above the ones the machine uses (the test picks, so it can check it).
+fn free_id(t: &Target) -> u32 {
+    (41000 + u32::from(t.sshd.port) % 20000..)
+        .find(|id| {
+            getent("passwd", &id.to_string()).is_none()
+                && getent("group", &id.to_string()).is_none()
+        })
+        .unwrap()
+}
+
+#[test]
+fn user_and_group_are_made_changed_and_removed() {
+    let t = Target::new("root");
+    let tag = format!("pvk{}", t.sshd.port);
+    let (user, team, extra) = (format!("{tag}u"), format!("{tag}g"), format!("{tag}x"));
+    let _cleanup = Accounts {
+        users: vec![user.clone()],
+        groups: vec![team.clone(), extra.clone(), user.clone()],
+    };
+    let id = free_id(&t);
+    let home = t.remote("home-u").display().to_string();
+    let play = |shell: &str, groups: &str| {
+        format!(
+            r#"
+[[step]]
+name = "team"
+group = {{ name = "{team}", gid = {id} }}
+
+[[step]]
+name = "extra"
+group = {{ name = "{extra}", system = true }}
+
+[[step]]
+name = "user"
+user = {{ name = "{user}", uid = {id}, groups = [{groups}], shell = "{shell}", home = "{home}" }}
+"#
+        )
+    };
+    t.playbook(&play("/bin/sh", &format!("\"{team}\"")));
+    let would = t.plan_changes(&["team", "extra", "user"]);
+    assert!(getent("passwd", &user).is_none(), "plan must not create");
+    t.converge(&would);
+    let passwd = getent("passwd", &user).expect("user made");
+    assert_eq!(
+        passwd,
+        format!(
+            "{user}:x:{id}:{}::{home}:/bin/sh",
+            passwd.split(':').nth(3).unwrap()
+        )
+    );
+    assert!(
+        std::path::Path::new(&home).is_dir(),
+        "useradd -m makes the home"
+    );
+    assert_eq!(
+        getent("group", &team).unwrap(),
+        format!("{team}:x:{id}:{user}")
+    );
+
+    // A changed shell and group list is one change, made with usermod.
+    t.playbook(&play("/bin/bash", &format!("\"{team}\", \"{extra}\"")));
+    let would = t.plan_changes(&["user"]);
+    let plan = t.plan();
+    assert!(
+        plan.step_text("user").contains("shell /bin/sh → /bin/bash"),
+        "{}",
+        plan.dump()
+    );
+    t.converge(&would);
+    assert!(getent("passwd", &user).unwrap().ends_with(":/bin/bash"));
+    assert!(
+        getent("group", &extra)
+            .unwrap()
+            .ends_with(&format!(":{user}"))
+    );
+
+    // Absent: the user first (a group that is a primary group cannot go before its user).
+    t.playbook(&format!(
+        r#"
+[[step]]
+name = "no user"
+user = {{ name = "{user}", state = "absent" }}
+
+[[step]]
+name = "no extra"
+group = {{ name = "{extra}", state = "absent" }}
+
+[[step]]
+name = "no ghost"
+group = {{ name = "{tag}none", state = "absent" }}
+"#
+    ));
+    let would = t.plan_changes(&["no user", "no extra"]);
+    t.converge(&would);
+    assert!(getent("passwd", &user).is_none());
+    assert!(getent("group", &extra).is_none());
+    assert!(
+        std::path::Path::new(&home).is_dir(),
+        "userdel keeps the home"
+    );
 }

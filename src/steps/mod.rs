@@ -14,6 +14,7 @@ pub mod docker_swap;
 pub mod env_file;
 pub mod file;
 pub mod git;
+pub mod group;
 pub mod healthcheck;
 pub mod image;
 pub mod kind;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod shell;
 pub mod template;
 pub mod upload;
+pub mod user;
 pub mod wait;
 
 pub use kind::{Kind, PrepareCx, PrepareError, Shared};

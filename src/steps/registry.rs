@@ -75,6 +75,8 @@ kinds! {
     Healthcheck => healthcheck,
     Compose => compose,
     LineInFile => line_in_file,
+    User => user,
+    Group => group,
 }
 
 /// The object-safe part of [`Kind`], so `Spec` dispatches through one generated `match`.
@@ -184,6 +186,8 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
     ("healthcheck", r#"{ url = "http://localhost/" }"#),
     ("compose", r#"{ file = "/srv/compose.yml" }"#),
     ("line_in_file", r#"{ path = "/etc/a", line = "x = 1" }"#),
+    ("user", r#"{ name = "app" }"#),
+    ("group", r#"{ name = "app" }"#),
 ];
 
 #[cfg(test)]
