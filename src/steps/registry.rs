@@ -77,6 +77,7 @@ kinds! {
     LineInFile => line_in_file,
     User => user,
     Group => group,
+    Systemd => systemd,
 }
 
 /// The object-safe part of [`Kind`], so `Spec` dispatches through one generated `match`.
@@ -188,6 +189,7 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
     ("line_in_file", r#"{ path = "/etc/a", line = "x = 1" }"#),
     ("user", r#"{ name = "app" }"#),
     ("group", r#"{ name = "app" }"#),
+    ("systemd", r#"{ name = "app.service" }"#),
 ];
 
 #[cfg(test)]
