@@ -370,3 +370,68 @@ group = {{ name = "{tag}none", state = "absent" }}
         "userdel keeps the home"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// sync
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sync_writes_what_differs_and_deletes_only_when_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Target::new("root");
+    t.p.write("site/index.html", "<h1>hi</h1>\n");
+    t.p.write("site/css/app.css", "body {}\n");
+    t.p.write("site/bin/run", "#!/bin/sh\necho run\n");
+    std::fs::set_permissions(t.p.path("site/bin/run"), PermissionsExt::from_mode(0o755)).unwrap();
+    t.p.write("site/odd name\nline", "odd\n");
+    std::fs::create_dir_all(t.remote("www/old")).unwrap();
+    std::fs::write(t.remote("www/old/stale.html"), "stale").unwrap();
+    std::fs::write(t.remote("www/index.html"), "old\n").unwrap();
+    let play = |delete: bool| {
+        t.playbook(&format!(
+            "[[step]]\nname = \"site\"\nsync = {{ src = \"site\", dest = \"@R/www\", delete = {delete} }}\n"
+        ))
+    };
+    play(false);
+    let would = t.plan_changes(&["site"]);
+    assert_eq!(
+        read(&t.remote("www/index.html")),
+        "old\n",
+        "plan must not write"
+    );
+    t.converge(&would);
+    assert_eq!(read(&t.remote("www/index.html")), "<h1>hi</h1>\n");
+    assert_eq!(read(&t.remote("www/css/app.css")), "body {}\n");
+    assert_eq!(read(&t.remote("www/odd name\nline")), "odd\n");
+    let mode = std::fs::metadata(t.remote("www/bin/run"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    assert!(
+        t.remote("www/old/stale.html").exists(),
+        "no delete: extras stay"
+    );
+
+    // One file changed locally: one entry written; then delete = true removes the extras.
+    t.p.write("site/css/app.css", "body { color: red }\n");
+    let would = t.plan_changes(&["site"]);
+    let plan = t.plan();
+    assert!(
+        plan.step_text("site").contains("1 to write, 0 to remove"),
+        "{}",
+        plan.dump()
+    );
+    t.converge(&would);
+    assert_eq!(read(&t.remote("www/css/app.css")), "body { color: red }\n");
+    play(true);
+    let would = t.plan_changes(&["site"]);
+    assert!(
+        t.plan()
+            .step_text("site")
+            .contains("0 to write, 1 to remove")
+    );
+    t.converge(&would);
+    assert!(!t.remote("www/old").exists());
+    assert_eq!(read(&t.remote("www/index.html")), "<h1>hi</h1>\n");
+}

@@ -78,6 +78,7 @@ kinds! {
     User => user,
     Group => group,
     Systemd => systemd,
+    Sync => sync,
 }
 
 /// The object-safe part of [`Kind`], so `Spec` dispatches through one generated `match`.
@@ -190,6 +191,7 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
     ("user", r#"{ name = "app" }"#),
     ("group", r#"{ name = "app" }"#),
     ("systemd", r#"{ name = "app.service" }"#),
+    ("sync", r#"{ src = "site", dest = "/srv/site" }"#),
 ];
 
 #[cfg(test)]
