@@ -30,7 +30,7 @@ pub struct Spec {
 }
 
 /// What the unit should be doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnitState {
     /// Running (started when it is not; a changed unit file is loaded at its next start).
@@ -38,6 +38,14 @@ pub enum UnitState {
     Stopped,
     /// Running, and restarted whenever its unit file changed.
     Restarted,
+}
+
+impl<'de> Deserialize<'de> for UnitState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UnitState, D::Error> {
+        use UnitState::*;
+        let names = &["started", "stopped", "restarted"];
+        super::absent::one_of(d, names, &[Started, Stopped, Restarted])
+    }
 }
 
 impl Kind for Spec {
