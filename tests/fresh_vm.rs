@@ -724,3 +724,109 @@ fn vagrant_up_with_the_docker_provider_then_provision_reads_vagrant_ssh_config()
     ph.lap("vagrant destroy -f");
     println!("{}", ph.summary());
 }
+
+/// The `systemd` kind on a VM where systemd is PID 1: a unit written, reloaded, enabled and
+/// started; a rerun changes nothing; a changed unit file is one daemon-reload and a restart
+/// (a new main PID); `stopped` stops it.
+#[test]
+#[ignore = "slow group (fresh VMs): scripts/test.sh runs it; cargo test --test fresh_vm -- --ignored"]
+fn systemd_unit_written_enabled_started_then_restarted_on_change() {
+    let mut ph = Phases::start();
+    images();
+    let net = Network::create("sd");
+    let keydir = tempfile::tempdir().expect("key dir");
+    let t = Target::start(Variant::Vm, &net, "sd", ClientKey::generate(keydir.path()));
+    ph.lap("target boot to ssh");
+    let playbook = |exec: &str, state: &str| {
+        format!(
+            "[[step]]\nname = \"unit\"\n\
+             systemd = {{ name = \"pvk-sleep.service\", enabled = true, state = \"{state}\", \
+             content = \"[Service]\\nExecStart={exec}\\n[Install]\\nWantedBy=multi-user.target\\n\" }}\n"
+        )
+    };
+    let p = project(&t, "", &playbook("/bin/sleep 100001", "restarted"));
+    let plan = p.run(&["plan", "vm", "--output", "json"]);
+    plan.expect_code(0);
+    assert_eq!(plan.steps_with("changed").len(), 1, "{}", plan.dump());
+    let text = plan.step_text("unit");
+    assert!(
+        text.contains("daemon-reload") && text.contains("enable") && text.contains("start"),
+        "{}",
+        plan.dump()
+    );
+    assert_eq!(
+        t.exec("systemctl is-active pvk-sleep.service || true")
+            .as_deref(),
+        Some("inactive")
+    );
+
+    let r = up(&p);
+    r.expect_code(0);
+    assert_eq!(r.changed(), 1, "{}", r.dump());
+    assert_eq!(
+        t.exec("systemctl is-active pvk-sleep.service").as_deref(),
+        Some("active")
+    );
+    assert_eq!(
+        t.exec("systemctl is-enabled pvk-sleep.service").as_deref(),
+        Some("enabled")
+    );
+    let pid = t
+        .exec("systemctl show -p MainPID --value pvk-sleep.service")
+        .unwrap();
+    let r = up(&p);
+    r.expect_code(0);
+    assert_eq!(r.changed(), 0, "second up changes nothing\n{}", r.dump());
+    assert_eq!(
+        t.exec("systemctl show -p MainPID --value pvk-sleep.service")
+            .unwrap(),
+        pid
+    );
+    ph.lap("write, enable, start; rerun 0 changes");
+
+    p.write(
+        "playbooks/deploy.toml",
+        &playbook("/bin/sleep 100002", "restarted"),
+    );
+    let plan = p.run(&["plan", "vm", "--output", "json"]);
+    assert!(
+        plan.step_text("unit").contains("restart"),
+        "{}",
+        plan.dump()
+    );
+    let r = up(&p);
+    r.expect_code(0);
+    assert_eq!(r.changed(), 1, "{}", r.dump());
+    let new_pid = t
+        .exec("systemctl show -p MainPID --value pvk-sleep.service")
+        .unwrap();
+    assert_ne!(new_pid, pid, "a changed unit restarts the service");
+    assert_eq!(
+        t.exec("systemctl show -p NeedDaemonReload --value pvk-sleep.service")
+            .as_deref(),
+        Some("no"),
+        "the change was reloaded"
+    );
+    assert!(
+        t.exec(&format!("cat /proc/{new_pid}/cmdline | tr '\\0' ' '"))
+            .unwrap()
+            .contains("100002")
+    );
+    assert_eq!(up(&p).changed(), 0);
+
+    p.write(
+        "playbooks/deploy.toml",
+        &playbook("/bin/sleep 100002", "stopped"),
+    );
+    let r = up(&p);
+    r.expect_code(0);
+    assert_eq!(r.changed(), 1, "{}", r.dump());
+    assert_eq!(
+        t.exec("systemctl is-active pvk-sleep.service || true")
+            .as_deref(),
+        Some("inactive")
+    );
+    assert_eq!(up(&p).changed(), 0);
+    ph.lap("restart on change, stop");
+    println!("{}", ph.summary());
+}

@@ -1,5 +1,7 @@
-//! `directory`: a directory exists with the given mode and owner.
+//! `directory`: a directory exists with the given mode and owner, or with `state = "absent"`
+//! the directory and everything in it is removed.
 
+use super::absent::{AbsentPath, PathType, State};
 use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind, normalize_mode};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
@@ -11,6 +13,8 @@ pub struct Spec {
     pub mode: Option<String>,
     pub owner: Option<String>,
     pub group: Option<String>,
+    #[serde(default)]
+    pub state: State,
 }
 
 impl Kind for Spec {
@@ -21,6 +25,9 @@ impl Kind for Spec {
     }
 
     fn prepare(&self, _cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        if self.state.is_absent() {
+            return Ok(Box::new(AbsentPath::new(&self.path, PathType::Dir)?));
+        }
         Ok(Box::new(Desired::prepare(self)?))
     }
 }
@@ -182,6 +189,7 @@ mod tests {
             mode: Some("0750".into()),
             owner: Some("app".into()),
             group: None,
+            state: State::Present,
         })
         .unwrap()
     }
@@ -253,7 +261,8 @@ mod tests {
                 path: "srv".into(),
                 mode: None,
                 owner: None,
-                group: None
+                group: None,
+                state: State::Present,
             })
             .is_err()
         );

@@ -12,6 +12,7 @@
 //! serving. The port is closed meanwhile. `strategy = "start-first"` starts the new container
 //! beside the old one, behind a front proxy that publishes the port (`docker_swap.rs`).
 
+use super::absent::{AbsentContainer, State};
 use super::docker_install::{docker_missing, docker_ok_probe};
 use super::docker_swap::{Proxy, SERVICE_LABEL, Swap, valid_name};
 use super::shell::HTTP_STATUS_FN;
@@ -27,6 +28,8 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub name: String,
+    /// Required unless `state = "absent"` (checked in `prepare`, so an absent step needs none).
+    #[serde(default)]
     pub image: String,
     /// Env file on the host (e.g. written by an `env_file` step); its content is part of the state.
     pub env_file: Option<String>,
@@ -63,6 +66,9 @@ pub struct Spec {
     /// 8000, health = "/up", interval = "0.2s", timeout = "30s", drain = "30s" }`. Boxed: the
     /// playbook's step enum stays small.
     pub proxy: Option<Box<Proxy>>,
+    /// "absent": remove the container (and its `--previous`); named volumes are kept.
+    #[serde(default)]
+    pub state: State,
 }
 
 /// How a container is replaced.
@@ -84,6 +90,10 @@ impl Kind for Spec {
     }
 
     fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        if self.state.is_absent() {
+            let gone = AbsentContainer::new(&self.name, self.stateful, cx.allow_recreate)?;
+            return Ok(Box::new(gone));
+        }
         Ok(Box::new(Desired::prepare(self, cx.allow_recreate)?))
     }
 }
@@ -119,6 +129,12 @@ impl Desired {
         if !valid_name(&spec.name) {
             return Err(format!(
                 "container name `{}` may only hold letters, digits, `_`, `.` and `-`",
+                spec.name
+            ));
+        }
+        if spec.image.is_empty() {
+            return Err(format!(
+                "docker_run `{}` needs `image`, or `state = \"absent\"` to remove it",
                 spec.name
             ));
         }
@@ -563,6 +579,7 @@ mod tests {
             healthcheck: None,
             strategy: Strategy::StopFirst,
             proxy: None,
+            state: State::Present,
         }
     }
 

@@ -1,5 +1,7 @@
-//! `file`: upload a local file (path relative to the project) to the host.
+//! `file`: upload a local file (path relative to the project) to the host, or with
+//! `state = "absent"` remove the file at `dest`.
 
+use super::absent::{AbsentPath, PathType, State};
 use super::upload::Upload;
 use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use serde::{Deserialize, Serialize};
@@ -7,12 +9,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
-    /// Local path, relative to the folder holding provision.toml.
-    pub src: String,
+    /// Local path, relative to the folder holding provision.toml. Required unless absent.
+    pub src: Option<String>,
     pub dest: String,
     pub mode: Option<String>,
     pub owner: Option<String>,
     pub group: Option<String>,
+    #[serde(default)]
+    pub state: State,
 }
 
 impl Kind for Spec {
@@ -23,12 +27,21 @@ impl Kind for Spec {
     }
 
     fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
+        if self.state.is_absent() {
+            return Ok(Box::new(AbsentPath::new(&self.dest, PathType::File)?));
+        }
         Ok(Box::new(prepare(self, cx)?))
     }
 }
 
 pub fn prepare(spec: &Spec, cx: &PrepareCx<'_>) -> Result<Upload, PrepareError> {
-    let path = cx.root.join(&spec.src);
+    let Some(src) = &spec.src else {
+        return Err(PrepareError::Invalid(format!(
+            "file `{}` needs `src` (the local file to upload), or `state = \"absent\"`",
+            spec.dest
+        )));
+    };
+    let path = cx.root.join(src);
     let content = std::fs::read(&path).map_err(|source| PrepareError::Read { path, source })?;
     let up = Upload::new(
         &spec.dest,

@@ -3,6 +3,7 @@
 //! read-only `sh` snippet), its decision (a pure function of desired and observed state) and
 //! its apply. `registry.rs` lists the kinds; `kind.rs` is what each of them implements.
 
+pub mod absent;
 pub mod command;
 pub mod compose;
 pub mod directory;
@@ -13,16 +14,21 @@ pub mod docker_swap;
 pub mod env_file;
 pub mod file;
 pub mod git;
+pub mod group;
 pub mod healthcheck;
 pub mod image;
 pub mod kind;
 pub mod lb_drain;
+pub mod line_in_file;
 pub mod migrate;
 pub mod packages;
 pub mod registry;
 pub mod shell;
+pub mod sync;
+pub mod systemd;
 pub mod template;
 pub mod upload;
+pub mod user;
 pub mod wait;
 
 pub use kind::{Kind, PrepareCx, PrepareError, Shared};

@@ -74,6 +74,11 @@ kinds! {
     Migrate => migrate,
     Healthcheck => healthcheck,
     Compose => compose,
+    LineInFile => line_in_file,
+    User => user,
+    Group => group,
+    Systemd => systemd,
+    Sync => sync,
 }
 
 /// The object-safe part of [`Kind`], so `Spec` dispatches through one generated `match`.
@@ -182,6 +187,11 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
     ("migrate", r#"{ image = "app:1", command = "migrate" }"#),
     ("healthcheck", r#"{ url = "http://localhost/" }"#),
     ("compose", r#"{ file = "/srv/compose.yml" }"#),
+    ("line_in_file", r#"{ path = "/etc/a", line = "x = 1" }"#),
+    ("user", r#"{ name = "app" }"#),
+    ("group", r#"{ name = "app" }"#),
+    ("systemd", r#"{ name = "app.service" }"#),
+    ("sync", r#"{ src = "site", dest = "/srv/site" }"#),
 ];
 
 #[cfg(test)]

@@ -226,38 +226,19 @@ impl Upload {
         }
     }
 
-    /// The upload is staged in a fresh root-owned 0700 directory beside the target and the
-    /// script works from inside it (`cd -P`): whoever owns the target directory can rename
-    /// entries in it, but cannot touch what is inside the staging directory, so no symlink
-    /// can be swapped in under the file that gets chowned and chmodded (issue 12, #6). In a
-    /// setgid directory it is 2700: the bit is inherited, and the file takes the group.
-    /// stdin is the content's sha256 on a line, then the content.
+    /// Written through [`staged_write`]; stdin is the content's sha256 on a line, then the
+    /// content, checked before the rename.
     pub fn apply(&self) -> Action {
-        let dest = quote(&self.dest);
-        let script = format!(
-            "set -e\n\
-             dest={dest}\n\
-             dir=$(dirname -- \"$dest\")\n\
-             mkdir -p -- \"$dir\"\n\
-             stage=; staged=\n\
-             cleanup() {{ if [ -n \"$staged\" ]; then rm -f ./upload; cd ..; rmdir -- \"${{stage##*/}}\" 2>/dev/null || true; elif [ -n \"$stage\" ]; then rmdir -- \"$stage\" 2>/dev/null || true; fi; }}\n\
-             trap cleanup EXIT\n\
-             trap 'cleanup; trap - EXIT; exit 1' HUP INT TERM PIPE\n\
-             stage=$(mktemp -d \"$dir/.provision.XXXXXX\")\n\
-             cd -P -- \"$stage\"; staged=1\n\
-             case \"$(stat -c %u:%a .)\" in \"$(id -u):700\"|\"$(id -u):2700\") ;; *) echo \"the staging directory for $dest was replaced while in use; nothing was written\" >&2; exit 1 ;; esac\n\
-             read -r sum\n\
+        let fill = "read -r sum\n\
              cat > ./upload\n\
-             if [ \"$(sha256sum < ./upload | cut -c1-64)\" != \"$sum\" ]; then echo \"upload of $dest arrived incomplete; the old file was left in place\" >&2; exit 1; fi\n\
-             {attrs}\
-             mv -f -- ./upload \"$dest\"\n",
-            attrs = attr_script(
-                "./upload",
-                Some(&self.mode),
-                self.owner.as_deref(),
-                self.group.as_deref()
-            ),
+             if [ \"$(sha256sum < ./upload | cut -c1-64)\" != \"$sum\" ]; then echo \"upload of $dest arrived incomplete; the old file was left in place\" >&2; exit 1; fi\n";
+        let attrs = attr_script(
+            "./upload",
+            Some(&self.mode),
+            self.owner.as_deref(),
+            self.group.as_deref(),
         );
+        let script = staged_write(&self.dest, fill, &attrs);
         // The checksum rides on stdin in front of the content: on the command line, any
         // user of the host could read in the process list a sum that confirms a guessed
         // secret (the content may hold one).
@@ -268,6 +249,35 @@ impl Upload {
             ..Action::default()
         }
     }
+}
+
+/// A script that writes `dest` whole: `fill` (shell run inside the staging directory, with
+/// `$dest` set) writes `./upload`, `attrs` sets its mode and owner, then it is renamed over
+/// `dest`, so the target is always either the old file or the new one, never half-written.
+///
+/// The staging directory is a fresh root-owned 0700 directory beside the target and the
+/// script works from inside it (`cd -P`): whoever owns the target directory can rename
+/// entries in it, but cannot touch what is inside the staging directory, so no symlink can be
+/// swapped in under the file that gets chowned and chmodded (issue 12, #6). In a setgid
+/// directory it is 2700: the bit is inherited, and the file takes the group.
+pub fn staged_write(dest: &str, fill: &str, attrs: &str) -> String {
+    format!(
+        "set -e\n\
+         dest={dest}\n\
+         dir=$(dirname -- \"$dest\")\n\
+         mkdir -p -- \"$dir\"\n\
+         stage=; staged=\n\
+         cleanup() {{ if [ -n \"$staged\" ]; then rm -f ./upload; cd ..; rmdir -- \"${{stage##*/}}\" 2>/dev/null || true; elif [ -n \"$stage\" ]; then rmdir -- \"$stage\" 2>/dev/null || true; fi; }}\n\
+         trap cleanup EXIT\n\
+         trap 'cleanup; trap - EXIT; exit 1' HUP INT TERM PIPE\n\
+         stage=$(mktemp -d \"$dir/.provision.XXXXXX\")\n\
+         cd -P -- \"$stage\"; staged=1\n\
+         case \"$(stat -c %u:%a .)\" in \"$(id -u):700\"|\"$(id -u):2700\") ;; *) echo \"the staging directory for $dest was replaced while in use; nothing was written\" >&2; exit 1 ;; esac\n\
+         {fill}\
+         {attrs}\
+         mv -f -- ./upload \"$dest\"\n",
+        dest = quote(dest),
+    )
 }
 
 /// Which keys of a dotenv file were added, removed or changed, from key → line hash maps.
