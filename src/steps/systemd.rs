@@ -44,7 +44,7 @@ impl<'de> Deserialize<'de> for UnitState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UnitState, D::Error> {
         use UnitState::*;
         let names = &["started", "stopped", "restarted"];
-        super::absent::one_of(d, names, &[Started, Stopped, Restarted])
+        super::state::one_of(d, names, &[Started, Stopped, Restarted])
     }
 }
 
