@@ -1,50 +1,11 @@
-//! `state = "absent"`, shared by the kinds that can remove what they make (`file`,
-//! `directory`, `docker_run`, `line_in_file`, `user`, `group`): the [`State`] field, and the
-//! desired state "nothing at this path" for the path kinds. Absent already is ok; a path of
+//! What `state = "absent"` (see `state.rs`) means for `file` and `directory`: nothing at this
+//! path; and for `docker_run`: no such container. Absent already is ok; a path of
 //! the other type (a directory where a file should be gone) fails rather than being removed,
 //! so a typo'd `dest` never deletes a tree.
 
-use super::directory::stat_probe;
+use super::shell::type_probe;
 use super::{Action, Decision, Probe, StepKind};
 use crate::transport::script::quote;
-use serde::{Deserialize, Serialize};
-
-/// Whether the step's object should exist (`present`, the default) or be removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-}
-
-impl<'de> Deserialize<'de> for State {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<State, D::Error> {
-        one_of(d, &["present", "absent"], &[State::Present, State::Absent])
-    }
-}
-
-/// A value written as one of `names` (the matching one of `values`). A derived enum reads a
-/// wrong type (`state = false`) as "wanted string or table"; this says "expected a string",
-/// and a typo still gets serde's "unknown variant" (which the playbook turns into "did you
-/// mean").
-pub fn one_of<'de, D, T>(d: D, names: &'static [&'static str], values: &[T]) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Copy,
-{
-    let word = String::deserialize(d)?;
-    match names.iter().position(|n| *n == word) {
-        Some(i) => Ok(values[i]),
-        None => Err(serde::de::Error::unknown_variant(&word, names)),
-    }
-}
-
-impl State {
-    pub fn is_absent(self) -> bool {
-        self == State::Absent
-    }
-}
 
 /// What kind of path is to be removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +40,7 @@ impl AbsentPath {
 
 impl StepKind for AbsentPath {
     fn probe(&self, _check: bool) -> Option<String> {
-        Some(stat_probe(&self.path))
+        Some(type_probe(&self.path))
     }
 
     fn decide(&self, observed: Option<&Probe>) -> Decision {

@@ -1,7 +1,8 @@
 //! `directory`: a directory exists with the given mode and owner, or with `state = "absent"`
 //! the directory and everything in it is removed.
 
-use super::absent::{AbsentPath, PathType, State};
+use super::absent::{AbsentPath, PathType};
+use super::state::State;
 use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind, normalize_mode};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
@@ -67,9 +68,9 @@ fn trim_trailing_slash(path: &str) -> String {
 pub fn stat_probe(path: &str) -> String {
     let p = quote(path);
     format!(
-        "if [ -L {p} ]; then echo state=link; elif [ -d {p} ]; then echo state=dir; elif [ -f {p} ]; then echo state=file; \
-         elif [ -e {p} ]; then echo state=other; else echo state=missing; fi\n\
-         if [ -e {p} ] && [ ! -L {p} ]; then stat -c 'mode=%a\nowner=%U\ngroup=%G' {p}; fi"
+        "{}\n\
+         if [ -e {p} ] && [ ! -L {p} ]; then stat -c 'mode=%a\nowner=%U\ngroup=%G' {p}; fi",
+        super::shell::type_probe(path)
     )
 }
 

@@ -12,10 +12,11 @@
 //! serving. The port is closed meanwhile. `strategy = "start-first"` starts the new container
 //! beside the old one, behind a front proxy that publishes the port (`docker_swap.rs`).
 
-use super::absent::{AbsentContainer, State};
+use super::absent::AbsentContainer;
 use super::docker_install::{docker_missing, docker_ok_probe};
 use super::docker_swap::{Proxy, SERVICE_LABEL, Swap, valid_name};
 use super::shell::HTTP_STATUS_FN;
+use super::state::State;
 use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use crate::transport::script::quote;
 use crate::value::{Dur, OneOrMany};

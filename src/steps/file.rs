@@ -1,7 +1,8 @@
 //! `file`: upload a local file (path relative to the project) to the host, or with
 //! `state = "absent"` remove the file at `dest`.
 
-use super::absent::{AbsentPath, PathType, State};
+use super::absent::{AbsentPath, PathType};
+use super::state::State;
 use super::upload::Upload;
 use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use serde::{Deserialize, Serialize};

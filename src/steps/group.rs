@@ -1,7 +1,7 @@
 //! `group`: a local group with this gid (when given), made with `groupadd` and changed with
 //! `groupmod`; or with `state = "absent"` removed with `groupdel`. Read from `getent group`.
 
-use super::absent::State;
+use super::state::State;
 use super::user::valid_name;
 use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use crate::transport::script::quote;

@@ -8,8 +8,8 @@
 //! [`staged_write`], so the file is never half-written. The line and the regexp reach awk
 //! through its environment (`ENVIRON`), which awk does not unescape, unlike `-v`.
 
-use super::absent::State;
 use super::directory::{attr_changes, attr_script, stat_probe};
+use super::state::State;
 use super::upload::staged_write;
 use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind, normalize_mode};
 use crate::transport::script::quote;

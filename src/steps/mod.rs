@@ -24,6 +24,7 @@ pub mod migrate;
 pub mod packages;
 pub mod registry;
 pub mod shell;
+pub mod state;
 pub mod sync;
 pub mod systemd;
 pub mod template;

@@ -33,6 +33,15 @@ pub fn not_an_option(field: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Prints `state=link|dir|file|other|missing` for a path (a link is never followed).
+pub fn type_probe(path: &str) -> String {
+    let p = crate::transport::script::quote(path);
+    format!(
+        "if [ -L {p} ]; then echo state=link; elif [ -d {p} ]; then echo state=dir; elif [ -f {p} ]; then echo state=file; \
+         elif [ -e {p} ]; then echo state=other; else echo state=missing; fi"
+    )
+}
+
 /// The first `n` characters of `text` (never splits a multibyte character).
 pub fn prefix(text: &str, n: usize) -> &str {
     text.char_indices().nth(n).map_or(text, |(i, _)| &text[..i])

@@ -44,7 +44,7 @@ impl<'de> Deserialize<'de> for UnitState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UnitState, D::Error> {
         use UnitState::*;
         let names = &["started", "stopped", "restarted"];
-        super::absent::one_of(d, names, &[Started, Stopped, Restarted])
+        super::state::one_of(d, names, &[Started, Stopped, Restarted])
     }
 }
 
@@ -57,6 +57,11 @@ impl Kind for Spec {
 
     fn template_file(&self) -> Option<&str> {
         self.src.as_deref()
+    }
+
+    /// The unit file's text is uploaded on stdin (and never shown when it holds a secret).
+    fn on_stdin(&self, field: &str) -> bool {
+        field == "content"
     }
 
     fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
@@ -404,6 +409,20 @@ mod tests {
             "daemon-reload\nenable app.service\nrestart app.service\n\
              enable app.service\nstart app.service\n"
         );
+    }
+
+    /// Its text is uploaded on stdin, so a secret may be in it; everything else is in a script.
+    #[test]
+    fn only_content_travels_on_stdin() {
+        let spec = Spec {
+            name: "app.service".into(),
+            content: Some("x".into()),
+            src: None,
+            enabled: None,
+            state: None,
+        };
+        assert!(Kind::on_stdin(&spec, "content"));
+        assert!(!Kind::on_stdin(&spec, "name"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! The probe reads the account from `getent passwd` and its groups from `id`, so it works the
 //! same with files, LDAP or sssd behind NSS.
 
-use super::absent::State;
+use super::state::State;
 use super::{Action, Decision, Kind, PrepareCx, PrepareError, Probe, StepKind};
 use crate::transport::script::quote;
 use serde::{Deserialize, Serialize};
