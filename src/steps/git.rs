@@ -204,6 +204,23 @@ fn refuse_url_credentials(repo: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why `ref` was not resolved: git's own errors (a refused key or token) when it printed any.
+fn not_found(r: &str, repo: &str, p: &Probe) -> String {
+    let errors: Vec<&str> = p
+        .out
+        .lines()
+        .filter_map(|l| l.strip_prefix("remote="))
+        .filter(|l| !l.split_whitespace().next().is_some_and(is_sha) && !l.trim().is_empty())
+        .collect();
+    if errors.is_empty() {
+        return format!("ref `{r}` not found in {repo} ({})", tail(&p.out, 2));
+    }
+    format!(
+        "cannot read {repo}: {} (check key_secret/token_secret and known_hosts)",
+        errors.join("; ")
+    )
+}
+
 fn is_sha(s: &str) -> bool {
     s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -293,12 +310,7 @@ impl StepKind for Desired {
             return Decision::Fail(format!("{} exists but is not a git checkout", self.dest));
         }
         let Some(target) = self.resolve(&p) else {
-            return Decision::Fail(format!(
-                "ref `{}` not found in {} ({})",
-                self.ref_,
-                self.repo,
-                tail(&p.out, 2)
-            ));
+            return Decision::Fail(not_found(&self.ref_, &self.repo, &p));
         };
         let short = super::shell::prefix(&target, 12);
         match p.field("head") {
