@@ -473,4 +473,36 @@ mod tests {
         };
         assert_eq!(d(None).register(&o)["sha"], B);
     }
+
+    #[test]
+    fn token_in_url_is_refused_without_echoing_it() {
+        let err = refuse_url_credentials("https://bob:s3cr3t-tok@git.example/a.git").unwrap_err();
+        assert!(
+            err.contains("token_secret") && !err.contains("s3cr3t"),
+            "{err}"
+        );
+        assert!(refuse_url_credentials("https://git.example/a.git").is_ok());
+        assert!(refuse_url_credentials("ssh://git@git.example/a.git").is_ok());
+    }
+
+    #[test]
+    fn key_reaches_git_through_a_file_never_the_script() {
+        let mut desired = d(Some("main"));
+        desired.auth = Auth {
+            secret: Some(Secret::Key(b"KEYBODY\n".to_vec())),
+            known_hosts: vec!["git.example ssh-ed25519 AAAA".into()],
+        };
+        let probe = desired.probe(false).unwrap();
+        let apply = desired.apply();
+        for script in [&probe, &apply.script] {
+            assert!(!script.contains("KEYBODY"));
+            assert!(
+                script.contains("IdentitiesOnly=yes")
+                    && script.contains("StrictHostKeyChecking=yes")
+            );
+            assert!(script.contains("trap 'rm -rf"));
+        }
+        assert!(probe.contains("count=8") && probe.contains("<&3"));
+        assert_eq!(apply.stdin.as_deref(), Some(&b"KEYBODY\n"[..]));
+    }
 }
