@@ -16,9 +16,12 @@ pub fn nonce() -> String {
     format!("{n:016x}")
 }
 
-/// A script running each `(id, probe)` in its own subshell with stdin and stderr closed.
+/// A script running each `(id, probe)` in its own subshell with stdin and stderr closed
+/// (the batch's stdin stays open on [`PROBE_INPUT_FD`] for probes that read input).
+use crate::steps::PROBE_INPUT_FD;
+
 pub fn probe_script(nonce: &str, probes: &[(usize, String)]) -> String {
-    let mut s = String::new();
+    let mut s = format!("exec {PROBE_INPUT_FD}<&0\n");
     for (id, probe) in probes {
         let _ = write!(
             s,

@@ -79,7 +79,7 @@ impl<C: Connector> HostRun<'_, C> {
 
     /// Send the probes from step `i` on (and the lock probe, the first time).
     async fn probe_batch(&mut self, i: usize) -> Result<ExecOutput, Stop> {
-        let mut items = self.probe_items(i);
+        let mut items = self.probe_items(i, true);
         let timeout = self.timeout_for(&items);
         if !self.lock_probed {
             let probe = lock::status_probe_sh(&self.planner.app, &self.planner.env);
@@ -91,12 +91,25 @@ impl<C: Connector> HostRun<'_, C> {
             items.push((FACTS_PROBE, facts::probe_sh().to_string()));
         }
         let script = batch::probe_script(&self.nonce, &items);
-        self.exec(&script, None, timeout, Keep::All).await
+        let input = self.probe_inputs(&items);
+        let stdin = (!input.is_empty()).then_some(input.as_slice());
+        self.exec(&script, stdin, timeout, Keep::All).await
+    }
+
+    /// The probes' inputs, concatenated in batch order (each probe reads its own length).
+    fn probe_inputs(&self, items: &[(usize, String)]) -> Vec<u8> {
+        let mut input = Vec::new();
+        for (j, _) in items {
+            let kind = self.prepared.get(*j).and_then(|k| k.as_ref());
+            input.extend(kind.and_then(|k| k.probe_input()).unwrap_or_default());
+        }
+        input
     }
 
     /// Probes to send in one batch, starting at step `from`: every later step that can be
-    /// rendered now and has no valid probe result yet.
-    pub(super) fn probe_items(&mut self, from: usize) -> Vec<(usize, String)> {
+    /// rendered now and has no valid probe result yet. Without `with_input` (after an apply,
+    /// which reads the stdin), probes that read input wait for a round trip of their own.
+    pub(super) fn probe_items(&mut self, from: usize, with_input: bool) -> Vec<(usize, String)> {
         let mut items = Vec::new();
         for j in from..self.plan.steps.len() {
             let index = self.plan.steps[j].step.index;
@@ -109,11 +122,12 @@ impl<C: Connector> HostRun<'_, C> {
             let Some(kind) = self.prepared[j].as_ref() else {
                 continue;
             };
-            if j > from && !kind.probe_ahead() {
+            if j > from && !kind.probe_ahead() || !with_input && kind.probe_input().is_some() {
                 continue;
             }
+            let reads_input = kind.probe_input().is_some();
             if let Some(script) = kind.probe(self.check()) {
-                items.push((j, self.as_step_user(j, script)));
+                items.push((j, self.probe_as_step_user(j, script, reads_input)));
             }
         }
         items
@@ -125,6 +139,18 @@ impl<C: Connector> HostRun<'_, C> {
             Some(user) => crate::transport::script::as_user(&script, user),
             None => script,
         }
+    }
+
+    /// [`Self::as_step_user`] for a probe: sudo closes every fd above 2, so a probe that
+    /// reads its input from the batch's fd 3 gets that fd as its stdin through sudo and makes
+    /// it fd 3 again inside.
+    fn probe_as_step_user(&self, j: usize, script: String, reads_input: bool) -> String {
+        if !reads_input || self.plan.steps[j].step.become_user.is_none() {
+            return self.as_step_user(j, script);
+        }
+        let fd = crate::steps::PROBE_INPUT_FD;
+        let inner = format!("exec {fd}<&0\n{script}");
+        format!("{} 0<&{fd}", self.as_step_user(j, inner))
     }
 
     /// Render deferred step `j` if every value it needs is registered. Errors surface when

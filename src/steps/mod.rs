@@ -39,6 +39,10 @@ use crate::transport::{ExecOutput, Input};
 use futures::future::BoxFuture;
 use std::path::PathBuf;
 
+/// The fd on which a probe with input (`StepKind::probe_input`) finds the batch's stdin:
+/// each such probe reads exactly its own bytes from it, in batch order.
+pub const PROBE_INPUT_FD: u8 = 3;
+
 /// Output of one probe: what the snippet printed and its exit code.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Probe {
@@ -131,6 +135,13 @@ pub trait StepKind: Send + Sync + std::fmt::Debug {
     /// Read-only snippet that prints the current state. `None`: nothing to probe (always runs).
     /// `check` is set in plan mode, where a probe may also fetch content for a diff.
     fn probe(&self, check: bool) -> Option<String>;
+    /// Bytes the probe reads, a secret that must not be in its script (a deploy key): the
+    /// batch sends them on stdin, and the probe reads exactly `len` of them from fd 3
+    /// (see [`PROBE_INPUT_FD`]). Such a probe is not re-sent after another
+    /// step's apply, whose stdin it would need too.
+    fn probe_input(&self) -> Option<Vec<u8>> {
+        None
+    }
     /// Whether the probe may run ahead of the step's turn, batched with the others. Gates
     /// (`wait`, `healthcheck`) observe what earlier steps start, so they only run in turn.
     fn probe_ahead(&self) -> bool {

@@ -1,0 +1,98 @@
+//! The `git` step against a private repository: a second real sshd on loopback serves a bare
+//! repository and accepts only the deploy key, which provision sends on stdin from a secret.
+//! plan → up → up (0 changes), a wrong key fails clearly, and the key is in no output.
+
+mod support;
+
+use support::{ClientKey, SECRETS_ENV, Setup, Sshd, git};
+
+/// A bare repository with one commit on `main`, under `dir`.
+fn bare_repo(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    git(
+        dir,
+        &["init", "--quiet", "--bare", "-b", "main", "repo.git"],
+    );
+    git(dir, &["clone", "--quiet", "repo.git", "work"]);
+    std::fs::write(dir.join("work/README"), "v1\n").unwrap();
+    git(&dir.join("work"), &["add", "README"]);
+    git(&dir.join("work"), &["commit", "--quiet", "-m", "v1"]);
+    git(
+        &dir.join("work"),
+        &["push", "--quiet", "origin", "HEAD:main"],
+    );
+    dir.join("repo.git")
+}
+
+/// The private key's body lines: none may be printed, nor its base64 as a whole.
+fn key_forms(key: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut forms: Vec<String> = key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 20)
+        .map(str::to_string)
+        .collect();
+    forms.push(base64::engine::general_purpose::STANDARD.encode(key));
+    forms
+}
+
+#[test]
+fn deploy_key_and_pinned_host_key_clone_a_private_repo() {
+    let s = Setup::with_env("gitkey", 1, "", SECRETS_ENV);
+    s.p.write("secrets/test.env", "# none\n");
+    let deploy = ClientKey::generate(&s.p.path("deploy"));
+    let wrong = ClientKey::generate(&s.p.path("wrong"));
+    let server = Sshd::start(&deploy);
+    let bare = bare_repo(&s.p.path("gitsrv"));
+    let url = format!("ssh://root@127.0.0.1:{}{}", server.port, bare.display());
+    let dest = s.p.remote_path("src");
+    s.p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"checkout\"\ngit = {{ repo = \"{url}\", dest = \"{dest}\", ref = \"main\", key_secret = \"DEPLOY_KEY\", known_hosts = [\"{pin}\"] }}\n\n\
+             [[step]]\nname = \"checkout through sudo\"\nbecome = true\ngit = {{ repo = \"{url}\", dest = \"{dest}-root\", ref = \"main\", key_secret = \"DEPLOY_KEY\", known_hosts = [\"{pin}\"] }}\n",
+            pin = server.known_hosts_line()
+        ),
+    );
+    let key = std::fs::read_to_string(&deploy.private).unwrap();
+    let run = |args: &[&str], k: &str| s.p.run_env(args, &[("DEPLOY_KEY", k)]);
+    let forms = key_forms(&key);
+    let clean = |r: &support::Run| {
+        let all = r.dump();
+        for f in &forms {
+            assert!(!all.contains(f.as_str()), "key leaked: {all}");
+        }
+    };
+
+    let plan = run(&["plan", "test", "--output", "json", "-vv"], &key);
+    plan.expect_code(0);
+    clean(&plan);
+    assert_eq!(plan.changed(), 2, "{}", plan.dump());
+    assert!(!std::path::Path::new(&dest).exists(), "plan must not clone");
+    let up = run(&["up", "test", "--output", "json", "-vv"], &key);
+    up.expect_code(0);
+    clean(&up);
+    assert_eq!(up.changed(), 2, "{}", up.dump());
+    // The second checkout read its key through sudo (a step's `become`), which closes fd 3.
+    for d in [dest.clone(), format!("{dest}-root")] {
+        assert_eq!(
+            std::fs::read_to_string(format!("{d}/README")).unwrap(),
+            "v1\n"
+        );
+    }
+    let again = run(&["up", "test", "--output", "json"], &key);
+    again.expect_code(0);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+
+    let bad = std::fs::read_to_string(&wrong.private).unwrap();
+    let refused = run(&["up", "test"], &bad);
+    assert_ne!(refused.code, 0, "{}", refused.dump());
+    assert!(
+        refused.dump().contains("Permission denied"),
+        "a refused key says so: {}",
+        refused.dump()
+    );
+    for f in key_forms(&bad) {
+        assert!(!refused.dump().contains(&f), "wrong key leaked");
+    }
+}
