@@ -7,6 +7,7 @@
 //! (a value through `| replace`) is caught earlier: [`Secrets::track`] tells which rendered
 //! texts read a secret, and those are never diffed nor put on a command line.
 
+mod command;
 mod cut;
 mod forms;
 mod names;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+pub use command::SecretsCommand;
 pub use names::secret_names;
 
 const MASK: &str = "********";
@@ -109,6 +111,8 @@ pub struct Secrets {
     redactor: Redactor,
     /// Template variables whose values were rendered from secrets (besides `secrets`).
     derived: BTreeSet<String>,
+    /// Keys whose value came from `secrets_command` (over the file's).
+    from_command: BTreeSet<String>,
 }
 
 impl fmt::Debug for Secrets {
@@ -123,25 +127,48 @@ impl fmt::Debug for Secrets {
 impl Secrets {
     /// Load the dotenv file if it exists; a missing file means "use the process environment".
     pub fn load(file: Option<&Path>, redactor: Redactor) -> Result<Secrets, ConfigError> {
+        Secrets::load_with(file, None, redactor)
+    }
+
+    /// The file (if it exists), then the env's `secrets_command` (its keys win over the
+    /// file's). Every value is registered with the redactor before this returns.
+    pub fn load_with(
+        file: Option<&Path>,
+        command: Option<&SecretsCommand>,
+        redactor: Redactor,
+    ) -> Result<Secrets, ConfigError> {
         let mut values = BTreeMap::new();
         if let Some(path) = file.filter(|p| p.exists()) {
             let text = crate::error::read(path, "the secrets file")?;
             values = parse_dotenv(path, &text)?;
             values.values().for_each(|v| redactor.add(v));
         }
+        let mut from_command = BTreeSet::new();
+        if let Some(cmd) = command {
+            for (k, v) in cmd.load(&redactor)? {
+                from_command.insert(k.clone());
+                values.insert(k, v);
+            }
+        }
         Ok(Secrets {
             file: file.map(Path::to_path_buf),
             values,
             redactor,
             derived: BTreeSet::new(),
+            from_command,
         })
+    }
+
+    /// Whether `key`'s value came from `secrets_command`.
+    pub fn from_command(&self, key: &str) -> bool {
+        self.from_command.contains(key)
     }
 
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
     }
 
-    /// Keys defined in the secrets file.
+    /// Keys defined in the secrets file or printed by `secrets_command`.
     pub fn file_keys(&self) -> Vec<String> {
         self.values.keys().cloned().collect()
     }

@@ -5,9 +5,12 @@
 //! grepped for every secret value: zero hits; where a value would have been, the mask is.
 //! The only place a value may be is the host's 0600 env file.
 
+#[path = "support/forms.rs"]
+mod forms;
 mod process_list;
 mod support;
 
+use forms::assert_no_form;
 use support::{Project, Run, SECRETS_ENV, Setup, mode_of};
 
 const IN_FILE: &str = "Kx9-corpus-canary-1";
@@ -169,58 +172,6 @@ fn pem_key() -> String {
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----",
         body.join("\n")
     )
-}
-
-/// Every form of `value` that must never be printed: itself, each of its lines, the
-/// filtered forms the templates write (`upper`, `replace`, `tojson`; `indent` only moves
-/// lines), JSON-escaped, URL-encoded, and base64 at each offset (what any base64 of a text
-/// holding the value contains, wherever the value starts).
-fn forms(value: &str) -> Vec<String> {
-    use base64::Engine;
-    let json = serde_json::to_string(value).unwrap();
-    let json = json[1..json.len() - 1].to_string();
-    let html_json = json
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026");
-    let mut texts = vec![
-        value.to_string(),
-        value.to_uppercase(),
-        value.replace('-', "_"),
-        json,
-        html_json,
-    ];
-    texts.extend(value.lines().filter(|l| l.len() >= 8).map(str::to_string));
-    let mut out = texts.clone();
-    for t in &texts {
-        // Python's quote(safe=""): all but letters, digits and `-._~`.
-        let url = percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC)
-            .to_string()
-            .replace("%2D", "-")
-            .replace("%2E", ".")
-            .replace("%5F", "_")
-            .replace("%7E", "~");
-        out.push(url);
-        for skip in 0..3 {
-            let inner = &t.as_bytes()[skip..];
-            let inner = &inner[..inner.len() / 3 * 3];
-            out.push(base64::engine::general_purpose::STANDARD_NO_PAD.encode(inner));
-        }
-    }
-    out
-}
-
-/// No form of any value in `text`.
-#[track_caller]
-fn assert_no_form(what: &str, text: &str, values: &[String]) {
-    for v in values {
-        for f in forms(v) {
-            assert!(
-                !text.contains(&f),
-                "{what}: a form of a secret was printed: {f:?}\n{text}"
-            );
-        }
-    }
 }
 
 #[test]

@@ -4,13 +4,12 @@
 use super::context::Context;
 use super::load;
 use crate::error::Error;
-use crate::secrets::Secrets;
 
 pub async fn run(cx: &Context, env_name: &str) -> Result<i32, Error> {
     let project = load::project(cx)?;
     let env = project.env(env_name)?;
     // Registered so that a secret value in what EC2 reports (a tag, an address) is masked.
-    Secrets::load(env.secrets.as_deref(), cx.redactor.clone())?;
+    load::secrets(env, &cx.redactor)?;
     let resolve = load::resolver(&project, cx);
     let out = cx.out();
     crate::cloud::down(&project, env, cx.cloud(&out), resolve).await

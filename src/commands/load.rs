@@ -59,7 +59,7 @@ pub fn planner(
     let playbook = Playbook::load(&pb_path, &display)?;
     check_playbook(&playbook, env)?;
     let redactor = cx.redactor.clone();
-    let secrets = Secrets::load(env.secrets.as_deref(), redactor.clone())?;
+    let secrets = secrets(env, &redactor)?;
     let planner = planner_with(cx, project, env, playbook, secrets, allow_recreate)?;
     Ok((planner, redactor))
 }
@@ -88,6 +88,16 @@ pub fn check_playbook(playbook: &Playbook, env: &Env) -> Result<(), ConfigError>
         playbook.check_run_once(&names, &env.name)?;
     }
     Ok(())
+}
+
+/// The env's secrets: its file, then its `secrets_command` (run here), every value
+/// registered with `redactor`.
+pub fn secrets(env: &Env, redactor: &Redactor) -> Result<Secrets, ConfigError> {
+    Secrets::load_with(
+        env.secrets.as_deref(),
+        env.secrets_command.as_ref(),
+        redactor.clone(),
+    )
 }
 
 /// The planner of a loaded playbook and secrets, with the command line's tags and vars.

@@ -28,6 +28,8 @@ pub struct Use {
 #[serde(rename_all = "snake_case")]
 enum Source {
     File,
+    /// Printed by the env's `secrets_command`.
+    Command,
     Environment,
     /// In the file, with an empty value (which counts as missing).
     Empty,
@@ -47,6 +49,8 @@ struct Listing {
     /// The env's secrets file, relative to the project (None: the env has none).
     file: Option<String>,
     file_exists: bool,
+    /// The env's `secrets_command`, as written (its keys have source `command`).
+    command: Option<String>,
     keys: Vec<Key>,
     /// Used somewhere, and neither in the file nor in provision's environment.
     missing: Vec<String>,
@@ -55,7 +59,7 @@ struct Listing {
 pub fn run(cx: &Context, env_name: &str, json: bool) -> Result<i32, Error> {
     let project = load::project(cx)?;
     let env = project.env(env_name)?;
-    let secrets = Secrets::load(env.secrets.as_deref(), cx.redactor.clone())?;
+    let secrets = load::secrets(env, &cx.redactor)?;
     let (path, display) = load::playbook_file(cx, &project, env);
     let playbook = Playbook::load(&path, &display)?;
     let mut used: BTreeMap<String, Vec<Use>> = BTreeMap::new();
@@ -86,6 +90,7 @@ pub fn run(cx: &Context, env_name: &str, json: bool) -> Result<i32, Error> {
         env: env.name.clone(),
         file: env.secrets.as_deref().map(relative),
         file_exists: env.secrets.as_deref().is_some_and(Path::exists),
+        command: env.secrets_command.as_ref().map(|c| c.command.clone()),
         keys,
         missing,
     };
@@ -107,6 +112,7 @@ pub fn run(cx: &Context, env_name: &str, json: bool) -> Result<i32, Error> {
 fn source_of(secrets: &Secrets, in_file: &BTreeSet<String>, name: &str) -> Source {
     // `get` registers the value with the redactor: it is masked should anything print it.
     match (in_file.contains(name), secrets.get(name).is_some()) {
+        (true, true) if secrets.from_command(name) => Source::Command,
         (true, true) => Source::File,
         (true, false) => Source::Empty,
         (false, true) => Source::Environment,
@@ -120,8 +126,12 @@ fn show(out: &crate::report::Output, l: &Listing) {
         (Some(f), false) => format!("{f} (does not exist)"),
         (None, _) => "none".into(),
     };
+    let command = match &l.command {
+        Some(c) => format!(", secrets_command `{c}`"),
+        None => String::new(),
+    };
     out.line(&format!(
-        "env {}: secrets file {file}, then provision's environment (values not shown)",
+        "env {}: secrets file {file}{command}, then provision's environment (values not shown)",
         l.env
     ));
     let width = l
@@ -135,6 +145,7 @@ fn show(out: &crate::report::Output, l: &Listing) {
     for k in &l.keys {
         let source = match k.source {
             Source::File => "file",
+            Source::Command => "command",
             Source::Environment => "environment",
             Source::Empty => "empty",
             Source::Missing => "MISSING",

@@ -14,7 +14,6 @@ use super::load;
 use crate::config::{ConfigError, Env, Playbook, Project};
 use crate::error::{Error, exit};
 use crate::plan::Rollout;
-use crate::secrets::Secrets;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -102,7 +101,7 @@ impl Validation {
             self.templates.extend(templates.map(str::to_string));
         }
         let hosts = self.take_one(load::offline_hosts(cx, project, env));
-        let secrets = self.take_one(Secrets::load(env.secrets.as_deref(), cx.redactor.clone()));
+        let secrets = self.take_one(load::secrets(env, &cx.redactor));
         let n = hosts.as_ref().map_or(0, |(_, selected)| selected.len());
         self.envs
             .push(format!("{} ({})", env.name, super::hosts_n(n)));

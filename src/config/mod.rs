@@ -116,6 +116,8 @@ struct EnvFile {
     #[serde(default)]
     vars: toml::Table,
     secrets: Option<String>,
+    /// A local command printing the env's secrets (dotenv or a JSON object).
+    secrets_command: Option<Spanned<String>>,
     #[serde(default)]
     ssh: SshDef,
     #[serde(default)]
@@ -179,6 +181,8 @@ pub struct Env {
     pub role_order: BTreeMap<String, Vec<String>>,
     pub vars: toml::Table,
     pub secrets: Option<PathBuf>,
+    /// `secrets_command`: run locally when the secrets are loaded.
+    pub secrets_command: Option<crate::secrets::SecretsCommand>,
     /// Top-level `[ssh]` merged with the environment's.
     pub ssh: SshDef,
     /// Environment variables set for every script on the hosts (top level, then the env's).
@@ -423,6 +427,7 @@ fn build_env(at: &EnvAt, app: &str, raw: EnvFile, top_ssh: &SshDef) -> Result<En
         roles,
         role_order,
         vars: raw.vars,
+        secrets_command: secrets_command(at, raw.secrets_command)?,
         secrets: raw.secrets.map(|s| at.root.join(s)),
         ssh,
         remote_env: raw.remote_env,
@@ -430,6 +435,28 @@ fn build_env(at: &EnvAt, app: &str, raw: EnvFile, top_ssh: &SshDef) -> Result<En
         ec2,
         ssh_source,
     })
+}
+
+/// `secrets_command`, with where it is written (its errors point there); empty is an error.
+fn secrets_command(
+    at: &EnvAt,
+    raw: Option<Spanned<String>>,
+) -> Result<Option<crate::secrets::SecretsCommand>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let offset = raw.span().start;
+    if raw.get_ref().trim().is_empty() {
+        return Err(at
+            .error(offset, "secrets_command is empty".into())
+            .with_help("give the command that prints the secrets, e.g. secrets_command = \"op inject -i secrets.tpl\", or remove the key"));
+    }
+    let (line, col) = crate::error::line_col(at.text, offset);
+    Ok(Some(crate::secrets::SecretsCommand {
+        command: raw.into_inner(),
+        dir: at.root.to_path_buf(),
+        file: at.file.to_path_buf(),
+        line,
+        col,
+    }))
 }
 
 /// The env's rollout settings; a percentage over 100 is an error at it.
