@@ -84,7 +84,11 @@ impl Kind for Spec {
     }
 
     fn prepare(&self, cx: &PrepareCx<'_>) -> Result<Box<dyn StepKind>, PrepareError> {
-        Ok(Box::new(Desired::prepare(self, cx.allow_recreate)?))
+        let mut d = Desired::prepare(self, cx.allow_recreate)?;
+        if let Some(swap) = &mut d.swap {
+            swap.load_tls(cx.secrets)?;
+        }
+        Ok(Box::new(d))
     }
 }
 
@@ -357,6 +361,16 @@ impl Desired {
         let o = Swap::observed(&p.out);
         let want = &o.want;
         let mut todo: Vec<String> = swap.proxy_problem(&o).into_iter().collect();
+        let new_cert = swap
+            .tls
+            .as_ref()
+            .is_some_and(|t| o.certsum != t.certsum || o.keysum != t.keysum);
+        if todo.is_empty() && new_cert {
+            todo.push(format!(
+                "install the new certificate in {} and reload it",
+                swap.proxy
+            ));
+        }
         let serving = o
             .upstream
             .as_ref()
@@ -491,7 +505,11 @@ impl StepKind for Desired {
 
     fn apply(&self) -> Action {
         if let Some(swap) = &self.swap {
-            return Action::script(swap.apply(&self.swap_name_sh(true), &self.run_args()));
+            return Action {
+                script: swap.apply(&self.swap_name_sh(true), &self.run_args()),
+                stdin: swap.tls.as_ref().map(|t| t.stdin()),
+                ..Action::default()
+            };
         }
         let want = self.fields_label();
         let stateful_guard = if self.spec.stateful && !self.allow_recreate {
@@ -703,6 +721,8 @@ mod tests {
                 image: None,
                 name: None,
                 lb: None,
+                https_port: None,
+                tls: None,
             })),
             ..spec()
         }
