@@ -669,8 +669,21 @@ mod tests {
             ..proxy()
         };
         let lb = Swap::prepare("web", Some("net"), &with_lb).unwrap();
+        let with_tls = Proxy {
+            https_port: Some("8443".into()),
+            tls: Some(super::super::docker_tls::TlsSpec {
+                cert_secret: Some("C".into()),
+                key_secret: Some("K".into()),
+                redirect: None,
+                hsts: None,
+            }),
+            ..proxy()
+        };
+        let tls = Swap::prepare("web", Some("net"), &with_tls).unwrap();
         let run = "--name \"$n\" -d img";
         for script in [
+            tls.probe(),
+            tls.apply("n=web-1\n", run),
             plain.probe(),
             plain.apply("n=web-1\n", run),
             lb.apply("n=web-1\n", run),
