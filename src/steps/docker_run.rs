@@ -95,7 +95,11 @@ impl Kind for Spec {
             let gone = AbsentContainer::new(&self.name, self.stateful, cx.allow_recreate)?;
             return Ok(Box::new(gone));
         }
-        Ok(Box::new(Desired::prepare(self, cx.allow_recreate)?))
+        let mut d = Desired::prepare(self, cx.allow_recreate)?;
+        if let Some(swap) = &mut d.swap {
+            swap.load_tls(cx.secrets)?;
+        }
+        Ok(Box::new(d))
     }
 }
 
@@ -374,6 +378,16 @@ impl Desired {
         let o = Swap::observed(&p.out);
         let want = &o.want;
         let mut todo: Vec<String> = swap.proxy_problem(&o).into_iter().collect();
+        let new_cert = swap
+            .tls
+            .as_ref()
+            .is_some_and(|t| o.certsum != t.certsum || o.keysum != t.keysum);
+        if todo.is_empty() && new_cert {
+            todo.push(format!(
+                "install the new certificate in {} and reload it",
+                swap.proxy
+            ));
+        }
         let serving = o
             .upstream
             .as_ref()
@@ -508,7 +522,11 @@ impl StepKind for Desired {
 
     fn apply(&self) -> Action {
         if let Some(swap) = &self.swap {
-            return Action::script(swap.apply(&self.swap_name_sh(true), &self.run_args()));
+            return Action {
+                script: swap.apply(&self.swap_name_sh(true), &self.run_args()),
+                stdin: swap.tls.as_ref().map(|t| t.stdin()),
+                ..Action::default()
+            };
         }
         let want = self.fields_label();
         let stateful_guard = if self.spec.stateful && !self.allow_recreate {
@@ -721,6 +739,8 @@ mod tests {
                 image: None,
                 name: None,
                 lb: None,
+                https_port: None,
+                tls: None,
             })),
             ..spec()
         }

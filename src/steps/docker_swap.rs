@@ -15,6 +15,7 @@
 //! reads it with `docker cp`, and the decision compares its sha256 with the conf this step would
 //! write for the container it names.
 
+use super::docker_tls::{Tls, TlsSpec};
 use super::lb_drain::{LbDrain, LbSpec, Ready};
 use super::shell::{HTTP_STATUS_FN, not_an_option};
 use crate::transport::script::quote;
@@ -75,6 +76,10 @@ pub struct Proxy {
     pub name: Option<String>,
     /// A load balancer checks this proxy: take the host out of it for the swap (lb_drain.rs).
     pub lb: Option<LbSpec>,
+    /// Host side of the proxy's HTTPS port ("8443", "127.0.0.1:8443"); needs `tls`.
+    pub https_port: Option<String>,
+    /// Serve HTTPS on `https_port` with this certificate (tls.rs).
+    pub tls: Option<TlsSpec>,
 }
 
 /// The prepared swap: every default filled in.
@@ -91,6 +96,8 @@ pub struct Swap {
     timeout: Duration,
     drain: Duration,
     lb: Option<LbDrain>,
+    /// HTTPS on the proxy, when `tls` is set.
+    pub tls: Option<Tls>,
 }
 
 /// What the probe saw of the proxy and the service's containers.
@@ -107,6 +114,9 @@ pub struct Observed {
     pub containers: Vec<Container>,
     /// A container named exactly `<name>`: one a stop-first run left (it may hold the port).
     pub legacy: bool,
+    /// sha256 of the proxy's certificate and key files (empty when absent).
+    pub certsum: String,
+    pub keysum: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,16 +137,8 @@ impl Swap {
                     .into(),
             );
         };
-        let port_ok = !p.port.is_empty()
-            && p.port
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || ".:[]".contains(c));
-        if !port_ok {
-            return Err(format!(
-                "proxy.port `{}` must be a host port (\"8080\") or address:port (\"127.0.0.1:8080\")",
-                p.port
-            ));
-        }
+        check_port("proxy.port", &p.port)?;
+        let tls = Tls::prepare(p.tls.as_ref(), p.https_port.as_deref())?;
         let health = p.health.clone().unwrap_or_else(|| "/up".into());
         if !health.starts_with('/') || health.contains(char::is_whitespace) {
             return Err(format!(
@@ -165,14 +167,30 @@ impl Swap {
             timeout: dur(p.timeout, 30.0).max(Duration::from_secs(1)),
             drain: dur(p.drain, 30.0),
             lb: p.lb.as_ref().map(LbDrain::prepare).transpose()?,
+            tls,
         })
+    }
+
+    /// Read the certificate and key from the secrets (the key's sha256 is masked like them).
+    pub fn load_tls(
+        &mut self,
+        secrets: &crate::secrets::Secrets,
+    ) -> Result<(), super::PrepareError> {
+        match &mut self.tls {
+            Some(t) => t.load(secrets),
+            None => Ok(()),
+        }
     }
 
     /// The proxy container's label: what it is recreated for (image, published port, network).
     /// The conf is not in it: a conf change is a graceful reload, never a new container.
     pub fn proxy_label(&self) -> String {
-        let json =
-            serde_json::to_vec(&(&self.image, &self.port, &self.network)).unwrap_or_default();
+        // Without TLS the label is what it was before TLS existed: no proxy is recreated.
+        let json = match &self.tls {
+            None => serde_json::to_vec(&(&self.image, &self.port, &self.network)),
+            Some(t) => serde_json::to_vec(&(&self.image, &self.port, &self.network, &t.https_port)),
+        }
+        .unwrap_or_default();
         hex::encode(&Sha256::digest(&json)[..6])
     }
 
@@ -189,6 +207,16 @@ impl Swap {
             Some(lb) => (LbDrain::LOG_FORMAT, lb.location(ready)),
             None => ("", String::new()),
         };
+        let app = "\x20   location / {\n\
+             \x20     proxy_pass http://app;\n\
+             \x20     proxy_set_header Host $http_host;\n\
+             \x20     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+             \x20     proxy_set_header X-Forwarded-Proto $scheme;\n\
+             \x20   }\n";
+        let (http_root, https) = match &self.tls {
+            Some(t) => (t.http_location(app), t.server(app)),
+            None => (app.to_string(), String::new()),
+        };
         format!(
             "# Written by provision: the front proxy of docker_run `{svc}` (strategy = \"start-first\").\n\
              # provision upstream: {upstream}\n\
@@ -204,13 +232,9 @@ impl Swap {
              \x20 server {{\n\
              \x20   listen 80;\n\
              {location}\
-             \x20   location / {{\n\
-             \x20     proxy_pass http://app;\n\
-             \x20     proxy_set_header Host $http_host;\n\
-             \x20     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-             \x20     proxy_set_header X-Forwarded-Proto $scheme;\n\
-             \x20   }}\n\
+             {http_root}\
              \x20 }}\n\
+             {https}\
              }}\n",
             svc = self.service,
             drain = self.drain.as_millis().max(1),
@@ -234,7 +258,9 @@ impl Swap {
              printf 'confsum=%s\\n' \"$(printf '%s' \"$c\" | sha256sum | cut -c1-64)\"; }}\n\
              for c in $(docker ps -aq --filter label={SERVICE_LABEL}={svc}); do \
              docker inspect -f 'c={{{{.Name}}}}|{{{{.State.Status}}}}|{{{{index .Config.Labels \"provision.fields\"}}}}|{{{{index .Config.Labels \"provision.envsum\"}}}}|{{{{.Image}}}}' \"$c\"; done\n\
-             if docker container inspect {svc} >/dev/null 2>&1; then echo legacy=1; fi\n",
+             if docker container inspect {svc} >/dev/null 2>&1; then echo legacy=1; fi\n\
+             {tls}",
+            tls = if self.tls.is_some() { Tls::probe() } else { "" },
             p = quote(&self.proxy),
             svc = quote(&self.service),
         )
@@ -270,6 +296,8 @@ impl Swap {
             confsum: field("confsum").unwrap_or_default(),
             want: field("want").unwrap_or_default(),
             legacy: field("legacy").is_some(),
+            certsum: field("certsum").unwrap_or_default(),
+            keysum: field("keysum").unwrap_or_default(),
             proxy,
             containers,
         }
@@ -296,6 +324,7 @@ impl Swap {
         format!(
             "set -e\n\
              svc={svc}; p={p}; net={net}\n\
+             {tls_fns}\
              {name_sh}\
              {HTTP_STATUS_FN}\
              now_ms() {{ ms=$(date +%s%N 2>/dev/null); case $ms in ''|*[!0-9]*) echo $(( $(date +%s) * 1000 ));; *) echo $(( ms / 1000000 ));; esac; }}\n\
@@ -326,6 +355,7 @@ impl Swap {
             p = quote(&self.proxy),
             net = quote(&self.network),
             conf_fn = self.conf_fn(),
+            tls_fns = self.tls.as_ref().map(Tls::shell_fns).unwrap_or_default(),
             workers_fns = self.workers_fns(),
             lb_fns = self
                 .lb
@@ -447,8 +477,9 @@ impl Swap {
                # A container named like the service is what a stop-first run left: it may hold\n\
                # the port the proxy takes (the one gap of a switch to start-first).\n\
                if docker container inspect \"$svc\" >/dev/null 2>&1; then docker rm -f \"$svc\" >/dev/null; fi\n\
-               docker create --name \"$p\" --label {PROXY_LABEL}={label} --network \"$net\" -p {port}:80 --restart unless-stopped {image} >/dev/null\n\
+               docker create --name \"$p\" --label {PROXY_LABEL}={label} --network \"$net\" -p {port}:80 {https}--restart unless-stopped {image} >/dev/null\n\
                put \"$n\" nginx.conf\n\
+               {tls_put}\
                docker start \"$p\" >/dev/null\n\
                say \"$p created, routing to $n\"\n\
                start=$(now_ms)\n\
@@ -460,17 +491,35 @@ impl Swap {
                done\n\
              else\n\
                if [ \"$(docker inspect -f '{{{{.State.Status}}}}' \"$p\")\" != running ]; then docker start \"$p\" >/dev/null; fi\n\
+               {tls_update}\
                if [ \"$(conf \"$n\" \"$after\" | sha256sum | cut -c1-64)\" != \"$(docker cp \"$p:{CONF}\" - 2>/dev/null | tar -xOf - 2>/dev/null | sha256sum | cut -c1-64)\" ]; then\n\
                  old_workers=$(workers)\n\
                  # One exec: write a copy, test it, move it in place, reload gracefully.\n\
                  if ! out=$(conf \"$n\" \"$after\" | docker exec -i \"$p\" sh -c {swap_in} 2>&1); then fail_switch \"the proxy refused the new conf: $out\"; fi\n\
                  say \"$p reloaded, routing to $n\"\n\
+               {tls_reload}\
                fi\n\
              fi\n",
+            tls_put = if self.tls.is_some() { "tls_put\n" } else { "" },
+            tls_update = if self.tls.is_some() {
+                Tls::UPDATE_SH
+            } else {
+                ""
+            },
+            tls_reload = if self.tls.is_some() {
+                Tls::RELOAD_SH
+            } else {
+                ""
+            },
             label = quote(&self.proxy_label()),
             port = quote(&self.port),
             image = quote(&self.image),
             swap_in = swap_in_sh(""),
+            https = self
+                .tls
+                .as_ref()
+                .map(|t| format!("-p {}:443 ", quote(&t.https_port)))
+                .unwrap_or_default(),
         )
     }
 
@@ -508,6 +557,21 @@ impl Swap {
     }
 }
 
+/// A host port ("8080") or address:port ("127.0.0.1:8080").
+pub fn check_port(key: &str, port: &str) -> Result<(), String> {
+    let ok = !port.is_empty()
+        && port
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || ".:[]".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} `{port}` must be a host port (\"8080\") or address:port (\"127.0.0.1:8080\")"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,6 +587,8 @@ mod tests {
             image: None,
             name: None,
             lb: None,
+            https_port: None,
+            tls: None,
         }
     }
 
@@ -603,8 +669,21 @@ mod tests {
             ..proxy()
         };
         let lb = Swap::prepare("web", Some("net"), &with_lb).unwrap();
+        let with_tls = Proxy {
+            https_port: Some("8443".into()),
+            tls: Some(super::super::docker_tls::TlsSpec {
+                cert_secret: Some("C".into()),
+                key_secret: Some("K".into()),
+                redirect: None,
+                hsts: None,
+            }),
+            ..proxy()
+        };
+        let tls = Swap::prepare("web", Some("net"), &with_tls).unwrap();
         let run = "--name \"$n\" -d img";
         for script in [
+            tls.probe(),
+            tls.apply("n=web-1\n", run),
             plain.probe(),
             plain.apply("n=web-1\n", run),
             lb.apply("n=web-1\n", run),

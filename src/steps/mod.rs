@@ -11,6 +11,7 @@ pub mod docker_build;
 pub mod docker_install;
 pub mod docker_run;
 pub mod docker_swap;
+pub mod docker_tls;
 pub mod env_file;
 pub mod file;
 pub mod git;

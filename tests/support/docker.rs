@@ -23,8 +23,9 @@ pub const DOCKER_HOST: &str = "unix:///tmp/provision-test-docker/docker.sock";
 pub const BASE_IMAGE: &str = "provision-local/base:1";
 pub const DB_IMAGE: &str = "provision-local/postgres:15";
 /// The tests' app names: one of these followed by the test process's pid.
-pub const APP_BASES: [&str; 9] = [
+pub const APP_BASES: [&str; 10] = [
     "dkflow", "dkwait", "dklock", "dkstate", "dkzero", "dkswitch", "dklb", "dkabsent", "dkinit",
+    "dktls",
 ];
 /// The front proxy image of `docker_run`'s start-first strategy (see [`nginx_image`]).
 pub const NGINX_IMAGE: &str = "provision-local/nginx:1";
