@@ -4,7 +4,10 @@
 //! Every output is searched for every form of every secret value (and of the SSH key given
 //! in $PROVISION_SSH_KEY): none may appear.
 
+#[path = "support/forms.rs"]
+mod forms;
 mod support;
+use forms::forms;
 
 use support::{ClientKey, Project, Run, closed_port};
 
@@ -74,34 +77,6 @@ template = { src = "templates/app.conf.j2", dest = "/srv/shop/app.conf" }
         ("FROM_ENV".to_string(), FROM_ENV.to_string()),
     ];
     (p, env)
-}
-
-/// Every form a secret may be printed in: as is, each line of it (a key), URL-encoded and
-/// base64 at its three offsets (as tests/secrets_corpus.rs checks).
-fn forms(value: &str) -> Vec<String> {
-    use base64::Engine;
-    let mut texts = vec![value.to_string()];
-    texts.extend(
-        (value.lines())
-            .filter(|l| l.len() >= 8 && !l.starts_with("-----"))
-            .map(str::to_string),
-    );
-    let mut out = texts.clone();
-    for t in &texts {
-        let url = percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC)
-            .to_string()
-            .replace("%2D", "-")
-            .replace("%2E", ".")
-            .replace("%5F", "_")
-            .replace("%7E", "~");
-        out.push(url);
-        for skip in 0..3 {
-            let inner = &t.as_bytes()[skip..];
-            let inner = &inner[..inner.len() / 3 * 3];
-            out.push(base64::engine::general_purpose::STANDARD_NO_PAD.encode(inner));
-        }
-    }
-    out
 }
 
 #[track_caller]

@@ -2,7 +2,10 @@
 //! repository and accepts only the deploy key, which provision sends on stdin from a secret.
 //! plan → up → up (0 changes), a wrong key fails clearly, and the key is in no output.
 
+#[path = "support/forms.rs"]
+mod forms;
 mod support;
+use forms::forms;
 
 use support::{ClientKey, SECRETS_ENV, Setup, Sshd, git};
 
@@ -22,18 +25,6 @@ fn bare_repo(dir: &std::path::Path) -> std::path::PathBuf {
         &["push", "--quiet", "origin", "HEAD:main"],
     );
     dir.join("repo.git")
-}
-
-/// The private key's body lines: none may be printed, nor its base64 as a whole.
-fn key_forms(key: &str) -> Vec<String> {
-    use base64::Engine as _;
-    let mut forms: Vec<String> = key
-        .lines()
-        .filter(|l| !l.starts_with("-----") && l.len() > 20)
-        .map(str::to_string)
-        .collect();
-    forms.push(base64::engine::general_purpose::STANDARD.encode(key));
-    forms
 }
 
 #[test]
@@ -56,10 +47,10 @@ fn deploy_key_and_pinned_host_key_clone_a_private_repo() {
     );
     let key = std::fs::read_to_string(&deploy.private).unwrap();
     let run = |args: &[&str], k: &str| s.p.run_env(args, &[("DEPLOY_KEY", k)]);
-    let forms = key_forms(&key);
+    let key_forms = forms(&key);
     let clean = |r: &support::Run| {
         let all = r.dump();
-        for f in &forms {
+        for f in &key_forms {
             assert!(!all.contains(f.as_str()), "key leaked: {all}");
         }
     };
@@ -92,7 +83,7 @@ fn deploy_key_and_pinned_host_key_clone_a_private_repo() {
         "a refused key says so: {}",
         refused.dump()
     );
-    for f in key_forms(&bad) {
+    for f in forms(&bad) {
         assert!(!refused.dump().contains(&f), "wrong key leaked");
     }
 }
