@@ -191,6 +191,13 @@ fn certificate_from_secrets_serves_https_and_redirects() {
         "{}",
         rotate.dump()
     );
+    // The step ends once the workers holding the old certificate are gone: right after it,
+    // every answer is signed by the new one.
+    assert!(
+        rotate.stdout.contains("old nginx workers drained"),
+        "{}",
+        rotate.dump()
+    );
     assert_eq!(
         container_id(&proxy).unwrap(),
         proxy_id,

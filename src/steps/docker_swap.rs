@@ -137,7 +137,7 @@ impl Swap {
                     .into(),
             );
         };
-        check_port("proxy.port", &p.port)?;
+        super::check_port("proxy.port", &p.port)?;
         let tls = Tls::prepare(p.tls.as_ref(), p.https_port.as_deref())?;
         let health = p.health.clone().unwrap_or_else(|| "/up".into());
         if !health.starts_with('/') || health.contains(char::is_whitespace) {
@@ -554,21 +554,6 @@ impl Swap {
              }}\n",
             bound = self.drain.as_millis() + 2000,
         )
-    }
-}
-
-/// A host port ("8080") or address:port ("127.0.0.1:8080").
-pub fn check_port(key: &str, port: &str) -> Result<(), String> {
-    let ok = !port.is_empty()
-        && port
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() || ".:[]".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key} `{port}` must be a host port (\"8080\") or address:port (\"127.0.0.1:8080\")"
-        ))
     }
 }
 

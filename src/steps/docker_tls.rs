@@ -68,7 +68,7 @@ impl Tls {
             }
             (Some(s), Some(p)) => (s, p),
         };
-        super::docker_swap::check_port("proxy.https_port", port)?;
+        super::check_port("proxy.https_port", port)?;
         let (Some(cert), Some(key)) = (&spec.cert_secret, &spec.key_secret) else {
             return Err("proxy.tls needs cert_secret and key_secret: the names of the secrets holding the certificate and the key (PEM)".into());
         };
@@ -151,7 +151,10 @@ impl Tls {
 
     /// An `elif` of the conf check: the conf is the same but the certificate changed, so
     /// nginx reloads gracefully (the old workers finish their requests with the old one).
+    /// The old workers' pids are kept: the drain waits until they are gone, so when the
+    /// step ends only workers holding the new certificate answer.
     pub const RELOAD_SH: &'static str = "elif [ \"$tls_changed\" = 1 ]; then\n\
+         old_workers=$(workers)\n\
          if ! out=$(docker exec \"$p\" sh -c 'nginx -q -t && nginx -s reload' 2>&1); then fail_switch \"the proxy refused the new certificate: $out\"; fi\n\
          say \"$p reloaded with the new certificate\"\n";
 

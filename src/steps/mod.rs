@@ -184,6 +184,21 @@ pub trait StepKind: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A host port ("8080") or address:port ("127.0.0.1:8080").
+pub fn check_port(key: &str, port: &str) -> Result<(), String> {
+    let ok = !port.is_empty()
+        && port
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || ".:[]".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} `{port}` must be a host port (\"8080\") or address:port (\"127.0.0.1:8080\")"
+        ))
+    }
+}
+
 /// Normalize an octal mode written as "644", "0644" or "0o644" to "644"-style digits.
 pub fn normalize_mode(mode: &str) -> Result<String, String> {
     let m = mode.trim().trim_start_matches("0o");
