@@ -95,21 +95,7 @@ mod tests {
     use std::process::Command;
 
     fn sh(script: &str, stdin: &str) -> Vec<u8> {
-        use std::io::Write;
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap().stdout
+        crate::transport::script::run_in_sh(script, stdin.as_bytes())
     }
 
     #[test]

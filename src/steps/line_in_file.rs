@@ -231,21 +231,8 @@ mod tests {
 
     /// The awk program of `d` over `input`, in a real shell.
     fn run_awk(d: &Desired, input: &str) -> String {
-        use std::io::Write;
-        let mut child = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(d.awk())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+        let out = crate::transport::script::run_in_sh(&d.awk(), input.as_bytes());
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

@@ -46,6 +46,25 @@ pub fn as_user(script: &str, user: &str) -> String {
     )
 }
 
+/// For unit tests of generated scripts: `script` in a real `/bin/sh` reading `stdin`; its
+/// stdout.
+#[cfg(test)]
+pub fn run_in_sh(script: &str, stdin: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn /bin/sh");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin).expect("write the script's stdin");
+    drop(input);
+    child.wait_with_output().expect("wait for /bin/sh").stdout
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
