@@ -71,9 +71,15 @@ pub struct Global {
     /// Read the SSH private key from stdin (e.g. `printenv DEPLOY_KEY | provision up prod --ssh-key-stdin`)
     #[arg(long, global = true)]
     pub ssh_key_stdin: bool,
+    /// Ask for the sudo password on the terminal (for `become`; in CI use ssh.become_password_env)
+    #[arg(short = 'K', long = "ask-become-pass", global = true)]
+    pub ask_become_pass: bool,
     /// The key read from stdin, filled in by `main`.
     #[arg(skip)]
-    pub stdin_key: StdinKey,
+    pub stdin_key: Hidden,
+    /// The sudo password typed at `-K`'s prompt, filled in by `main`.
+    #[arg(skip)]
+    pub become_password: Hidden,
 }
 
 /// `up`/`plan`: what is made of the run's events at its end.
@@ -104,16 +110,16 @@ pub enum ColorChoice {
     Never,
 }
 
-/// A private key read from stdin; `Debug` never shows it.
+/// A private key read from stdin, a typed password; `Debug` never shows it.
 #[derive(Clone, Default)]
-pub struct StdinKey(pub Option<Arc<str>>);
+pub struct Hidden(pub Option<Arc<str>>);
 
-impl std::fmt::Debug for StdinKey {
+impl std::fmt::Debug for Hidden {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_some() {
-            "StdinKey(given)"
+            "Hidden(given)"
         } else {
-            "StdinKey(none)"
+            "Hidden(none)"
         })
     }
 }
@@ -141,6 +147,7 @@ impl Global {
             access: Access {
                 allow_prompt: crate::report::interactive() && !self.ssh_key_stdin,
                 stdin_key: self.stdin_key.0.clone(),
+                become_password: self.become_password.0.clone(),
             },
             redactor,
         }
@@ -231,13 +238,19 @@ pub enum Command {
     Down { env: String },
     /// Run one command on the environment's hosts, output prefixed by host
     #[command(
-        after_help = "Example: provision exec prod --limit web -- uptime\n\nEvery host runs even when one fails; exit 3 when a command failed somewhere, 4 when a host was unreachable."
+        after_help = "Examples:\n  provision exec prod --limit web -- uptime\n  provision exec prod --container -- ./manage.py showmigrations\n  provision exec prod --limit web-1 -t --container -- sh\n\nEvery host runs even when one fails; exit 3 when a command failed somewhere, 4 when a host was unreachable."
     )]
     Exec {
         env: String,
         /// Seconds the command may run
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// Run it inside this container on each host (`docker exec`); without NAME, the app's
+        #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+        container: Option<String>,
+        /// On a terminal, for interactive programs (`-t --container -- sh`): one host, through the system ssh client like `provision ssh`
+        #[arg(short = 't', long)]
+        tty: bool,
         /// The command (run by /bin/sh on the host)
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -245,12 +258,15 @@ pub enum Command {
     /// Open a shell on one host (or run a command there) with the system ssh client, through
     /// the same settings as `up`: user, port, key, checked host keys, jump host
     #[command(
-        after_help = "Examples:\n  provision ssh prod web-1\n  provision ssh prod web-1 -- df -h\n\nHOST may be omitted when the environment has one host."
+        after_help = "Examples:\n  provision ssh prod web-1\n  provision ssh prod web-1 -- df -h\n  provision ssh prod web-1 -t -- docker exec -it app sh\n\nHOST may be omitted when the environment has one host."
     )]
     Ssh {
         env: String,
         /// The host (its name, address, or a role with one host)
         host: Option<String>,
+        /// Force a terminal for the command (ssh -t), e.g. `-t -- docker exec -it app sh`
+        #[arg(short = 't', long)]
+        tty: bool,
         /// A command to run instead of a login shell
         #[arg(last = true)]
         command: Vec<String>,
@@ -347,7 +363,13 @@ fn parse_and_run(redactor: Redactor) -> Result<i32, Error> {
     set_color(cli.global.color);
     if cli.global.ssh_key_stdin {
         let key = read_stdin_key().map_err(|m| Error::Usage(format!("--ssh-key-stdin: {m}")))?;
-        cli.global.stdin_key = StdinKey(Some(key));
+        cli.global.stdin_key = Hidden(Some(key));
+    }
+    if cli.global.ask_become_pass {
+        let typed = read_become_password().map_err(|m| Error::Usage(format!("-K: {m}")))?;
+        // Registered before anything prints: a command echoing it shows `***`.
+        redactor.add(&typed);
+        cli.global.become_password = Hidden(Some(typed));
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -369,6 +391,18 @@ fn set_color(choice: ColorChoice) {
     };
     console::set_colors_enabled(on);
     console::set_colors_enabled_stderr(on);
+}
+
+/// The sudo password, typed on the terminal without echo; refused without one (CI).
+fn read_become_password() -> Result<Arc<str>, String> {
+    let term = console::Term::stderr();
+    if !crate::report::interactive() || !term.is_term() {
+        return Err("no terminal to ask on; set ssh.become_password_env to a variable holding the sudo password instead".into());
+    }
+    term.write_str("sudo password: ")
+        .and_then(|()| term.read_secure_line())
+        .map(Arc::from)
+        .map_err(|e| format!("cannot read the password: {e}"))
 }
 
 /// The whole of stdin, refused from a terminal (that would be a prompt).
@@ -424,11 +458,23 @@ async fn dispatch(command: Command, cx: Context) -> Result<i32, Error> {
         Command::Exec {
             env,
             timeout,
+            container,
+            tty,
             command,
-        } => cmd::exec::run(cx, &env, &command.join(" "), timeout).await,
-        Command::Ssh { env, host, command } => {
-            cmd::ssh::run(cx, &env, host.as_deref(), &command).await
+        } => {
+            let how = cmd::exec::How {
+                timeout,
+                container,
+                tty,
+            };
+            cmd::exec::run(cx, &env, &command.join(" "), how).await
         }
+        Command::Ssh {
+            env,
+            host,
+            tty,
+            command,
+        } => cmd::ssh::run(cx, &env, host.as_deref(), &command, tty).await,
         Command::Logs {
             env,
             follow,

@@ -207,13 +207,15 @@ fn ci_shell_stdin(
 }
 
 /// A project with `[env.prod]` on `sshd`: no identity file, strict host keys (the
-/// default), no ssh_config, secrets from `secrets/prod.env`, which does not exist.
+/// default), no ssh_config, secrets from `secrets/prod.env`, which does not exist. Its
+/// playbook checks out the app's repository at `{{ ref }}` (`main` unless `-e ref=…`).
 fn ci_project(sshd: &Sshd) -> Project {
     let p = Project::new();
+    let repo = p.path("app-repo.git");
     p.write(
         "provision.toml",
         &format!(
-            "app = \"ciapp\"\n\n[ssh]\nconfig = \"none\"\nretries = 0\n\n[env.prod]\nhosts = [\"{}\"]\nsecrets = \"secrets/prod.env\"\n",
+            "app = \"ciapp\"\n\n[vars]\nref = \"main\"\n\n[ssh]\nconfig = \"none\"\nretries = 0\n\n[env.prod]\nhosts = [\"{}\"]\nsecrets = \"secrets/prod.env\"\n",
             sshd.addr("root")
         ),
     );
@@ -222,11 +224,42 @@ fn ci_project(sshd: &Sshd) -> Project {
         "playbooks/deploy.toml",
         &format!(
             "[[step]]\nname = \"app dir\"\ndirectory = {{ path = \"{app}\", mode = \"0755\" }}\n\n\
+             [[step]]\nname = \"app code\"\ngit = {{ repo = \"{repo}\", dest = \"{app}/src\", ref = \"{{{{ ref }}}}\" }}\n\n\
              [[step]]\nname = \"app env\"\nenv_file = {{ dest = \"{app}/.env\", keys = [\"DATABASE_PASSWORD\"] }}\n\n\
-             [[step]]\nname = \"release marker\"\ncommand = {{ run = \"date +%s > {app}/deployed\", creates = \"{app}/deployed\" }}\n"
+             [[step]]\nname = \"release marker\"\ncommand = {{ run = \"date +%s > {app}/deployed\", creates = \"{app}/deployed\" }}\n",
+            repo = repo.display()
         ),
     );
     p
+}
+
+/// The app's repository for `ci_project`, with two commits on `main`: the one CI built
+/// (returned) and a later push, so a deploy of the branch would get the wrong one.
+fn ci_repo(p: &Project) -> String {
+    let bare = p.path("app-repo.git");
+    let work = p.path("app-work");
+    std::fs::create_dir_all(&bare).unwrap();
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    git(
+        p.dir.path(),
+        &["clone", "-q", &bare.display().to_string(), "app-work"],
+    );
+    let mut shas = Vec::new();
+    for version in ["built by CI", "pushed while CI ran"] {
+        std::fs::write(work.join("VERSION"), version).unwrap();
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-q", "-m", version]);
+        git(&work, &["push", "-q", "origin", "HEAD:main"]);
+        shas.push(git(&work, &["rev-parse", "HEAD"]).trim().to_string());
+    }
+    shas.swap_remove(0)
+}
+
+/// The commit checked out on the host.
+fn deployed_sha(p: &Project) -> String {
+    git(&p.remote.join("app/src"), &["rev-parse", "HEAD"])
+        .trim()
+        .to_string()
 }
 
 fn key_text(key: &ClientKey) -> String {
@@ -248,6 +281,7 @@ fn github_workflow_deploys_then_changes_nothing_and_refuses_a_wrong_host_key() {
     let key = ClientKey::generate(keys.path());
     let sshd = Sshd::start(&key);
     let p = ci_project(&sshd);
+    let built = ci_repo(&p);
     let bin = bin_dir();
     let yaml = example("github-actions.yml");
 
@@ -258,7 +292,8 @@ fn github_workflow_deploys_then_changes_nothing_and_refuses_a_wrong_host_key() {
     assert!(build.contains("GITHUB_PATH"), "{build}");
 
     let (env, run) = github_step(&yaml, "Deploy");
-    assert_eq!(run, "provision up prod");
+    // The commit CI built, not what `main` points to when the host fetches.
+    assert_eq!(run, r#"provision up prod -e ref="$GITHUB_SHA""#);
     // The repository secrets, as a person would paste them.
     // Another machine's host key, written for this host: what an impersonator would offer.
     let other = ClientKey::generate(&keys.path().join("other"));
@@ -292,9 +327,11 @@ fn github_workflow_deploys_then_changes_nothing_and_refuses_a_wrong_host_key() {
     // 1. A wrong pinned host key: refused at key exchange, before authentication, so no
     //    command ran (sshd logged no login) and nothing exists on the host.
     let wrong_env = pairs(&secrets_with(&wrong));
+    // GITHUB_SHA is set by the runner, not by the workflow.
     let w: Vec<(&str, &str)> = wrong_env
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
+        .chain([("GITHUB_SHA", built.as_str())])
         .collect();
     let out = ci_shell(p.dir.path(), bin.path(), &p.home, &run, &w);
     assert_eq!(out.code, 4, "{}", out.dump());
@@ -312,6 +349,7 @@ fn github_workflow_deploys_then_changes_nothing_and_refuses_a_wrong_host_key() {
     let g: Vec<(&str, &str)> = good_env
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
+        .chain([("GITHUB_SHA", built.as_str())])
         .collect();
     let first = ci_shell(p.dir.path(), bin.path(), &p.home, &run, &g);
     assert_eq!(first.code, 0, "{}", first.dump());
@@ -325,8 +363,13 @@ fn github_workflow_deploys_then_changes_nothing_and_refuses_a_wrong_host_key() {
     );
     let last = first.stdout.lines().last().unwrap();
     assert!(
-        last.starts_with("1 hosts: 0 failed, 0 unreachable; 3 changed"),
+        last.starts_with("1 hosts: 0 failed, 0 unreachable; 4 changed"),
         "{last}"
+    );
+    assert_eq!(
+        deployed_sha(&p),
+        built,
+        "the host has the branch tip, not CI's commit"
     );
     assert!(!first.stdout.contains(DB_PASSWORD) && !first.stderr.contains(DB_PASSWORD));
     assert!(
@@ -346,7 +389,7 @@ fn github_workflow_deploys_then_changes_nothing_and_refuses_a_wrong_host_key() {
     assert_eq!(second.code, 0, "{}", second.dump());
     let last = second.stdout.lines().last().unwrap();
     assert!(
-        last.starts_with("1 hosts: 0 failed, 0 unreachable; 0 changed, 3 ok"),
+        last.starts_with("1 hosts: 0 failed, 0 unreachable; 0 changed, 4 ok"),
         "{}",
         second.dump()
     );
@@ -359,6 +402,7 @@ fn gitlab_job_deploys_with_a_base64_key_and_a_fingerprint() {
     let servers = Servers::start(1);
     let (key, sshd) = (&servers.key, servers.sshd());
     let p = ci_project(sshd);
+    let built = ci_repo(&p);
     let bin = bin_dir();
     let yaml = example("gitlab-ci.yml");
     let before = gitlab_list(&yaml, "deploy", "before_script");
@@ -367,7 +411,7 @@ fn gitlab_job_deploys_with_a_base64_key_and_a_fingerprint() {
         "{before:?}"
     );
     let script = gitlab_list(&yaml, "deploy", "script");
-    assert_eq!(script, ["provision up prod"]);
+    assert_eq!(script, [r#"provision up prod -e ref="$CI_COMMIT_SHA""#]);
     let b64 = {
         use std::io::Write;
         let mut child = Command::new("base64")
@@ -390,8 +434,9 @@ fn gitlab_job_deploys_with_a_base64_key_and_a_fingerprint() {
         ("PROVISION_KNOWN_HOSTS", fp.as_str()),
         ("DATABASE_PASSWORD", DB_PASSWORD),
         ("GITLAB_CI", "true"),
+        ("CI_COMMIT_SHA", built.as_str()),
     ];
-    for want_changed in [3, 0] {
+    for want_changed in [4, 0] {
         let out = ci_shell(p.dir.path(), bin.path(), &p.home, &script.join("\n"), &vars);
         assert_eq!(out.code, 0, "{}", out.dump());
         assert!(
@@ -403,6 +448,7 @@ fn gitlab_job_deploys_with_a_base64_key_and_a_fingerprint() {
             "{}",
             out.dump()
         );
+        assert_eq!(deployed_sha(&p), built, "the host has the branch tip");
     }
 }
 

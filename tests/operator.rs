@@ -1319,3 +1319,39 @@ fn hosts_mask_secret_values_of_host_data() {
         assert_masked(&r, "stdout");
     }
 }
+
+/// `exec --container`: the command runs inside the app's container (or the one named) on each
+/// host, its output prefixed like any exec; a container that is not there fails that host.
+#[test]
+fn exec_in_the_app_container_and_in_a_named_one() {
+    let Servers { key, sshds, .. } = &servers(1);
+    let app = format!("opexec{}", std::process::id());
+    let p = engine_project(&app, &sshds[0], key);
+    let _c = Container(app.clone());
+    docker(&["run", "-d", "--name", &app, BASE_IMAGE, "sleep", "600"]);
+    let inside = docker(&["inspect", "-f", "{{.Config.Hostname}}", &app]);
+    let host = sshds[0].name();
+    for args in [vec!["--container"], vec!["--container", app.as_str()]] {
+        let mut all = vec!["exec", "test"];
+        all.extend(args.iter().copied());
+        all.extend(["--", "cat", "/etc/hostname"]);
+        let r = p.run(&all);
+        r.expect_code(0);
+        assert_eq!(
+            lines_of(&r.stdout, &host),
+            [format!("[{host}] {}", inside.trim())],
+            "{args:?}: {}",
+            r.dump()
+        );
+    }
+    let r = p.run(&[
+        "exec",
+        "test",
+        "--container",
+        "no-such-one-here",
+        "--",
+        "true",
+    ]);
+    r.expect_code(3);
+    assert!(r.stdout.contains("No such container"), "{}", r.dump());
+}

@@ -188,6 +188,7 @@ fn spec_for(dir: &Path, port: u16) -> ConnectSpec {
         keepalive: Duration::from_secs(15),
         jump: None,
         become_user: None,
+        become_password: None,
         allow_prompt: false,
     }
 }
@@ -724,6 +725,7 @@ async fn silent_listener_times_out_after_connect_timeout() {
         keepalive: Duration::from_secs(15),
         jump: None,
         become_user: None,
+        become_password: None,
         allow_prompt: false,
     };
     // The feature: a server that never answers does not hang the client. It waits the

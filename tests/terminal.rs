@@ -5,6 +5,8 @@
 //! - An encrypted key file is asked for once on the terminal (not echoed), a wrong passphrase
 //!   is asked again, and the right one is used for every host of the run.
 
+#[path = "support/docker.rs"]
+mod docker_support;
 mod support;
 
 use std::path::Path;
@@ -394,4 +396,116 @@ fn the_live_view_fits_a_terminal_with_fewer_rows_than_hosts() {
         at("web9") < at("web10") && at("web10") < at("web12"),
         "{recap}"
     );
+}
+
+/// `exec -t` (issue 18): the command gets a real terminal on the host (a person types into an
+/// interactive program), and `--container` runs it inside a container with `docker exec -it`;
+/// several hosts selected is an error naming --limit.
+#[test]
+fn exec_t_gives_the_command_a_terminal_on_the_host_and_in_the_container() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshds = start_many(&key, 2);
+    let name = format!("ttyexec{}", std::process::id());
+    let engine = docker_support::docker_host();
+    let _ = docker_support::docker_ok(&["rm", "-f", &name]);
+    docker_support::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        docker_support::BASE_IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let p = Project::new();
+    let hosts: Vec<String> = sshds.iter().map(|s| s.addr("root")).collect();
+    p.write(
+        "provision.toml",
+        &format!(
+            "{}remote_env = {{ DOCKER_HOST = \"{}\" }}\n",
+            project_toml(&name, &hosts, &key, ""),
+            engine
+        ),
+    );
+    let host = sshds[0].name();
+    let ask = "sh -c 'tty; printf \"name? \"; read n; echo \"hello $n\"'";
+    for container in [None, Some("--container")] {
+        let mut args = vec!["exec", "test", "--limit", &host, "-t"];
+        args.extend(container);
+        args.extend(["--", ask]);
+        let r = on_tty(&p, &args, &[("name? ", "ada\r")], &[]);
+        let text = r.text();
+        assert_eq!((r.code, r.sent), (0, 1), "{container:?}: {text}");
+        assert!(
+            text.contains("/dev/pts/"),
+            "{container:?}: no terminal: {text}"
+        );
+        assert!(text.contains("hello ada"), "{container:?}: {text}");
+    }
+    // In the container: its hostname is the container's, not the host's.
+    let inside = docker_support::docker(&["inspect", "-f", "{{.Config.Hostname}}", &name]);
+    let r = on_tty(
+        &p,
+        &[
+            "exec",
+            "test",
+            "--limit",
+            &host,
+            "-t",
+            "--container",
+            &name,
+            "--",
+            "hostname",
+        ],
+        &[],
+        &[],
+    );
+    let _ = docker_support::docker_ok(&["rm", "-f", &name]);
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert!(r.text().contains(inside.trim()), "{}", r.text());
+
+    let r = on_tty(&p, &["exec", "test", "-t", "--", "true"], &[], &[]);
+    assert_eq!(r.code, 1, "{}", r.text());
+    assert!(
+        r.text().contains("2 hosts are selected") && r.text().contains("--limit"),
+        "{}",
+        r.text()
+    );
+}
+
+/// `-K` on a terminal: the sudo password is asked once, not echoed, used for every script's
+/// sudo, and never shown.
+#[test]
+fn ask_become_pass_on_a_terminal_is_used_for_become() {
+    let login = "provbp-tty";
+    let password = "tty sudo Pw 9\"x'";
+    ensure_password_sudoer(login, password);
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(keys.path());
+    let sshds = start_many(&key, 1);
+    let p = Project::new();
+    let app = format!("ttyk{}", sshds[0].port);
+    let etc = format!("/etc/provbp-{app}.who");
+    let _ = std::fs::remove_file(&etc);
+    p.write(
+        "provision.toml",
+        &project_toml(&app, &[sshds[0].addr(login)], &key, "become = true"),
+    );
+    p.write(
+        "playbooks/deploy.toml",
+        &format!("[[step]]\ncommand = {{ run = \"id -un > {etc}\", creates = \"{etc}\" }}\n"),
+    );
+    let prompt = "sudo password: ";
+    let r = on_tty(
+        &p,
+        &["up", "test", "-K"],
+        &[(prompt, &format!("{password}\r"))],
+        &[],
+    );
+    let text = r.text();
+    assert_eq!((r.code, r.sent), (0, 1), "{text}");
+    assert_eq!(text.matches(prompt).count(), 1, "{text}");
+    assert!(!text.contains("sudo Pw"), "the password was echoed: {text}");
+    assert_eq!(std::fs::read_to_string(&etc).unwrap().trim(), "root");
 }

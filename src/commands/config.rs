@@ -124,6 +124,7 @@ fn ssh_json(c: &ConnectSpec) -> Value {
         "host_keys": pins,
         "jump": jump,
         "become_user": c.become_user,
+        "become_password": c.become_password.is_some(),
         "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
         "retries": c.retries,
         "keepalive_ms": c.keepalive.as_millis() as u64,
@@ -185,6 +186,9 @@ fn show_host(out: &Output, h: &Host) {
     }
     if let Some(u) = &c.become_user {
         out.line(&format!("    become    {u}"));
+    }
+    if c.become_password.is_some() {
+        out.line("    sudo      with the password given (sent on stdin, masked)");
     }
     out.line(&format!(
         "    timeouts  connect {}s, {} retries, keepalive {}s",

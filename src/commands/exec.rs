@@ -8,10 +8,12 @@
 
 use super::Target;
 use super::context::Context;
+use crate::config::ConfigError;
 use crate::error::{Error, exit};
 use crate::inventory::Host;
 use crate::report::{Event, ExecOutput, Output, OutputFormat, ReportOptions};
 use crate::secrets::Redactor;
+use crate::transport::script::quote;
 use crate::transport::ssh::SshConnector;
 use crate::transport::{Connector, Keep, Transport};
 use std::sync::Arc;
@@ -36,18 +38,66 @@ pub struct ExecOptions {
     pub prelude: String,
 }
 
+/// How `exec` runs the command: its time limit, inside which container, on a terminal.
+#[derive(Debug, Clone, Default)]
+pub struct How {
+    /// Seconds.
+    pub timeout: u64,
+    /// `docker exec` in this container; empty: the app's.
+    pub container: Option<String>,
+    /// One host, on this terminal, through the system ssh client.
+    pub tty: bool,
+}
+
 /// `provision exec <env> -- <command>`: on the env's hosts as they are (static hosts and
 /// running EC2 instances, nothing created).
-pub async fn run(cx: &Context, env: &str, command: &str, timeout: u64) -> Result<i32, Error> {
+pub async fn run(cx: &Context, env: &str, command: &str, how: How) -> Result<i32, Error> {
     let t = Target::load(cx, env).await?;
+    let command = match how.container.as_deref() {
+        None => command.to_string(),
+        Some("") => in_container(&t.project.app, command, how.tty),
+        Some(name) => in_container(name, command, how.tty),
+    };
+    if how.tty {
+        return on_terminal(&t, &command).await;
+    }
     let o = ExecOptions {
         forks: cx.forks,
-        timeout: Duration::from_secs(timeout),
+        timeout: Duration::from_secs(how.timeout),
         output: cx.output,
         quiet: cx.quiet(),
         prelude: t.prelude.clone(),
     };
-    Ok(run_on(t.hosts, command, o, t.redactor).await)
+    Ok(run_on(t.hosts, &command, o, t.redactor).await)
+}
+
+/// `docker exec` of `command` in container `name`, with `-it` on a terminal. The host's shell
+/// splits `command` into words, as `docker exec NAME cmd…` typed there would: the container
+/// needs no shell of its own.
+fn in_container(name: &str, command: &str, tty: bool) -> String {
+    let flags = if tty { "-it " } else { "" };
+    format!("docker exec {flags}{} {command}", quote(name))
+}
+
+/// `-t`: the one selected host, through the system ssh client with a terminal (it does raw
+/// mode, window size and escapes). `become` is sudo on that terminal, which may ask there.
+async fn on_terminal(t: &Target, command: &str) -> Result<i32, Error> {
+    let [host] = t.hosts.as_slice() else {
+        let n = t.hosts.len();
+        return Err(ConfigError::new(
+            &t.project.file,
+            format!("-t runs a command on one host's terminal, and {n} hosts are selected"),
+        )
+        .with_help("pick one with --limit HOST (`provision hosts ENV` lists them)")
+        .into());
+    };
+    let line = format!("{}{command}", t.prelude);
+    let line = match &host.connect.become_user {
+        Some(user) => format!("sudo -H -u {} -- /bin/sh -c {}", quote(user), quote(&line)),
+        None => line,
+    };
+    let out = Output::text(t.redactor.clone());
+    Ok(super::ssh::hand_over(host, &[line], true, &out).await)
 }
 
 /// Run `command` on `hosts`, print each host's block (or JSON line) and a summary line.

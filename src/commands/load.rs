@@ -14,11 +14,21 @@ pub fn project(cx: &Context) -> Result<Project, ConfigError> {
 }
 
 /// The inventory's resolution of an env (without `--limit`), as the EC2 entry points take it.
+/// A sudo password from the environment is masked from here on.
 pub fn resolver<'a>(
     project: &'a Project,
     cx: &'a Context,
 ) -> impl Fn(&Env) -> Result<Vec<Host>, ConfigError> + 'a {
-    move |e: &Env| crate::inventory::resolve_with(project, e, None, &cx.access)
+    move |e: &Env| {
+        let hosts = crate::inventory::resolve_with(project, e, None, &cx.access)?;
+        for p in hosts
+            .iter()
+            .filter_map(|h| h.connect.become_password.as_ref())
+        {
+            cx.redactor.add(&p.0);
+        }
+        Ok(hosts)
+    }
 }
 
 /// The env's hosts (all of them, as templates see them) and those `--limit` selects: for an

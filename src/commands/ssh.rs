@@ -189,14 +189,16 @@ pub async fn run(
     env: &str,
     host: Option<&str>,
     command: &[String],
+    tty: bool,
 ) -> Result<i32, Error> {
     let t = Target::load(cx, env).await?;
     let h = pick(&t.hosts, host, &t.project.file)?;
-    Ok(hand_over(h, command, &Output::text(t.redactor.clone())).await)
+    Ok(hand_over(h, command, tty, &Output::text(t.redactor.clone())).await)
 }
 
-/// Verify, then hand over to `ssh`. Returns ssh's exit status.
-async fn hand_over(host: &Host, command: &[String], out: &Output) -> i32 {
+/// Verify, then hand over to `ssh` (`-t`: with a terminal even for a command). Returns ssh's
+/// exit status.
+pub async fn hand_over(host: &Host, command: &[String], tty: bool, out: &Output) -> i32 {
     let name = &host.name;
     let session = match SshConnector.connect(&host.connect).await {
         Ok(s) => s,
@@ -254,6 +256,9 @@ async fn hand_over(host: &Host, command: &[String], out: &Output) -> i32 {
     if command.is_empty() && host.connect.become_user.is_some() {
         out.err_line("note: ssh.become is not applied to `provision ssh`; use sudo on the host");
     }
+    if tty {
+        cmd.arg("-t");
+    }
     cmd.arg(alias(0));
     if !command.is_empty() {
         cmd.arg("--").args(command);
@@ -298,6 +303,7 @@ mod tests {
             keepalive: Duration::from_secs(15),
             jump: jump.map(Box::new),
             become_user: None,
+            become_password: None,
             allow_prompt: false,
         }
     }

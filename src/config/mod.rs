@@ -43,6 +43,8 @@ pub struct SshDef {
     #[serde(rename = "become")]
     pub become_: Option<bool>,
     pub become_user: Option<String>,
+    /// Environment variable holding the sudo password for `become` (sent on stdin, masked).
+    pub become_password_env: Option<String>,
     /// ssh_config file to honour (default `~/.ssh/config`); `"none"` turns it off.
     pub config: Option<String>,
     /// Environment variable holding a private key as text (default `PROVISION_SSH_KEY`).
@@ -77,6 +79,10 @@ impl SshDef {
                 .become_user
                 .clone()
                 .or_else(|| self.become_user.clone()),
+            become_password_env: over
+                .become_password_env
+                .clone()
+                .or_else(|| self.become_password_env.clone()),
             config: over.config.clone().or_else(|| self.config.clone()),
             identity_env: over
                 .identity_env

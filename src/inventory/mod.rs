@@ -5,7 +5,7 @@ pub mod ssh_config;
 pub mod vagrant;
 
 use crate::config::{ConfigError, Env, HostAddr, Project, SshDef};
-use crate::transport::{ConnectSpec, HostKeyPin, InlineKey, KnownHostsPolicy};
+use crate::transport::{BecomePassword, ConnectSpec, HostKeyPin, InlineKey, KnownHostsPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub struct Access {
     pub allow_prompt: bool,
     /// A private key read from stdin (`--ssh-key-stdin`); wins over the environment.
     pub stdin_key: Option<Arc<str>>,
+    /// The sudo password typed at `-K`'s prompt; wins over `ssh.become_password_env`.
+    pub become_password: Option<Arc<str>>,
 }
 
 /// One host of the run.
@@ -48,6 +50,7 @@ pub fn resolve(
     let access = Access {
         allow_prompt,
         stdin_key: None,
+        become_password: None,
     };
     resolve_with(project, env, limit, &access)
 }
@@ -138,6 +141,7 @@ struct Settings<'a> {
     home: Option<PathBuf>,
     identity_key: Option<InlineKey>,
     pins: Vec<HostKeyPin>,
+    become_password: Option<BecomePassword>,
 }
 
 /// The key given as text: stdin, else the environment variable (when set and not empty).
@@ -159,6 +163,36 @@ fn inline_key(
             .with_help("give the private key's whole text (`cat ~/.ssh/id_ed25519`), or that text base64-encoded")
     })?;
     Ok(Some(InlineKey { source, text }))
+}
+
+/// The sudo password: typed at `-K`'s prompt, else the variable `ssh.become_password_env`
+/// names, which must then be set (a deploy that needs it would fail at its first sudo).
+fn become_password(
+    file: &Path,
+    def: &SshDef,
+    access: &Access,
+) -> Result<Option<BecomePassword>, ConfigError> {
+    if let Some(typed) = &access.become_password {
+        return Ok(Some(BecomePassword(typed.clone())));
+    }
+    let Some(var) = def.become_password_env.as_deref() else {
+        return Ok(None);
+    };
+    match std::env::var(var) {
+        Ok(v) if v.contains('\n') => Err(ConfigError::new(
+            file,
+            format!("ssh.become_password_env: ${var} holds more than one line"),
+        )
+        .with_help("a sudo password is one line: set the variable to the password alone")),
+        Ok(v) if !v.is_empty() => Ok(Some(BecomePassword(v.into()))),
+        _ => Err(ConfigError::new(
+            file,
+            format!("ssh.become_password_env names ${var}, which is not set"),
+        )
+        .with_help(format!(
+            "export {var} with the sudo password (in CI, a masked secret variable), or pass -K to type it"
+        ))),
+    }
 }
 
 /// Pins from `ssh.host_key` and the environment variable.
@@ -206,6 +240,7 @@ impl<'a> Settings<'a> {
             home,
             identity_key: inline_key(&project.file, def, access)?,
             pins: host_key_pins(&project.file, def)?,
+            become_password: become_password(&project.file, def, access)?,
         })
     }
 
@@ -252,6 +287,7 @@ impl<'a> Settings<'a> {
             keepalive: self.def.keepalive.map_or(Duration::from_secs(15), |d| d.0),
             jump,
             become_user: self.become_user(),
+            become_password: self.become_password.clone(),
             allow_prompt,
         })
     }

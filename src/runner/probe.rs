@@ -136,7 +136,12 @@ impl<C: Connector> HostRun<'_, C> {
     /// Step `j`'s script as its `become_user`, when it names one.
     pub(super) fn as_step_user(&self, j: usize, script: String) -> String {
         match &self.plan.steps[j].step.become_user {
-            Some(user) => crate::transport::script::as_user(&script, user),
+            Some(user) => {
+                let sudo = crate::transport::script::Sudo {
+                    password: self.host.connect.become_password.is_some(),
+                };
+                crate::transport::script::as_user(&script, user, sudo)
+            }
             None => script,
         }
     }

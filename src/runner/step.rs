@@ -101,11 +101,27 @@ impl<C: Connector> HostRun<'_, C> {
 
     /// The kind's verdict on its probe; plan mode also counts inputs earlier steps rewrite.
     fn decide(&self, kind: &dyn StepKind, i: usize) -> Decision {
-        let decision = kind.decide(self.probes.get(&i));
+        let decision = self.with_sudo_hint(i, kind.decide(self.probes.get(&i)));
         if self.check() {
             self.with_predicted_inputs(kind, decision)
         } else {
             decision
+        }
+    }
+
+    /// A probe run through the step's own `become` says nothing of sudo (probes' stderr is
+    /// dropped): when it failed, say that sudo may be what refused, and what fixes that.
+    fn with_sudo_hint(&self, i: usize, decision: Decision) -> Decision {
+        let (Decision::Fail(msg), Some(user)) = (&decision, &self.plan.steps[i].step.become_user)
+        else {
+            return decision;
+        };
+        match self.probes.get(&i).map(|p| p.rc) {
+            Some(rc) if rc != 0 => Decision::Fail(format!(
+                "{msg} (its probe ran through sudo as {user} and exited {rc}: if sudo refused, check the password in ssh.become_password_env, or passwordless sudo for {})",
+                self.host.connect.user
+            )),
+            _ => decision,
         }
     }
 

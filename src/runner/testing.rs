@@ -217,6 +217,7 @@ async fn run_sh(
         .arg(script::command_line(
             &format!("{UNPRIVILEGED}{script}"),
             None,
+            script::Sudo::default(),
         ))
         .env_clear()
         .env("HOME", home)

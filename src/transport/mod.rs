@@ -137,6 +137,16 @@ pub enum KnownHostsPolicy {
 
 /// Everything needed to reach one host, after merging host string, env settings and
 /// `~/.ssh/config`. Built by `inventory`, consumed by `transport::ssh`.
+/// A sudo password. Its `Debug` hides it: a spec printed in a log must not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BecomePassword(pub std::sync::Arc<str>);
+
+impl std::fmt::Debug for BecomePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BecomePassword(<hidden>)")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ConnectSpec {
     /// Name shown in output (the alias as written in the inventory).
@@ -175,6 +185,9 @@ pub struct ConnectSpec {
     pub jump: Option<Box<ConnectSpec>>,
     /// Run scripts through `sudo -n` (non-interactive).
     pub become_user: Option<String>,
+    /// The sudo password (`ssh.become_password_env`, `-K`): sent as the first line of every
+    /// script's stdin, for the connection's and the steps' `become`.
+    pub become_password: Option<BecomePassword>,
     /// Ask for key passphrases on the terminal when stdin is a TTY.
     pub allow_prompt: bool,
 }

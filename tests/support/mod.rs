@@ -523,6 +523,30 @@ pub fn ensure_user(name: &str, sudo: bool) {
     let _ = lock.unlock();
 }
 
+/// [`ensure_user`] without passwordless sudo: `name` gets `password` and may sudo to anyone
+/// with it (`ALL=(ALL:ALL) ALL`), as on a server where sudo asks for the password.
+pub fn ensure_password_sudoer(name: &str, password: &str) {
+    ensure_user(name, false);
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("chpasswd is required (passwd package)");
+    use std::io::Write;
+    let line = format!("{name}:{password}\n");
+    chpasswd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    assert!(chpasswd.wait().unwrap().success(), "chpasswd {name}");
+    let file = PathBuf::from(format!("/etc/sudoers.d/{name}"));
+    let tmp = PathBuf::from(format!("/etc/sudoers.d/.{name}.tmp"));
+    std::fs::write(&tmp, format!("{name} ALL=(ALL:ALL) ALL\n")).expect("write sudoers file");
+    chmod(&tmp, 0o440);
+    std::fs::rename(&tmp, &file).expect("install sudoers file");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Projects and runs
 // ---------------------------------------------------------------------------------------------

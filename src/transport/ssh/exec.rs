@@ -9,11 +9,18 @@ use super::handler::ClientHandler;
 use crate::transport::capture::{Capture, Keep, finish_streams};
 use crate::transport::{ExecError, ExecOutput, Input};
 
-/// Open a channel, run `line`, feed `stdin` (or close it at once so a remote `cat` never
+/// What one channel runs: the command line, and what its stdin starts with before `stdin`
+/// (the sudo password line, see `script::Sudo`).
+pub(super) struct Command<'a> {
+    pub line: String,
+    pub preamble: Option<&'a [u8]>,
+}
+
+/// Open a channel, run `cmd`, feed `stdin` (or close it at once so a remote `cat` never
 /// waits), and collect until the channel closes; the whole thing bounded by `timeout`.
 pub(super) async fn run(
     handle: &Handle<ClientHandler>,
-    line: String,
+    cmd: Command<'_>,
     stdin: Input<'_>,
     open_timeout: Duration,
     timeout: Duration,
@@ -21,7 +28,7 @@ pub(super) async fn run(
 ) -> Result<ExecOutput, ExecError> {
     let channel = open_within(open_timeout, handle.channel_open_session()).await?;
     let (mut rx, tx) = channel.split();
-    let talk = converse(&mut rx, &tx, line, stdin, keep);
+    let talk = converse(&mut rx, &tx, cmd, stdin, keep);
     let outcome = tokio::time::timeout(timeout, talk).await;
     match outcome {
         Ok(result) => result,
@@ -59,12 +66,18 @@ pub(super) async fn open_within<C, E: std::fmt::Display>(
 async fn converse(
     rx: &mut ChannelReadHalf,
     tx: &ChannelWriteHalf<Msg>,
-    line: String,
+    cmd: Command<'_>,
     stdin: Input<'_>,
     keep: Keep,
 ) -> Result<ExecOutput, ExecError> {
-    tx.exec(true, line).await.map_err(lost)?;
+    tx.exec(true, cmd.line).await.map_err(lost)?;
     let writing = async {
+        if let Some(first) = cmd.preamble
+            && tx.data_bytes(first.to_vec()).await.is_err()
+        {
+            let _ = tx.close().await;
+            return std::future::pending::<()>().await;
+        }
         let fed = match stdin {
             Input::None => true,
             Input::Bytes(bytes) => tx.data_bytes(bytes.to_vec()).await.is_ok(),

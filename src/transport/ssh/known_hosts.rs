@@ -720,6 +720,7 @@ mod tests {
             keepalive: std::time::Duration::from_secs(1),
             jump: None,
             become_user: None,
+            become_password: None,
             allow_prompt: false,
         })
     }

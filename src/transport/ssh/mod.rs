@@ -57,6 +57,9 @@ pub struct SshSession {
     jumps: Vec<Handle<ClientHandler>>,
     channels: Semaphore,
     become_user: Option<String>,
+    /// `password\n` when the env gives a sudo password: the first line of every channel's
+    /// stdin (never its command line).
+    password_line: Option<Vec<u8>>,
     name: String,
     /// How long a channel may take to open (the host's `connect_timeout`): a server that
     /// accepted the connection but stopped answering must not hang the run.
@@ -106,9 +109,17 @@ impl SshSession {
             jumps,
             channels: Semaphore::new(MAX_CHANNELS),
             become_user: spec.become_user.clone(),
+            password_line: (spec.become_password.as_ref())
+                .map(|p| format!("{}\n", p.0).into_bytes()),
             name: spec.name.clone(),
             open_timeout: spec.connect_timeout,
             host_keys: Vec::new(),
+        }
+    }
+
+    fn sudo(&self) -> script::Sudo {
+        script::Sudo {
+            password: self.password_line.is_some(),
         }
     }
 
@@ -150,8 +161,11 @@ impl SshSession {
         let lost = |e: russh::Error| ExecError::Disconnected(e.to_string());
         let mut channel =
             exec::open_within(self.open_timeout, self.handle.channel_open_session()).await?;
-        let line = script::command_line(script, self.become_user.as_deref());
+        let line = script::command_line(script, self.become_user.as_deref(), self.sudo());
         channel.exec(true, line).await.map_err(lost)?;
+        if let Some(first) = &self.password_line {
+            channel.data(&first[..]).await.map_err(lost)?;
+        }
         let _ = channel.eof().await;
         let mut stop = std::pin::pin!(stop);
         let mut exit = None;
@@ -203,8 +217,11 @@ impl Transport for SshSession {
             .acquire()
             .await
             .map_err(|_| ExecError::Disconnected("session closed".into()))?;
-        let line = script::command_line(script, self.become_user.as_deref());
-        exec::run(&self.handle, line, stdin, self.open_timeout, timeout, keep).await
+        let cmd = exec::Command {
+            line: script::command_line(script, self.become_user.as_deref(), self.sudo()),
+            preamble: self.password_line.as_deref(),
+        };
+        exec::run(&self.handle, cmd, stdin, self.open_timeout, timeout, keep).await
     }
 
     /// Target first, then the jump hosts outward; errors are irrelevant at this point.
