@@ -135,8 +135,8 @@ impl Lock {
              if mkdir \"$st/lock\" 2>/dev/null; then provision_lock_write || exit 1\n\
              else\n\
                provision_lock_read\n\
-               # The holder may be between its mkdir and writing info: give it a moment.\n\
-               if [ -z \"$owner\" ]; then sleep 1; provision_lock_read; fi\n\
+               # The holder may be between its mkdir and writing info: poll a moment (1 s at most).\n\
+               j=0; while [ -z \"$owner\" ] && [ $j -lt 20 ]; do sleep 0.05; j=$((j+1)); provision_lock_read; done\n\
                [ -n \"$owner\" ] || owner='unknown (no owner recorded)'\n\
                [ -n \"$since\" ] || since=$(stat -c %Y \"$st/lock\")\n\
                beat=$(stat -c %Y \"$st/lock/info\" 2>/dev/null || stat -c %Y \"$st/lock\")\n\
