@@ -197,3 +197,174 @@ fn an_ipv6_host_converges_and_is_pinned_by_its_bracketed_address() {
         "sshd did not see an IPv6 client:\n{log}"
     );
 }
+
+/// A project whose hosts are ssh_config aliases: `[ssh] config` names `ssh_config` (written
+/// into the project), and nothing else says how to connect.
+fn aliased_project(ssh_config: &str, hosts: &[&str]) -> Project {
+    let p = Project::new();
+    p.write("ssh_config", ssh_config);
+    p.write(
+        "provision.toml",
+        &format!(
+            "app = \"sshcfg\"\n\n[ssh]\nconfig = \"ssh_config\"\nknown_hosts = \"accept-new\"\n\n[env.test]\nhosts = {hosts:?}\n"
+        ),
+    );
+    p.write("playbooks/deploy.toml", PLAYBOOK);
+    p
+}
+
+/// ssh_config `Match` blocks (issue 18): their options do not leak into the `Host` block
+/// before them (the parser alone would apply `User nobody-here` to `web`), and each block is
+/// a warning naming file:line.
+#[test]
+fn match_blocks_warn_and_do_not_change_the_host_before_them() {
+    let servers = Servers::start(1);
+    let s = servers.sshd();
+    let cfg = format!(
+        "Host web\n  HostName 127.0.0.1\n  Port {}\n  User root\n  IdentityFile {}\n\nMatch user root\n  User nobody-here\n  Port 1\n",
+        s.port,
+        servers.key.private.display()
+    );
+    let p = aliased_project(&cfg, &["web"]);
+    let r = p.run(&["exec", "test", "--", "id", "-un"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("[web] root"), "{}", r.dump());
+    let file = p.path("ssh_config").display().to_string();
+    let warning = format!("warning: {file}:7: `Match` blocks are not supported");
+    assert!(r.dump().contains(&warning), "{}", r.dump());
+    assert_eq!(
+        r.dump().matches("`Match` blocks").count(),
+        1,
+        "{}",
+        r.dump()
+    );
+}
+
+/// `IdentityAgent`: the agent at that socket is asked for keys, whatever `$SSH_AUTH_SOCK`
+/// says; `none` asks no agent at all.
+#[test]
+fn identity_agent_names_the_agent_to_ask() {
+    let servers = Servers::start(1);
+    let s = servers.sshd();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent is required (openssh-client)");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Kill(agent);
+    wait_until("the agent listens", SOON, || sock.exists());
+    let added = Command::new("ssh-add")
+        .arg(&servers.key.private)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .expect("ssh-add");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    for (agent, works) in [(sock.display().to_string(), true), ("none".into(), false)] {
+        let cfg = format!(
+            "Host web\n  HostName 127.0.0.1\n  Port {}\n  User root\n  IdentityAgent {agent}\n",
+            s.port
+        );
+        let p = aliased_project(&cfg, &["web"]);
+        let r = p.run_env(
+            &["exec", "test", "--", "true"],
+            &[("SSH_AUTH_SOCK", "/nonexistent/agent.sock")],
+        );
+        if works {
+            r.expect_code(0);
+            assert!(
+                s.log().contains("Accepted publickey for root"),
+                "{}",
+                s.log()
+            );
+        } else {
+            r.expect_code(4);
+            assert!(r.stdout.contains("authentication as root"), "{}", r.dump());
+        }
+    }
+}
+
+/// `ProxyCommand` (issue 18): the connection runs over `ssh -W %h:%p` through a second real
+/// sshd (the bastion), plan and up work through it, the target's host key is still checked
+/// (a wrong pin is refused), and a failing command is a clear error with what it printed.
+#[test]
+fn proxy_command_carries_the_connection_and_the_target_key_is_checked() {
+    let servers = Servers::start(2);
+    let (target, bastion) = (&servers.sshds[0], &servers.sshds[1]);
+    let key = servers.key.private.display().to_string();
+    let proxy = format!(
+        "ssh -q -i {key} -p {} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -F /dev/null -W %h:%p root@127.0.0.1",
+        bastion.port
+    );
+    let cfg = format!(
+        "Host web\n  HostName 127.0.0.1\n  Port {}\n  User root\n  IdentityFile {key}\n  ProxyCommand {proxy}\n",
+        target.port
+    );
+    let p = aliased_project(&cfg, &["web"]);
+    p.run(&["plan", "test"]).expect_code(0);
+    let r = p.run(&["up", "test", "--output", "json"]);
+    r.expect_code(0);
+    assert_eq!(r.changed(), 1, "{}", r.dump());
+    // The bastion carried it: it logged the forwarding login; the target's key was pinned.
+    assert!(
+        bastion.log().contains("Accepted publickey for root"),
+        "{}",
+        bastion.log()
+    );
+    let pins = std::fs::read_to_string(p.path(".provision/known_hosts")).unwrap();
+    assert!(pins.contains(&target.known_hosts_line()), "{pins}");
+
+    let other = tempfile::tempdir().unwrap();
+    let wrong = keygen("ed25519", &other.path().join("k"));
+    let p2 = aliased_project(&cfg, &["web"]);
+    let pin = wrong
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    p2.write(
+        "provision.toml",
+        &std::fs::read_to_string(p2.path("provision.toml"))
+            .unwrap()
+            .replace(
+                "known_hosts = \"accept-new\"\n",
+                &format!("host_key = {pin:?}\n"),
+            ),
+    );
+    let r = p2.run(&["exec", "test", "--", "true"]);
+    r.expect_code(4);
+    assert!(
+        r.stdout.contains("does not match the pinned host key"),
+        "{}",
+        r.dump()
+    );
+
+    let failing = aliased_project(
+        &format!(
+            "Host web\n  HostName 127.0.0.1\n  Port {}\n  ProxyCommand echo no route to %h >&2; exit 3\n",
+            target.port
+        ),
+        &["web"],
+    );
+    let r = failing.run(&["exec", "test", "--", "true"]);
+    r.expect_code(4);
+    assert!(
+        r.stdout.contains("through its ProxyCommand") && r.stdout.contains("no route to 127.0.0.1"),
+        "{}",
+        r.dump()
+    );
+}

@@ -189,6 +189,8 @@ fn spec_for(dir: &Path, port: u16) -> ConnectSpec {
         jump: None,
         become_user: None,
         become_password: None,
+        proxy_command: None,
+        agent: Default::default(),
         allow_prompt: false,
     }
 }
@@ -726,6 +728,8 @@ async fn silent_listener_times_out_after_connect_timeout() {
         jump: None,
         become_user: None,
         become_password: None,
+        proxy_command: None,
+        agent: Default::default(),
         allow_prompt: false,
     };
     // The feature: a server that never answers does not hang the client. It waits the

@@ -14,7 +14,8 @@ pub fn project(cx: &Context) -> Result<Project, ConfigError> {
 }
 
 /// The inventory's resolution of an env (without `--limit`), as the EC2 entry points take it.
-/// A sudo password from the environment is masked from here on.
+/// A sudo password from the environment is masked from here on; what the ssh_config file
+/// holds that provision does not apply is printed as warnings, once each.
 pub fn resolver<'a>(
     project: &'a Project,
     cx: &'a Context,
@@ -26,6 +27,11 @@ pub fn resolver<'a>(
             .filter_map(|h| h.connect.become_password.as_ref())
         {
             cx.redactor.add(&p.0);
+        }
+        let warnings: std::collections::BTreeSet<&String> =
+            hosts.iter().flat_map(|h| &h.warnings).collect();
+        for w in warnings {
+            cx.out().note(&format!("warning: {w}"));
         }
         Ok(hosts)
     }

@@ -304,6 +304,8 @@ mod tests {
             jump: jump.map(Box::new),
             become_user: None,
             become_password: None,
+            proxy_command: None,
+            agent: Default::default(),
             allow_prompt: false,
         }
     }

@@ -5,7 +5,9 @@ pub mod ssh_config;
 pub mod vagrant;
 
 use crate::config::{ConfigError, Env, HostAddr, Project, SshDef};
-use crate::transport::{BecomePassword, ConnectSpec, HostKeyPin, InlineKey, KnownHostsPolicy};
+use crate::transport::{
+    AgentSocket, BecomePassword, ConnectSpec, HostKeyPin, InlineKey, KnownHostsPolicy,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,9 @@ pub struct Host {
     /// The config's `vars = { ... }` for this host (`host.vars` in templates); empty for
     /// hosts from an ssh_config file or EC2.
     pub vars: toml::Table,
+    /// What the ssh_config file read for this host holds that provision does not apply
+    /// (`Match` blocks), file:line each: the commands print them as warnings.
+    pub warnings: Vec<String>,
 }
 
 /// Resolve the env's hosts, keeping those that `limit` (comma-separated host names or roles)
@@ -82,6 +87,7 @@ pub fn resolve_with(
             roles: entry.roles.clone(),
             connect,
             vars: entry.vars.clone(),
+            warnings: settings.warnings.take().into_iter().collect(),
         });
     }
     // Roles are a map, so "as written" has no single order: sort by name for stable output.
@@ -142,6 +148,8 @@ struct Settings<'a> {
     identity_key: Option<InlineKey>,
     pins: Vec<HostKeyPin>,
     become_password: Option<BecomePassword>,
+    /// The ssh_config warnings of the host being resolved (and its jump hosts).
+    warnings: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 /// The key given as text: stdin, else the environment variable (when set and not empty).
@@ -241,6 +249,7 @@ impl<'a> Settings<'a> {
             identity_key: inline_key(&project.file, def, access)?,
             pins: host_key_pins(&project.file, def)?,
             become_password: become_password(&project.file, def, access)?,
+            warnings: Default::default(),
         })
     }
 
@@ -264,13 +273,29 @@ impl<'a> Settings<'a> {
             }
             None => ssh_config::SshConfigHost::default(),
         };
+        self.warnings
+            .borrow_mut()
+            .extend(cfg.warnings.iter().cloned());
         let identity_files = self.identity_files(&cfg)?;
-        let jump = self.jump(&cfg, allow_prompt, depth)?;
+        // provision.toml's `jump` wins; from ssh_config, a ProxyCommand over its ProxyJump.
+        let proxy_command = cfg
+            .proxy_command
+            .clone()
+            .filter(|_| self.def.jump.is_none());
+        let jump = match proxy_command {
+            Some(_) => None,
+            None => self.jump(&cfg, allow_prompt, depth)?,
+        };
+        let address = cfg.host_name.clone().unwrap_or_else(|| addr.host.clone());
+        let port = addr.port.or(cfg.port).or(self.def.port).unwrap_or(22);
+        let user = self.user(addr, &cfg);
+        let proxy_command = proxy_command
+            .map(|c| crate::transport::ssh::proxy::expand(&c, &address, port, &user, &addr.host));
         Ok(ConnectSpec {
             name: addr.name(),
-            address: cfg.host_name.clone().unwrap_or_else(|| addr.host.clone()),
-            port: addr.port.or(cfg.port).or(self.def.port).unwrap_or(22),
-            user: self.user(addr, &cfg),
+            address,
+            port,
+            user,
             identity_files,
             identity_key: self.identity_key.clone(),
             identity_env: self.def.identity_env.clone(),
@@ -286,6 +311,8 @@ impl<'a> Settings<'a> {
             retries: self.def.retries.unwrap_or(2),
             keepalive: self.def.keepalive.map_or(Duration::from_secs(15), |d| d.0),
             jump,
+            proxy_command,
+            agent: self.agent(&cfg),
             become_user: self.become_user(),
             become_password: self.become_password.clone(),
             allow_prompt,
@@ -357,6 +384,25 @@ impl<'a> Settings<'a> {
             allow_prompt,
             depth + 1,
         )?)))
+    }
+
+    /// ssh_config's `IdentityAgent`: `none`, `SSH_AUTH_SOCK` (the default), another
+    /// `$VARIABLE` naming the socket, or a path (`~` expanded).
+    fn agent(&self, cfg: &ssh_config::SshConfigHost) -> AgentSocket {
+        let Some(v) = cfg.identity_agent.as_deref() else {
+            return AgentSocket::Env;
+        };
+        if v.eq_ignore_ascii_case("none") {
+            return AgentSocket::None;
+        }
+        match v.strip_prefix('$') {
+            Some("SSH_AUTH_SOCK") => AgentSocket::Env,
+            Some(var) => {
+                std::env::var_os(var).map_or(AgentSocket::None, |p| AgentSocket::Path(p.into()))
+            }
+            None if v == "SSH_AUTH_SOCK" => AgentSocket::Env,
+            None => AgentSocket::Path(expand(v, self.root, self.home.as_deref())),
+        }
     }
 
     fn project_known_hosts(&self) -> PathBuf {

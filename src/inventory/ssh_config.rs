@@ -1,11 +1,14 @@
 //! The few `~/.ssh/config` settings provision honours for a host alias: HostName, User, Port,
-//! IdentityFile and ProxyJump (so `vagrant ssh-config >> ~/.ssh/config` just works).
+//! IdentityFile, ProxyJump, ProxyCommand and IdentityAgent (so `vagrant ssh-config >>
+//! ~/.ssh/config` just works).
 //!
 //! Parsing is done by `ssh2-config` in a lenient mode: options we do not use (or that the
 //! crate does not know) are ignored, as OpenSSH would apply them to its own client only.
+//! `Match` blocks are not understood by the crate, which would attach their options to the
+//! `Host` block before them: they are cut out first, each with a warning naming its line.
 
 use std::fs::File;
-use std::io::{BufReader, ErrorKind};
+use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use ssh2_config::{ParseRule, SshConfig};
@@ -21,6 +24,12 @@ pub struct SshConfigHost {
     pub identity_files: Vec<PathBuf>,
     /// As written (`[user@]host[:port]`, comma-separated for a chain); `none` gives `None`.
     pub proxy_jump: Option<String>,
+    /// As written, tokens (`%h`, `%p`, `%r`) not yet expanded; `none` gives `None`.
+    pub proxy_command: Option<String>,
+    /// `IdentityAgent`: a socket path (`~` expanded), `SSH_AUTH_SOCK`, or `none`.
+    pub identity_agent: Option<String>,
+    /// What the file holds that provision does not apply (`Match` blocks), file:line each.
+    pub warnings: Vec<String>,
 }
 
 /// Look `alias` up in the ssh_config-format file at `path`. A missing file means no
@@ -31,21 +40,91 @@ pub fn lookup(path: &Path, alias: &str) -> Result<SshConfigHost, String> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(SshConfigHost::default()),
         Err(e) => return Err(format!("cannot read ssh config {}: {e}", path.display())),
     };
-    let config =
-        parse(file).map_err(|e| format!("cannot parse ssh config {}: {e}", path.display()))?;
-    Ok(settings_for(&config, alias))
+    let mut text = String::new();
+    BufReader::new(file)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read ssh config {}: {e}", path.display()))?;
+    let (kept, matches) = without_match_blocks(&text);
+    let config = parse_reader(&mut kept.as_bytes())
+        .map_err(|e| format!("cannot parse ssh config {}: {e}", path.display()))?;
+    Ok(settings_for(
+        &config,
+        alias,
+        &match_warnings(&path.display().to_string(), &matches),
+    ))
 }
 
 /// [`lookup`] on ssh_config `text` instead of a file (for the fuzz targets and tests).
 pub fn lookup_str(text: &str, alias: &str) -> Result<SshConfigHost, String> {
+    let (kept, matches) = without_match_blocks(text);
     let config =
-        parse_reader(&mut text.as_bytes()).map_err(|e| format!("cannot parse ssh config: {e}"))?;
-    Ok(settings_for(&config, alias))
+        parse_reader(&mut kept.as_bytes()).map_err(|e| format!("cannot parse ssh config: {e}"))?;
+    Ok(settings_for(
+        &config,
+        alias,
+        &match_warnings("ssh config", &matches),
+    ))
 }
 
-/// Lenient: unknown and unsupported options are skipped, never an error.
-fn parse(file: File) -> Result<SshConfig, ssh2_config::SshParserError> {
-    parse_reader(&mut BufReader::new(file))
+/// A `Match` block cut out of the text: its line (1-based) and how many options it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MatchBlock {
+    line: usize,
+    options: usize,
+}
+
+/// The text with every `Match` block (its line up to the next `Host` or `Match`) blanked, so
+/// line numbers stay and nothing of it reaches the previous `Host`; and where the blocks were.
+fn without_match_blocks(text: &str) -> (String, Vec<MatchBlock>) {
+    let mut kept = String::with_capacity(text.len());
+    let mut blocks: Vec<MatchBlock> = Vec::new();
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let keyword = first_keyword(line);
+        if keyword.eq_ignore_ascii_case("match") {
+            inside = true;
+            blocks.push(MatchBlock {
+                line: i + 1,
+                options: 0,
+            });
+        } else if keyword.eq_ignore_ascii_case("host") {
+            inside = false;
+        } else if inside
+            && !keyword.is_empty()
+            && let Some(b) = blocks.last_mut()
+        {
+            b.options += 1;
+        }
+        if !inside {
+            kept.push_str(line);
+        }
+        kept.push('\n');
+    }
+    (kept, blocks)
+}
+
+/// The option name a line starts with (`Key value` or `Key=value`); empty for blank lines and
+/// comments.
+fn first_keyword(line: &str) -> &str {
+    let t = line.trim_start();
+    if t.starts_with('#') {
+        return "";
+    }
+    t.split(|c: char| c.is_whitespace() || c == '=')
+        .next()
+        .unwrap_or("")
+}
+
+fn match_warnings(file: &str, blocks: &[MatchBlock]) -> Vec<String> {
+    blocks
+        .iter()
+        .map(|b| {
+            format!(
+                "{file}:{}: `Match` blocks are not supported: provision ignores this one and its {} option(s); write a `Host` block for the hosts it should apply to",
+                b.line, b.options
+            )
+        })
+        .collect()
 }
 
 fn parse_reader(
@@ -61,8 +140,19 @@ fn parse_reader(
 }
 
 /// First value wins per option, as in OpenSSH; `%h` in HostName is the alias.
-fn settings_for(config: &SshConfig, alias: &str) -> SshConfigHost {
+fn settings_for(config: &SshConfig, alias: &str, warnings: &[String]) -> SshConfigHost {
     let params = config.query(alias);
+    // The crate keeps options it does not apply itself as their words, first value winning.
+    let unsupported = |key: &str| {
+        (params.unsupported_fields.get(key))
+            .map(|words| words.join(" "))
+            .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("none"))
+    };
+    let identity_agent = params
+        .unsupported_fields
+        .get("identityagent")
+        .map(|words| words.join(" "))
+        .filter(|v| !v.is_empty());
     let proxy_jump = params
         .proxy_jump
         .map(|hops| hops.join(","))
@@ -73,6 +163,9 @@ fn settings_for(config: &SshConfig, alias: &str) -> SshConfigHost {
         port: params.port,
         identity_files: params.identity_file.unwrap_or_default(),
         proxy_jump,
+        proxy_command: unsupported("proxycommand"),
+        identity_agent,
+        warnings: warnings.to_vec(),
     }
 }
 
@@ -135,6 +228,7 @@ Host *
                 port: Some(2200),
                 identity_files: vec!["/x/id_ed25519".into(), home.join(".ssh/id_shared")],
                 proxy_jump: None,
+                ..SshConfigHost::default()
             }
         );
     }
@@ -159,6 +253,53 @@ Host *
             lookup(f.path(), "b").unwrap().proxy_jump.as_deref(),
             Some("j1,j2")
         );
+    }
+
+    /// A `Match` block's options reach no host (the crate alone would give them to `Host a`),
+    /// and each block is a warning naming its line.
+    #[test]
+    fn match_blocks_are_cut_out_with_a_warning() {
+        let text = "Host a\n  User right\n\nMatch host a exec \"true\"\n  User wrong\n  Port 2222\n\nHost b\n  Port 2200\nmatch all\n  # a comment\n  User w2\n";
+        let f = config_file(text);
+        let a = lookup(f.path(), "a").unwrap();
+        assert_eq!((a.user.as_deref(), a.port), (Some("right"), None));
+        assert_eq!(lookup(f.path(), "b").unwrap().port, Some(2200));
+        let file = f.path().display().to_string();
+        assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
+        assert!(
+            a.warnings[0].starts_with(&format!("{file}:4: `Match`")),
+            "{:?}",
+            a.warnings
+        );
+        assert!(
+            a.warnings[0].contains("its 2 option(s)"),
+            "{:?}",
+            a.warnings
+        );
+        assert!(
+            a.warnings[1].starts_with(&format!("{file}:10:")),
+            "{:?}",
+            a.warnings
+        );
+        assert!(
+            lookup_str("Host a\n  User x\n", "a")
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn proxy_command_and_identity_agent_first_value_wins() {
+        let text = "Host a\n  ProxyCommand nc -X connect %h %p\n  IdentityAgent ~/agent.sock\nHost *\n  ProxyCommand other %h\n  IdentityAgent none\n";
+        let a = lookup_str(text, "a").unwrap();
+        assert_eq!(a.proxy_command.as_deref(), Some("nc -X connect %h %p"));
+        assert_eq!(a.identity_agent.as_deref(), Some("~/agent.sock"));
+        let b = lookup_str(text, "b").unwrap();
+        assert_eq!(b.proxy_command.as_deref(), Some("other %h"));
+        assert_eq!(b.identity_agent.as_deref(), Some("none"));
+        let none = lookup_str("Host c\n  ProxyCommand none\n", "c").unwrap();
+        assert_eq!(none.proxy_command, None);
     }
 
     #[test]

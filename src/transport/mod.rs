@@ -137,6 +137,16 @@ pub enum KnownHostsPolicy {
 
 /// Everything needed to reach one host, after merging host string, env settings and
 /// `~/.ssh/config`. Built by `inventory`, consumed by `transport::ssh`.
+/// Which ssh-agent is asked for keys: `$SSH_AUTH_SOCK` (the default), a socket of its own
+/// (`IdentityAgent /path`), or none (`IdentityAgent none`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AgentSocket {
+    #[default]
+    Env,
+    Path(PathBuf),
+    None,
+}
+
 /// A sudo password. Its `Debug` hides it: a spec printed in a log must not show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BecomePassword(pub std::sync::Arc<str>);
@@ -183,6 +193,11 @@ pub struct ConnectSpec {
     pub keepalive: Duration,
     /// Optional jump host (ProxyJump), itself fully resolved.
     pub jump: Option<Box<ConnectSpec>>,
+    /// ssh_config's `ProxyCommand`, tokens expanded: the connection runs over its stdio
+    /// (never together with `jump`).
+    pub proxy_command: Option<String>,
+    /// Where the agent is asked for keys (ssh_config's `IdentityAgent`).
+    pub agent: AgentSocket,
     /// Run scripts through `sudo -n` (non-interactive).
     pub become_user: Option<String>,
     /// The sudo password (`ssh.become_password_env`, `-K`): sent as the first line of every

@@ -10,7 +10,7 @@ use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 
 use super::handler::ClientHandler;
 use super::keyfile;
-use crate::transport::{ConnectError, ConnectSpec};
+use crate::transport::{AgentSocket, ConnectError, ConnectSpec};
 
 /// Key files tried when the spec names none, in OpenSSH's order.
 const DEFAULT_KEYS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
@@ -120,9 +120,12 @@ impl Auth<'_> {
 
     /// Every identity the agent holds, in its order. An unreachable agent is noted, not fatal.
     async fn try_agent(&mut self) -> Result<bool, ConnectError> {
-        if std::env::var_os("SSH_AUTH_SOCK").is_none() {
-            return Ok(false);
-        }
+        let socket = match &self.spec.agent {
+            AgentSocket::None => return Ok(false),
+            AgentSocket::Env if std::env::var_os("SSH_AUTH_SOCK").is_none() => return Ok(false),
+            AgentSocket::Env => None,
+            AgentSocket::Path(p) => Some(p.clone()),
+        };
         // A wedged agent (accepts, never answers) is skipped after `connect_timeout`, like
         // an unreachable one: the key files are tried next.
         let limit = self.spec.connect_timeout;
@@ -132,7 +135,13 @@ impl Auth<'_> {
                 humantime::format_duration(limit)
             )
         };
-        let mut agent = match tokio::time::timeout(limit, AgentClient::connect_env()).await {
+        let connecting = async {
+            match &socket {
+                Some(path) => AgentClient::connect_uds(path).await,
+                None => AgentClient::connect_env().await,
+            }
+        };
+        let mut agent = match tokio::time::timeout(limit, connecting).await {
             Ok(Ok(agent)) => agent,
             Ok(Err(e)) => {
                 self.tried.push(format!("agent (unreachable: {e})"));

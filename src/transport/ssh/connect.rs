@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use super::auth;
 use super::handler::{ClientHandler, accepted_key, take_verdict};
 use super::known_hosts::HostKeyCheck;
+use super::proxy::{self, Proxy};
 use super::{HostKey, SshSession};
 use crate::transport::{ConnectError, ConnectSpec};
 
@@ -34,10 +35,11 @@ pub(super) async fn connect(spec: &ConnectSpec) -> Result<SshSession, ConnectErr
         jumps.extend(via.jumps);
         jump_keys = via.host_keys;
     }
-    let (mut handle, key) = with_retries(spec, jumps.first()).await?;
+    let (mut handle, key, proxy) = with_retries(spec, jumps.first()).await?;
     auth::authenticate(&mut handle, spec).await?;
     let mut session = SshSession::new(handle, jumps, spec);
     session.host_keys = key.into_iter().map(HostKey).chain(jump_keys).collect();
+    session.proxy = proxy.map(|p| p.child);
     Ok(session)
 }
 
@@ -46,7 +48,7 @@ pub(super) async fn connect(spec: &ConnectSpec) -> Result<SshSession, ConnectErr
 async fn with_retries(
     spec: &ConnectSpec,
     jump: Option<&Handle<ClientHandler>>,
-) -> Result<(Handle<ClientHandler>, Option<PublicKey>), ConnectError> {
+) -> Result<Handshake, ConnectError> {
     let mut attempt = 0;
     loop {
         match handshake(spec, jump).await {
@@ -65,34 +67,46 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(ms).min(MAX_BACKOFF)
 }
 
+/// A finished key exchange: the session, the host key accepted, and the ProxyCommand the
+/// connection runs over (it lives as long as the session).
+type Handshake = (Handle<ClientHandler>, Option<PublicKey>, Option<Proxy>);
+
 /// One attempt up to a finished key exchange, all under `connect_timeout` (a listener that
 /// accepts but never speaks SSH must not hang us).
 async fn handshake(
     spec: &ConnectSpec,
     jump: Option<&Handle<ClientHandler>>,
-) -> Result<(Handle<ClientHandler>, Option<PublicKey>), ConnectError> {
+) -> Result<Handshake, ConnectError> {
     let check = HostKeyCheck::new(spec);
     let config = client_config(spec, &check.known_algorithms());
     let (handler, verdict) = ClientHandler::new(check);
     let attempt = async {
-        let result = match jump {
-            None => {
-                let tcp = tcp_connect(spec).await?;
-                client::connect_stream(config, tcp, handler).await
-            }
-            Some(via) => {
+        match (jump, spec.proxy_command.as_deref()) {
+            (Some(via), _) => {
                 let tunnel = open_tunnel(via, spec).await?;
-                client::connect_stream(config, tunnel.into_stream(), handler).await
+                let h = client::connect_stream(config, tunnel.into_stream(), handler).await;
+                Ok((h.map_err(|e| kex_error(spec, e))?, None))
             }
-        };
-        result.map_err(|e| kex_error(spec, e))
+            (None, Some(command)) => {
+                let (proxy, stream) = proxy::spawn(spec, command)?;
+                match client::connect_stream(config, stream, handler).await {
+                    Ok(h) => Ok((h, Some(proxy))),
+                    Err(e) => Err(proxy.explain(spec, command, kex_error(spec, e)).await),
+                }
+            }
+            (None, None) => {
+                let tcp = tcp_connect(spec).await?;
+                let h = client::connect_stream(config, tcp, handler).await;
+                Ok((h.map_err(|e| kex_error(spec, e))?, None))
+            }
+        }
     };
     match tokio::time::timeout(spec.connect_timeout, attempt).await {
         Err(_) => Err(ConnectError::Timeout {
             addr: spec.target(),
             timeout: spec.connect_timeout,
         }),
-        Ok(Ok(handle)) => Ok((handle, accepted_key(&verdict))),
+        Ok(Ok((handle, proxy))) => Ok((handle, accepted_key(&verdict), proxy)),
         // The handler's refusal says more than russh's generic "unknown key".
         Ok(Err(e)) => Err(take_verdict(&verdict).unwrap_or(e)),
     }

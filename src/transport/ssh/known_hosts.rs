@@ -721,6 +721,8 @@ mod tests {
             jump: None,
             become_user: None,
             become_password: None,
+            proxy_command: None,
+            agent: Default::default(),
             allow_prompt: false,
         })
     }

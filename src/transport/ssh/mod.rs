@@ -15,6 +15,7 @@ mod handler;
 mod host_key;
 mod keyfile;
 mod known_hosts;
+pub mod proxy;
 
 use std::time::Duration;
 
@@ -55,6 +56,9 @@ pub struct SshSession {
     /// The jump hosts this connection is tunnelled through, nearest first. Kept so they live
     /// exactly as long as this session.
     jumps: Vec<Handle<ClientHandler>>,
+    /// The ProxyCommand the connection runs over, killed when the session drops (after the
+    /// handle, declared before it).
+    proxy: Option<tokio::process::Child>,
     channels: Semaphore,
     become_user: Option<String>,
     /// `password\n` when the env gives a sudo password: the first line of every channel's
@@ -107,6 +111,7 @@ impl SshSession {
         SshSession {
             handle,
             jumps,
+            proxy: None,
             channels: Semaphore::new(MAX_CHANNELS),
             become_user: spec.become_user.clone(),
             password_line: (spec.become_password.as_ref())
