@@ -11,12 +11,13 @@
 # `image` step's registry path, tests/ship.rs) with apache2-utils (htpasswd, for its basic auth),
 # dnf, rpm and createrepo-c (the `packages` step's dnf/yum paths against a repository the test
 # builds, tests/packages_rpm.rs), wget (http_status without curl, tests/http_wget.rs).
-# file (the static-binary check of scripts/dist.sh and tests/static_binary.rs).
+# file (the static-binary check of scripts/dist.sh and tests/static_binary.rs), nginx-light and
+# fcgiwrap (a real git HTTP server behind basic auth for the git step's token_secret, tests/git_auth.rs).
 # Safe to run again: it installs only what is missing and never upgrades.
 set -euo pipefail
 
 need=()
-for pkg in openssh-server openssh-client sudo git time ca-certificates curl docker.io docker-compose busybox-static postgresql procps man-db debootstrap vagrant chromium docker-registry apache2-utils dnf rpm createrepo-c wget file; do
+for pkg in openssh-server openssh-client sudo git time ca-certificates curl docker.io docker-compose busybox-static postgresql procps man-db debootstrap vagrant chromium docker-registry apache2-utils dnf rpm createrepo-c wget file nginx-light fcgiwrap; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
