@@ -240,8 +240,9 @@ fn validate_accepts_a_valid_project_in_one_line_and_names_a_missing_secret() {
     run.expect_code(1);
     assert_no_secret(&run, &env);
     assert!(
-        run.stderr
-            .contains("error: playbooks/deploy.toml:5: step `app env`: secret FROM_ENV is missing"),
+        run.stderr.contains(
+            "error: playbooks/deploy.toml:7:1: step `app env`: secret FROM_ENV is missing"
+        ),
         "{}",
         run.dump()
     );
@@ -349,11 +350,11 @@ directory = { path = "srv/shop" }
     assert_reported(
         &run,
         &[
-            "playbooks/deploy.toml:1: step `greet`: field `command.run`: undefined variable `greting`; did you mean `greeting`?",
-            "playbooks/deploy.toml:5: step `config`: ",
-            "playbooks/deploy.toml:9: step `nginx`: templates/nginx.conf.j2:3: syntax error",
+            "playbooks/deploy.toml:3:1: step `greet`: field `command.run`: undefined variable `greting`; did you mean `greeting`?",
+            "playbooks/deploy.toml:7:1: step `config`: ",
+            "playbooks/deploy.toml:11:1: step `nginx`: templates/nginx.conf.j2:3: syntax error",
             "playbooks/deploy.toml:13: step `migrate` runs on role `workers`",
-            "playbooks/deploy.toml:18: step `rel`",
+            "playbooks/deploy.toml:20:1: step `rel`",
         ],
     );
     let errors = error_lines(&run).join("\n");

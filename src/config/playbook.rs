@@ -250,6 +250,8 @@ pub struct Step {
     pub run_once_at: (usize, usize),
     /// Line of the `[[step]]` header, for errors.
     pub line: usize,
+    /// Line and column of the kind's key (`git = { … }`), for errors in its fields.
+    pub kind_at: (usize, usize),
     /// The playbook file the step is written in, as shown in messages (an included one's).
     pub file: String,
     /// `loop`, `vars`, `notify`, and whether it is a handler (see `lang.rs`).
@@ -314,6 +316,7 @@ pub(super) fn entry(
     (handler, scoped): (bool, bool),
 ) -> Result<Entry, ConfigError> {
     let offset = spanned.span().start;
+    let step_text = spanned.span();
     let err = |msg: String| src.err(offset, msg);
     let def = spanned.into_inner();
     if handler && def.name.is_none() {
@@ -375,6 +378,7 @@ pub(super) fn entry(
     }
     let lang = lang::Lang::of(lang_def, c.register.is_some(), src)?;
     let line = src.line_col(offset).0;
+    let kind_at = kind_at(src, step_text, spec.kind()).unwrap_or((line, 1));
     let run_once_at = c
         .run_once
         .as_ref()
@@ -408,9 +412,29 @@ pub(super) fn entry(
         tags: c.tags,
         timeout: c.timeout,
         line,
+        kind_at,
         file: src.shown.display().to_string(),
         lang,
     })))
+}
+
+/// Where `kind = …` is written in the step (from its start up to the next table header):
+/// the line and column of the key, when it is written as a plain key at the start of a line.
+fn kind_at(src: &lang::Source, span: std::ops::Range<usize>, kind: &str) -> Option<(usize, usize)> {
+    let text = src.text.get(span.start..)?;
+    let mut at = span.start;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let indent = line.len() - line.trim_start().len();
+        if i > 0 && line.trim_start().starts_with('[') {
+            return None;
+        }
+        let rest = line.trim_start().strip_prefix(kind);
+        if rest.is_some_and(|r| r.trim_start().starts_with('=')) {
+            return Some(src.line_col(at + indent));
+        }
+        at += line.len();
+    }
+    None
 }
 
 impl Playbook {

@@ -344,9 +344,20 @@ impl Planner {
         role_ok && tag_ok && !skipped
     }
 
-    fn err(&self, step: &Step, msg: impl Into<String>) -> ConfigError {
+    /// An error in the step as a whole (its `when`): at its `[[step]]` line.
+    fn err_at_header(&self, step: &Step, msg: impl Into<String>) -> ConfigError {
         ConfigError::new(&step.file, format!("step `{}`: {}", step.name, msg.into()))
             .at_line(step.line)
+    }
+
+    /// An error in the step's kind (its fields, its template, what preparing it found): at
+    /// the kind's key, line and column.
+    fn err(&self, step: &Step, msg: impl Into<String>) -> ConfigError {
+        let (line, col) = step.kind_at;
+        let mut e = ConfigError::new(&step.file, format!("step `{}`: {}", step.name, msg.into()));
+        e.line = Some(line);
+        e.col = Some(col);
+        e
     }
 
     /// Plan one host: select its steps, check every reference, render what can be rendered.
@@ -447,7 +458,11 @@ impl Planner {
                         ),
                     }
                 };
-                return Err(self.err(step, format!("{}: {why}", self.origin_text(origin, r))));
+                let msg = format!("{}: {why}", self.origin_text(origin, r));
+                return Err(match origin {
+                    Origin::When => self.err_at_header(step, msg),
+                    _ => self.err(step, msg),
+                });
             }
         }
         if !self.selected(step, host) {
@@ -490,7 +505,7 @@ impl Planner {
             let names = self
                 .templates
                 .referenced_in_expr(&step.name, w)
-                .map_err(|e| self.err(step, format!("when: {}", e.message)))?;
+                .map_err(|e| self.err_at_header(step, format!("when: {}", e.message)))?;
             refs.push((Origin::When, names));
         }
         if let Some(src) = step.spec.template_file().filter(|s| !s.contains("{{")) {
@@ -822,7 +837,11 @@ mod tests {
     fn undefined_and_later_registers_are_errors_with_line() {
         let (_, p, hosts) = setup("[[step]]\ncommand = { run = \"echo {{ nope }}\" }\n", &[]);
         let e = p.plan_host(&hosts[0]).unwrap_err();
-        assert!(e.to_string().starts_with("playbooks/p.toml:1: step"), "{e}");
+        // At the kind's key (line 2, column 1), not the [[step]] header.
+        assert!(
+            e.to_string().starts_with("playbooks/p.toml:2:1: step"),
+            "{e}"
+        );
         assert!(e.message.contains("`nope`"), "{e}");
         let (_, p, hosts) = setup(
             "[[step]]\ncommand = { run = \"echo {{ later.x }}\" }\n[[step]]\ncommand = { run = \"true\" }\nregister = \"later\"\n",
