@@ -165,3 +165,85 @@ fn https_token_through_a_credential_helper_clones_from_a_basic_auth_server() {
     );
     clean(&refused, wrong);
 }
+
+/// `ssh.forward_agent = true`: the host's git reaches the key-only git server with the key in
+/// the operator's agent, through provision's own connection; without forwarding it is refused,
+/// and forwarding with no agent is a config error before any host is contacted.
+#[test]
+fn a_forwarded_agent_clones_without_a_key_secret() {
+    let s = Setup::with_env("gitagent", 1, "", SECRETS_ENV);
+    s.p.write("secrets/test.env", "# none\n");
+    let deploy = ClientKey::generate(&s.p.path("deploy"));
+    let server = Sshd::start(&deploy);
+    let bare = bare_repo(&s.p.path("gitsrv"));
+    let url = format!("ssh://root@127.0.0.1:{}{}", server.port, bare.display());
+    let dest = s.p.remote_path("src");
+    s.p.write(
+        "playbooks/deploy.toml",
+        &format!(
+            "[[step]]\nname = \"checkout\"\ngit = {{ repo = \"{url}\", dest = \"{dest}\", ref = \"main\", known_hosts = [\"{}\"] }}\n",
+            server.known_hosts_line()
+        ),
+    );
+    let sock = s.p.path("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent is required (openssh-client)");
+    support::wait_until("the agent listens", support::SOON, || sock.exists());
+    let added = std::process::Command::new("ssh-add")
+        .arg(&deploy.private)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .expect("ssh-add");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let with_agent = [("SSH_AUTH_SOCK", sock.display().to_string())];
+
+    // Not forwarded: the host has no key for the git server.
+    let refused = s.p.run_env(&["up", "test"], &with_agent);
+    assert_eq!(refused.code, 3, "{}", refused.dump());
+    assert!(
+        refused.dump().contains("Permission denied"),
+        "{}",
+        refused.dump()
+    );
+
+    let toml = std::fs::read_to_string(s.p.path("provision.toml")).unwrap();
+    s.p.write(
+        "provision.toml",
+        &toml.replacen("[ssh]\n", "[ssh]\nforward_agent = true\n", 1),
+    );
+    let plan =
+        s.p.run_env(&["plan", "test", "--output", "json"], &with_agent);
+    plan.expect_code(0);
+    assert_eq!(plan.changed(), 1, "{}", plan.dump());
+    let up =
+        s.p.run_env(&["up", "test", "--output", "json"], &with_agent);
+    up.expect_code(0);
+    assert_eq!(up.changed(), 1, "{}", up.dump());
+    assert_eq!(
+        std::fs::read_to_string(format!("{dest}/README")).unwrap(),
+        "v1\n"
+    );
+    let again =
+        s.p.run_env(&["up", "test", "--output", "json"], &with_agent);
+    again.expect_code(0);
+    assert_eq!(again.changed(), 0, "{}", again.dump());
+
+    let no_agent = s.p.run(&["up", "test"]);
+    no_agent.expect_code(1);
+    assert!(
+        no_agent.stderr.contains("SSH_AUTH_SOCK"),
+        "{}",
+        no_agent.dump()
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+}

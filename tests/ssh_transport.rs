@@ -191,6 +191,7 @@ fn spec_for(dir: &Path, port: u16) -> ConnectSpec {
         become_password: None,
         proxy_command: None,
         agent: Default::default(),
+        forward_agent: false,
         allow_prompt: false,
     }
 }
@@ -730,6 +731,7 @@ async fn silent_listener_times_out_after_connect_timeout() {
         become_password: None,
         proxy_command: None,
         agent: Default::default(),
+        forward_agent: false,
         allow_prompt: false,
     };
     // The feature: a server that never answers does not hang the client. It waits the

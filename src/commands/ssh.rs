@@ -306,6 +306,7 @@ mod tests {
             become_password: None,
             proxy_command: None,
             agent: Default::default(),
+            forward_agent: false,
             allow_prompt: false,
         }
     }

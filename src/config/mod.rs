@@ -45,6 +45,8 @@ pub struct SshDef {
     pub become_user: Option<String>,
     /// Environment variable holding the sudo password for `become` (sent on stdin, masked).
     pub become_password_env: Option<String>,
+    /// Forward the local ssh-agent to the hosts (`ssh -A`), for git over ssh without a key.
+    pub forward_agent: Option<bool>,
     /// ssh_config file to honour (default `~/.ssh/config`); `"none"` turns it off.
     pub config: Option<String>,
     /// Environment variable holding a private key as text (default `PROVISION_SSH_KEY`).
@@ -83,6 +85,7 @@ impl SshDef {
                 .become_password_env
                 .clone()
                 .or_else(|| self.become_password_env.clone()),
+            forward_agent: over.forward_agent.or(self.forward_agent),
             config: over.config.clone().or_else(|| self.config.clone()),
             identity_env: over
                 .identity_env

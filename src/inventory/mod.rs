@@ -312,6 +312,7 @@ impl<'a> Settings<'a> {
             keepalive: self.def.keepalive.map_or(Duration::from_secs(15), |d| d.0),
             jump,
             proxy_command,
+            forward_agent: self.forward_agent(&cfg)?,
             agent: self.agent(&cfg),
             become_user: self.become_user(),
             become_password: self.become_password.clone(),
@@ -403,6 +404,24 @@ impl<'a> Settings<'a> {
             None if v == "SSH_AUTH_SOCK" => AgentSocket::Env,
             None => AgentSocket::Path(expand(v, self.root, self.home.as_deref())),
         }
+    }
+
+    /// `ssh.forward_agent`: there must be an agent to forward, or the git clone that needs it
+    /// would fail later with a less helpful "Permission denied".
+    fn forward_agent(&self, cfg: &ssh_config::SshConfigHost) -> Result<bool, ConfigError> {
+        if !self.def.forward_agent.unwrap_or(false) {
+            return Ok(false);
+        }
+        let none = match self.agent(cfg) {
+            AgentSocket::Env => std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty()),
+            AgentSocket::Path(_) => false,
+            AgentSocket::None => true,
+        };
+        if none {
+            return Err(ConfigError::new(self.file, "ssh.forward_agent = true, but there is no agent to forward: SSH_AUTH_SOCK is not set (or IdentityAgent is none)")
+                .with_help("start one (`eval $(ssh-agent)`) and add the key (`ssh-add`), or give the git step a key_secret instead"));
+        }
+        Ok(true)
     }
 
     fn project_known_hosts(&self) -> PathBuf {

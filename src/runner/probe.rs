@@ -139,6 +139,7 @@ impl<C: Connector> HostRun<'_, C> {
             Some(user) => {
                 let sudo = crate::transport::script::Sudo {
                     password: self.host.connect.become_password.is_some(),
+                    agent: false,
                 };
                 crate::transport::script::as_user(&script, user, sudo)
             }

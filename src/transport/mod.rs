@@ -198,6 +198,9 @@ pub struct ConnectSpec {
     pub proxy_command: Option<String>,
     /// Where the agent is asked for keys (ssh_config's `IdentityAgent`).
     pub agent: AgentSocket,
+    /// Forward that agent to the host (`ssh.forward_agent`, like `ssh -A`): a `git` step
+    /// without `key_secret` then authenticates with the operator's keys.
+    pub forward_agent: bool,
     /// Run scripts through `sudo -n` (non-interactive).
     pub become_user: Option<String>,
     /// The sudo password (`ssh.become_password_env`, `-K`): sent as the first line of every

@@ -27,11 +27,19 @@ pub struct Sudo {
     /// The transport sends the password as the first line of every script's stdin, and
     /// [`command_line`] reads it into [`PASSWORD_VAR`] before the script runs.
     pub password: bool,
+    /// The agent is forwarded (`ssh.forward_agent`): the login user's script keeps
+    /// `SSH_AUTH_SOCK` (sudo's env_reset drops it for `become`).
+    pub agent: bool,
 }
 
 /// The command line for `script`: `/bin/sh -c` with a fixed PATH and locale so nothing depends
 /// on the remote user's rc files, optionally as `become_user` through sudo.
 pub fn command_line(script: &str, become_user: Option<&str>, sudo: Sudo) -> String {
+    let agent = if sudo.agent {
+        " SSH_AUTH_SOCK=\"$SSH_AUTH_SOCK\""
+    } else {
+        ""
+    };
     if sudo.password {
         // The password line is read first (by the login user's clean shell), so whatever
         // follows on stdin is the script's input as without a password.
@@ -40,13 +48,13 @@ pub fn command_line(script: &str, become_user: Option<&str>, sudo: Sudo) -> Stri
             Some(user) => as_user(script, user, sudo),
         };
         return format!(
-            "exec {ENV} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c {}",
+            "exec {ENV}{agent} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c {}",
             quote(&format!("IFS= read -r {PASSWORD_VAR} || exit 1\n{body}"))
         );
     }
     match become_user {
         None => format!(
-            "exec {ENV} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c {}",
+            "exec {ENV}{agent} HOME=\"$HOME\" USER=\"$USER\" /bin/sh -c {}",
             quote(script)
         ),
         // sudo -H sets HOME (and USER) to the target user's; the clean environment is made
@@ -131,7 +139,10 @@ mod tests {
     /// the script sees the rest of stdin and the variable, never an argument holding it.
     #[test]
     fn password_line_is_read_before_the_script_and_not_passed_on() {
-        let with = Sudo { password: true };
+        let with = Sudo {
+            password: true,
+            agent: false,
+        };
         let line = command_line("cat; echo \"[$PROVISION_BECOME_PASSWORD]\"", None, with);
         assert!(!line.contains("s3cret"));
         let out = run_in_sh(&line, b"s3cret\nthe input\n");

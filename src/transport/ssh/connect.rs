@@ -14,7 +14,7 @@ use super::handler::{ClientHandler, accepted_key, take_verdict};
 use super::known_hosts::HostKeyCheck;
 use super::proxy::{self, Proxy};
 use super::{HostKey, SshSession};
-use crate::transport::{ConnectError, ConnectSpec};
+use crate::transport::{AgentSocket, ConnectError, ConnectSpec};
 
 /// Backoff between attempts: 200 ms, 400 ms, ... capped here.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -79,7 +79,7 @@ async fn handshake(
 ) -> Result<Handshake, ConnectError> {
     let check = HostKeyCheck::new(spec);
     let config = client_config(spec, &check.known_algorithms());
-    let (handler, verdict) = ClientHandler::new(check);
+    let (handler, verdict) = ClientHandler::new(check, forwarded_agent(spec));
     let attempt = async {
         match (jump, spec.proxy_command.as_deref()) {
             (Some(via), _) => {
@@ -109,6 +109,18 @@ async fn handshake(
         Ok(Ok((handle, proxy))) => Ok((handle, accepted_key(&verdict), proxy)),
         // The handler's refusal says more than russh's generic "unknown key".
         Ok(Err(e)) => Err(take_verdict(&verdict).unwrap_or(e)),
+    }
+}
+
+/// The agent socket a forwarding connection joins the host's agent channels to.
+fn forwarded_agent(spec: &ConnectSpec) -> Option<std::path::PathBuf> {
+    if !spec.forward_agent {
+        return None;
+    }
+    match &spec.agent {
+        AgentSocket::Env => std::env::var_os("SSH_AUTH_SOCK").map(Into::into),
+        AgentSocket::Path(p) => Some(p.clone()),
+        AgentSocket::None => None,
     }
 }
 

@@ -14,6 +14,8 @@ use crate::transport::{ExecError, ExecOutput, Input};
 pub(super) struct Command<'a> {
     pub line: String,
     pub preamble: Option<&'a [u8]>,
+    /// Ask the server to forward the agent on this channel (`ssh.forward_agent`).
+    pub forward_agent: bool,
 }
 
 /// Open a channel, run `cmd`, feed `stdin` (or close it at once so a remote `cat` never
@@ -70,6 +72,9 @@ async fn converse(
     stdin: Input<'_>,
     keep: Keep,
 ) -> Result<ExecOutput, ExecError> {
+    if cmd.forward_agent {
+        tx.agent_forward(false).await.map_err(lost)?;
+    }
     tx.exec(true, cmd.line).await.map_err(lost)?;
     let writing = async {
         if let Some(first) = cmd.preamble

@@ -1,5 +1,6 @@
-//! The russh client handler: only host-key checking.
+//! The russh client handler: host-key checking, and the agent channels of `ssh.forward_agent`.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use russh::client;
@@ -22,14 +23,18 @@ pub(super) struct VerdictState {
 pub(super) struct ClientHandler {
     check: HostKeyCheck,
     verdict: Verdict,
+    /// The local agent socket the server's agent channels are joined to (`ssh.forward_agent`);
+    /// without it they are refused.
+    agent: Option<PathBuf>,
 }
 
 impl ClientHandler {
-    pub(super) fn new(check: HostKeyCheck) -> (Self, Verdict) {
+    pub(super) fn new(check: HostKeyCheck, agent: Option<PathBuf>) -> (Self, Verdict) {
         let verdict = Verdict::default();
         let handler = ClientHandler {
             check,
             verdict: verdict.clone(),
+            agent,
         };
         (handler, verdict)
     }
@@ -73,5 +78,27 @@ impl client::Handler for ClientHandler {
                 Ok(false)
             }
         }
+    }
+
+    /// A remote process asks the forwarded agent (git over ssh on the host): joined to the
+    /// local agent's socket, only when forwarding was asked for; refused otherwise.
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let Some(path) = self.agent.clone() else {
+            return Ok(()); // dropping `reply` refuses the channel
+        };
+        let Ok(mut agent) = tokio::net::UnixStream::connect(&path).await else {
+            return Ok(());
+        };
+        reply.accept().await;
+        tokio::spawn(async move {
+            let mut remote = channel.into_stream();
+            let _ = tokio::io::copy_bidirectional(&mut remote, &mut agent).await;
+        });
+        Ok(())
     }
 }

@@ -64,6 +64,8 @@ pub struct SshSession {
     /// `password\n` when the env gives a sudo password: the first line of every channel's
     /// stdin (never its command line).
     password_line: Option<Vec<u8>>,
+    /// Every channel asks for the agent to be forwarded (`ssh.forward_agent`).
+    forward_agent: bool,
     name: String,
     /// How long a channel may take to open (the host's `connect_timeout`): a server that
     /// accepted the connection but stopped answering must not hang the run.
@@ -116,6 +118,7 @@ impl SshSession {
             become_user: spec.become_user.clone(),
             password_line: (spec.become_password.as_ref())
                 .map(|p| format!("{}\n", p.0).into_bytes()),
+            forward_agent: spec.forward_agent,
             name: spec.name.clone(),
             open_timeout: spec.connect_timeout,
             host_keys: Vec::new(),
@@ -125,6 +128,7 @@ impl SshSession {
     fn sudo(&self) -> script::Sudo {
         script::Sudo {
             password: self.password_line.is_some(),
+            agent: self.forward_agent,
         }
     }
 
@@ -167,6 +171,9 @@ impl SshSession {
         let mut channel =
             exec::open_within(self.open_timeout, self.handle.channel_open_session()).await?;
         let line = script::command_line(script, self.become_user.as_deref(), self.sudo());
+        if self.forward_agent {
+            channel.agent_forward(false).await.map_err(lost)?;
+        }
         channel.exec(true, line).await.map_err(lost)?;
         if let Some(first) = &self.password_line {
             channel.data(&first[..]).await.map_err(lost)?;
@@ -225,6 +232,7 @@ impl Transport for SshSession {
         let cmd = exec::Command {
             line: script::command_line(script, self.become_user.as_deref(), self.sudo()),
             preamble: self.password_line.as_deref(),
+            forward_agent: self.forward_agent,
         };
         exec::run(&self.handle, cmd, stdin, self.open_timeout, timeout, keep).await
     }
