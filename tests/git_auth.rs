@@ -43,15 +43,22 @@ fn bare_repo(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join("repo.git")
 }
 
+/// A second sshd serving a bare repository (one commit on `main`) to one deploy key only: the
+/// key, the server, and the repository's ssh:// URL.
+fn key_only_git_server(p: &support::Project) -> (ClientKey, Sshd, String) {
+    let deploy = ClientKey::generate(&p.path("deploy"));
+    let server = Sshd::start(&deploy);
+    let bare = bare_repo(&p.path("gitsrv"));
+    let url = format!("ssh://root@127.0.0.1:{}{}", server.port, bare.display());
+    (deploy, server, url)
+}
+
 #[test]
 fn deploy_key_and_pinned_host_key_clone_a_private_repo() {
     let s = Setup::with_env("gitkey", 1, "", SECRETS_ENV);
     s.p.write("secrets/test.env", "# none\n");
-    let deploy = ClientKey::generate(&s.p.path("deploy"));
+    let (deploy, server, url) = key_only_git_server(&s.p);
     let wrong = ClientKey::generate(&s.p.path("wrong"));
-    let server = Sshd::start(&deploy);
-    let bare = bare_repo(&s.p.path("gitsrv"));
-    let url = format!("ssh://root@127.0.0.1:{}{}", server.port, bare.display());
     let dest = s.p.remote_path("src");
     s.p.write(
         "playbooks/deploy.toml",
@@ -173,10 +180,7 @@ fn https_token_through_a_credential_helper_clones_from_a_basic_auth_server() {
 fn a_forwarded_agent_clones_without_a_key_secret() {
     let s = Setup::with_env("gitagent", 1, "", SECRETS_ENV);
     s.p.write("secrets/test.env", "# none\n");
-    let deploy = ClientKey::generate(&s.p.path("deploy"));
-    let server = Sshd::start(&deploy);
-    let bare = bare_repo(&s.p.path("gitsrv"));
-    let url = format!("ssh://root@127.0.0.1:{}{}", server.port, bare.display());
+    let (deploy, server, url) = key_only_git_server(&s.p);
     let dest = s.p.remote_path("src");
     s.p.write(
         "playbooks/deploy.toml",
@@ -186,24 +190,7 @@ fn a_forwarded_agent_clones_without_a_key_secret() {
         ),
     );
     let sock = s.p.path("agent.sock");
-    let mut agent = std::process::Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("ssh-agent is required (openssh-client)");
-    support::wait_until("the agent listens", support::SOON, || sock.exists());
-    let added = std::process::Command::new("ssh-add")
-        .arg(&deploy.private)
-        .env("SSH_AUTH_SOCK", &sock)
-        .output()
-        .expect("ssh-add");
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    let _agent = support::SshAgent::start(&sock, &[&deploy.private]);
     let with_agent = [("SSH_AUTH_SOCK", sock.display().to_string())];
 
     // Not forwarded: the host has no key for the git server.
@@ -244,6 +231,4 @@ fn a_forwarded_agent_clones_without_a_key_secret() {
         "{}",
         no_agent.dump()
     );
-    let _ = agent.kill();
-    let _ = agent.wait();
 }

@@ -248,32 +248,7 @@ fn identity_agent_names_the_agent_to_ask() {
     let s = servers.sshd();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("agent.sock");
-    let agent = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("ssh-agent is required (openssh-client)");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _agent = Kill(agent);
-    wait_until("the agent listens", SOON, || sock.exists());
-    let added = Command::new("ssh-add")
-        .arg(&servers.key.private)
-        .env("SSH_AUTH_SOCK", &sock)
-        .output()
-        .expect("ssh-add");
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    let _agent = SshAgent::start(&sock, &[&servers.key.private]);
     for (agent, works) in [(sock.display().to_string(), true), ("none".into(), false)] {
         let cfg = format!(
             "Host web\n  HostName 127.0.0.1\n  Port {}\n  User root\n  IdentityAgent {agent}\n",

@@ -547,6 +547,50 @@ pub fn ensure_password_sudoer(name: &str, password: &str) {
     std::fs::rename(&tmp, &file).expect("install sudoers file");
 }
 
+/// A private ssh-agent (`ssh-agent -D -a <sock>`) holding `keys` in that order; killed on drop.
+pub struct SshAgent {
+    child: Child,
+    pub sock: PathBuf,
+}
+
+impl SshAgent {
+    pub fn start(sock: &Path, keys: &[&Path]) -> SshAgent {
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(sock)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ssh-agent is required (openssh-client)");
+        let agent = SshAgent {
+            child,
+            sock: sock.to_path_buf(),
+        };
+        wait_until("ssh-agent creates its socket", SOON, || sock.exists());
+        for key in keys {
+            let out = Command::new("ssh-add")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", sock)
+                .output()
+                .expect("ssh-add");
+            assert!(
+                out.status.success(),
+                "ssh-add {}: {}",
+                key.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        agent
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Projects and runs
 // ---------------------------------------------------------------------------------------------
