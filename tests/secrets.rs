@@ -281,7 +281,7 @@ fn a_missing_secret_is_named_without_printing_the_others() {
             run.dump()
         );
         assert!(
-            run.stderr.contains("playbooks/deploy.toml:5"),
+            run.stderr.contains("playbooks/deploy.toml:7:1"),
             "{}",
             run.dump()
         );
