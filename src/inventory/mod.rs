@@ -412,12 +412,7 @@ impl<'a> Settings<'a> {
         if !self.def.forward_agent.unwrap_or(false) {
             return Ok(false);
         }
-        let none = match self.agent(cfg) {
-            AgentSocket::Env => std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty()),
-            AgentSocket::Path(_) => false,
-            AgentSocket::None => true,
-        };
-        if none {
+        if self.agent(cfg).path().is_none() {
             return Err(ConfigError::new(self.file, "ssh.forward_agent = true, but there is no agent to forward: SSH_AUTH_SOCK is not set (or IdentityAgent is none)")
                 .with_help("start one (`eval $(ssh-agent)`) and add the key (`ssh-add`), or give the git step a key_secret instead"));
         }

@@ -147,6 +147,19 @@ pub enum AgentSocket {
     None,
 }
 
+impl AgentSocket {
+    /// The socket to connect to, if there is an agent at all (`$SSH_AUTH_SOCK` set, not empty).
+    pub fn path(&self) -> Option<PathBuf> {
+        match self {
+            AgentSocket::Env => std::env::var_os("SSH_AUTH_SOCK")
+                .filter(|s| !s.is_empty())
+                .map(Into::into),
+            AgentSocket::Path(p) => Some(p.clone()),
+            AgentSocket::None => None,
+        }
+    }
+}
+
 /// A sudo password. Its `Debug` hides it: a spec printed in a log must not show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BecomePassword(pub std::sync::Arc<str>);

@@ -14,7 +14,7 @@ use super::handler::{ClientHandler, accepted_key, take_verdict};
 use super::known_hosts::HostKeyCheck;
 use super::proxy::{self, Proxy};
 use super::{HostKey, SshSession};
-use crate::transport::{AgentSocket, ConnectError, ConnectSpec};
+use crate::transport::{ConnectError, ConnectSpec};
 
 /// Backoff between attempts: 200 ms, 400 ms, ... capped here.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -114,14 +114,7 @@ async fn handshake(
 
 /// The agent socket a forwarding connection joins the host's agent channels to.
 fn forwarded_agent(spec: &ConnectSpec) -> Option<std::path::PathBuf> {
-    if !spec.forward_agent {
-        return None;
-    }
-    match &spec.agent {
-        AgentSocket::Env => std::env::var_os("SSH_AUTH_SOCK").map(Into::into),
-        AgentSocket::Path(p) => Some(p.clone()),
-        AgentSocket::None => None,
-    }
+    spec.forward_agent.then(|| spec.agent.path()).flatten()
 }
 
 async fn tcp_connect(spec: &ConnectSpec) -> Result<TcpStream, ConnectError> {
