@@ -2,12 +2,16 @@
 # Short fuzzing run of every cargo-fuzz target (fuzz/), starting from the kept corpus (libFuzzer
 # first replays the whole corpus, so every kept input is re-checked before new ones are tried).
 #   scripts/fuzz-smoke.sh [seconds per target, default 60]
+#   scripts/fuzz-smoke.sh --build-only   (only the ASan build; scripts/test.sh runs it early,
+#                                          in the background, so its minutes overlap the tests)
 # Runs as many targets at once as there are cores (FUZZ_JOBS overrides). Needs cargo-fuzz
 # (scripts/deps.sh installs it); on a stable toolchain RUSTC_BOOTSTRAP=1 unlocks the nightly
 # flags it passes. Builds into $CARGO_TARGET_DIR (default target/fuzz next to this repo's
 # target/, so it never blocks the main build). Fails when a target crashes or ran nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
+build_only=0
+if [ "${1:-}" = --build-only ]; then build_only=1; shift; fi
 secs="${1:-60}"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/../target/fuzz}"
@@ -16,6 +20,7 @@ sanitizer="${FUZZ_SANITIZER:-address}"
 jobs="${FUZZ_JOBS:-$(nproc)}"
 targets=(config template known_hosts ssh_config)
 cargo fuzz build -O --sanitizer "$sanitizer"
+[ "$build_only" = 0 ] || exit 0
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -6,6 +6,7 @@
 //! Nothing here touches the network: the runner feeds probe results in and gets decisions out.
 
 pub mod batch;
+pub mod chain;
 mod expand;
 pub mod rollout;
 

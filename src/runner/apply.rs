@@ -7,24 +7,35 @@ use super::host::{HostRun, Stop};
 use crate::plan::batch::{self, Parsed};
 use crate::remote::lock::{self, Lock};
 use crate::report::{Event, Status};
-use crate::steps::{Outcome, StepKind, tail};
-use crate::transport::{Connector, ExecOutput, Keep};
-use std::time::Instant;
+use crate::steps::{Action, Outcome, StepKind, tail};
+use crate::transport::{Connector, ExecOutput, Input, Keep};
+use std::time::{Duration, Instant};
+
+/// A change decided: what the report says, and what makes it.
+pub(super) struct Change {
+    pub summary: String,
+    pub diff: Option<String>,
+    pub action: Action,
+}
 
 impl<C: Connector> HostRun<'_, C> {
     pub(super) async fn apply(
         &mut self,
         i: usize,
         kind: &dyn StepKind,
-        summary: String,
-        diff: Option<String>,
+        change: Change,
         started: Instant,
     ) -> Result<(), Stop> {
+        let Change {
+            summary,
+            diff,
+            action,
+        } = change;
         let probe_before = self.probes.remove(&i);
-        let action = kind.apply();
+        // Later steps' probes are stale once this changes: all of them are sent again.
+        self.probes.retain(|j, _| *j < i);
         let rest = self.probe_items(i + 1, false);
         let apply = (self.pending).wrap_apply(i, self.as_step_user(i, action.script.clone()));
-        let take_lock = self.lock.as_ref().filter(|_| !self.locked).cloned();
         let step = &self.plan.steps[i].step;
         let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
         // Output nobody registers is only shown: keep its end, with lines cut short.
@@ -32,40 +43,16 @@ impl<C: Connector> HostRun<'_, C> {
             Some(_) => Keep::All,
             None => Keep::Shown,
         };
-        // A lock whose holder is provably gone is taken over at once, by a second attempt
-        // naming its token (the first stopped before the change).
-        let mut gone: Option<String> = None;
-        let out = loop {
-            let mut script = batch::apply_script(&self.nonce, &apply, &rest);
-            if let Some(lock) = &take_lock {
-                script = format!("{}{script}", lock.acquire_sh(&self.nonce, gone.as_deref()));
+        let script = batch::apply_script(&self.nonce, &apply, &rest);
+        let out = match (self.exec_change(i, &script, action.input(), timeout, keep, started)).await
+        {
+            Err(Stop::TimedOut(e)) => {
+                return Err(self.fail(i, format!("{summary}: {e}"), None, started));
             }
-            let out = match self
-                .exec_input(&script, action.input(), timeout, keep)
-                .await
-            {
-                Ok(o) => o,
-                Err(Stop::TimedOut(e)) => {
-                    return Err(self.fail(i, format!("{summary}: {e}"), None, started));
-                }
-                Err(e) => return Err(e),
-            };
-            match take_lock.as_ref().and_then(|_| self.gone_holder(&out)) {
-                Some(token) if gone.is_none() => gone = Some(token),
-                _ => break out,
-            }
+            other => other?,
         };
         self.probes.clear();
-        if let Some(lock) = &take_lock {
-            self.lock_taken(i, lock, &out, started)?;
-        }
-        let mut parsed = batch::parse(&self.nonce, &out.stdout);
-        if let Some(held) = lock::take_taken_over(&self.nonce, &mut parsed.apply_out) {
-            self.sink.emit(Event::HostWarning {
-                host: self.host.name.clone(),
-                message: held.taken_over(gone.is_some()),
-            });
-        }
+        let parsed = batch::parse(&self.nonce, &out.stdout);
         let applied = applied_output(&parsed, &out);
         let output = combined_output(&applied);
         if applied.exit != Some(0) {
@@ -87,6 +74,47 @@ impl<C: Connector> HostRun<'_, C> {
             self.reconnect().await?;
         }
         Ok(())
+    }
+
+    /// The round trip of a change (step `i`'s, or a chain's led by it), with the deploy lock
+    /// taken in front of it when this run does not hold it yet. A lock whose holder is
+    /// provably gone is taken over at once, by a second attempt naming its token (the first
+    /// stopped before the change). A refused lock fails step `i`. The stdout
+    /// comes back without the lock's take-over marker (reported here).
+    pub(super) async fn exec_change(
+        &mut self,
+        i: usize,
+        script: &str,
+        input: Input<'_>,
+        timeout: Duration,
+        keep: Keep,
+        started: Instant,
+    ) -> Result<ExecOutput, Stop> {
+        let take_lock = self.lock.as_ref().filter(|_| !self.locked).cloned();
+        let mut gone: Option<String> = None;
+        let mut out = loop {
+            let script = match &take_lock {
+                Some(lock) => format!("{}{script}", lock.acquire_sh(&self.nonce, gone.as_deref())),
+                None => script.to_string(),
+            };
+            let out = self.exec_input(&script, input, timeout, keep).await?;
+            match take_lock.as_ref().and_then(|_| self.gone_holder(&out)) {
+                Some(token) if gone.is_none() => gone = Some(token),
+                _ => break out,
+            }
+        };
+        if let Some(lock) = &take_lock {
+            self.lock_taken(i, lock, &out, started)?;
+        }
+        let mut stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(held) = lock::take_taken_over(&self.nonce, &mut stdout) {
+            self.sink.emit(Event::HostWarning {
+                host: self.host.name.clone(),
+                message: held.taken_over(gone.is_some()),
+            });
+            out.stdout = stdout.into_bytes();
+        }
+        Ok(out)
     }
 
     /// The lock rode in front of the apply: taken, taken over or refused. Either way it is
@@ -133,7 +161,7 @@ const LAST_LINE_CHARS: usize = 300;
 
 /// `<summary>: <why>: <last line>`: the last line the change printed usually says why
 /// (e.g. a failed health check).
-fn failure_message(summary: &str, applied: &ExecOutput, output: &str) -> String {
+pub(super) fn failure_message(summary: &str, applied: &ExecOutput, output: &str) -> String {
     let why = match (applied.exit, &applied.signal) {
         (_, Some(sig)) => format!("killed by signal {sig}"),
         (Some(code), _) => format!("exit code {}", code as i32),
@@ -155,7 +183,7 @@ fn failure_message(summary: &str, applied: &ExecOutput, output: &str) -> String 
 
 /// The transport notes at the end of stderr what it did not keep (long lines, the middle
 /// of long output): say so where a plain report shows it too.
-fn with_truncation_note(summary: String, out: &ExecOutput) -> String {
+pub(super) fn with_truncation_note(summary: String, out: &ExecOutput) -> String {
     if out.cut {
         format!("{summary} (output truncated: long lines and the middle were not kept)")
     } else {
@@ -172,7 +200,7 @@ fn cut_to(line: &str, chars: usize) -> std::borrow::Cow<'_, str> {
 }
 
 /// stdout and stderr of a change, trimmed to the last lines.
-fn combined_output(out: &ExecOutput) -> String {
+pub(super) fn combined_output(out: &ExecOutput) -> String {
     let mut s = out.stdout_lossy();
     let err = out.stderr_lossy();
     if !err.trim().is_empty() {

@@ -89,25 +89,38 @@ pub(super) async fn connect_and_run<C: Connector>(
     outcome
 }
 
-/// `run`, refreshing the lock on the side every `every` while it runs: a step longer than
-/// `lock_stale` keeps its lock. The beat checks the token, so it is harmless before the lock
-/// is taken (it may be taken by `run` itself) or once it is lost.
-async fn with_heartbeat<T: Transport, R>(
+/// `run`, with two things on the side while it runs (each on a channel of its own, not
+/// counted as round trips): refreshing the lock every `beat.1` (a step longer than
+/// `lock_stale` keeps its lock; the beat checks the token, so it is harmless before the lock
+/// is taken or once it is lost), and running `on_interrupt.1` once the first Ctrl-C comes
+/// (it tells a chain of changes to stop before its next step).
+async fn beside<T: Transport, R>(
     t: &T,
     run: impl std::future::Future<Output = R>,
-    beat: &str,
-    every: Duration,
+    beat: Option<(String, Duration)>,
+    on_interrupt: Option<(&Interrupt, String)>,
 ) -> R {
-    let every = every.max(Duration::from_secs(1));
     let beating = async {
+        let Some((beat, every)) = beat else {
+            return std::future::pending().await;
+        };
+        let every = every.max(Duration::from_secs(1));
         loop {
             tokio::time::sleep(every).await;
-            let _ = t.exec(beat, None, every).await;
+            let _ = t.exec(&beat, None, every).await;
         }
+    };
+    let stopping = async {
+        if let Some((interrupt, script)) = on_interrupt {
+            interrupt.wait().await;
+            let _ = t.exec(&script, None, Duration::from_secs(30)).await;
+        }
+        std::future::pending::<()>().await
     };
     tokio::select! {
         r = run => r,
         _ = beating => unreachable!("the heartbeat never ends on its own"),
+        _ = stopping => unreachable!("waits for ever once it ran"),
     }
 }
 
@@ -145,8 +158,13 @@ pub(super) struct HostRun<'a, C: Connector> {
     pub(super) lock_probed: bool,
     pub(super) lock_seen: Option<lock::Held>,
     interrupt: &'a Interrupt,
+    /// Run on a channel of its own when Ctrl-C comes during the next round trips (a chain's
+    /// stop flag).
+    pub(super) on_interrupt: Option<String>,
+    /// What the last round trip had printed when its connection was lost.
+    pub(super) lost_output: Option<ExecOutput>,
     /// The step in progress: where a panic is reported.
-    current: Option<String>,
+    pub(super) current: Option<String>,
     /// Plan mode: host files earlier steps would rewrite.
     pub(super) predicted: BTreeSet<String>,
     /// Plan mode: registers whose value is a prediction, and which step registers it.
@@ -210,6 +228,8 @@ impl<'a, C: Connector> HostRun<'a, C> {
             lock_seen: None,
             interrupt,
             current: None,
+            on_interrupt: None,
+            lost_output: None,
             predicted: Default::default(),
             unknown: Default::default(),
             pending: super::pending::Pending::new(planner, plan),
@@ -244,7 +264,8 @@ impl<'a, C: Connector> HostRun<'a, C> {
     }
 
     async fn steps(&mut self) {
-        for i in 0..self.plan.steps.len() {
+        let mut i = 0;
+        while i < self.plan.steps.len() {
             let name = self.plan.steps[i].step.name.clone();
             // Checked between steps only: a step in progress finishes, so no change is cut in half.
             if self.interrupt.is_set() {
@@ -255,16 +276,22 @@ impl<'a, C: Connector> HostRun<'a, C> {
             self.current = Some(name.clone());
             let index = self.plan.steps[i].step.index;
             let done = match self.once.elsewhere(index, &self.host.name) {
-                Some(by) => self.ran_elsewhere(i, by.to_string()).await,
+                Some(by) => self.ran_elsewhere(i, by.to_string()).await.map(|()| i + 1),
                 None => self.step(i).await,
             };
-            if let Err(stop) = done {
-                self.stopped(name, stop);
-                break;
-            }
+            let next = match done {
+                Ok(next) => next,
+                Err(stop) => {
+                    // A chain of changes may have stopped at a later step than `i`.
+                    let at = self.current.clone().unwrap_or(name);
+                    self.stopped(at, stop);
+                    break;
+                }
+            };
             if self.once.runs_here(index, &self.host.name) {
                 self.once.publish(index, self.once_result(i));
             }
+            i = next;
         }
     }
 
@@ -286,13 +313,12 @@ impl<'a, C: Connector> HostRun<'a, C> {
         let index = self.plan.steps[i].step.index;
         drop(self.permit.take());
         let once = self.once;
-        let result = match self.lock.as_ref().filter(|_| self.locked) {
-            Some(lock) => {
-                let beat = format!("{}{}", self.planner.prelude, lock.heartbeat_sh());
-                with_heartbeat(&self.t, once.wait(index), &beat, lock.stale / 3).await
-            }
-            None => once.wait(index).await,
-        };
+        let beat = self
+            .lock
+            .as_ref()
+            .filter(|_| self.locked)
+            .map(|lock| self.beat(lock));
+        let result = beside(&self.t, once.wait(index), beat, None).await;
         self.permit = self.forks.clone().acquire_owned().await.ok();
         match result {
             once::Shared::Ran { value, predicted } => {
@@ -344,6 +370,27 @@ impl<'a, C: Connector> HostRun<'a, C> {
         let Some(lock) = self.lock.clone() else {
             return;
         };
+        let (release, script) = self.release_sh(&lock, self.outcome.counts.changed);
+        let out = self
+            .exec(&script, None, Duration::from_secs(60), Keep::All)
+            .await;
+        match out {
+            Ok(out) => self.released(
+                release,
+                &out.stdout_lossy(),
+                out.success(),
+                &out.stderr_lossy(),
+            ),
+            Err(_) => self.sink.note(&format!(
+                "[{}] could not release the deploy lock (connection lost)",
+                self.host.name
+            )),
+        }
+    }
+
+    /// The release's name and the script recording it (with `changed` changes) and dropping
+    /// the lock.
+    pub(super) fn release_sh(&self, lock: &Lock, changed: usize) -> (String, String) {
         let ctx = self.planner.context(Some(self.host), &self.registers);
         let result = if self.outcome.counts.failed > 0 {
             "failed"
@@ -353,36 +400,31 @@ impl<'a, C: Connector> HostRun<'a, C> {
             "ok"
         };
         let release = self.planner.release(&ctx);
-        let script = lock.release_record_sh(
-            &release,
-            result,
-            self.outcome.counts.changed,
-            &self.planner.release_vars(),
-        );
-        match self
-            .exec(&script, None, Duration::from_secs(60), Keep::All)
-            .await
-        {
-            Ok(out) if out.success() => {
-                self.outcome.release = Some(release).filter(|r| !r.is_empty());
-                self.warn_if_taken_over(&out)
-            }
-            Ok(out) => self.sink.note(&format!(
+        let vars = self.planner.release_vars();
+        let script = lock.release_record_sh(&release, result, changed, &vars);
+        (release, script)
+    }
+
+    /// The release script ran (`ok`: it exited 0) and printed `stdout`: the lock is no
+    /// longer this run's either way.
+    pub(super) fn released(&mut self, release: String, stdout: &str, ok: bool, stderr: &str) {
+        self.locked = false;
+        if ok {
+            self.outcome.release = Some(release).filter(|r| !r.is_empty());
+            self.warn_if_taken_over(stdout)
+        } else {
+            self.sink.note(&format!(
                 "[{}] could not release the deploy lock: {}",
                 self.host.name,
-                tail(&out.stderr_lossy(), 3)
-            )),
-            Err(_) => self.sink.note(&format!(
-                "[{}] could not release the deploy lock (connection lost)",
-                self.host.name
-            )),
+                tail(stderr, 3)
+            ))
         }
     }
 
     /// The release found another run's lock: ours was taken over (not refreshed for
     /// `lock_stale`, or judged gone), and theirs is left alone.
-    fn warn_if_taken_over(&self, out: &ExecOutput) {
-        if let Some(holder) = lock::parse_not_ours(&out.stdout_lossy()) {
+    fn warn_if_taken_over(&self, stdout: &str) {
+        if let Some(holder) = lock::parse_not_ours(stdout) {
             self.sink.emit(Event::HostWarning {
                 host: self.host.name.clone(),
                 message: format!(
@@ -390,6 +432,11 @@ impl<'a, C: Connector> HostRun<'a, C> {
                 ),
             });
         }
+    }
+
+    /// Whether Ctrl-C was pressed.
+    pub(super) fn interrupt_set(&self) -> bool {
+        self.interrupt.is_set()
     }
 
     pub(super) fn check(&self) -> bool {
@@ -476,17 +523,18 @@ impl<'a, C: Connector> HostRun<'a, C> {
             None => script.clone(),
         };
         let run = self.t.exec_input(script, stdin, timeout, keep);
-        let out = match &self.lock {
-            Some(lock) => {
-                let beat = format!("{}{}", self.planner.prelude, lock.heartbeat_sh());
-                with_heartbeat(&self.t, run, &beat, lock.stale / 3).await
+        let beat = self.lock.as_ref().map(|lock| self.beat(lock));
+        let stop = (self.on_interrupt.clone())
+            .map(|sh| (self.interrupt, format!("{}{sh}", self.planner.prelude)));
+        let out = match beside(&self.t, run, beat, stop).await {
+            Ok(out) => out,
+            Err(e @ ExecError::Timeout(_)) => return Err(Stop::TimedOut(e.to_string())),
+            Err(ExecError::Disconnected(m)) => return Err(Stop::Lost(m)),
+            Err(ExecError::LostMidway { message, partial }) => {
+                self.lost_output = Some(*partial);
+                return Err(Stop::Lost(message));
             }
-            None => run.await,
-        }
-        .map_err(|e| match e {
-            ExecError::Timeout(_) => Stop::TimedOut(e.to_string()),
-            ExecError::Disconnected(m) => Stop::Lost(m),
-        })?;
+        };
         self.debug(|| {
             format!(
                 "exit {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -514,6 +562,12 @@ impl<'a, C: Connector> HostRun<'a, C> {
             at_ms: self.run_started.elapsed().as_millis() as u64,
         });
         Ok(())
+    }
+
+    /// The lock's heartbeat script and how often it goes.
+    fn beat(&self, lock: &Lock) -> (String, Duration) {
+        let script = format!("{}{}", self.planner.prelude, lock.heartbeat_sh());
+        (script, lock.stale / 3)
     }
 
     /// A -vv event, built only when it will be shown.

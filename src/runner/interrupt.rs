@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 /// Set on the first Ctrl-C or SIGTERM: hosts finish the step they are on, release their
 /// deploy lock and stop.
 #[derive(Clone, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
+pub struct Interrupt(Arc<(AtomicBool, tokio::sync::Notify)>);
 
 impl Interrupt {
     /// Listen for SIGINT and SIGTERM in the background.
@@ -34,11 +34,24 @@ impl Interrupt {
 
     /// What the first signal does (tests call it directly).
     pub fn trigger(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.0.store(true, Ordering::SeqCst);
+        self.0.1.notify_waiters();
     }
 
     pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.0.load(Ordering::SeqCst)
+    }
+
+    /// Until the first signal (at once when it came already).
+    pub async fn wait(&self) {
+        loop {
+            // Created before the check: a trigger in between still wakes it.
+            let woken = self.0.1.notified();
+            if self.is_set() {
+                return;
+            }
+            woken.await;
+        }
     }
 }
 
@@ -74,6 +87,23 @@ mod tests {
         assert!(!waiter.is_finished(), "nothing asked to quit yet");
         request_quit(exit::INTERRUPTED);
         assert_eq!(waiter.join().unwrap(), exit::INTERRUPTED);
+    }
+
+    #[tokio::test]
+    async fn wait_returns_once_triggered_and_at_once_after() {
+        let a = Interrupt::default();
+        let b = a.clone();
+        let waiting = tokio::spawn(async move { b.wait().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        a.trigger();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), a.wait())
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! Generic over the [`Connector`], so the unit tests (`tests.rs`) drive it with a fake.
 
 mod apply;
+mod chain;
 mod host;
 mod interrupt;
 mod last_failed;

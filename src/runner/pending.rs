@@ -54,6 +54,12 @@ impl Pending {
         p
     }
 
+    /// Whether step `j` writes or clears a marker (a later `when` uses its register, or its
+    /// own `when` is the last use of one).
+    pub(super) fn involves(&self, j: usize) -> bool {
+        self.watched.contains_key(&j) || self.dependents.contains_key(&j)
+    }
+
     /// The probe listing the markers; None when no `when` uses a register.
     pub(super) fn probe_sh(&self) -> Option<String> {
         (!self.watched.is_empty()).then(|| {
@@ -141,7 +147,7 @@ impl Pending {
 
 /// Root names a step's `when` uses (none when it has none or does not parse: the step fails
 /// on its turn then).
-fn when_references(planner: &Planner, step: &crate::config::Step) -> BTreeSet<String> {
+pub(super) fn when_references(planner: &Planner, step: &crate::config::Step) -> BTreeSet<String> {
     let Some(w) = &step.when else {
         return BTreeSet::new();
     };

@@ -1,6 +1,8 @@
 //! One step on one host, in order: `when` (skip), render if deferred, probe (see `probe.rs`),
 //! decide, then report and register, or apply (see `apply.rs`).
 
+use super::apply::Change;
+use super::chain::{Member, What};
 use super::host::{HostRun, Stop};
 use crate::report::{Event, Status};
 use crate::steps::{Decision, Outcome, StepKind};
@@ -9,16 +11,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl<C: Connector> HostRun<'_, C> {
-    pub(super) async fn step(&mut self, i: usize) -> Result<(), Stop> {
+    /// Step `i`; the step the run goes on from (a change may have taken later steps with it).
+    pub(super) async fn step(&mut self, i: usize) -> Result<usize, Stop> {
         let started = Instant::now();
         self.emit_started(i);
         self.ensure_facts(i, started).await?;
         if self.skipped_by_when(i, started)? {
-            return Ok(());
+            return Ok(i + 1);
         }
         let kind = match self.render(i) {
             Ok(kind) => kind,
-            Err(m) => return self.fail_unless_unknown(i, m, started),
+            Err(m) => return self.fail_unless_unknown(i, m, started).map(|()| i + 1),
         };
         self.ensure_probed(i, kind.as_ref(), started).await?;
         // Work on the controller the decision needs (an image built once for all hosts).
@@ -28,6 +31,17 @@ impl<C: Connector> HostRun<'_, C> {
         {
             return Err(self.fail(i, m, None, started));
         }
+        self.decided(i, kind, started).await
+    }
+
+    /// Step `i`'s decision, reported, registered, or applied (with the steps that can share
+    /// its round trip: `chain.rs`).
+    async fn decided(
+        &mut self,
+        i: usize,
+        kind: Arc<dyn StepKind>,
+        started: Instant,
+    ) -> Result<usize, Stop> {
         match self.decide(kind.as_ref(), i) {
             Decision::Ok(msg) => {
                 self.register_outcome(i, kind.as_ref(), false);
@@ -36,18 +50,31 @@ impl<C: Connector> HostRun<'_, C> {
                     self.exec(&clear, None, Duration::from_secs(60), Keep::All)
                         .await?;
                 }
-                Ok(())
+                Ok(i + 1)
             }
-            Decision::Fail(msg) => self.fail_unless_unknown(i, msg, started),
+            Decision::Fail(msg) => self.fail_unless_unknown(i, msg, started).map(|()| i + 1),
             Decision::Change { summary, diff } if self.check() => {
                 self.predicted.extend(kind.outputs());
                 self.register_outcome(i, kind.as_ref(), true);
                 self.register_is_predicted(i);
                 self.finish(i, Status::Changed, summary, diff, None, started);
-                Ok(())
+                Ok(i + 1)
             }
             Decision::Change { summary, diff } => {
-                self.apply(i, kind.as_ref(), summary, diff, started).await
+                let action = kind.apply();
+                let rest = self.chain_after(i, kind.as_ref(), &action);
+                let change = Change {
+                    summary,
+                    diff,
+                    action,
+                };
+                if rest.is_empty() {
+                    (self.apply(i, kind.as_ref(), change, started)).await?;
+                    return Ok(i + 1);
+                }
+                let what = What::Change(change);
+                let first = Member { i, kind, what };
+                self.apply_chain(first, rest, started).await
             }
         }
     }
@@ -71,15 +98,20 @@ impl<C: Connector> HostRun<'_, C> {
             Ok(true) => Ok(false),
             Ok(false) => {
                 self.register(i, serde_json::json!({ "changed": false, "skipped": true }));
-                let msg = match &self.plan.steps[i].step.lang.handler {
-                    // A handler's `when` is "notified" (and the one written, if any).
-                    Some(_) => "not notified (no notifying step changed)".to_string(),
-                    None => "`when` is false".to_string(),
-                };
+                let msg = self.skip_message(i);
                 self.finish(i, Status::Skipped, msg, None, None, started);
                 Ok(true)
             }
             Err(m) => Err(self.fail(i, m, None, started)),
+        }
+    }
+
+    /// Why step `i`, whose `when` is false, is skipped.
+    pub(super) fn skip_message(&self, i: usize) -> String {
+        match &self.plan.steps[i].step.lang.handler {
+            // A handler's `when` is "notified" (and the one written, if any).
+            Some(_) => "not notified (no notifying step changed)".to_string(),
+            None => "`when` is false".to_string(),
         }
     }
 
@@ -100,7 +132,7 @@ impl<C: Connector> HostRun<'_, C> {
     }
 
     /// The kind's verdict on its probe; plan mode also counts inputs earlier steps rewrite.
-    fn decide(&self, kind: &dyn StepKind, i: usize) -> Decision {
+    pub(super) fn decide(&self, kind: &dyn StepKind, i: usize) -> Decision {
         let decision = self.with_sudo_hint(i, kind.decide(self.probes.get(&i)));
         if self.check() {
             self.with_predicted_inputs(kind, decision)

@@ -109,7 +109,9 @@ async fn a_change_shares_its_round_trip_with_the_re_probe_of_later_steps() {
     let (summary, rec) =
         run_local(&local, Interrupt::default(), &["a"], TWO_GUARDED, apply(5)).await;
     assert_eq!(summary.exit_code, exit::OK);
-    // `two` was probed before `one` ran (not ok then) and again after it (ok): had the
+    // `two` was probed before `one` ran (not ok then) and checked again on the host right
+    // before its change, in `one`'s round trip: the check saw `one` there, so the chain
+    // stopped before `two` and the re-probe of the same round trip made it ok. Had the
     // stale probe been used, `two` would have changed.
     assert_eq!(
         trace(&rec.events(), "a"),
@@ -119,7 +121,7 @@ async fn a_change_shares_its_round_trip_with_the_re_probe_of_later_steps() {
             "one changed: run",
             "start two",
             "two ok: `unless` succeeded",
-            "finished (4 trips)",
+            "finished (3 trips)",
         ]
     );
     let scripts = local.scripts("a");
@@ -132,13 +134,17 @@ async fn a_change_shares_its_round_trip_with_the_re_probe_of_later_steps() {
             &(usize::MAX - 2).to_string()
         ]
     );
-    assert!(scripts[1].contains("touch one"));
-    // A later step already probed in the first batch is not re-probed with the apply (its
-    // stale result still counts as "has a probe" when the apply script is built), so it
-    // takes a round trip of its own. Only never-probed steps ride with the apply.
-    assert_eq!(probed_steps(&scripts[1]), Vec::<String>::new());
-    assert_eq!(probed_steps(&scripts[2]), ["1"]);
-    assert!(scripts[3].contains("releases.log"), "the lock release");
+    assert!(scripts[1].contains("touch one") && scripts[1].contains("touch two"));
+    assert!(
+        scripts[1].contains("@@D"),
+        "two's check rides with one's change"
+    );
+    assert_eq!(
+        probed_steps(&scripts[1]),
+        ["1"],
+        "the re-probe after the chain"
+    );
+    assert!(scripts[2].contains("releases.log"), "the lock release");
     assert!(local.home("a").join("one").exists());
     assert!(!local.home("a").join("two").exists());
 }
@@ -283,7 +289,7 @@ async fn a_failed_step_stops_its_host_and_is_reported() {
             "first changed: run",
             "start breaks",
             "breaks failed: run: exit code 3: about to fail",
-            "finished (3 trips)",
+            "finished (2 trips)",
         ]
     );
     let host = &summary.hosts[0];
@@ -343,7 +349,7 @@ async fn an_unreachable_host_exits_4_while_the_others_finish() {
     for h in ["a", "c"] {
         assert_eq!(
             trace(&rec.events(), h).last().unwrap(),
-            "finished (4 trips)"
+            "finished (3 trips)"
         );
         assert!(local.home(h).join("one").exists());
     }
@@ -389,7 +395,10 @@ async fn forks_bounds_the_hosts_connected_at_once() {
 async fn ctrl_c_lets_the_step_in_progress_finish_then_stops_and_releases_the_lock() {
     let interrupt = Interrupt::default();
     let local = Arc::new(LocalHosts::new().interrupt_after(&interrupt, 1));
-    let playbook = "[[step]]\nname = \"first\"\ncommand = { run = \"touch first\" }\n\
+    // Ctrl-C comes after the first round trip (the probe): `first`'s change then goes alone
+    // (a chain only forms while no Ctrl-C is pending; a chain in progress is one round trip
+    // and finishes as a step does).
+    let playbook = "[[step]]\nname = \"first\"\ncommand = { run = \"touch first\", creates = \"first\" }\n\
         [[step]]\nname = \"after\"\ncommand = { run = \"touch after\" }\n";
     let (summary, rec) = run_local(&local, interrupt, &["a"], playbook, apply(5)).await;
     assert_eq!(summary.exit_code, exit::INTERRUPTED);
@@ -399,7 +408,7 @@ async fn ctrl_c_lets_the_step_in_progress_finish_then_stops_and_releases_the_loc
             "connected",
             "start first",
             "first changed: run",
-            "finished (2 trips)"
+            "finished (3 trips)"
         ]
     );
     assert!(summary.hosts[0].interrupted);
@@ -446,10 +455,11 @@ async fn plan_mode_probes_once_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_panic_in_one_host_fails_that_host_and_the_others_finish() {
-    // b's second script (the second step's apply) panics, as a bug in a step would.
+    // b's second script (the second step's apply: it uses what the first registers, so it
+    // goes on its own) panics, as a bug in a step would.
     let local = Arc::new(LocalHosts::new().panic_at("b", 1));
-    let playbook = "[[step]]\nname = \"one\"\ncommand = { run = \"touch one\" }\n\
-        [[step]]\nname = \"two\"\ncommand = { run = \"touch two\" }\n";
+    let playbook = "[[step]]\nname = \"one\"\nregister = \"o\"\ncommand = { run = \"touch one\" }\n\
+        [[step]]\nname = \"two\"\ncommand = { run = \"touch two {{ o.changed }}\" }\n";
     let (summary, rec) = run_local(
         &local,
         Interrupt::default(),
@@ -617,6 +627,10 @@ impl crate::steps::StepKind for JoinsAGroup {
     fn apply(&self) -> crate::steps::Action {
         crate::steps::Action::script("touch joined\n".into())
     }
+    fn may_reconnect(&self) -> bool {
+        true
+    }
+
     fn reconnect_after(&self, _applied: &crate::transport::ExecOutput) -> bool {
         true
     }

@@ -143,6 +143,10 @@ esac
     fn reconnect_after(&self, applied: &crate::transport::ExecOutput) -> bool {
         applied.stdout_lossy().lines().any(|l| l == NEW_GROUP)
     }
+
+    fn may_reconnect(&self) -> bool {
+        true
+    }
 }
 
 /// Installing needs root: a non-root login goes through `sudo -n` for it (as get.docker.com

@@ -182,6 +182,11 @@ pub trait StepKind: Send + Sync + std::fmt::Debug {
     fn reconnect_after(&self, _applied: &ExecOutput) -> bool {
         false
     }
+    /// Whether `reconnect_after` can ever say yes: such a change ends a chain of changes
+    /// sharing a round trip (the steps after it need the new login).
+    fn may_reconnect(&self) -> bool {
+        false
+    }
 }
 
 /// A host port ("8080") or address:port ("127.0.0.1:8080").

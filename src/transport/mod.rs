@@ -50,6 +50,13 @@ pub enum ExecError {
     Timeout(Duration),
     #[error("connection lost: {0}")]
     Disconnected(String),
+    /// Lost while the command ran, with what it had printed by then (a chain of changes
+    /// tells from it which of its steps went through).
+    #[error("connection lost: {message}")]
+    LostMidway {
+        message: String,
+        partial: Box<ExecOutput>,
+    },
 }
 
 /// What a script reads on stdin.

@@ -171,9 +171,10 @@ async fn collect(rx: &mut ChannelReadHalf, keep: Keep) -> Result<ExecOutput, Exe
     // sshd always reports how a command ended; a channel that closes without a word is a
     // connection (or a host's sshd) that went away mid-command.
     if out.exit.is_none() && out.signal.is_none() {
-        return Err(ExecError::Disconnected(
-            "the connection was lost while the command ran (the channel closed without an exit status)".into(),
-        ));
+        return Err(ExecError::LostMidway {
+            message: "the connection was lost while the command ran (the channel closed without an exit status)".into(),
+            partial: Box::new(out.finish()),
+        });
     }
     Ok(out.finish())
 }

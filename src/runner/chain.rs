@@ -1,0 +1,454 @@
+//! Changes in a chain: after a step decided to change, the steps after it are decided from
+//! the probes the runner already has, and every change of the run goes in one round trip
+//! (`plan/chain.rs`), each step's probe checked again on the host right before its change.
+//! A check that sees another state (an earlier change in the chain touched what the step
+//! looks at) stops the chain there, and the runner goes on from that step with the re-probe
+//! the same round trip brought: decisions always stand on the state right before their own
+//! change, as with one round trip per change. A fresh apply costs the probe plus one.
+//!
+//! A step joins only when its decision needs nothing the chain itself produces: no value a
+//! step in the chain registers, no gate (probed only in turn), no probe that reads input, no
+//! work on the controller, no streamed file, no `run_once`, no pending-reload markers and no
+//! `timeout` of its own; a change that may need a new login ends the chain. A Ctrl-C lets the
+//! chain in progress finish (it is one round trip), then stops.
+
+use super::DEFAULT_STEP_TIMEOUT;
+use super::apply::{Change, combined_output, failure_message, with_truncation_note};
+use super::host::{HostRun, Stop};
+use crate::plan::chain::{self, ChainParsed, Link, Ran};
+use crate::remote::{facts, state_dir};
+use crate::report::Status;
+use crate::steps::Probe;
+use crate::steps::{Action, Decision, Outcome, StepKind};
+use crate::transport::{Connector, ExecOutput, Input, Keep};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A step of a chain, decided from the probe the runner had before it.
+pub(super) struct Member {
+    pub i: usize,
+    pub kind: Arc<dyn StepKind>,
+    pub what: What,
+}
+
+pub(super) enum What {
+    /// `when` is false (the message says why).
+    Skipped(String),
+    /// Nothing to do, if its check finds the state its decision saw.
+    Ok(String),
+    Change(Change),
+}
+
+impl<C: Connector> HostRun<'_, C> {
+    /// The steps after `first` (which changes) that can share its round trip; empty when it
+    /// goes alone.
+    pub(super) fn chain_after(
+        &mut self,
+        first: usize,
+        kind: &dyn StepKind,
+        action: &Action,
+    ) -> Vec<Member> {
+        let alone = kind.may_reconnect() || action.stdin_file.is_some();
+        if self.check() || alone || !self.may_chain(first) {
+            return Vec::new();
+        }
+        let mut registers: BTreeSet<String> = self.plan.steps[first]
+            .step
+            .register
+            .iter()
+            .cloned()
+            .collect();
+        let mut members = Vec::new();
+        for j in first + 1..self.plan.steps.len() {
+            let Some(m) = self.member(j, &registers) else {
+                break;
+            };
+            let ends = matches!(m.what, What::Change(_)) && m.kind.may_reconnect();
+            registers.extend(self.plan.steps[j].step.register.iter().cloned());
+            members.push(m);
+            if ends {
+                break;
+            }
+        }
+        members
+    }
+
+    /// Whether step `j`'s place in the run lets it share a round trip: another host does not
+    /// run it or wait for it, no pending-reload marker rides on it, and it has no `timeout`
+    /// of its own (a round trip has one timeout, and that step's must hold for it alone).
+    fn may_chain(&self, j: usize) -> bool {
+        let step = &self.plan.steps[j].step;
+        let index = step.index;
+        step.timeout.is_none()
+            && self.once.elsewhere(index, &self.host.name).is_none()
+            && !self.once.runs_here(index, &self.host.name)
+            && !self.pending.involves(j)
+    }
+
+    /// Step `j` decided now, from what the runner has, or None when it cannot be (see the
+    /// module's rules). `registers`: the names the chain's steps so far register.
+    fn member(&mut self, j: usize, registers: &BTreeSet<String>) -> Option<Member> {
+        let ps = &self.plan.steps[j];
+        let uses_chain = ps.deps.iter().any(|d| registers.contains(d))
+            || super::pending::when_references(self.planner, &ps.step)
+                .iter()
+                .any(|r| registers.contains(r));
+        let no_facts = ps.facts && !self.registers.contains_key(facts::NAME);
+        if self.interrupt_set() || !self.may_chain(j) || uses_chain || no_facts {
+            return None;
+        }
+        let kind = self.prepared[j].clone()?;
+        let probe = self.probes.get(&j);
+        let unprobed = kind.probe(false).is_some() && probe.is_none();
+        if unprobed || !kind.probe_ahead() || kind.probe_input().is_some() {
+            return None;
+        }
+        if kind.controller(false, probe).is_some() {
+            return None;
+        }
+        let ctx = self.planner.context(Some(self.host), &self.registers);
+        let what = match self.planner.when(&ps.step, &ctx).ok()? {
+            false => What::Skipped(self.skip_message(j)),
+            true => match self.decide(kind.as_ref(), j) {
+                Decision::Ok(msg) => What::Ok(msg),
+                Decision::Change { summary, diff } => {
+                    let action = kind.apply();
+                    if action.stdin_file.is_some() {
+                        return None;
+                    }
+                    What::Change(Change {
+                        summary,
+                        diff,
+                        action,
+                    })
+                }
+                Decision::Fail(_) => return None,
+            },
+        };
+        Some(Member { i: j, kind, what })
+    }
+
+    /// Step `first` (deciding `summary`/`diff`) and `rest` in one round trip; then the report
+    /// of each, in order, up to the first failure or the step whose check saw another state.
+    /// Returns the step the run goes on from.
+    pub(super) async fn apply_chain(
+        &mut self,
+        first: Member,
+        rest: Vec<Member>,
+        started: Instant,
+    ) -> Result<usize, Stop> {
+        let members: Vec<Member> = std::iter::once(first).chain(rest).collect();
+        let (links, parts) = self.links(&members);
+        // What each step's decision saw: what it registers comes from it.
+        let seen: BTreeMap<usize, Probe> = members
+            .iter()
+            .filter_map(|m| Some((m.i, self.probes.get(&m.i)?.clone())))
+            .collect();
+        let first_i = members[0].i;
+        let last = members[members.len() - 1].i;
+        self.probes.retain(|j, _| *j <= first_i);
+        let reprobe = self.reprobe_after(first_i, last);
+        let release = self.folded_release(&members);
+        // A Ctrl-C during the chain creates this flag (in the state dir, named by the run's
+        // nonce): the chain stops before its next step, as between steps.
+        let state = state_dir(&self.planner.app, &self.planner.env);
+        let flag = format!("\"$st/stop.\"{}", self.nonce);
+        let chain = chain::chain_script(
+            &self.nonce,
+            &links,
+            &reprobe,
+            release.as_ref().map(|(_, sh)| sh.as_str()),
+            Some(&flag),
+        );
+        let script = format!("{state}{chain}");
+        self.on_interrupt = Some(format!("{state}mkdir -p \"$st\" && : > {flag}\n"));
+        let timeout = members
+            .iter()
+            .map(|m| {
+                self.plan.steps[m.i]
+                    .step
+                    .timeout
+                    .unwrap_or(DEFAULT_STEP_TIMEOUT)
+            })
+            .sum();
+        let keep = match members
+            .iter()
+            .any(|m| self.plan.steps[m.i].step.register.is_some())
+        {
+            true => Keep::All,
+            false => Keep::Shown,
+        };
+        let input = Input::Parts(&parts);
+        let out = (self.exec_change(first_i, &script, input, timeout, keep, started)).await;
+        self.on_interrupt = None;
+        let out = match out {
+            Err(Stop::Lost(why)) => {
+                let at = self.lost_in_chain(members, &seen, started).await;
+                return Err(at.unwrap_or(Stop::Lost(why)));
+            }
+            Err(Stop::TimedOut(e)) => {
+                let msg = format!(
+                    "{} (and the {} steps after it, in one round trip): {e}",
+                    summary_of(&members[0]),
+                    members.len() - 1
+                );
+                return Err(self.fail(first_i, msg, None, started));
+            }
+            other => other?,
+        };
+        let mut parsed = chain::parse_chain(&self.nonce, &out.stdout, &out.stderr);
+        self.probes.clear();
+        self.probes.extend(std::mem::take(&mut parsed.rest.probes));
+        let next = (self.report_chain(members, &seen, &mut parsed, &out, started)).await?;
+        if let (Some((release, _)), Some((stdout, rc))) = (release, &parsed.after) {
+            self.released(release, stdout, *rc == 0, "");
+        }
+        Ok(next)
+    }
+
+    /// The chain's links and its stdin: each step's expected probe output (the first step
+    /// excepted), then its change's input.
+    fn links(&self, members: &[Member]) -> (Vec<Link>, Vec<Bytes>) {
+        let mut parts = Vec::new();
+        let mut links = Vec::new();
+        for (n, m) in members.iter().enumerate() {
+            let check = match (n, &m.what, m.kind.probe(false), self.probes.get(&m.i)) {
+                (0, ..) | (_, What::Skipped(_), ..) => None,
+                (_, _, Some(probe), Some(seen)) => {
+                    let expected = Bytes::from(chain::expected(&seen.out, seen.rc));
+                    let len = expected.len();
+                    parts.push(expected);
+                    Some((self.as_step_user(m.i, probe), len))
+                }
+                _ => None,
+            };
+            let apply = match &m.what {
+                What::Change(Change { action, .. }) => {
+                    let len = push_input(action, &mut parts);
+                    Some((self.as_step_user(m.i, action.script.clone()), len))
+                }
+                _ => None,
+            };
+            links.push(Link {
+                id: m.i,
+                check,
+                apply,
+            });
+        }
+        (links, parts)
+    }
+
+    /// The probes sent after the chain: every step after the first that can be probed then
+    /// (a chain stopped by a check goes on from there), and the gate right after the chain.
+    fn reprobe_after(&mut self, first: usize, last: usize) -> Vec<(usize, String)> {
+        let mut items = self.probe_items(first + 1, false);
+        if last + 1 < self.plan.steps.len() && !items.iter().any(|(j, _)| *j == last + 1) {
+            let gate = self.probe_items(last + 1, false);
+            items.extend(gate.into_iter().filter(|(j, _)| *j == last + 1));
+        }
+        items
+    }
+
+    /// The release record and the lock's release, in the chain's round trip, when the chain
+    /// ends the playbook and the release's name uses no value the chain registers: (release,
+    /// script), counting the chain's changes as made (it runs only when they all were).
+    fn folded_release(&self, members: &[Member]) -> Option<(String, String)> {
+        let lock = self.lock.clone()?;
+        let last = members[members.len() - 1].i;
+        if last + 1 != self.plan.steps.len() {
+            return None;
+        }
+        if let Some(t) = &self.planner.playbook.release {
+            let used = (self.planner.templates)
+                .referenced_in_str("release", t)
+                .ok()?;
+            let registered = members
+                .iter()
+                .filter_map(|m| self.plan.steps[m.i].step.register.as_ref());
+            if registered.into_iter().any(|r| used.contains(r)) {
+                return None;
+            }
+        }
+        let changes = members
+            .iter()
+            .filter(|m| matches!(m.what, What::Change(_)))
+            .count();
+        Some(self.release_sh(&lock, self.outcome.counts.changed + changes))
+    }
+
+    /// The connection was lost during the chain: the steps whose changes came back (their
+    /// markers are in what arrived) are reported, and the host stops at the step after them,
+    /// as it would have with a round trip per change. Some(stop) when reporting them failed.
+    async fn lost_in_chain(
+        &mut self,
+        members: Vec<Member>,
+        seen: &BTreeMap<usize, Probe>,
+        started: Instant,
+    ) -> Option<Stop> {
+        let partial = self.lost_output.take().unwrap_or_default();
+        let mut parsed = chain::parse_chain(&self.nonce, &partial.stdout, &partial.stderr);
+        let went_through = |m: &Member| parsed.ran.get(&m.i).is_some_and(|r| r.rc == 0);
+        let done = members
+            .iter()
+            .rposition(|m| matches!(m.what, What::Change(_)) && went_through(m));
+        let Some(done) = done else {
+            return None;
+        };
+        let mut members = members;
+        let at = members.drain(done + 1..).next();
+        parsed.diverged = None;
+        if let Err(stop) = self
+            .report_chain(members, seen, &mut parsed, &partial, started)
+            .await
+        {
+            return Some(stop);
+        }
+        if let Some(m) = at {
+            self.current = Some(self.plan.steps[m.i].step.name.clone());
+            self.emit_started(m.i);
+        }
+        None
+    }
+
+    /// Report the chain's steps in order. A failed change stops the host; a step whose
+    /// check saw another state is where the run goes on.
+    async fn report_chain(
+        &mut self,
+        members: Vec<Member>,
+        seen: &BTreeMap<usize, Probe>,
+        parsed: &mut ChainParsed,
+        out: &ExecOutput,
+        started: Instant,
+    ) -> Result<usize, Stop> {
+        let last = members[members.len() - 1].i;
+        for (n, m) in members.into_iter().enumerate() {
+            if parsed.diverged == Some(m.i) {
+                return Ok(m.i);
+            }
+            if n > 0 {
+                self.current = Some(self.plan.steps[m.i].step.name.clone());
+                self.emit_started(m.i);
+            }
+            match m.what {
+                What::Skipped(msg) => {
+                    self.register(
+                        m.i,
+                        serde_json::json!({ "changed": false, "skipped": true }),
+                    );
+                    self.finish(m.i, Status::Skipped, msg, None, None, started);
+                }
+                What::Ok(msg) => {
+                    let v = m.kind.register(&Outcome {
+                        changed: false,
+                        check_mode: false,
+                        probe: seen.get(&m.i),
+                        applied: None,
+                    });
+                    self.register(m.i, v);
+                    self.finish(m.i, Status::Ok, msg, None, None, started);
+                }
+                What::Change(Change { summary, diff, .. }) => {
+                    let ran = parsed.ran.remove(&m.i);
+                    let applied = ran_output(ran, out);
+                    let change = Changed {
+                        summary,
+                        diff,
+                        probe: seen.get(&m.i),
+                        applied: &applied,
+                    };
+                    self.changed(m.i, m.kind.as_ref(), change, out, started)?;
+                    if m.kind.reconnect_after(&applied) {
+                        self.reconnect().await?;
+                    }
+                }
+            }
+        }
+        Ok(last + 1)
+    }
+
+    /// A change of the chain came back: report it changed (and register what it did), or
+    /// failed, which stops the host.
+    fn changed(
+        &mut self,
+        i: usize,
+        kind: &dyn StepKind,
+        change: Changed<'_>,
+        out: &ExecOutput,
+        started: Instant,
+    ) -> Result<(), Stop> {
+        let Changed {
+            summary,
+            diff,
+            probe,
+            applied,
+        } = change;
+        let output = combined_output(applied);
+        if applied.exit != Some(0) {
+            let msg = failure_message(&summary, applied, &output);
+            return Err(self.fail(i, msg, Some(output), started));
+        }
+        let v = kind.register(&Outcome {
+            changed: true,
+            check_mode: false,
+            probe,
+            applied: Some(applied),
+        });
+        self.register(i, v);
+        let summary = with_truncation_note(summary, out);
+        let output = Some(output).filter(|o| !o.is_empty());
+        self.finish(i, Status::Changed, summary, diff, output, started);
+        Ok(())
+    }
+}
+
+/// A change of the chain as it came back.
+struct Changed<'a> {
+    summary: String,
+    diff: Option<String>,
+    /// What its decision saw.
+    probe: Option<&'a Probe>,
+    applied: &'a ExecOutput,
+}
+
+/// What a member's report says it is.
+fn summary_of(m: &Member) -> &str {
+    match &m.what {
+        What::Change(c) => &c.summary,
+        What::Ok(msg) | What::Skipped(msg) => msg,
+    }
+}
+
+/// A change's output as the chain split it; when its markers are missing (the script died),
+/// the whole round trip's, with no exit status.
+fn ran_output(ran: Option<Ran>, out: &ExecOutput) -> ExecOutput {
+    match ran {
+        Some(r) => ExecOutput {
+            stdout: r.stdout.into_bytes(),
+            stderr: r.stderr.into_bytes(),
+            exit: Some(r.rc as u32),
+            signal: None,
+            cut: out.cut,
+        },
+        None => ExecOutput {
+            exit: None,
+            ..out.clone()
+        },
+    }
+}
+
+/// Append what `action` reads on stdin to `parts` (without copying shared content); its length.
+fn push_input(action: &Action, parts: &mut Vec<Bytes>) -> usize {
+    match action.input() {
+        Input::None | Input::File(_) => 0,
+        Input::Bytes(b) => {
+            parts.push(Bytes::copy_from_slice(b));
+            b.len()
+        }
+        Input::Parts(p) => {
+            parts.extend(p.iter().cloned());
+            p.iter().map(Bytes::len).sum()
+        }
+    }
+}
