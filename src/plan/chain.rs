@@ -52,9 +52,9 @@ pub fn chain_script(
     let mut at = 0usize;
     for (n, link) in links.iter().enumerate() {
         if let Some(flag) = stop_flag.filter(|_| n > 0) {
-            let _ = write!(
+            let _ = writeln!(
                 s,
-                "if [ $pv_go = 1 ] && [ -e {flag} ]; then pv_go=0; printf '\\n@@D{nonce} {id}\\n'; fi\n",
+                "if [ $pv_go = 1 ] && [ -e {flag} ]; then pv_go=0; printf '\\n@@D{nonce} {id}\\n'; fi",
                 id = link.id
             );
         }

@@ -293,9 +293,8 @@ impl<C: Connector> HostRun<'_, C> {
         let done = members
             .iter()
             .rposition(|m| matches!(m.what, What::Change(_)) && went_through(m));
-        let Some(done) = done else {
-            return None;
-        };
+        // Nothing went through: the host stopped at the first step.
+        let done = done?;
         let mut members = members;
         let at = members.drain(done + 1..).next();
         parsed.diverged = None;
