@@ -7,9 +7,18 @@ use super::host::{HostRun, Stop};
 use crate::plan::batch::{self, Parsed};
 use crate::remote::lock::{self, Lock};
 use crate::report::{Event, Status};
-use crate::steps::{Action, Outcome, StepKind, tail};
+use crate::steps::{Action, Outcome, Probe, StepKind, tail};
 use crate::transport::{Connector, ExecOutput, Input, Keep};
 use std::time::{Duration, Instant};
+
+/// A change as it came back.
+pub(super) struct Changed<'a> {
+    pub summary: String,
+    pub diff: Option<String>,
+    /// What its decision saw.
+    pub probe: Option<&'a Probe>,
+    pub applied: &'a ExecOutput,
+}
 
 /// A change decided: what the report says, and what makes it.
 pub(super) struct Change {
@@ -54,22 +63,16 @@ impl<C: Connector> HostRun<'_, C> {
         self.probes.clear();
         let parsed = batch::parse(&self.nonce, &out.stdout);
         let applied = applied_output(&parsed, &out);
-        let output = combined_output(&applied);
-        if applied.exit != Some(0) {
-            let msg = failure_message(&summary, &applied, &output);
-            return Err(self.fail(i, msg, Some(output), started));
+        if applied.exit == Some(0) {
+            self.probes.extend(parsed.probes);
         }
-        self.probes.extend(parsed.probes);
-        let v = kind.register(&Outcome {
-            changed: true,
-            check_mode: false,
+        let change = Changed {
+            summary,
+            diff,
             probe: probe_before.as_ref(),
-            applied: Some(&applied),
-        });
-        self.register(i, v);
-        let summary = with_truncation_note(summary, &out);
-        let output = Some(output).filter(|o| !o.is_empty());
-        self.finish(i, Status::Changed, summary, diff, output, started);
+            applied: &applied,
+        };
+        self.changed(i, kind, change, &out, started)?;
         if kind.reconnect_after(&applied) {
             self.reconnect().await?;
         }
@@ -136,6 +139,40 @@ impl<C: Connector> HostRun<'_, C> {
 }
 
 impl<C: Connector> HostRun<'_, C> {
+    /// A change came back (alone or in a chain): report it changed (and register what it
+    /// did), or failed, which stops the host.
+    pub(super) fn changed(
+        &mut self,
+        i: usize,
+        kind: &dyn StepKind,
+        change: Changed<'_>,
+        out: &ExecOutput,
+        started: Instant,
+    ) -> Result<(), Stop> {
+        let Changed {
+            summary,
+            diff,
+            probe,
+            applied,
+        } = change;
+        let output = combined_output(applied);
+        if applied.exit != Some(0) {
+            let msg = failure_message(&summary, applied, &output);
+            return Err(self.fail(i, msg, Some(output), started));
+        }
+        let v = kind.register(&Outcome {
+            changed: true,
+            check_mode: false,
+            probe,
+            applied: Some(applied),
+        });
+        self.register(i, v);
+        let summary = with_truncation_note(summary, out);
+        let output = Some(output).filter(|o| !o.is_empty());
+        self.finish(i, Status::Changed, summary, diff, output, started);
+        Ok(())
+    }
+
     /// The token of the lock that refused us, when its holder is provably gone.
     fn gone_holder(&self, out: &ExecOutput) -> Option<String> {
         let held = lock::parse_held(&self.nonce, &out.stdout_lossy())?;
@@ -161,7 +198,7 @@ const LAST_LINE_CHARS: usize = 300;
 
 /// `<summary>: <why>: <last line>`: the last line the change printed usually says why
 /// (e.g. a failed health check).
-pub(super) fn failure_message(summary: &str, applied: &ExecOutput, output: &str) -> String {
+fn failure_message(summary: &str, applied: &ExecOutput, output: &str) -> String {
     let why = match (applied.exit, &applied.signal) {
         (_, Some(sig)) => format!("killed by signal {sig}"),
         (Some(code), _) => format!("exit code {}", code as i32),
@@ -183,7 +220,7 @@ pub(super) fn failure_message(summary: &str, applied: &ExecOutput, output: &str)
 
 /// The transport notes at the end of stderr what it did not keep (long lines, the middle
 /// of long output): say so where a plain report shows it too.
-pub(super) fn with_truncation_note(summary: String, out: &ExecOutput) -> String {
+fn with_truncation_note(summary: String, out: &ExecOutput) -> String {
     if out.cut {
         format!("{summary} (output truncated: long lines and the middle were not kept)")
     } else {
@@ -200,7 +237,7 @@ fn cut_to(line: &str, chars: usize) -> std::borrow::Cow<'_, str> {
 }
 
 /// stdout and stderr of a change, trimmed to the last lines.
-pub(super) fn combined_output(out: &ExecOutput) -> String {
+fn combined_output(out: &ExecOutput) -> String {
     let mut s = out.stdout_lossy();
     let err = out.stderr_lossy();
     if !err.trim().is_empty() {

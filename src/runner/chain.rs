@@ -9,11 +9,11 @@
 //! A step joins only when its decision needs nothing the chain itself produces: no value a
 //! step in the chain registers, no gate (probed only in turn), no probe that reads input, no
 //! work on the controller, no streamed file, no `run_once`, no pending-reload markers and no
-//! `timeout` of its own; a change that may need a new login ends the chain. A Ctrl-C lets the
-//! chain in progress finish (it is one round trip), then stops.
+//! `timeout` of its own; a change that may need a new login ends the chain. A Ctrl-C during
+//! the chain stops it before its next step (a flag the script looks for), as between steps.
 
 use super::DEFAULT_STEP_TIMEOUT;
-use super::apply::{Change, combined_output, failure_message, with_truncation_note};
+use super::apply::{Change, Changed};
 use super::host::{HostRun, Stop};
 use crate::plan::chain::{self, ChainParsed, Link, Ran};
 use crate::remote::{facts, state_dir};
@@ -25,6 +25,9 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Kinds whose change runs the user's own command: it ends a chain.
+const OPEN_ENDED: &[&str] = &["command", "migrate"];
 
 /// A step of a chain, decided from the probe the runner had before it.
 pub(super) struct Member {
@@ -50,7 +53,7 @@ impl<C: Connector> HostRun<'_, C> {
         kind: &dyn StepKind,
         action: &Action,
     ) -> Vec<Member> {
-        let alone = kind.may_reconnect() || action.stdin_file.is_some();
+        let alone = kind.may_reconnect() || action.stdin_file.is_some() || self.open_ended(first);
         if self.check() || alone || !self.may_chain(first) {
             return Vec::new();
         }
@@ -65,7 +68,8 @@ impl<C: Connector> HostRun<'_, C> {
             let Some(m) = self.member(j, &registers) else {
                 break;
             };
-            let ends = matches!(m.what, What::Change(_)) && m.kind.may_reconnect();
+            let ends =
+                matches!(m.what, What::Change(_)) && (m.kind.may_reconnect() || self.open_ended(j));
             registers.extend(self.plan.steps[j].step.register.iter().cloned());
             members.push(m);
             if ends {
@@ -73,6 +77,13 @@ impl<C: Connector> HostRun<'_, C> {
             }
         }
         members
+    }
+
+    /// Whether step `j` runs the user's own command (unknown effect, unknown length): its
+    /// change ends a chain, so a Ctrl-C while it runs stops the run right after it, whenever
+    /// the signal lands.
+    fn open_ended(&self, j: usize) -> bool {
+        OPEN_ENDED.contains(&self.plan.steps[j].step.spec.kind())
     }
 
     /// Whether step `j`'s place in the run lets it share a round trip: another host does not
@@ -366,49 +377,6 @@ impl<C: Connector> HostRun<'_, C> {
         }
         Ok(last + 1)
     }
-
-    /// A change of the chain came back: report it changed (and register what it did), or
-    /// failed, which stops the host.
-    fn changed(
-        &mut self,
-        i: usize,
-        kind: &dyn StepKind,
-        change: Changed<'_>,
-        out: &ExecOutput,
-        started: Instant,
-    ) -> Result<(), Stop> {
-        let Changed {
-            summary,
-            diff,
-            probe,
-            applied,
-        } = change;
-        let output = combined_output(applied);
-        if applied.exit != Some(0) {
-            let msg = failure_message(&summary, applied, &output);
-            return Err(self.fail(i, msg, Some(output), started));
-        }
-        let v = kind.register(&Outcome {
-            changed: true,
-            check_mode: false,
-            probe,
-            applied: Some(applied),
-        });
-        self.register(i, v);
-        let summary = with_truncation_note(summary, out);
-        let output = Some(output).filter(|o| !o.is_empty());
-        self.finish(i, Status::Changed, summary, diff, output, started);
-        Ok(())
-    }
-}
-
-/// A change of the chain as it came back.
-struct Changed<'a> {
-    summary: String,
-    diff: Option<String>,
-    /// What its decision saw.
-    probe: Option<&'a Probe>,
-    applied: &'a ExecOutput,
 }
 
 /// What a member's report says it is.

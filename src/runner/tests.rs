@@ -106,8 +106,15 @@ async fn a_no_op_run_is_one_round_trip_per_host() {
 #[tokio::test]
 async fn a_change_shares_its_round_trip_with_the_re_probe_of_later_steps() {
     let local = Arc::new(LocalHosts::new());
-    let (summary, rec) =
-        run_local(&local, Interrupt::default(), &["a"], TWO_GUARDED, apply(5)).await;
+    // `one` makes a directory (a user's command would end the chain), `two` is skipped by
+    // `unless` once it exists.
+    let one = local.home("a").join("one");
+    let playbook = format!(
+        "[[step]]\nname = \"one\"\ndirectory = {{ path = \"{d}\" }}\n\
+         [[step]]\nname = \"two\"\ncommand = {{ run = \"touch two\", unless = \"test -e {d}\" }}\n",
+        d = one.display()
+    );
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], &playbook, apply(5)).await;
     assert_eq!(summary.exit_code, exit::OK);
     // `two` was probed before `one` ran (not ok then) and checked again on the host right
     // before its change, in `one`'s round trip: the check saw `one` there, so the chain
@@ -118,7 +125,7 @@ async fn a_change_shares_its_round_trip_with_the_re_probe_of_later_steps() {
         vec![
             "connected",
             "start one",
-            "one changed: run",
+            format!("one changed: create {}", one.display()).as_str(),
             "start two",
             "two ok: `unless` succeeded",
             "finished (3 trips)",
@@ -134,7 +141,7 @@ async fn a_change_shares_its_round_trip_with_the_re_probe_of_later_steps() {
             &(usize::MAX - 2).to_string()
         ]
     );
-    assert!(scripts[1].contains("touch one") && scripts[1].contains("touch two"));
+    assert!(scripts[1].contains("mkdir") && scripts[1].contains("touch two"));
     assert!(
         scripts[1].contains("@@D"),
         "two's check rides with one's change"
@@ -145,7 +152,7 @@ async fn a_change_shares_its_round_trip_with_the_re_probe_of_later_steps() {
         "the re-probe after the chain"
     );
     assert!(scripts[2].contains("releases.log"), "the lock release");
-    assert!(local.home("a").join("one").exists());
+    assert!(one.is_dir());
     assert!(!local.home("a").join("two").exists());
 }
 
@@ -289,7 +296,7 @@ async fn a_failed_step_stops_its_host_and_is_reported() {
             "first changed: run",
             "start breaks",
             "breaks failed: run: exit code 3: about to fail",
-            "finished (2 trips)",
+            "finished (3 trips)",
         ]
     );
     let host = &summary.hosts[0];
