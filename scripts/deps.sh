@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what provision's tests and demo need on a fresh Debian/Ubuntu machine, idempotently:
-# OpenSSH server (test targets), sudo (become tests), git (git step), time (benchmark RSS),
+# OpenSSH server (test targets), sudo (become tests), git (git step), time (benchmark RSS), jq
+# (scripts/test-pool.sh reads the test build's JSON),
 # docker.io (the engine the Docker steps drive), busybox-static and postgresql (the local base
 # images are built from their binaries: no registry is reachable), curl (health checks),
 # docker-compose (the compose step; Debian ships compose v1), procps (pgrep) and man-db (man -l)
@@ -17,7 +18,7 @@
 set -euo pipefail
 
 need=()
-for pkg in openssh-server openssh-client sudo git time ca-certificates curl docker.io docker-compose busybox-static postgresql procps man-db debootstrap vagrant chromium docker-registry apache2-utils dnf rpm createrepo-c wget file nginx-light fcgiwrap; do
+for pkg in openssh-server openssh-client sudo git time jq ca-certificates curl docker.io docker-compose busybox-static postgresql procps man-db debootstrap vagrant chromium docker-registry apache2-utils dnf rpm createrepo-c wget file nginx-light fcgiwrap; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

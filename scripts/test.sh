@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, then integration tests that drive the real binary against
-# real sshd daemons on loopback, then the slow group: the full deploy on "fresh VM" targets
-# (tests/fresh_vm.rs, #[ignore]d in a plain `cargo test`), then a fuzz smoke run: every
-# cargo-fuzz target for 60 s from the kept corpus (scripts/fuzz-smoke.sh). PROVISION_FAST=1
-# skips the slow group and the fuzz run. Installs what it needs first (scripts/deps.sh).
+# The whole test suite: unit tests and integration tests that drive the real binary against
+# real sshd daemons on loopback, with the slow group beside them: the full deploy on "fresh VM"
+# targets (tests/fresh_vm.rs, fleet.rs, static_binary.rs, #[ignore]d in a plain `cargo test`),
+# every test binary run side by side, three at a time (scripts/test-pool.sh; TEST_JOBS
+# overrides); then a fuzz smoke run: every cargo-fuzz target for 60 s from the kept corpus
+# (scripts/fuzz-smoke.sh). PROVISION_FAST=1 skips the slow group and the fuzz run. Installs
+# what it needs first (scripts/deps.sh). Each phase prints its wall time.
 #
 # A green run must have run tests in every test binary: the summary line names each binary
 # with the tests it ran, and a binary that ran none fails the run (unless listed below).
@@ -114,7 +116,8 @@ cargo clippy --no-default-features --all-targets --quiet -- -D warnings
 end_phase "clippy without ec2"
 
 start_phase build
-cargo test --all-targets --no-run --quiet
+# The JSON lists the test executables for scripts/test-pool.sh; diagnostics still go to stderr.
+cargo test --all-targets --no-run --quiet --message-format=json-render-diagnostics >target/test-build.json
 end_phase build
 
 mkdir -p target
@@ -125,22 +128,23 @@ if [ "${PROVISION_FAST:-0}" != 1 ]; then
   nice -n 15 scripts/fuzz-smoke.sh --build-only >target/fuzz-build.log 2>&1 &
   fuzz_build_pid=$!
 fi
-# A failing fast suite still lets the slow group run (CI reports both); the exit code says.
-fast_ok=1
-start_phase "fast tests"
-cargo test --all-targets --no-fail-fast 2>&1 | tee target/test-output.txt || fast_ok=0
-end_phase "fast tests"
+
+# Every test binary, the slow group's (fresh VMs: Debian containers with systemd) among them,
+# side by side (scripts/test-pool.sh). A failing binary still lets the others run; the exit
+# code says.
+tests_ok=1
+slow=1
+[ "${PROVISION_FAST:-0}" != 1 ] || slow=0
+start_phase "tests (fast$([ $slow = 1 ] && echo ' and slow group'); PROVISION_FAST=1 skips the slow group)"
+if [ $slow = 1 ]; then
+  # The static binary (scripts/dist.sh) linked over the test build, for tests/static_binary.rs.
+  PROFILE=dev OUT=target/dist-dev scripts/dist.sh || tests_ok=0
+fi
+TEST_SLOW=$slow scripts/test-pool.sh target/test-build.json target/test-output.txt target/test-output-slow.txt || tests_ok=0
+end_phase tests
 
 line=$(check_counts target/test-output.txt)
-
-# The slow group: fresh VMs (Debian containers with systemd, apt installs Docker and git).
-slow_ok=1
-if [ "${PROVISION_FAST:-0}" != 1 ]; then
-  start_phase "slow group: fresh VMs (PROVISION_FAST=1 skips it)"
-  # The static binary (scripts/dist.sh) linked over the test build, for tests/static_binary.rs.
-  PROFILE=dev OUT=target/dist-dev scripts/dist.sh || slow_ok=0
-  cargo test --no-fail-fast --test fresh_vm --test fleet --test static_binary -- --ignored --nocapture 2>&1 | tee target/test-output-slow.txt || slow_ok=0
-  end_phase "slow group"
+if [ $slow = 1 ]; then
   for b in fresh_vm fleet static_binary; do
     read -r _ slow_run _ <<<"$(per_binary target/test-output-slow.txt | grep "^$b " || echo "$b -1 0")"
     if [ "$slow_run" -le 0 ]; then
@@ -168,6 +172,5 @@ if [ "${PROVISION_FAST:-0}" != 1 ]; then
 fi
 echo "$line"
 echo "wall time: $(IFS=,; echo "${phases[*]}" | sed 's/,/, /g')"
-[ "$fast_ok" = 1 ] || { echo "the fast suite failed (see target/test-output.txt)" >&2; exit 1; }
-[ "$slow_ok" = 1 ] || { echo "the slow group failed (see target/test-output-slow.txt)" >&2; exit 1; }
+[ "$tests_ok" = 1 ] || { echo "tests failed (see target/test-logs/)" >&2; exit 1; }
 [ "$fuzz_ok" = 1 ] || { echo "the fuzz smoke run failed (see above)" >&2; exit 1; }

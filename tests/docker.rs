@@ -141,10 +141,13 @@ fn deploy_update_rollback_and_unhealthy_release() {
     assert!(container_env(&app).contains(&format!("APP_SECRET={}", d.app_secret)));
     assert!(container_env(&db).contains(&format!("POSTGRES_PASSWORD={}", d.db_password)));
 
-    // Second up: nothing to change, same containers.
+    // Second up: nothing to change, same containers, in one round trip: the steps using the
+    // checkout's SHA are rendered with the one the first `up` left (checked when the
+    // checkout registers it) and the gates' looks ahead find them open (issue 14).
     let again = d.up_checked(&[]);
     again.expect_code(0);
     assert_eq!(again.changed(), 0, "{}", again.dump());
+    assert_eq!(again.round_trips(), 1, "{}", again.dump());
     assert_eq!(container_id(&app).as_ref(), Some(&app_id));
     assert_eq!(container_id(&db).as_ref(), Some(&db_id));
     for out in ["plain", "json"] {

@@ -41,11 +41,12 @@ pub async fn run(cx: &Context, env_name: &str, how: Converge) -> Result<i32, Err
     let cloud = crate::cloud::hosts_for_run(&project, env, limit, how.mode, opts, resolve).await?;
     // Templates see every host of the env, also those `--limit` leaves out.
     planner.set_hosts(&cloud.all);
-    let plans = cloud
+    let mut plans = cloud
         .hosts
         .iter()
         .map(|h| planner.plan_host(h))
         .collect::<Result<Vec<_>, _>>()?;
+    runner::fill_guesses(&project.root, env_name, &mut plans);
     let serial = cx.serial.as_ref();
     let rollout = Rollout::new(
         plans,
@@ -68,6 +69,7 @@ pub async fn run(cx: &Context, env_name: &str, how: Converge) -> Result<i32, Err
     .await;
     if how.mode == Mode::Apply {
         runner::record_unfinished(&project.root, env_name, &summary);
+        runner::record_guesses(&project.root, env_name, &summary);
     }
     // After the record: a report that cannot be written must not lose `--retry-failed`'s list.
     how.report.finish(&sink, report_file)?;

@@ -111,6 +111,9 @@ pub struct PlannedStep {
 pub struct HostPlan {
     pub host: Host,
     pub steps: Vec<PlannedStep>,
+    /// Registers as the host's last `up` left them, which the runner may render deferred
+    /// steps with to probe them ahead, checked against the real values (`runner/guess.rs`).
+    pub guesses: BTreeMap<String, serde_json::Value>,
 }
 
 /// The names a step's references are checked against while a host is planned.
@@ -406,6 +409,7 @@ impl Planner {
         let plan = HostPlan {
             host: host.clone(),
             steps,
+            guesses: BTreeMap::new(),
         };
         (plan, errors)
     }

@@ -173,7 +173,12 @@ impl<C: Connector> HostRun<'_, C> {
             release.as_ref().map(|(_, sh)| sh.as_str()),
             Some(&flag),
         );
-        let script = format!("{state}{chain}");
+        // A flag another run's Ctrl-C created after its chain had ended is never read: sweep it.
+        let sweep = format!(
+            "for pv_f in \"$st\"/stop.*; do [ ! -e \"$pv_f\" ] || [ \"$pv_f\" = \"$st/stop.{}\" ] || rm -f \"$pv_f\"; done\n",
+            self.nonce
+        );
+        let script = format!("{state}{sweep}{chain}");
         self.on_interrupt = Some(format!("{state}mkdir -p \"$st\" && : > {flag}\n"));
         let timeout = members
             .iter()
@@ -252,12 +257,16 @@ impl<C: Connector> HostRun<'_, C> {
     }
 
     /// The probes sent after the chain: every step after the first that can be probed then
-    /// (a chain stopped by a check goes on from there), and the gate right after the chain.
+    /// (a chain stopped by a check goes on from there), and the step right after the chain
+    /// in full: a gate there waits in this round trip instead of only looking once.
     fn reprobe_after(&mut self, first: usize, last: usize) -> Vec<(usize, String)> {
         let mut items = self.probe_items(first + 1, false);
-        if last + 1 < self.plan.steps.len() && !items.iter().any(|(j, _)| *j == last + 1) {
-            let gate = self.probe_items(last + 1, false);
-            items.extend(gate.into_iter().filter(|(j, _)| *j == last + 1));
+        if last + 1 < self.plan.steps.len() {
+            let next = self.probe_items(last + 1, false);
+            if let Some(full) = next.into_iter().find(|(j, _)| *j == last + 1) {
+                items.retain(|(j, _)| *j != last + 1);
+                items.push(full);
+            }
         }
         items
     }

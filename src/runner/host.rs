@@ -149,6 +149,10 @@ pub(super) struct HostRun<'a, C: Connector> {
     pub(super) prepared: Vec<Option<Arc<dyn StepKind>>>,
     /// Probe results still valid (cleared after every change).
     pub(super) probes: BTreeMap<usize, crate::steps::Probe>,
+    /// Gates whose probe result is a look ahead (`StepKind::probe_once`), not their wait.
+    pub(super) looked_once: BTreeSet<usize>,
+    /// Steps rendered with guessed registers not known yet, and the guesses (`guess.rs`).
+    pub(super) guessed: BTreeMap<usize, BTreeMap<String, serde_json::Value>>,
     pub(super) registers: BTreeMap<String, serde_json::Value>,
     pub(super) outcome: HostOutcome,
     /// The deploy lock (apply mode only) and whether this run holds it.
@@ -219,6 +223,8 @@ impl<'a, C: Connector> HostRun<'a, C> {
             nonce: batch::nonce(),
             prepared: plan.steps.iter().map(|s| s.prepared.clone()).collect(),
             probes: BTreeMap::new(),
+            looked_once: BTreeSet::new(),
+            guessed: BTreeMap::new(),
             registers: BTreeMap::new(),
             outcome: HostOutcome::new(&plan.host.name),
             lock: (opts.mode == Mode::Apply)

@@ -13,6 +13,7 @@
 
 mod apply;
 mod chain;
+mod guess;
 mod host;
 mod interrupt;
 mod last_failed;
@@ -37,6 +38,7 @@ use tokio::sync::Semaphore;
 
 /// Exit codes, documented in the README.
 pub use crate::error::exit;
+pub use guess::{fill as fill_guesses, record as record_guesses};
 pub use interrupt::{Interrupt, quit_requested};
 pub use last_failed::{read_unfinished, record_unfinished};
 pub use outcome::{HostOutcome, RunSummary};

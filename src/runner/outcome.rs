@@ -18,6 +18,8 @@ pub struct HostOutcome {
     pub release: Option<String>,
     /// A rolling deploy stopped before this host's batch: it was never connected to.
     pub not_reached: bool,
+    /// What its steps registered that their kinds can guess for the next run (`guess.rs`).
+    pub steady: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl HostOutcome {
@@ -31,6 +33,7 @@ impl HostOutcome {
             interrupted: false,
             release: None,
             not_reached: false,
+            steady: Default::default(),
         }
     }
 

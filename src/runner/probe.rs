@@ -1,6 +1,6 @@
 //! Probe round trips: the steps that can be rendered now go in one batch with the step in
-//! turn (gates excepted: they are probed only in their own turn), and the first batch also
-//! looks for a deploy lock left on the host.
+//! turn (gates only look once, without waiting: a closed gate is probed again in its own
+//! turn), and the first batch also looks for a deploy lock left on the host.
 
 use super::DEFAULT_STEP_TIMEOUT;
 use super::host::{HostRun, Stop};
@@ -25,6 +25,13 @@ impl<C: Connector> HostRun<'_, C> {
         kind: &dyn StepKind,
         started: Instant,
     ) -> Result<(), Stop> {
+        // A gate's look ahead found it closed: it waits in its turn, as if never looked at.
+        if self.looked_once.remove(&i)
+            && let Some(p) = self.probes.get(&i)
+            && !matches!(kind.decide(Some(p)), crate::steps::Decision::Ok(_))
+        {
+            self.probes.remove(&i);
+        }
         if kind.probe(self.check()).is_none() || self.probes.contains_key(&i) {
             return Ok(());
         }
@@ -122,13 +129,20 @@ impl<C: Connector> HostRun<'_, C> {
             let Some(kind) = self.prepared[j].as_ref() else {
                 continue;
             };
-            if j > from && !kind.probe_ahead() || !with_input && kind.probe_input().is_some() {
+            if !with_input && kind.probe_input().is_some() {
                 continue;
             }
             let reads_input = kind.probe_input().is_some();
-            if let Some(script) = kind.probe(self.check()) {
-                items.push((j, self.probe_as_step_user(j, script, reads_input)));
-            }
+            let script = match j > from && !kind.probe_ahead() {
+                true => kind.probe_once(self.check()),
+                false => kind.probe(self.check()),
+            };
+            let Some(script) = script else { continue };
+            match j > from && !kind.probe_ahead() {
+                true => self.looked_once.insert(j),
+                false => self.looked_once.remove(&j),
+            };
+            items.push((j, self.probe_as_step_user(j, script, reads_input)));
         }
         items
     }
@@ -163,8 +177,11 @@ impl<C: Connector> HostRun<'_, C> {
     /// the step's turn comes; here we only try.
     fn try_render(&mut self, j: usize) {
         let ps = &self.plan.steps[j];
-        if self.prepared[j].is_some() || !ps.deps.iter().all(|d| self.registers.contains_key(d)) {
+        if self.prepared[j].is_some() {
             return;
+        }
+        if !ps.deps.iter().all(|d| self.registers.contains_key(d)) {
+            return self.render_with_guesses(j);
         }
         let ctx = self.planner.context(Some(self.host), &self.registers);
         self.prepared[j] = self.planner.prepare(&ps.step, &ctx).ok();

@@ -118,6 +118,7 @@ impl<C: Connector> HostRun<'_, C> {
     /// The step's kind: prepared at plan time, or rendered now with the values registered so
     /// far (a deferred step). The error fails the step (see `unknown.rs`).
     fn render(&mut self, i: usize) -> Result<Arc<dyn StepKind>, String> {
+        self.drop_unconfirmed(i);
         if let Some(kind) = &self.prepared[i] {
             return Ok(kind.clone());
         }
@@ -186,9 +187,18 @@ impl<C: Connector> HostRun<'_, C> {
     }
 
     /// Keep `value` under the step's `register` name, for the steps after it.
+    /// What the kind can guess of its next run's value is kept for it (`guess.rs`).
     pub(super) fn register(&mut self, i: usize, value: serde_json::Value) {
-        if let Some(name) = &self.plan.steps[i].step.register {
-            self.registers.insert(name.clone(), value);
+        let Some(name) = &self.plan.steps[i].step.register else {
+            return;
+        };
+        let steady = self.prepared[i]
+            .as_ref()
+            .and_then(|k| k.steady_register(&value));
+        if let Some(steady) = steady {
+            self.outcome.steady.insert(name.clone(), steady);
         }
+        self.registers.insert(name.clone(), value);
+        self.check_guesses(name);
     }
 }

@@ -2,9 +2,12 @@
 //! unreachable hosts, `--forks` and Ctrl-C, asserted on the events, the round trips and the
 //! hosts' folders. The real-sshd integration tests (tests/*.rs) cover the same loop over SSH.
 
-use super::testing::{LocalHosts, apply, run_local, run_rolling};
+use super::testing::{LocalHosts, apply, run_local, run_local_edited, run_rolling};
 use super::{Interrupt, exit};
+use crate::plan::HostPlan;
 use crate::report::{Event, Status};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 /// One host's events, each as a short line: `connected`, `start one`, `one changed: run`,
@@ -240,27 +243,153 @@ async fn a_step_whose_fields_use_facts_is_rendered_after_the_first_round_trip() 
 }
 
 #[tokio::test]
-async fn a_gate_is_probed_in_its_turn_only() {
+async fn a_gate_looks_once_ahead_and_waits_in_its_turn_only_when_closed() {
     let local = Arc::new(LocalHosts::new());
     touch(&local, "a", "one");
     touch(&local, "a", "gate-open");
-    let playbook = "[[step]]\nname = \"one\"\ncommand = { run = \"touch one\", unless = \"test -e one\" }\n\
-        [[step]]\nname = \"gate\"\nwait = { command = \"test -e gate-open\", timeout = \"5s\", interval = \"1s\" }\n";
-    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], playbook, apply(5)).await;
+    let gate = |check: &str| {
+        format!(
+            "[[step]]\nname = \"one\"\ncommand = {{ run = \"touch one\", unless = \"test -e one\" }}\n\
+             [[step]]\nname = \"gate\"\nwait = {{ command = \"{check}\", timeout = \"5s\", interval = \"1s\" }}\n"
+        )
+    };
+    // Open: its look in the first batch stands (a no-op in one round trip).
+    let playbook = gate("test -e gate-open");
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], &playbook, apply(5)).await;
     assert_eq!(summary.exit_code, exit::OK);
     let t = trace(&rec.events(), "a");
     assert!(
-        t[4].starts_with("gate ok: `test -e gate-open` ready after"),
+        t[4].starts_with("gate ok: `test -e gate-open` ready after 0s"),
         "{t:?}"
     );
+    assert_eq!(t[5], "finished (1 trips)");
+    assert!(local.scripts("a")[0].contains("gate-open"));
+
+    // Closed at that look (which opens it): the gate waits in a round trip of its own, and
+    // its look's "not ready" is not what it reports.
+    std::fs::remove_file(local.home("a").join("gate-open")).unwrap();
+    let playbook = gate("test -e gate-open || { touch gate-open; false; }");
+    let (summary, rec) = run_local(&local, Interrupt::default(), &["a"], &playbook, apply(5)).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    let t = trace(&rec.events(), "a");
+    assert!(t[4].starts_with("gate ok:"), "{t:?}");
     assert_eq!(t[5], "finished (2 trips)");
     let scripts = local.scripts("a");
     assert!(
-        !scripts[0].contains("gate-open"),
-        "not batched ahead: {}",
-        scripts[0]
+        scripts[scripts.len() - 1].contains("sleep"),
+        "the wait: {}",
+        scripts[scripts.len() - 1]
     );
-    assert!(scripts[1].contains("gate-open"));
+}
+
+/// A git repository with one commit, for the guess tests; its path.
+fn repo_with_commit(dir: &Path, text: &str) {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .output()
+            .expect("git is installed");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    if !dir.join(".git").exists() {
+        git(&["init", "-q"]);
+    }
+    std::fs::write(dir.join("f"), text).unwrap();
+    git(&["add", "f"]);
+    git(&["commit", "-q", "-m", text]);
+}
+
+#[tokio::test]
+async fn a_register_guessed_from_the_last_run_lets_its_users_be_probed_in_the_first_trip() {
+    let local = Arc::new(LocalHosts::new());
+    let repo = tempfile::tempdir().unwrap();
+    repo_with_commit(repo.path(), "v1");
+    let src = local.home("a").join("src");
+    let playbook = format!(
+        "[[step]]\nname = \"checkout\"\ngit = {{ repo = \"{}\", dest = \"{}\" }}\nregister = \"src\"\n\
+         [[step]]\nname = \"stamp\"\ncommand = {{ run = \"echo {{{{ src.short_sha }}}} > stamp\", unless = \"grep -qx {{{{ src.short_sha }}}} stamp\" }}\n",
+        repo.path().display(),
+        src.display()
+    );
+    let run = |guesses: BTreeMap<String, serde_json::Value>| {
+        let (local, playbook) = (local.clone(), playbook.clone());
+        async move {
+            let edit = |plans: &mut Vec<HostPlan>| plans[0].guesses = guesses;
+            run_local_edited(
+                &local,
+                Interrupt::default(),
+                &["a"],
+                &playbook,
+                apply(5),
+                edit,
+            )
+            .await
+        }
+    };
+    let (first, _) = run(BTreeMap::new()).await;
+    assert_eq!(first.exit_code, exit::OK);
+    let steady = first.hosts[0].steady.clone();
+    assert_eq!(steady["src"]["changed"], false, "{steady:?}");
+    let stamp = || std::fs::read_to_string(local.home("a").join("stamp")).unwrap();
+    assert_eq!(steady["src"]["short_sha"].as_str().unwrap(), stamp().trim());
+
+    // Without a guess the no-op needs the checkout's value first: two round trips.
+    let (_, rec) = run(BTreeMap::new()).await;
+    assert_eq!(
+        trace(&rec.events(), "a").last().unwrap(),
+        "finished (2 trips)"
+    );
+    // With the last run's: one.
+    let (_, rec) = run(steady.clone()).await;
+    let t = trace(&rec.events(), "a");
+    assert_eq!(t.last().unwrap(), "finished (1 trips)", "{t:?}");
+    assert!(
+        t.contains(&"stamp ok: `unless` succeeded".to_string()),
+        "{t:?}"
+    );
+    // A wrong guess costs the round trip it would have saved, and nothing else.
+    let wrong: BTreeMap<String, serde_json::Value> = [(
+        "src".to_string(),
+        serde_json::json!({ "changed": false, "sha": "0".repeat(40), "short_sha": "000000000000" }),
+    )]
+    .into();
+    let (summary, rec) = run(wrong).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    assert_eq!(
+        trace(&rec.events(), "a").last().unwrap(),
+        "finished (2 trips)"
+    );
+    // The ref moved since: the checkout changes, so the guess is dropped and the stamp is
+    // rendered with the new value.
+    repo_with_commit(repo.path(), "v2");
+    let (summary, rec) = run(steady).await;
+    assert_eq!(summary.exit_code, exit::OK);
+    let t = trace(&rec.events(), "a");
+    assert!(t.iter().any(|l| l.starts_with("stamp changed")), "{t:?}");
+    assert_eq!(
+        summary.hosts[0].steady["src"]["short_sha"]
+            .as_str()
+            .unwrap(),
+        stamp().trim()
+    );
+    assert_ne!(
+        stamp().trim(),
+        first.hosts[0].steady["src"]["short_sha"].as_str().unwrap()
+    );
 }
 
 #[tokio::test]

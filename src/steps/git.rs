@@ -379,8 +379,19 @@ printf 'sha=%s\n' "$({git} -C "$dest" rev-parse HEAD)"
             }
         });
         let sha = from_apply.or(from_probe).unwrap_or_default();
-        serde_json::json!({ "changed": o.changed, "sha": sha, "short_sha": super::shell::prefix(&sha, 12) })
+        registered(o.changed, &sha)
     }
+
+    /// A checkout left at a SHA registers it unchanged next time, unless the ref moves.
+    fn steady_register(&self, v: &serde_json::Value) -> Option<serde_json::Value> {
+        let sha = v["sha"].as_str().filter(|s| !s.is_empty())?;
+        Some(registered(false, sha))
+    }
+}
+
+/// What a git step registers: whether it changed, the SHA checked out and its short form.
+fn registered(changed: bool, sha: &str) -> serde_json::Value {
+    serde_json::json!({ "changed": changed, "sha": sha, "short_sha": super::shell::prefix(sha, 12) })
 }
 
 #[cfg(test)]

@@ -148,6 +148,20 @@ pub trait StepKind: Send + Sync + std::fmt::Debug {
     fn probe_ahead(&self) -> bool {
         true
     }
+    /// A gate's one look, without waiting: sent ahead in a batch (the first one, when no
+    /// step before the gate has changed yet), it spares the gate a round trip of its own
+    /// when what it waits for is already there (a no-op). Its result stands only when the
+    /// kind decides `Ok` on it; otherwise the gate is probed in its turn. Gates only.
+    fn probe_once(&self, _check: bool) -> Option<String> {
+        None
+    }
+    /// What this step will register on the next run when nothing changes, given what it
+    /// registered now: kept on the controller so the next run can render the steps that use
+    /// it before it is known (`runner/guess.rs`). None (the default) when only the host can
+    /// say, or when the value may hold anything secret (a command's output).
+    fn steady_register(&self, _registered: &serde_json::Value) -> Option<serde_json::Value> {
+        None
+    }
     /// Host files whose content is part of this step's state (e.g. a container's env file).
     /// In plan mode, when an earlier step would rewrite one, this step would change too.
     fn inputs(&self) -> Vec<String> {

@@ -132,6 +132,10 @@ impl StepKind for Desired {
         false
     }
 
+    fn probe_once(&self, check: bool) -> Option<String> {
+        (!check).then(|| poll(&self.check, Duration::ZERO, self.interval))
+    }
+
     fn decide(&self, observed: Option<&Probe>) -> Decision {
         let Some(p) = observed else {
             return Decision::Ok(format!("{} (checked during up)", self.what));
