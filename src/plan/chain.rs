@@ -87,7 +87,20 @@ pub fn chain_script(
     if let Some(flag) = stop_flag {
         let _ = writeln!(s, "rm -f {flag}");
     }
-    s.push_str(&probe_script(nonce, rest));
+    // A chain step's own re-probe matters only when the chain stopped before it (the runner
+    // goes on from there); the steps after the chain are re-probed in any case.
+    let (own, later): (Vec<_>, Vec<_>) = rest
+        .iter()
+        .cloned()
+        .partition(|(id, _)| links.iter().any(|l| l.id == *id));
+    if !own.is_empty() {
+        let _ = write!(
+            s,
+            "if [ $pv_go = 0 ]; then\n{}fi\n",
+            probe_script(nonce, &own)
+        );
+    }
+    s.push_str(&probe_script(nonce, &later));
     if let Some(after) = after {
         let _ = write!(
             s,
@@ -232,10 +245,14 @@ mod tests {
                 ),
                 link(2, None, Some(("echo three; exit 0", ""))),
             ],
-            &[(5, format!("cat {d}/b"))],
+            &[(1, b_probe.clone()), (5, format!("cat {d}/b"))],
             Some("echo released"),
         );
         assert_eq!(rc, 0);
+        assert!(
+            !p.rest.probes.contains_key(&1),
+            "a chain step is not re-probed after a chain that went through"
+        );
         assert_eq!(
             std::fs::read_to_string(dir.path().join("a")).unwrap(),
             "A-data\nno newline at the end"

@@ -232,6 +232,7 @@ impl<C: Connector> HostRun<'_, C> {
         for (n, m) in members.iter().enumerate() {
             let check = match (n, &m.what, m.kind.probe(false), self.probes.get(&m.i)) {
                 (0, ..) | (_, What::Skipped(_), ..) => None,
+                _ if untouched(&members[..n], m) => None,
                 (_, _, Some(probe), Some(seen)) => {
                     let expected = Bytes::from(chain::expected(&seen.out, seen.rc));
                     let len = expected.len();
@@ -388,6 +389,40 @@ impl<C: Connector> HostRun<'_, C> {
     }
 }
 
+/// Whether no change before `m` in the chain can have altered what `m`'s probe prints: it
+/// and every earlier change declare their paths (`StepKind::footprint`), and no path of `m`
+/// is one an earlier change writes or may create as a parent directory. (A path reached
+/// through a symbolic link under another name is not seen as the same: for these kinds the
+/// end state is the same either way, only a summary could say "create" for "update".)
+fn untouched(before: &[Member], m: &Member) -> bool {
+    let Some(reads) = m.kind.footprint() else {
+        return false;
+    };
+    let changes = before.iter().filter(|b| matches!(b.what, What::Change(_)));
+    changes
+        .map(|b| b.kind.footprint())
+        .all(|writes| match writes {
+            Some(writes) => writes.iter().all(|w| reads.iter().all(|r| !covers(r, w))),
+            None => false,
+        })
+}
+
+/// `r` is `w` or one of its parent directories (either unclear: yes).
+fn covers(r: &str, w: &str) -> bool {
+    let parts = |p: &str| -> Option<Vec<String>> {
+        let parts: Vec<String> = p
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect();
+        (!parts.iter().any(|c| c == "." || c == "..")).then_some(parts)
+    };
+    match (parts(r), parts(w)) {
+        (Some(r), Some(w)) => w.starts_with(&r),
+        _ => true,
+    }
+}
+
 /// What a member's report says it is.
 fn summary_of(m: &Member) -> &str {
     match &m.what {
@@ -426,5 +461,71 @@ fn push_input(action: &Action, parts: &mut Vec<Bytes>) -> usize {
             parts.extend(p.iter().cloned());
             p.iter().map(Bytes::len).sum()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::{Action, directory, upload::Upload};
+
+    fn change(i: usize, kind: Arc<dyn StepKind>) -> Member {
+        let action = Action::script("true".into());
+        let (summary, diff) = ("change".to_string(), None);
+        let what = What::Change(Change {
+            summary,
+            diff,
+            action,
+        });
+        Member { i, kind, what }
+    }
+
+    fn dir(path: &str) -> Arc<dyn StepKind> {
+        let spec = directory::Spec {
+            path: path.into(),
+            mode: Some("0755".into()),
+            owner: None,
+            group: None,
+            state: Default::default(),
+        };
+        Arc::new(directory::Desired::prepare(&spec).unwrap())
+    }
+
+    fn file(dest: &str) -> Arc<dyn StepKind> {
+        Arc::new(Upload::new(dest, &b"x\n"[..], "0644", None, None).unwrap())
+    }
+
+    #[test]
+    fn a_check_is_skipped_only_where_no_earlier_change_can_touch_the_paths() {
+        let m = |kind| change(9, kind);
+        // A directory, then files in it and beside each other: nothing they look at changed.
+        assert!(untouched(
+            &[change(0, dir("/srv/app"))],
+            &m(file("/srv/app/.env"))
+        ));
+        let before = [
+            change(0, dir("/srv/app/")),
+            change(1, file("/srv/app/.env")),
+        ];
+        assert!(untouched(&before, &m(file("/srv/app/app.conf"))));
+        assert!(untouched(&before, &m(dir("/srv/app/data"))));
+        // The same path again, or a directory a file's `mkdir -p` may have created.
+        assert!(!untouched(&before, &m(file("/srv/app/.env"))));
+        assert!(!untouched(&before, &m(dir("/srv/app"))));
+        assert!(!untouched(&before, &m(dir("/srv"))));
+        assert!(!untouched(&[change(0, file("/a//b/c"))], &m(dir("/a/b"))));
+        // Unclear paths, or a kind that does not say what it touches (a command): checked.
+        assert!(!untouched(
+            &[change(0, file("/a/../b/c"))],
+            &m(file("/x/y"))
+        ));
+        let cmd = crate::steps::command::Desired::prepare(&crate::steps::command::Spec {
+            run: "touch /srv/app/.env".into(),
+            creates: None,
+            unless: None,
+            chdir: None,
+        })
+        .unwrap();
+        assert!(!untouched(&[change(0, Arc::new(cmd))], &m(file("/srv/x"))));
     }
 }

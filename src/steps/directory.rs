@@ -126,6 +126,11 @@ impl StepKind for Desired {
         Some(stat_probe(&self.path))
     }
 
+    /// The stat of `path`; `mkdir -p` and the mode and owner of `path` itself.
+    fn footprint(&self) -> Option<Vec<String>> {
+        Some(vec![self.path.clone()])
+    }
+
     fn decide(&self, observed: Option<&Probe>) -> Decision {
         let p = observed.cloned().unwrap_or_default();
         match p.field("state") {
@@ -165,16 +170,20 @@ impl StepKind for Desired {
         if attrs.is_empty() {
             return Action::script(format!("set -e\nmkdir -p -- {p}\n"));
         }
+        // After `cd -P`, $PWD is the physical path (POSIX): no `pwd -P` process needed.
+        let (parent, base) = super::shell::dir_and_base(&self.path);
         let script = format!(
-            "set -e\npath={p}\nmkdir -p -- \"$path\"\n\
-             parent=$(dirname -- \"$path\"); base=$(basename -- \"$path\")\n\
+            "set -e\npath={p}\n[ -d \"$path\" ] || mkdir -p -- \"$path\"\n\
+             parent={parent}; base={base}\n\
              cd -P -- \"$parent\"\n\
-             case $(pwd -P) in /) expect=/$base;; *) expect=$(pwd -P)/$base;; esac\n\
+             case $PWD in /) expect=/$base;; *) expect=$PWD/$base;; esac\n\
              [ \"$path\" = / ] && expect=/\n\
              if [ \"$path\" != / ] && [ -L \"$base\" ]; then echo \"$path is a symbolic link: provision does not chown or chmod through links\" >&2; exit 1; fi\n\
              cd -P -- \"$base\"\n\
-             if [ \"$(pwd -P)\" != \"$expect\" ]; then echo \"$path was replaced by a link while it was being set up; its mode and owner were not changed\" >&2; exit 1; fi\n\
-             {attrs}"
+             if [ \"$PWD\" != \"$expect\" ]; then echo \"$path was replaced by a link while it was being set up; its mode and owner were not changed\" >&2; exit 1; fi\n\
+             {attrs}",
+            parent = quote(&parent),
+            base = quote(&base),
         );
         Action::script(script)
     }
@@ -218,7 +227,7 @@ mod tests {
         let a = d().apply();
         assert!(
             a.script
-                .starts_with("set -e\npath=/srv/app\nmkdir -p -- \"$path\"\n")
+                .starts_with("set -e\npath=/srv/app\n[ -d \"$path\" ] || mkdir -p -- \"$path\"\nparent=/srv; base=app\n")
         );
         assert!(
             a.script.ends_with("chown -h app .\nchmod 750 .\n"),

@@ -67,6 +67,11 @@ impl StepKind for Upload {
     fn outputs(&self) -> Vec<String> {
         vec![self.dest.clone()]
     }
+    /// The stat and sha256 of `dest`; written through a stage beside it (`mkdir -p` of its
+    /// directory).
+    fn footprint(&self) -> Option<Vec<String>> {
+        Some(vec![self.dest.clone()])
+    }
     fn apply(&self) -> Action {
         Upload::apply(self)
     }

@@ -167,6 +167,15 @@ pub trait StepKind: Send + Sync + std::fmt::Debug {
     fn inputs(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The host paths this step's probe and change are about, when that is all they are
+    /// about: the probe reads only these entries (never what is below them), the change
+    /// writes only them and creates their missing parent directories. A chain skips the check
+    /// of a step none of whose paths an earlier change of it writes or creates (`runner/
+    /// chain.rs`): its probe would print what its decision saw. None (the default): unknown,
+    /// always checked.
+    fn footprint(&self) -> Option<Vec<String>> {
+        None
+    }
     /// Host files this step writes whole (uploads).
     fn outputs(&self) -> Vec<String> {
         Vec::new()

@@ -43,6 +43,19 @@ pub fn type_probe(path: &str) -> String {
 }
 
 /// The first `n` characters of `text` (never splits a multibyte character).
+/// An absolute path's directory and last component, as `dirname` and `basename` print them
+/// ("/" is both), computed here so the host's scripts spend no process on them.
+pub fn dir_and_base(path: &str) -> (String, String) {
+    let trimmed = path.trim_end_matches('/');
+    let Some((dir, base)) = trimmed.rsplit_once('/') else {
+        return ("/".into(), "/".into());
+    };
+    match dir.trim_end_matches('/') {
+        "" => ("/".into(), base.into()),
+        d => (d.into(), base.into()),
+    }
+}
+
 pub fn prefix(text: &str, n: usize) -> &str {
     text.char_indices().nth(n).map_or(text, |(i, _)| &text[..i])
 }
@@ -91,6 +104,36 @@ pub fn poll(check: &str, timeout: Duration, interval: Duration) -> String {
 #[cfg(test)]
 mod prefix_tests {
     use super::*;
+
+    #[test]
+    fn dir_and_base_are_what_dirname_and_basename_print() {
+        for path in [
+            "/",
+            "/srv",
+            "/srv/app",
+            "/srv//app",
+            "/srv/app/",
+            "//x",
+            "/a b/c d",
+        ] {
+            let run = |cmd: &str| {
+                let out = std::process::Command::new(cmd)
+                    .arg("--")
+                    .arg(path)
+                    .output()
+                    .unwrap();
+                String::from_utf8(out.stdout)
+                    .unwrap()
+                    .trim_end_matches('\n')
+                    .to_string()
+            };
+            assert_eq!(
+                dir_and_base(path),
+                (run("dirname"), run("basename")),
+                "{path}"
+            );
+        }
+    }
 
     #[test]
     fn prefix_never_splits_a_character() {

@@ -135,7 +135,7 @@ impl Upload {
         let p = quote(&self.dest);
         let mut s = stat_probe(&self.dest);
         s.push_str(&format!(
-            "\nif [ -f {p} ] && [ ! -L {p} ]; then printf 'sha256=%s\\n' \"$(sha256sum < {p} | cut -c1-64)\"; fi"
+            "\nif [ -f {p} ] && [ ! -L {p} ]; then set -- $(sha256sum < {p}); printf 'sha256=%s\\n' \"$1\"; fi"
         ));
         // Never through a link: a link to /etc/shadow must not be read into a plan's diff.
         let fetch = format!(
@@ -231,7 +231,8 @@ impl Upload {
     pub fn apply(&self) -> Action {
         let fill = "read -r sum\n\
              cat > ./upload\n\
-             if [ \"$(sha256sum < ./upload | cut -c1-64)\" != \"$sum\" ]; then echo \"upload of $dest arrived incomplete; the old file was left in place\" >&2; exit 1; fi\n";
+             set -- $(sha256sum < ./upload)\n\
+             if [ \"$1\" != \"$sum\" ]; then echo \"upload of $dest arrived incomplete; the old file was left in place\" >&2; exit 1; fi\n";
         let attrs = attr_script(
             "./upload",
             Some(&self.mode),
@@ -261,22 +262,24 @@ impl Upload {
 /// swapped in under the file that gets chowned and chmodded (issue 12, #6). In a setgid
 /// directory it is 2700: the bit is inherited, and the file takes the group.
 pub fn staged_write(dest: &str, fill: &str, attrs: &str) -> String {
+    let (dir, _) = super::shell::dir_and_base(dest);
     format!(
         "set -e\n\
          dest={dest}\n\
-         dir=$(dirname -- \"$dest\")\n\
-         mkdir -p -- \"$dir\"\n\
+         dir={dir}\n\
+         [ -d \"$dir\" ] || mkdir -p -- \"$dir\"\n\
          stage=; staged=\n\
          cleanup() {{ if [ -n \"$staged\" ]; then rm -f ./upload; cd ..; rmdir -- \"${{stage##*/}}\" 2>/dev/null || true; elif [ -n \"$stage\" ]; then rmdir -- \"$stage\" 2>/dev/null || true; fi; }}\n\
          trap cleanup EXIT\n\
          trap 'cleanup; trap - EXIT; exit 1' HUP INT TERM PIPE\n\
          stage=$(mktemp -d \"$dir/.provision.XXXXXX\")\n\
          cd -P -- \"$stage\"; staged=1\n\
-         case \"$(stat -c %u:%a .)\" in \"$(id -u):700\"|\"$(id -u):2700\") ;; *) echo \"the staging directory for $dest was replaced while in use; nothing was written\" >&2; exit 1 ;; esac\n\
+         [ -O . ] && case \"$(stat -c %a .)\" in 700|2700) ;; *) false ;; esac || {{ echo \"the staging directory for $dest was replaced while in use; nothing was written\" >&2; exit 1; }}\n\
          {fill}\
          {attrs}\
          mv -f -- ./upload \"$dest\"\n",
         dest = quote(dest),
+        dir = quote(&dir),
     )
 }
 

@@ -122,7 +122,7 @@ async fn feed_parts(tx: &ChannelWriteHalf<Msg>, parts: &[bytes::Bytes]) -> bool 
 }
 
 /// What one connection queues for encryption at a time from a shared upload.
-const FEED_SLICE: usize = 64 * 1024;
+const FEED_SLICE: usize = 16 * 1024;
 
 /// How much of a streamed file is read at a time: what one host's transfer holds in memory
 /// (plus the SSH window russh keeps in flight).
