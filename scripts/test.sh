@@ -105,6 +105,16 @@ start_phase fmt
 cargo fmt --check
 end_phase fmt
 
+mkdir -p target
+# The fuzz targets' ASan build (its own target dir, 15-25 min of CPU cold) starts first, niced,
+# so it fills what clippy, the build and the I/O-bound tests leave idle of the cores; the fuzz
+# phase at the end waits for it.
+fuzz_build_pid=
+if [ "${PROVISION_FAST:-0}" != 1 ]; then
+  nice -n 15 scripts/fuzz-smoke.sh --build-only >target/fuzz-build.log 2>&1 &
+  fuzz_build_pid=$!
+fi
+
 start_phase clippy
 cargo clippy --all-targets --quiet -- -D warnings
 end_phase clippy
@@ -120,14 +130,6 @@ start_phase build
 cargo test --all-targets --no-run --quiet --message-format=json-render-diagnostics >target/test-build.json
 end_phase build
 
-mkdir -p target
-# The fuzz targets' ASan build (its own target dir, ~15 min of CPU cold) starts now, niced, so it
-# fills the cores the I/O-bound tests leave idle; the fuzz phase at the end waits for it.
-fuzz_build_pid=
-if [ "${PROVISION_FAST:-0}" != 1 ]; then
-  nice -n 15 scripts/fuzz-smoke.sh --build-only >target/fuzz-build.log 2>&1 &
-  fuzz_build_pid=$!
-fi
 
 # Every test binary, the slow group's (fresh VMs: Debian containers with systemd) among them,
 # side by side (scripts/test-pool.sh). A failing binary still lets the others run; the exit
