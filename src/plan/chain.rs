@@ -46,10 +46,10 @@ pub fn chain_script(
     stop_flag: Option<&str>,
 ) -> String {
     let mut s = String::from(
-        "pv_c=$(mktemp -d) || exit 1\ncat > \"$pv_c/in\" || { rm -rf \"$pv_c\"; exit 1; }\n\
-         pv_part() { tail -c +$(($1 + 1)) \"$pv_c/in\" | head -c \"$2\"; }\npv_go=1\n",
+        "pv_c=$(mktemp -d) || exit 1\ncat > \"$pv_c/in\" || { rm -rf \"$pv_c\"; exit 1; }\npv_go=1\n",
     );
-    let mut at = 0usize;
+    s.push_str(&split_parts(&part_lengths(links)));
+    let mut part = 0usize;
     for (n, link) in links.iter().enumerate() {
         if let Some(flag) = stop_flag.filter(|_| n > 0) {
             let _ = writeln!(
@@ -58,21 +58,22 @@ pub fn chain_script(
                 id = link.id
             );
         }
-        if let Some((probe, len)) = &link.check {
+        if let Some((probe, _)) = &link.check {
             let _ = write!(
                 s,
                 "if [ $pv_go = 1 ]; then\n\
                  {{ ( {probe}\n) </dev/null 2>/dev/null; printf '\\n%d\\n' $?; }} >\"$pv_c/p\"\n\
-                 pv_part {at} {len} | cmp -s - \"$pv_c/p\" || {{ pv_go=0; printf '\\n@@D{nonce} {id}\\n'; }}\nfi\n",
+                 cmp -s \"$pv_c/{part}\" \"$pv_c/p\" || {{ pv_go=0; printf '\\n@@D{nonce} {id}\\n'; }}\nfi\n",
                 id = link.id
             );
-            at += len;
+            part += 1;
         }
         if let Some((apply, len)) = &link.apply {
             let feed = match len {
                 0 => format!("( {apply}\n) </dev/null"),
-                n => format!("pv_part {at} {n} | ( {apply}\n)"),
+                _ => format!("( {apply}\n) <\"$pv_c/{part}\""),
             };
+            part += usize::from(*len > 0);
             let _ = write!(
                 s,
                 "if [ $pv_go = 1 ]; then\n{feed}\nrc=$?\n\
@@ -80,7 +81,6 @@ pub fn chain_script(
                  [ $rc -eq 0 ] || {{ rm -rf \"$pv_c\"; exit $rc; }}\nfi\n",
                 id = link.id
             );
-            at += len;
         }
     }
     s.push_str("rm -rf \"$pv_c\"\n");
@@ -130,6 +130,43 @@ pub struct ChainParsed {
     pub rest: Parsed,
     /// What `after` printed and its status, when it ran.
     pub after: Option<(String, i32)>,
+}
+
+/// The lengths of the parts on stdin, in order: each check's expected output, then each
+/// change's input (when it reads one).
+fn part_lengths(links: &[Link]) -> Vec<usize> {
+    let each = |l: &Link| [l.check.as_ref().map(|c| c.1), l.apply.as_ref().map(|a| a.1)];
+    links
+        .iter()
+        .flat_map(each)
+        .flatten()
+        .filter(|n| *n > 0)
+        .collect()
+}
+
+/// Cut the spooled stdin into one file per part (`$pv_c/0`, `$pv_c/1`, …), one `dd` each
+/// reading on from where the last one stopped: on a regular file a read returns all it asks
+/// for, so each takes exactly its bytes (`head -c` may read ahead: busybox's does). A part
+/// over 64 KiB is read in 64 KiB blocks, then the rest: no buffer the size of an upload.
+fn split_parts(lens: &[usize]) -> String {
+    const BLOCK: usize = 64 * 1024;
+    if lens.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("{ :");
+    for (k, len) in lens.iter().enumerate() {
+        let (blocks, rest) = (len / BLOCK, len % BLOCK);
+        let mut reads = Vec::new();
+        if blocks > 0 {
+            reads.push(format!("dd bs={BLOCK} count={blocks}"));
+        }
+        if rest > 0 {
+            reads.push(format!("dd bs={rest} count=1"));
+        }
+        let _ = write!(s, " && {{ {}; }} >\"$pv_c/{k}\"", reads.join(" && "));
+    }
+    s.push_str("; } <\"$pv_c/in\" 2>/dev/null || { rm -rf \"$pv_c\"; exit 1; }\n");
+    s
 }
 
 pub fn parse_chain(nonce: &str, stdout: &[u8], stderr: &[u8]) -> ChainParsed {
@@ -275,6 +312,39 @@ mod tests {
         assert_eq!(p.diverged, None);
         assert_eq!(p.rest.probes[&5].out, "B\n");
         assert_eq!(p.after, Some(("released\n".into(), 0)));
+    }
+
+    #[test]
+    fn parts_of_any_size_reach_their_change_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let sizes = [65536 * 2 + 17, 65536, 1, 70000];
+        let data: Vec<String> = sizes
+            .iter()
+            .enumerate()
+            .map(|(k, n)| {
+                (0..*n)
+                    .map(|i| (b'a' + ((i * 7 + k) % 26) as u8) as char)
+                    .collect()
+            })
+            .collect();
+        let links = data
+            .iter()
+            .enumerate()
+            .map(|(k, text)| link(k, None, Some((&format!("cat > {d}/{k}"), text.as_str()))))
+            .collect();
+        let (p, rc) = run(links, &[], None);
+        assert_eq!(rc, 0);
+        for (k, text) in data.iter().enumerate() {
+            assert_eq!(p.ran[&k].rc, 0);
+            let got = std::fs::read_to_string(dir.path().join(k.to_string())).unwrap();
+            assert!(
+                got == *text,
+                "part {k}: {} bytes, expected {}",
+                got.len(),
+                text.len()
+            );
+        }
     }
 
     #[test]
