@@ -127,7 +127,7 @@ impl Lock {
     pub fn acquire_sh(&self, nonce: &str, gone: Option<&str>) -> String {
         let h = &self.holder;
         format!(
-            "{st}mkdir -p \"$st\"\nnow=$(date +%s)\n\
+            "{st}[ -d \"$st\" ] || mkdir -p \"$st\"\nnow=$(date +%s)\n\
              provision_lock_write() {{ printf '%s\\n%s\\n%s\\n%s\\n%s\\n%s\\n' {owner} \"$now\" {token} {host} {pid} {start} > \"$st/lock.new.\"{token} && mv -f \"$st/lock.new.\"{token} \"$st/lock/info\"; }}\n\
              provision_lock_read() {{ i=\"$st/lock/info\"; owner=$(sed -n 1p \"$i\" 2>/dev/null); since=$(sed -n 2p \"$i\" 2>/dev/null); tok=$(sed -n 3p \"$i\" 2>/dev/null); lh=$(sed -n 4p \"$i\" 2>/dev/null); lp=$(sed -n 5p \"$i\" 2>/dev/null); ls=$(sed -n 6p \"$i\" 2>/dev/null); }}\n\
              provision_lock_fields() {{ printf '%s %s %s %s %s %s %s %s' \"$since\" \"$((now - since))\" \"$idle\" \"${{tok:--}}\" \"${{lh:--}}\" \"${{lp:--}}\" \"${{ls:--}}\" \"$owner\"; }}\n\
@@ -195,10 +195,11 @@ impl Lock {
         let rest = rec.to_string();
         let rest = &rest[1..]; // the record's other fields follow "time"
         format!(
-            "{st}mkdir -p \"$st\"\nprintf '{{\"time\":\"%s\",%s\\n' \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" {rest} >> \"$st/releases.log\"\n\
+            "{st}[ -d \"$st\" ] || mkdir -p \"$st\"\nprintf '{{\"time\":\"%s\",%s\\n' \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" {rest} >> \"$st/releases.log\"\n\
              claim=\"$st/lock.claim.\"{token}\n\
              if mkdir \"$claim\" 2>/dev/null; then\n\
-               if [ \"$(sed -n 3p \"$st/lock/info\" 2>/dev/null)\" = {token} ]; then rm -rf \"$st/lock\"\n\
+               pv_t=; {{ read -r _; read -r _; read -r pv_t; }} 2>/dev/null < \"$st/lock/info\"\n\
+               if [ \"$pv_t\" = {token} ]; then rm -rf \"$st/lock\"\n\
                else printf '{NOT_OURS}%s\\n' \"$(sed -n 1p \"$st/lock/info\" 2>/dev/null)\"; fi\n\
                rmdir \"$claim\"\n\
              else printf '{NOT_OURS}%s\\n' 'a run taking it over'; fi\n",
