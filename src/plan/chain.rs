@@ -85,7 +85,7 @@ pub fn chain_script(
     }
     s.push_str("rm -rf \"$pv_c\"\n");
     if let Some(flag) = stop_flag {
-        let _ = writeln!(s, "rm -f {flag}");
+        let _ = writeln!(s, "[ ! -e {flag} ] || rm -f {flag}");
     }
     // A chain step's own re-probe matters only when the chain stopped before it (the runner
     // goes on from there); the steps after the chain are re-probed in any case.

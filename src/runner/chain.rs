@@ -19,7 +19,7 @@ use crate::plan::chain::{self, ChainParsed, Link, Ran};
 use crate::remote::{facts, state_dir};
 use crate::report::Status;
 use crate::steps::Probe;
-use crate::steps::{Action, Decision, Outcome, StepKind};
+use crate::steps::{Action, Decision, StepKind};
 use crate::transport::{Connector, ExecOutput, Input, Keep};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
@@ -360,13 +360,7 @@ impl<C: Connector> HostRun<'_, C> {
                     self.finish(m.i, Status::Skipped, msg, None, None, started);
                 }
                 What::Ok(msg) => {
-                    let v = m.kind.register(&Outcome {
-                        changed: false,
-                        check_mode: false,
-                        probe: seen.get(&m.i),
-                        applied: None,
-                    });
-                    self.register(m.i, v);
+                    self.register_outcome(m.i, m.kind.as_ref(), false, seen.get(&m.i));
                     self.finish(m.i, Status::Ok, msg, None, None, started);
                 }
                 What::Change(Change { summary, diff, .. }) => {

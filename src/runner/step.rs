@@ -44,7 +44,8 @@ impl<C: Connector> HostRun<'_, C> {
     ) -> Result<usize, Stop> {
         match self.decide(kind.as_ref(), i) {
             Decision::Ok(msg) => {
-                self.register_outcome(i, kind.as_ref(), false);
+                let probe = self.probes.get(&i).cloned();
+                self.register_outcome(i, kind.as_ref(), false, probe.as_ref());
                 self.finish(i, Status::Ok, msg, None, None, started);
                 if let Some(clear) = self.pending.done_without_change(i, self.check()) {
                     self.exec(&clear, None, Duration::from_secs(60), Keep::All)
@@ -55,7 +56,8 @@ impl<C: Connector> HostRun<'_, C> {
             Decision::Fail(msg) => self.fail_unless_unknown(i, msg, started).map(|()| i + 1),
             Decision::Change { summary, diff } if self.check() => {
                 self.predicted.extend(kind.outputs());
-                self.register_outcome(i, kind.as_ref(), true);
+                let probe = self.probes.get(&i).cloned();
+                self.register_outcome(i, kind.as_ref(), true, probe.as_ref());
                 self.register_is_predicted(i);
                 self.finish(i, Status::Changed, summary, diff, None, started);
                 Ok(i + 1)
@@ -174,12 +176,19 @@ impl<C: Connector> HostRun<'_, C> {
         }
     }
 
-    /// Register what a step that was not applied (ok, or a predicted change) knows.
-    fn register_outcome(&mut self, i: usize, kind: &dyn StepKind, changed: bool) {
+    /// Register what a step that was not applied (ok, or a predicted change) knows from the
+    /// probe its decision saw.
+    pub(super) fn register_outcome(
+        &mut self,
+        i: usize,
+        kind: &dyn StepKind,
+        changed: bool,
+        probe: Option<&crate::steps::Probe>,
+    ) {
         let v = kind.register(&Outcome {
             changed,
             check_mode: self.check(),
-            probe: self.probes.get(&i),
+            probe,
             applied: None,
         });
         let v = self.pending.with_change(i, v);
