@@ -107,23 +107,13 @@ end_phase fmt
 
 mkdir -p target
 # The fuzz targets' ASan build (its own target dir, 15-25 min of CPU cold) starts first, niced,
-# so it fills what clippy, the build and the I/O-bound tests leave idle of the cores; the fuzz
+# so it fills what the build, clippy and the I/O-bound tests leave idle of the cores; the fuzz
 # phase at the end waits for it.
 fuzz_build_pid=
 if [ "${PROVISION_FAST:-0}" != 1 ]; then
   nice -n 15 scripts/fuzz-smoke.sh --build-only >target/fuzz-build.log 2>&1 &
   fuzz_build_pid=$!
 fi
-
-start_phase clippy
-cargo clippy --all-targets --quiet -- -D warnings
-end_phase clippy
-
-# The build without the AWS SDK (`--no-default-features`, as the fuzz crate uses it) must
-# stay clean too: nothing else compiles it.
-start_phase "clippy without ec2"
-cargo clippy --no-default-features --all-targets --quiet -- -D warnings
-end_phase "clippy without ec2"
 
 start_phase build
 # The JSON lists the test executables for scripts/test-pool.sh; diagnostics still go to stderr.
@@ -142,8 +132,28 @@ if [ $slow = 1 ]; then
   # The static binary (scripts/dist.sh) linked over the test build, for tests/static_binary.rs.
   PROFILE=dev OUT=target/dist-dev scripts/dist.sh || tests_ok=0
 fi
+# Clippy (~11 min of CPU cold: it checks every crate again, and the build without the AWS SDK
+# — `--no-default-features`, as the fuzz crate uses it — has other features: nothing else
+# lints it) runs beside the tests, niced: they leave a core mostly idle. It starts after
+# dist.sh, the last cargo build the tests need, since it holds the target dir's lock.
+clippy_start=$(date +%s)
+(
+  rc=0
+  nice -n 10 cargo clippy --all-targets --quiet -- -D warnings &&
+    nice -n 10 cargo clippy --no-default-features --all-targets --quiet -- -D warnings || rc=$?
+  date +%s >target/clippy.end
+  exit $rc
+) >target/clippy.log 2>&1 &
+clippy_pid=$!
 TEST_SLOW=$slow scripts/test-pool.sh target/test-build.json target/test-output.txt target/test-output-slow.txt || tests_ok=0
 end_phase tests
+
+clippy_ok=1
+wait "$clippy_pid" || clippy_ok=0
+cat target/clippy.log
+took=$(($(cat target/clippy.end 2>/dev/null || date +%s) - clippy_start))
+phases+=("clippy (beside the tests) ${took}s")
+echo "== clippy (both feature sets, beside the tests) wall time: ${took}s"
 
 line=$(check_counts target/test-output.txt)
 if [ $slow = 1 ]; then
@@ -174,5 +184,6 @@ if [ "${PROVISION_FAST:-0}" != 1 ]; then
 fi
 echo "$line"
 echo "wall time: $(IFS=,; echo "${phases[*]}" | sed 's/,/, /g')"
+[ "$clippy_ok" = 1 ] || { echo "clippy failed (see above, target/clippy.log)" >&2; exit 1; }
 [ "$tests_ok" = 1 ] || { echo "tests failed (see target/test-logs/)" >&2; exit 1; }
 [ "$fuzz_ok" = 1 ] || { echo "the fuzz smoke run failed (see above)" >&2; exit 1; }
