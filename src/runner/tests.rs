@@ -274,11 +274,19 @@ async fn a_gate_looks_once_ahead_and_waits_in_its_turn_only_when_closed() {
     let t = trace(&rec.events(), "a");
     assert!(t[4].starts_with("gate ok:"), "{t:?}");
     assert_eq!(t[5], "finished (2 trips)");
+    // The look (in the first batch, a zero timeout) and the wait (its own round trip, with
+    // the step's 5 s timeout); "sleep" is in both scripts' poll loop, so the timeouts tell.
     let scripts = local.scripts("a");
+    let runs = scripts.len();
     assert!(
-        scripts[scripts.len() - 1].contains("sleep"),
+        scripts[runs - 2].contains("-ge 1 ]"),
+        "the look: {}",
+        scripts[runs - 2]
+    );
+    assert!(
+        scripts[runs - 1].contains("-ge 5000 ]"),
         "the wait: {}",
-        scripts[scripts.len() - 1]
+        scripts[runs - 1]
     );
 }
 
